@@ -1,0 +1,265 @@
+//! Data files: naming, creation, positional reads, and the active file's
+//! append buffer.
+//!
+//! The active file buffers appended records in memory (`Tail`) and writes
+//! them with `pwrite` when the buffer fills, on sync, or when it is sealed.
+//! Readers find a record either on disk (below `flushed`) or in the tail, so
+//! a get right after a put sees the new value, and a reader never waits for
+//! the writer's I/O: the writer holds only a shared lock on the tail while
+//! its `pwrite` runs.
+
+use crate::error::{Error, Result};
+use crate::format::{self, FILE_HEADER_LEN};
+use parking_lot::RwLock;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// A file id's high 32 bits grow by one for each new active file; merge
+/// outputs take the ids right after the newest file they follow, so the
+/// numeric order of ids is always the age order of the records inside.
+pub(crate) const MAJOR_SHIFT: u32 = 32;
+
+pub fn data_name(id: u64) -> String {
+    format!("{id:016x}.data")
+}
+
+/// Parses `{16 hex digits}.data`; anything else is not a data file.
+pub fn parse_data_name(name: &str) -> Option<u64> {
+    let stem = name.strip_suffix(".data")?;
+    if stem.len() != 16 || !stem.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u64::from_str_radix(stem, 16).ok()
+}
+
+/// Makes the directory entry changes (create, rename, unlink) durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("syncing directory", dir, e))
+}
+
+struct Tail {
+    /// File offset of `pending[0]`.
+    base: u64,
+    pending: Vec<u8>,
+}
+
+pub struct DataFile {
+    /// In-memory handle stored in the keydir; never reused within a process.
+    pub fnum: u32,
+    /// On-disk id; the file name is derived from it.
+    pub id: u64,
+    pub path: PathBuf,
+    file: File,
+    /// Bytes written to the file; reads below this go to disk.
+    flushed: AtomicU64,
+    /// Bytes known to be on stable storage (active file; group commit).
+    synced: AtomicU64,
+    /// Set once the file is immutable and fully synced.
+    sealed: AtomicBool,
+    tail: RwLock<Tail>,
+    /// Record bytes in the file (everything after the header).
+    pub record_bytes: AtomicU64,
+    /// Record bytes no longer needed: overwritten, deleted, tombstones.
+    pub dead_bytes: AtomicU64,
+}
+
+impl DataFile {
+    /// Creates a new active data file at `path` with its header written and
+    /// the file and directory synced, so a crash never leaves a headerless
+    /// file behind a newer one.
+    /// `create_at` is where the file is made (a temporary name for merge
+    /// outputs, renamed to `path` when complete).
+    pub fn create(
+        fnum: u32,
+        id: u64,
+        dir: &Path,
+        create_at: &Path,
+        path: PathBuf,
+    ) -> Result<DataFile> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(create_at)
+            .map_err(|e| Error::io("creating data file", create_at, e))?;
+        file.write_all_at(&format::file_header(&format::DATA_MAGIC), 0)
+            .and_then(|_| file.sync_all())
+            .map_err(|e| Error::io("writing header of", create_at, e))?;
+        sync_dir(dir)?;
+        Ok(DataFile::from_parts(
+            fnum,
+            id,
+            path,
+            file,
+            FILE_HEADER_LEN,
+            false,
+        ))
+    }
+
+    /// Wraps an existing, already validated file of `len` bytes as immutable.
+    pub fn open_sealed(fnum: u32, id: u64, path: PathBuf, len: u64) -> Result<DataFile> {
+        let file = File::open(&path).map_err(|e| Error::io("opening data file", &path, e))?;
+        Ok(DataFile::from_parts(fnum, id, path, file, len, true))
+    }
+
+    fn from_parts(fnum: u32, id: u64, path: PathBuf, file: File, len: u64, sealed: bool) -> Self {
+        DataFile {
+            fnum,
+            id,
+            path,
+            file,
+            flushed: AtomicU64::new(len),
+            synced: AtomicU64::new(len),
+            sealed: AtomicBool::new(sealed),
+            tail: RwLock::new(Tail {
+                base: len,
+                pending: Vec::new(),
+            }),
+            record_bytes: AtomicU64::new(len.saturating_sub(FILE_HEADER_LEN)),
+            dead_bytes: AtomicU64::new(0),
+        }
+    }
+
+    /// File length including buffered records.
+    pub fn len(&self) -> u64 {
+        FILE_HEADER_LEN + self.record_bytes.load(Ordering::Relaxed)
+    }
+
+    pub fn is_sealed(&self) -> bool {
+        self.sealed.load(Ordering::Acquire)
+    }
+
+    pub fn is_synced_to(&self, end: u64) -> bool {
+        self.is_sealed() || self.synced.load(Ordering::Acquire) >= end
+    }
+
+    /// Reads `len` bytes at `offset` into `buf` (replacing its contents).
+    pub fn read_at(&self, offset: u64, len: usize, buf: &mut Vec<u8>) -> Result<()> {
+        buf.clear();
+        let end = offset + len as u64;
+        if end > self.flushed.load(Ordering::Acquire) {
+            let tail = self.tail.read();
+            if offset >= tail.base {
+                let from = (offset - tail.base) as usize;
+                let bytes = tail.pending.get(from..from + len).ok_or_else(|| {
+                    Error::internal(format!(
+                        "{}: offset {offset}: record of {len} bytes beyond the end of the file",
+                        self.path.display()
+                    ))
+                })?;
+                buf.extend_from_slice(bytes);
+                return Ok(());
+            }
+            // The writer flushed it meanwhile: it is on disk now.
+        }
+        buf.resize(len, 0);
+        self.file.read_exact_at(buf, offset).map_err(|e| {
+            let what = if e.kind() == io::ErrorKind::UnexpectedEof {
+                format!("reading record at offset {offset} (file too short) in")
+            } else {
+                format!("reading offset {offset} of")
+            };
+            Error::io(&what, &self.path, e)
+        })
+    }
+
+    // ---- Writer side: the methods below are called only by the one thread
+    // that holds the engine's writer lock (or by merge for its own outputs).
+
+    pub fn pending_len(&self) -> usize {
+        self.tail.read().pending.len()
+    }
+
+    /// Appends one record to the buffer; returns its offset.
+    pub fn append(&self, encode: impl FnOnce(&mut Vec<u8>)) -> u64 {
+        let mut tail = self.tail.write();
+        let before = tail.pending.len();
+        encode(&mut tail.pending);
+        let added = (tail.pending.len() - before) as u64;
+        self.record_bytes.fetch_add(added, Ordering::Relaxed);
+        tail.base + before as u64
+    }
+
+    /// Writes a record straight to the file, bypassing the buffer (which
+    /// must be empty): large values are not copied into memory twice.
+    pub fn append_direct(&self, parts: &[&[u8]]) -> Result<u64> {
+        let tail = self.tail.read();
+        debug_assert!(tail.pending.is_empty());
+        let start = tail.base;
+        let mut at = start;
+        for part in parts {
+            self.file
+                .write_all_at(part, at)
+                .map_err(|e| Error::io(&format!("writing offset {at} of"), &self.path, e))?;
+            at += part.len() as u64;
+        }
+        drop(tail);
+        self.tail.write().base = at;
+        self.flushed.store(at, Ordering::Release);
+        self.record_bytes.fetch_add(at - start, Ordering::Relaxed);
+        Ok(start)
+    }
+
+    /// Writes the buffer to the file. On failure the buffer is kept, so the
+    /// records it holds are written by a later flush.
+    pub fn flush(&self) -> Result<()> {
+        let tail = self.tail.read();
+        if tail.pending.is_empty() {
+            return Ok(());
+        }
+        let (base, n) = (tail.base, tail.pending.len() as u64);
+        self.file
+            .write_all_at(&tail.pending, base)
+            .map_err(|e| Error::io(&format!("writing offset {base} of"), &self.path, e))?;
+        drop(tail);
+        let mut tail = self.tail.write();
+        tail.pending.clear();
+        tail.base = base + n;
+        self.flushed.store(base + n, Ordering::Release);
+        Ok(())
+    }
+
+    /// fdatasync of everything flushed so far.
+    pub fn sync_data(&self) -> Result<()> {
+        let upto = self.flushed.load(Ordering::Acquire);
+        self.file
+            .sync_data()
+            .map_err(|e| Error::io("syncing", &self.path, e))?;
+        self.synced.fetch_max(upto, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Flushes and syncs; the file is immutable from now on.
+    pub fn seal(&self) -> Result<()> {
+        self.flush()?;
+        self.sync_data()?;
+        self.sealed.store(true, Ordering::Release);
+        // The buffer's capacity is not needed any more.
+        self.tail.write().pending = Vec::new();
+        Ok(())
+    }
+
+    /// Truncates the file to `len` bytes (recovery of a torn tail).
+    pub fn truncate(path: &Path, len: u64) -> Result<()> {
+        let f = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| Error::io("opening for truncation", path, e))?;
+        f.set_len(len)
+            .and_then(|_| f.sync_all())
+            .map_err(|e| Error::io(&format!("truncating to {len} bytes"), path, e))
+    }
+}
+
+/// Removes a file, ignoring "already gone".
+pub fn remove_file(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io("removing", path, e)),
+        _ => Ok(()),
+    }
+}

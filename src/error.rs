@@ -1,0 +1,122 @@
+//! Error type shared by the engine and the C boundary.
+
+use std::ffi::CStr;
+use std::fmt;
+use std::io;
+use std::path::Path;
+
+/// Outcome classes. The numeric values are part of the C ABI (`bc_status`):
+/// they are fixed forever and a retired value is never reused.
+#[repr(i32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Status {
+    Ok = 0,
+    NotFound = 1,
+    InvalidArgument = 2,
+    Io = 3,
+    Corruption = 4,
+    Locked = 5,
+    TooLarge = 6,
+    BufferTooSmall = 7,
+    ReadOnly = 8,
+    Internal = 9,
+}
+
+impl Status {
+    const ALL: [Status; 10] = [
+        Status::Ok,
+        Status::NotFound,
+        Status::InvalidArgument,
+        Status::Io,
+        Status::Corruption,
+        Status::Locked,
+        Status::TooLarge,
+        Status::BufferTooSmall,
+        Status::ReadOnly,
+        Status::Internal,
+    ];
+
+    /// The status with this numeric value, if any.
+    pub fn from_code(code: i32) -> Option<Status> {
+        Status::ALL.into_iter().find(|s| *s as i32 == code)
+    }
+
+    /// A short static description (also what `bc_status_str` returns).
+    pub fn describe_c(self) -> &'static CStr {
+        match self {
+            Status::Ok => c"ok",
+            Status::NotFound => c"not found",
+            Status::InvalidArgument => c"invalid argument",
+            Status::Io => c"I/O error",
+            Status::Corruption => c"data corruption",
+            Status::Locked => c"database locked by another handle",
+            Status::TooLarge => c"key or value too large",
+            Status::BufferTooSmall => c"buffer too small",
+            Status::ReadOnly => c"database is read-only",
+            Status::Internal => c"internal error",
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        self.describe_c().to_str().unwrap_or("?")
+    }
+}
+
+/// An error with the status class and a message that names the file and
+/// offset where that is relevant.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Error {
+    status: Status,
+    message: String,
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub fn new(status: Status, message: impl Into<String>) -> Error {
+        Error {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub fn status(&self) -> Status {
+        self.status
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub(crate) fn invalid(message: impl Into<String>) -> Error {
+        Error::new(Status::InvalidArgument, message)
+    }
+
+    pub(crate) fn corruption(message: impl Into<String>) -> Error {
+        Error::new(Status::Corruption, message)
+    }
+
+    pub(crate) fn internal(message: impl Into<String>) -> Error {
+        Error::new(Status::Internal, message)
+    }
+
+    /// An I/O error while doing `what` on `path`; ENOSPC and friends keep
+    /// their OS wording ("No space left on device").
+    pub(crate) fn io(what: &str, path: &Path, err: io::Error) -> Error {
+        Error::new(Status::Io, format!("{what} {}: {err}", path.display()))
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}: {}", self.status, self.message)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.status.describe(), self.message)
+    }
+}
+
+impl std::error::Error for Error {}

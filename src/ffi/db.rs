@@ -1,0 +1,393 @@
+//! `bc_db`: open, close and the key/value calls.
+
+use super::options::{bc_options, options_or_default};
+use super::{arg, bc_status, boundary, boundary_free, bytes, out_arg};
+use crate::db::{Db, Stats};
+use crate::error::{Error, Status};
+use std::ffi::{c_char, CStr, OsStr};
+use std::os::unix::ffi::OsStrExt;
+
+/// An open database. Opaque; made by bc_open, freed by bc_close.
+///
+/// One bc_db may be used from many threads at once: gets run in parallel
+/// and do not wait for writers; puts, deletes and merges are serialised
+/// inside. bc_close must not run concurrently with any other call on the
+/// same handle.
+pub struct bc_db {
+    db: Db,
+}
+
+/// Runs `body` against the handle behind `db`, poisoning it on a panic.
+fn with_db(db: *mut bc_db, body: impl FnOnce(&Db) -> Result<bc_status, Error>) -> bc_status {
+    // SAFETY: a non-NULL db comes from bc_open and stays alive until
+    // bc_close, which the caller does not run concurrently (documented).
+    let handle = match unsafe { arg(db as *const bc_db, "db") } {
+        Ok(h) => h,
+        Err(e) => return boundary_free(|| Err(e)),
+    };
+    boundary(|e| handle.db.poison(e.clone()), || body(&handle.db))
+}
+
+fn found(b: bool) -> Result<bc_status, Error> {
+    if b {
+        Ok(bc_status::BC_OK)
+    } else {
+        Err(Error::new(Status::NotFound, "not found"))
+    }
+}
+
+/// Opens the database in directory `path`, creating it if it is missing
+/// (unless bc_options_set_create_if_missing said otherwise), and rebuilds
+/// the keydir from its data files. A record torn by a crash at the end of
+/// the newest file is cut off (bc_stats.recovered_bytes_dropped counts the
+/// bytes); any other damage fails the open with BC_CORRUPTION unless the
+/// repair option is set.
+///
+/// @param[in]  path a NUL-terminated directory path, read during the call.
+/// @param[in]  opts options, or NULL for the defaults; read during the
+///             call only (free them whenever you like afterwards).
+/// @param[out] out  receives the handle, owned by the caller until
+///             bc_close. Written only on BC_OK.
+/// @return BC_OK; BC_INVALID_ARGUMENT (NULL path or out, empty path);
+///         BC_IO (missing directory without create_if_missing, permission,
+///         disk errors); BC_LOCKED (another read-write handle holds the
+///         directory: the message names its pid); BC_CORRUPTION (a damaged
+///         or foreign file: the message names the file and offset).
+/// Thread-safe (opens of different directories may run in parallel).
+#[no_mangle]
+pub extern "C" fn bc_open(
+    path: *const c_char,
+    opts: *const bc_options,
+    out: *mut *mut bc_db,
+) -> bc_status {
+    boundary_free(|| {
+        out_arg(out, "out")?;
+        if path.is_null() {
+            return Err(Error::invalid("path is NULL"));
+        }
+        // SAFETY: path is non-NULL and NUL-terminated (caller contract).
+        let path = unsafe { CStr::from_ptr(path) }.to_bytes();
+        if path.is_empty() {
+            return Err(Error::invalid("path is empty"));
+        }
+        // SAFETY: opts is NULL or from bc_options_new (caller contract).
+        let opts = unsafe { options_or_default(opts) };
+        let db = Db::open(OsStr::from_bytes(path), opts)?;
+        let handle = Box::into_raw(Box::new(bc_db { db }));
+        // SAFETY: out is non-NULL and writable (caller contract).
+        unsafe { *out = handle };
+        Ok(bc_status::BC_OK)
+    })
+}
+
+/// Flushes and syncs what is buffered, releases the directory lock and
+/// frees the handle. NULL is a no-op returning BC_OK.
+///
+/// @param[in] db the handle; it is freed whatever the result, and must not
+///            be used again nor be in use by another thread.
+/// @return BC_OK; BC_IO if the final flush or sync failed (the data written
+///         since the last successful sync may be lost).
+#[no_mangle]
+pub extern "C" fn bc_close(db: *mut bc_db) -> bc_status {
+    if db.is_null() {
+        return bc_status::BC_OK;
+    }
+    boundary_free(|| {
+        // SAFETY: db came from Box::into_raw in bc_open and is closed once,
+        // with no concurrent calls (caller contract).
+        let handle = unsafe { Box::from_raw(db) };
+        handle.db.close()?;
+        Ok(bc_status::BC_OK)
+    })
+}
+
+/// Stores `val` under `key`, replacing any previous value.
+///
+/// @param[in] db  the handle.
+/// @param[in] key the key bytes (any bytes, NULs included), read during the
+///            call; 1 ..= max_key_size bytes.
+/// @param[in] val the value bytes, read during the call; NULL with vlen 0
+///            stores an empty value (which is found, with length 0).
+/// @return BC_OK; BC_INVALID_ARGUMENT (NULL db or key, empty key, NULL val
+///         with vlen > 0); BC_TOO_LARGE (key or value over its limit);
+///         BC_READ_ONLY; BC_IO (write or sync failed, e.g. disk full: in
+///         BC_SYNC_ALWAYS mode the value may or may not be durable; in the
+///         other modes it was not stored); BC_INTERNAL.
+/// Thread-safe.
+#[no_mangle]
+pub extern "C" fn bc_put(
+    db: *mut bc_db,
+    key: *const u8,
+    klen: usize,
+    val: *const u8,
+    vlen: usize,
+) -> bc_status {
+    with_db(db, |db| {
+        // SAFETY: key/val point to klen/vlen readable bytes (caller contract).
+        let (k, v) = unsafe { (super::key(key, klen)?, bytes(val, vlen, "val")?) };
+        db.put(k, v)?;
+        Ok(bc_status::BC_OK)
+    })
+}
+
+/// Looks up `key` and returns a copy of its value.
+///
+/// @param[out] val  receives a buffer owned by the caller, to be released
+///             with bc_free(val, vlen) (never with free()). For an empty
+///             value *vlen is 0 and *val is a non-NULL pointer that must not
+///             be read; passing it to bc_free is harmless.
+/// @param[out] vlen receives the value length.
+///             Both are written only on BC_OK.
+/// @return BC_OK; BC_NOT_FOUND (absent or expired; not an error);
+///         BC_INVALID_ARGUMENT; BC_TOO_LARGE (key over max_key_size);
+///         BC_CORRUPTION (the stored record fails its checksum: never wrong
+///         bytes); BC_IO; BC_INTERNAL.
+/// Thread-safe; gets run in parallel with each other and with writers.
+#[no_mangle]
+pub extern "C" fn bc_get(
+    db: *mut bc_db,
+    key: *const u8,
+    klen: usize,
+    val: *mut *mut u8,
+    vlen: *mut usize,
+) -> bc_status {
+    with_db(db, |db| {
+        out_arg(val, "val")?;
+        out_arg(vlen, "vlen")?;
+        // SAFETY: key points to klen readable bytes (caller contract).
+        let k = unsafe { super::key(key, klen)? };
+        let value = db.with_value(k, |v| Box::<[u8]>::from(v))?;
+        let Some(value) = value else {
+            return found(false);
+        };
+        let len = value.len();
+        // SAFETY: val and vlen are non-NULL and writable (caller contract).
+        unsafe {
+            *val = Box::into_raw(value) as *mut u8;
+            *vlen = len;
+        }
+        Ok(bc_status::BC_OK)
+    })
+}
+
+/// Looks up `key` and copies its value into the caller's buffer, without
+/// allocating.
+///
+/// @param[out] buf  the caller's buffer of `cap` bytes; NULL is allowed
+///             with cap 0 (a size query).
+/// @param[out] vlen on BC_OK the value length; on BC_BUFFER_TOO_SMALL the
+///             length needed (buf is then left untouched).
+/// @return BC_OK; BC_NOT_FOUND; BC_BUFFER_TOO_SMALL; BC_INVALID_ARGUMENT
+///         (also NULL vlen, or NULL buf with cap > 0); BC_TOO_LARGE;
+///         BC_CORRUPTION; BC_IO; BC_INTERNAL.
+/// Thread-safe.
+#[no_mangle]
+pub extern "C" fn bc_get_into(
+    db: *mut bc_db,
+    key: *const u8,
+    klen: usize,
+    buf: *mut u8,
+    cap: usize,
+    vlen: *mut usize,
+) -> bc_status {
+    with_db(db, |db| {
+        out_arg(vlen, "vlen")?;
+        if buf.is_null() && cap > 0 {
+            return Err(Error::invalid(format!("buf is NULL with cap {cap}")));
+        }
+        // SAFETY: key points to klen readable bytes (caller contract).
+        let k = unsafe { super::key(key, klen)? };
+        let copied = db.with_value(k, |v| {
+            if v.len() > cap {
+                return Err(v.len());
+            }
+            if !v.is_empty() {
+                // SAFETY: buf is non-NULL here (cap >= v.len() > 0) and has
+                // cap writable bytes (caller contract); v is our own buffer,
+                // so the two do not overlap.
+                unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), buf, v.len()) };
+            }
+            Ok(v.len())
+        })?;
+        let (status, len) = match copied {
+            None => return found(false),
+            Some(Ok(n)) => (bc_status::BC_OK, n),
+            Some(Err(needed)) => {
+                super::set_last_error(&format!("value is {needed} bytes, the buffer holds {cap}"));
+                (bc_status::BC_BUFFER_TOO_SMALL, needed)
+            }
+        };
+        // SAFETY: vlen is non-NULL and writable (caller contract).
+        unsafe { *vlen = len };
+        Ok(status)
+    })
+}
+
+/// Releases a value returned by bc_get. NULL is a no-op.
+///
+/// @param[in] val  exactly the pointer bc_get returned.
+/// @param[in] vlen exactly the length bc_get returned with it.
+/// Thread-safe (any thread may free).
+#[no_mangle]
+pub extern "C" fn bc_free(val: *mut u8, vlen: usize) {
+    if !val.is_null() {
+        // SAFETY: (val, vlen) came from Box<[u8]>::into_raw in bc_get and
+        // are freed once (caller contract). A zero-length box owns nothing.
+        drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(val, vlen)) });
+    }
+}
+
+/// Deletes `key` by appending a tombstone.
+///
+/// @return BC_OK; BC_NOT_FOUND (the key was absent: nothing is written);
+///         BC_INVALID_ARGUMENT; BC_TOO_LARGE; BC_READ_ONLY; BC_IO;
+///         BC_INTERNAL.
+/// Thread-safe.
+#[no_mangle]
+pub extern "C" fn bc_delete(db: *mut bc_db, key: *const u8, klen: usize) -> bc_status {
+    with_db(db, |db| {
+        // SAFETY: key points to klen readable bytes (caller contract).
+        let k = unsafe { super::key(key, klen)? };
+        found(db.delete(k)?)
+    })
+}
+
+/// Whether `key` has a value, without reading it (no disk I/O).
+///
+/// @return BC_OK (present); BC_NOT_FOUND (absent or expired);
+///         BC_INVALID_ARGUMENT; BC_TOO_LARGE.
+/// Thread-safe.
+#[no_mangle]
+pub extern "C" fn bc_contains(db: *mut bc_db, key: *const u8, klen: usize) -> bc_status {
+    with_db(db, |db| {
+        // SAFETY: key points to klen readable bytes (caller contract).
+        let k = unsafe { super::key(key, klen)? };
+        found(db.contains(k)?)
+    })
+}
+
+/// Writes out the library's buffer and fsyncs the active data file: every
+/// put and delete that returned before this call is then durable. A no-op
+/// on a read-only handle.
+///
+/// @return BC_OK; BC_INVALID_ARGUMENT (NULL db); BC_IO (after a failed
+///         fsync the handle refuses writes: reopen it).
+/// Thread-safe.
+#[no_mangle]
+pub extern "C" fn bc_sync(db: *mut bc_db) -> bc_status {
+    with_db(db, |db| {
+        db.sync()?;
+        Ok(bc_status::BC_OK)
+    })
+}
+
+/// Merge: seals the active data file and rewrites all data files keeping
+/// only live records (newest value of each key, not deleted, not expired),
+/// then deletes the old files. Readers are never paused and never see a
+/// stale or missing value; writers keep writing to a new active file while
+/// the merge copies. A crash at any point leaves a directory that opens
+/// with the same data. With nothing to reclaim it returns BC_OK at once.
+///
+/// @return BC_OK; BC_INVALID_ARGUMENT; BC_READ_ONLY; BC_IO (the database
+///         stays consistent; a later merge retries); BC_CORRUPTION (a record
+///         that fails its checksum: nothing was deleted); BC_INTERNAL.
+/// Thread-safe; one merge runs at a time (a second waits for the first).
+#[no_mangle]
+pub extern "C" fn bc_merge(db: *mut bc_db) -> bc_status {
+    with_db(db, |db| {
+        db.merge()?;
+        Ok(bc_status::BC_OK)
+    })
+}
+
+/// Counters describing a database, filled by bc_get_stats.
+///
+/// Fields are only ever added at the end. Set `struct_size` to
+/// sizeof(bc_stats) before the call: a library newer than your header fills
+/// only the fields your struct has, and an older library fills the ones it
+/// knows and leaves the rest as you set them (zero them first).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct bc_stats {
+    /// Set by the caller to sizeof(bc_stats).
+    pub struct_size: u32,
+    /// Always 0.
+    pub reserved: u32,
+    /// Keys with a value.
+    pub live_keys: u64,
+    /// Data files, the active one included.
+    pub data_files: u64,
+    /// Bytes of all data files.
+    pub total_bytes: u64,
+    /// Bytes of records holding live values.
+    pub live_bytes: u64,
+    /// Bytes a merge would reclaim: overwritten or deleted records and
+    /// tombstones.
+    pub dead_bytes: u64,
+    /// dead_bytes / (live_bytes + dead_bytes), 0 for an empty database.
+    pub fragmentation: f64,
+    /// Bytes cut from a torn tail by the open of this handle.
+    pub recovered_bytes_dropped: u64,
+    /// Damaged records or files skipped by an open with the repair option.
+    pub repaired_records_skipped: u64,
+    /// Merges completed by this handle.
+    pub merges: u64,
+    /// Memory held by the keydir, in bytes.
+    pub keydir_bytes: u64,
+}
+
+impl From<&Stats> for bc_stats {
+    fn from(s: &Stats) -> bc_stats {
+        let records = s.live_bytes + s.dead_bytes;
+        bc_stats {
+            struct_size: std::mem::size_of::<bc_stats>() as u32,
+            reserved: 0,
+            live_keys: s.live_keys,
+            data_files: s.data_files,
+            total_bytes: s.total_bytes,
+            live_bytes: s.live_bytes,
+            dead_bytes: s.dead_bytes,
+            fragmentation: if records == 0 {
+                0.0
+            } else {
+                s.dead_bytes as f64 / records as f64
+            },
+            recovered_bytes_dropped: s.recovered_bytes_dropped,
+            repaired_records_skipped: s.repaired_records_skipped,
+            merges: s.merges,
+            keydir_bytes: s.keydir_bytes,
+        }
+    }
+}
+
+/// Fills `*out` with the current counters.
+///
+/// @param[in,out] out caller-owned; out->struct_size must be set (see
+///                bc_stats). Only the first struct_size bytes are written,
+///                and only on BC_OK.
+/// @return BC_OK; BC_INVALID_ARGUMENT (NULL db or out, or struct_size
+///         smaller than the struct_size and reserved fields).
+/// Thread-safe.
+#[no_mangle]
+pub extern "C" fn bc_get_stats(db: *mut bc_db, out: *mut bc_stats) -> bc_status {
+    with_db(db, |db| {
+        out_arg(out, "out")?;
+        // SAFETY: out is non-NULL and its first 4 bytes are the caller's
+        // struct_size (caller contract); read unaligned to be lenient.
+        let size = unsafe { std::ptr::read_unaligned(out as *const u32) } as usize;
+        if size < 8 {
+            return Err(Error::invalid(format!(
+                "out->struct_size is {size}; set it to sizeof(bc_stats)"
+            )));
+        }
+        let mut full = bc_stats::from(&db.stats());
+        let n = size.min(std::mem::size_of::<bc_stats>());
+        full.struct_size = n as u32;
+        // SAFETY: the caller's struct has `size` writable bytes (it said so
+        // in struct_size) and n <= size; the source is our local struct.
+        unsafe {
+            std::ptr::copy_nonoverlapping(&full as *const bc_stats as *const u8, out as *mut u8, n)
+        };
+        Ok(bc_status::BC_OK)
+    })
+}

@@ -1,0 +1,194 @@
+//! `bc_options`: open options built up by setters.
+
+use super::{arg, bc_status, boundary_free, out_arg};
+use crate::error::Error;
+use crate::options::{self, Options, SyncMode};
+use std::time::Duration;
+
+/// Opaque open options. Create with bc_options_new, free with
+/// bc_options_free. Not thread-safe: set it up on one thread.
+pub struct bc_options {
+    pub(crate) opts: Options,
+}
+
+/// The OS decides when data reaches the disk. A process crash loses what is
+/// still in the library's write buffer (at most 256 KiB); a power loss
+/// loses what is in the page cache.
+pub const BC_SYNC_NONE: i32 = 0;
+/// Every put and delete is on stable storage before it returns BC_OK.
+/// Concurrent writers share one fsync (group commit).
+pub const BC_SYNC_ALWAYS: i32 = 1;
+/// A background thread flushes and fsyncs every interval_ms milliseconds:
+/// a crash loses at most that much.
+pub const BC_SYNC_INTERVAL: i32 = 2;
+
+/// Edits the options behind `opts` with `edit`.
+fn with_opts(
+    opts: *mut bc_options,
+    edit: impl FnOnce(&mut Options) -> Result<(), Error>,
+) -> bc_status {
+    boundary_free(|| {
+        // SAFETY: a non-NULL opts comes from bc_options_new and is not
+        // shared with another thread during the call (documented).
+        let o = unsafe { opts.as_mut() }.ok_or_else(|| Error::invalid("opts is NULL"))?;
+        edit(&mut o.opts)?;
+        Ok(bc_status::BC_OK)
+    })
+}
+
+/// Creates options holding the defaults: max_file_size 256 MiB,
+/// max_key_size 4096, max_value_size 64 MiB, BC_SYNC_NONE, read-write,
+/// create_if_missing true, repair false.
+///
+/// @param[out] out receives the new options; the caller owns them and
+///             frees them with bc_options_free (after bc_open if it likes:
+///             bc_open copies what it needs).
+/// @return BC_OK, or BC_INVALID_ARGUMENT if out is NULL.
+#[no_mangle]
+pub extern "C" fn bc_options_new(out: *mut *mut bc_options) -> bc_status {
+    boundary_free(|| {
+        out_arg(out, "out")?;
+        let o = Box::into_raw(Box::new(bc_options {
+            opts: Options::default(),
+        }));
+        // SAFETY: out is non-NULL and points to writable storage (caller).
+        unsafe { *out = o };
+        Ok(bc_status::BC_OK)
+    })
+}
+
+/// Frees options made by bc_options_new. NULL is a no-op.
+#[no_mangle]
+pub extern "C" fn bc_options_free(opts: *mut bc_options) {
+    if !opts.is_null() {
+        // SAFETY: opts came from Box::into_raw in bc_options_new and is
+        // freed once (caller contract). Dropping Options cannot panic.
+        drop(unsafe { Box::from_raw(opts) });
+    }
+}
+
+/// Size at which the active data file is sealed and a new one started.
+/// A record larger than this gets a file of its own.
+///
+/// @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL or bytes is outside
+///         4096 ..= 4294967295.
+#[no_mangle]
+pub extern "C" fn bc_options_set_max_file_size(opts: *mut bc_options, bytes: u64) -> bc_status {
+    with_opts(opts, |o| {
+        options::check_file_size(bytes)?;
+        o.max_file_size = bytes;
+        Ok(())
+    })
+}
+
+/// Longest key accepted; longer keys get BC_TOO_LARGE. Every key lives in
+/// memory (the keydir), so this bounds memory per key.
+///
+/// @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL or bytes is outside
+///         1 ..= 65535.
+#[no_mangle]
+pub extern "C" fn bc_options_set_max_key_size(opts: *mut bc_options, bytes: u32) -> bc_status {
+    with_opts(opts, |o| {
+        options::check_key_size(bytes)?;
+        o.max_key_size = bytes;
+        Ok(())
+    })
+}
+
+/// Longest value accepted; longer values get BC_TOO_LARGE.
+///
+/// @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL or bytes is outside
+///         1 ..= 2147483647.
+#[no_mangle]
+pub extern "C" fn bc_options_set_max_value_size(opts: *mut bc_options, bytes: u32) -> bc_status {
+    with_opts(opts, |o| {
+        options::check_value_size(bytes)?;
+        o.max_value_size = bytes;
+        Ok(())
+    })
+}
+
+/// Durability: BC_SYNC_NONE, BC_SYNC_ALWAYS or BC_SYNC_INTERVAL (then
+/// interval_ms, which must be > 0; it is ignored for the other modes).
+///
+/// @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL, the mode is
+///         unknown, or the interval is 0 with BC_SYNC_INTERVAL.
+#[no_mangle]
+pub extern "C" fn bc_options_set_sync(
+    opts: *mut bc_options,
+    mode: i32,
+    interval_ms: u32,
+) -> bc_status {
+    with_opts(opts, |o| {
+        o.sync = match mode {
+            BC_SYNC_NONE => SyncMode::None,
+            BC_SYNC_ALWAYS => SyncMode::Always,
+            BC_SYNC_INTERVAL if interval_ms > 0 => {
+                SyncMode::Interval(Duration::from_millis(interval_ms as u64))
+            }
+            BC_SYNC_INTERVAL => {
+                return Err(Error::invalid("BC_SYNC_INTERVAL needs interval_ms > 0"))
+            }
+            other => return Err(Error::invalid(format!("unknown sync mode {other}"))),
+        };
+        Ok(())
+    })
+}
+
+/// Opens without the write lock: any number of read-only handles can share
+/// a database, also beside a read-write handle in another process. A
+/// read-only handle sees the data as of its open and refuses writes with
+/// BC_READ_ONLY.
+///
+/// @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL.
+#[no_mangle]
+pub extern "C" fn bc_options_set_read_only(opts: *mut bc_options, read_only: bool) -> bc_status {
+    with_opts(opts, |o| {
+        o.read_only = read_only;
+        Ok(())
+    })
+}
+
+/// Whether bc_open creates a missing directory (default true).
+///
+/// @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL.
+#[no_mangle]
+pub extern "C" fn bc_options_set_create_if_missing(
+    opts: *mut bc_options,
+    create: bool,
+) -> bc_status {
+    with_opts(opts, |o| {
+        o.create_if_missing = create;
+        Ok(())
+    })
+}
+
+/// Repair mode: bc_open opens a damaged database anyway. Damaged records
+/// are skipped and, on a read-write handle, the files holding them are
+/// rewritten without them; a file whose header is unreadable is renamed to
+/// `*.data.corrupt`. The count is in bc_stats.repaired_records_skipped.
+/// Data in damaged records is lost: copy the directory first if it matters.
+///
+/// @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL.
+#[no_mangle]
+pub extern "C" fn bc_options_set_repair(opts: *mut bc_options, repair: bool) -> bc_status {
+    with_opts(opts, |o| {
+        o.repair = repair;
+        Ok(())
+    })
+}
+
+/// The options behind a possibly-NULL pointer; NULL means defaults.
+///
+/// # Safety
+/// A non-NULL `opts` must come from bc_options_new and be alive.
+pub(crate) unsafe fn options_or_default(opts: *const bc_options) -> Options {
+    if opts.is_null() {
+        Options::default()
+    } else {
+        // SAFETY: forwarded from the caller.
+        unsafe { arg(opts, "opts") }
+            .map(|o| o.opts.clone())
+            .unwrap_or_default()
+    }
+}

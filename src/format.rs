@@ -1,0 +1,190 @@
+//! The on-disk format, byte for byte (docs/FORMAT.md is the prose version).
+//!
+//! Every file starts with a 16-byte header: an 8-byte magic, a u32 format
+//! version and a CRC32 of those 12 bytes. A data file then holds records back
+//! to back. All integers are little-endian.
+//!
+//! Record: `crc32 u32 | timestamp u32 | expiry u32 | key_len u16 |
+//! value_len u32 | flags u8 | key | value`; the CRC covers every byte after it.
+
+use crate::error::{Error, Result};
+use std::path::Path;
+
+pub(crate) const FORMAT_VERSION: u32 = 1;
+pub(crate) const FILE_HEADER_LEN: u64 = 16;
+pub(crate) const DATA_MAGIC: [u8; 8] = *b"BITCASKD";
+#[allow(dead_code)] // hint files: next format step
+pub(crate) const HINT_MAGIC: [u8; 8] = *b"BITCASKH";
+
+pub(crate) const RECORD_HEADER_LEN: usize = 19;
+/// The record deletes its key; its value is empty.
+pub(crate) const FLAG_TOMBSTONE: u8 = 0x01;
+/// Flags this version understands; any other bit means a newer writer.
+pub(crate) const KNOWN_FLAGS: u8 = FLAG_TOMBSTONE;
+
+/// Largest key the format can hold (key_len is a u16).
+pub(crate) const MAX_KEY_LEN: u32 = u16::MAX as u32;
+/// Largest value the library accepts: fits an `isize` on 32-bit targets.
+pub(crate) const MAX_VALUE_LEN: u32 = i32::MAX as u32;
+
+pub fn file_header(magic: &[u8; 8]) -> [u8; FILE_HEADER_LEN as usize] {
+    let mut h = [0u8; FILE_HEADER_LEN as usize];
+    h[..8].copy_from_slice(magic);
+    h[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    let crc = crc32fast::hash(&h[..12]);
+    h[12..16].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+/// Checks a file header; the error names the file and what is wrong with it.
+pub fn check_file_header(buf: &[u8], magic: &[u8; 8], path: &Path) -> Result<()> {
+    let what = if magic == &DATA_MAGIC { "data" } else { "hint" };
+    if buf.len() < FILE_HEADER_LEN as usize {
+        return Err(Error::corruption(format!(
+            "{}: file header is {} bytes, expected {FILE_HEADER_LEN}",
+            path.display(),
+            buf.len()
+        )));
+    }
+    if &buf[..8] != magic {
+        return Err(Error::corruption(format!(
+            "{}: offset 0: not a bitcask {what} file (bad magic)",
+            path.display()
+        )));
+    }
+    let crc = u32_at(buf, 12);
+    if crc32fast::hash(&buf[..12]) != crc {
+        return Err(Error::corruption(format!(
+            "{}: offset 0: file header checksum mismatch",
+            path.display()
+        )));
+    }
+    let version = u32_at(buf, 8);
+    if version != FORMAT_VERSION {
+        return Err(Error::corruption(format!(
+            "{}: format version {version} is not supported (this library reads version {FORMAT_VERSION})",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// The fixed-size part of a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordHeader {
+    pub crc: u32,
+    pub timestamp: u32,
+    pub expiry: u32,
+    pub key_len: u16,
+    pub value_len: u32,
+    pub flags: u8,
+}
+
+impl RecordHeader {
+    pub fn decode(b: &[u8]) -> RecordHeader {
+        RecordHeader {
+            crc: u32_at(b, 0),
+            timestamp: u32_at(b, 4),
+            expiry: u32_at(b, 8),
+            key_len: u16::from_le_bytes([b[12], b[13]]),
+            value_len: u32_at(b, 14),
+            flags: b[18],
+        }
+    }
+
+    /// Whole record length: header, key and value.
+    pub fn record_len(&self) -> u64 {
+        record_len(self.key_len as usize, self.value_len)
+    }
+
+    pub fn is_tombstone(&self) -> bool {
+        self.flags & FLAG_TOMBSTONE != 0
+    }
+}
+
+pub fn record_len(key_len: usize, value_len: u32) -> u64 {
+    RECORD_HEADER_LEN as u64 + key_len as u64 + value_len as u64
+}
+
+/// The 19-byte header of a record of `key` and `value`, CRC included.
+pub fn encode_header(
+    timestamp: u32,
+    expiry: u32,
+    flags: u8,
+    key: &[u8],
+    value: &[u8],
+) -> [u8; RECORD_HEADER_LEN] {
+    let mut h = [0u8; RECORD_HEADER_LEN];
+    h[4..8].copy_from_slice(&timestamp.to_le_bytes());
+    h[8..12].copy_from_slice(&expiry.to_le_bytes());
+    h[12..14].copy_from_slice(&(key.len() as u16).to_le_bytes());
+    h[14..18].copy_from_slice(&(value.len() as u32).to_le_bytes());
+    h[18] = flags;
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&h[4..]);
+    crc.update(key);
+    crc.update(value);
+    h[..4].copy_from_slice(&crc.finalize().to_le_bytes());
+    h
+}
+
+/// Appends one encoded record to `buf`.
+pub fn encode_record(
+    buf: &mut Vec<u8>,
+    timestamp: u32,
+    expiry: u32,
+    flags: u8,
+    key: &[u8],
+    value: &[u8],
+) {
+    buf.extend_from_slice(&encode_header(timestamp, expiry, flags, key, value));
+    buf.extend_from_slice(key);
+    buf.extend_from_slice(value);
+}
+
+/// True when `record` (a whole record) carries a matching CRC.
+pub fn crc_ok(record: &[u8]) -> bool {
+    record.len() >= RECORD_HEADER_LEN && crc32fast::hash(&record[4..]) == u32_at(record, 0)
+}
+
+pub fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_roundtrip_and_crc() {
+        let mut buf = Vec::new();
+        encode_record(&mut buf, 7, 9, 0, b"k\0y", b"value");
+        assert_eq!(buf.len() as u64, record_len(3, 5));
+        let h = RecordHeader::decode(&buf);
+        assert_eq!(
+            (h.timestamp, h.expiry, h.key_len, h.value_len, h.flags),
+            (7, 9, 3, 5, 0)
+        );
+        assert!(crc_ok(&buf));
+        for i in 0..buf.len() {
+            let mut bad = buf.clone();
+            bad[i] ^= 0x40;
+            assert!(!crc_ok(&bad), "flip at byte {i} not detected");
+        }
+    }
+
+    #[test]
+    fn file_header_checks() {
+        let p = Path::new("x.data");
+        let h = file_header(&DATA_MAGIC);
+        check_file_header(&h, &DATA_MAGIC, p).unwrap();
+        assert!(check_file_header(&h, &HINT_MAGIC, p).is_err());
+        assert!(check_file_header(&h[..10], &DATA_MAGIC, p).is_err());
+        let mut v2 = h;
+        v2[8] = 2;
+        let crc = crc32fast::hash(&v2[..12]);
+        v2[12..16].copy_from_slice(&crc.to_le_bytes());
+        let e = check_file_header(&v2, &DATA_MAGIC, p).unwrap_err();
+        assert!(e.message().contains("version 2"), "{e:?}");
+    }
+}

@@ -1,0 +1,29 @@
+//! bitcask: a Bitcask storage engine (the log-structured hash table of
+//! Riak) with a C ABI.
+//!
+//! The engine (`Db`) is safe Rust and knows nothing of C; `ffi` is the one
+//! thin layer that exports it as the `bc_*` functions of `bitcask.h`.
+//!
+//! Layout of the engine, in the paper's vocabulary:
+//! - `format`: records, file headers, CRCs: the bytes on disk.
+//! - `datafile`: one data file: appends, positional reads, sealing.
+//! - `keydir`: the in-memory map from key to newest record.
+//! - `recovery`: scanning data files back into the keydir at open.
+//! - `merge`: rewriting data files without dead records.
+//! - `db`: the handle tying them together; `lock`: the directory lock.
+
+mod datafile;
+mod db;
+mod error;
+mod format;
+mod keydir;
+mod lock;
+mod merge;
+mod options;
+mod recovery;
+
+pub mod ffi;
+
+pub use db::{Db, Stats};
+pub use error::{Error, Result, Status};
+pub use options::{system_clock, Clock, Options, SyncMode};

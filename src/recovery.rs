@@ -1,0 +1,228 @@
+//! Reading data files back: the record scanner used by open (to rebuild the
+//! keydir), by merge (to find live records) and by repair.
+//!
+//! Damage is classified by one rule: it is a *torn tail* when no valid
+//! record follows it in the file (a crash cut the last append short), and
+//! *corruption* otherwise. A flipped bit in a length field therefore cannot
+//! pass for a torn tail and truncate good records away.
+
+use crate::datafile::{self, sync_dir};
+use crate::error::{Error, Result};
+use crate::format::{self, RecordHeader, FILE_HEADER_LEN, KNOWN_FLAGS, RECORD_HEADER_LEN};
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+const WINDOW: usize = 1 << 20;
+
+/// Positional reader over a file with a sliding read-ahead window.
+pub struct FileReader {
+    file: File,
+    pub path: PathBuf,
+    pub len: u64,
+    buf: Vec<u8>,
+    start: u64,
+}
+
+impl FileReader {
+    pub fn open(path: &Path) -> Result<FileReader> {
+        let file = File::open(path).map_err(|e| Error::io("opening", path, e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io("reading metadata of", path, e))?
+            .len();
+        Ok(FileReader {
+            file,
+            path: path.to_path_buf(),
+            len,
+            buf: Vec::new(),
+            start: 0,
+        })
+    }
+
+    /// `n` bytes at `off`, or None when the file ends first.
+    pub fn bytes(&mut self, off: u64, n: usize) -> Result<Option<&[u8]>> {
+        if off + n as u64 > self.len {
+            return Ok(None);
+        }
+        let have = off >= self.start && off + n as u64 <= self.start + self.buf.len() as u64;
+        if !have {
+            let want = (n.max(WINDOW) as u64).min(self.len - off) as usize;
+            self.buf.resize(want, 0);
+            self.file
+                .read_exact_at(&mut self.buf, off)
+                .map_err(|e| Error::io(&format!("reading offset {off} of"), &self.path, e))?;
+            self.start = off;
+        }
+        let from = (off - self.start) as usize;
+        Ok(Some(&self.buf[from..from + n]))
+    }
+}
+
+/// What is at an offset of a data file.
+pub enum Probe {
+    Record(RecordHeader),
+    End,
+    Damaged(&'static str),
+}
+
+/// Reads and checks the record at `off` (header sanity and CRC).
+pub fn probe(r: &mut FileReader, off: u64) -> Result<Probe> {
+    if off == r.len {
+        return Ok(Probe::End);
+    }
+    let Some(h) = r.bytes(off, RECORD_HEADER_LEN)? else {
+        return Ok(Probe::Damaged(
+            "record header cut short by the end of the file",
+        ));
+    };
+    let hdr = RecordHeader::decode(h);
+    if hdr.flags & !KNOWN_FLAGS != 0 {
+        return Ok(Probe::Damaged("record has unknown flags"));
+    }
+    if hdr.key_len == 0 {
+        return Ok(Probe::Damaged("record has an empty key"));
+    }
+    if hdr.is_tombstone() && hdr.value_len != 0 {
+        return Ok(Probe::Damaged("tombstone record carries a value"));
+    }
+    let len = hdr.record_len();
+    let Some(rec) = r.bytes(off, len as usize)? else {
+        return Ok(Probe::Damaged("record cut short by the end of the file"));
+    };
+    if !format::crc_ok(rec) {
+        return Ok(Probe::Damaged("record checksum mismatch"));
+    }
+    Ok(Probe::Record(hdr))
+}
+
+/// The first offset after `off` where a valid record starts, if any.
+pub fn next_valid(r: &mut FileReader, off: u64) -> Result<Option<u64>> {
+    let mut at = off + 1;
+    while at + (RECORD_HEADER_LEN as u64) < r.len {
+        if let Probe::Record(_) = probe(r, at)? {
+            return Ok(Some(at));
+        }
+        at += 1;
+    }
+    Ok(None)
+}
+
+pub struct Damage {
+    pub offset: u64,
+    pub reason: &'static str,
+    /// True when a valid record follows: the damage is not a torn tail.
+    pub followed_by_valid: bool,
+}
+
+/// Scans records from `from` to the end, calling `f(offset, header, key)`
+/// for each valid one, and stops at the first damage.
+pub fn scan(
+    r: &mut FileReader,
+    from: u64,
+    mut f: impl FnMut(u64, &RecordHeader, &[u8]),
+) -> Result<Option<Damage>> {
+    let mut off = from;
+    loop {
+        match probe(r, off)? {
+            Probe::End => return Ok(None),
+            Probe::Record(hdr) => {
+                let key = r
+                    .bytes(off + RECORD_HEADER_LEN as u64, hdr.key_len as usize)?
+                    .expect("probe checked the record fits");
+                f(off, &hdr, key);
+                off += hdr.record_len();
+            }
+            Probe::Damaged(reason) => {
+                let followed_by_valid = next_valid(r, off)?.is_some();
+                return Ok(Some(Damage {
+                    offset: off,
+                    reason,
+                    followed_by_valid,
+                }));
+            }
+        }
+    }
+}
+
+pub fn damage_error(path: &Path, d: &Damage) -> Error {
+    Error::corruption(format!(
+        "{}: offset {}: {}{} (open with the repair option to skip damaged records)",
+        path.display(),
+        d.offset,
+        d.reason,
+        if d.followed_by_valid {
+            ", with valid records after it"
+        } else {
+            ""
+        }
+    ))
+}
+
+/// Checks a data file's header. `Ok(false)` means too short to hold one.
+pub fn check_header(r: &mut FileReader) -> Result<bool> {
+    let path = r.path.clone();
+    match r.bytes(0, FILE_HEADER_LEN as usize)? {
+        None => Ok(false),
+        Some(h) => format::check_file_header(h, &format::DATA_MAGIC, &path).map(|_| true),
+    }
+}
+
+/// Repair: rewrites a damaged data file keeping only its valid records, in
+/// order (records before the first damage keep their offsets). Returns how
+/// many damaged regions were skipped.
+pub fn rewrite_without_damage(dir: &Path, path: &Path) -> Result<u64> {
+    let mut r = FileReader::open(path)?;
+    let tmp = path.with_extension("data.tmp");
+    let mut out =
+        io::BufWriter::new(File::create(&tmp).map_err(|e| Error::io("creating", &tmp, e))?);
+    let werr = |e: io::Error| Error::io("writing", &tmp, e);
+    out.write_all(&format::file_header(&format::DATA_MAGIC))
+        .map_err(werr)?;
+    let mut skipped = 0;
+    let mut off = FILE_HEADER_LEN;
+    loop {
+        match probe(&mut r, off)? {
+            Probe::End => break,
+            Probe::Record(hdr) => {
+                let len = hdr.record_len();
+                let rec = r.bytes(off, len as usize)?.expect("probed");
+                out.write_all(rec).map_err(werr)?;
+                off += len;
+            }
+            Probe::Damaged(_) => {
+                skipped += 1;
+                match next_valid(&mut r, off)? {
+                    Some(next) => off = next,
+                    None => break,
+                }
+            }
+        }
+    }
+    let file = out.into_inner().map_err(|e| werr(e.into_error()))?;
+    file.sync_all().map_err(werr)?;
+    fs::rename(&tmp, path).map_err(|e| Error::io("renaming repaired file to", path, e))?;
+    sync_dir(dir)?;
+    Ok(skipped)
+}
+
+/// Repair: moves a file whose header is unreadable out of the way.
+pub fn set_aside(dir: &Path, path: &Path) -> Result<()> {
+    let aside = path.with_extension("data.corrupt");
+    fs::rename(path, &aside).map_err(|e| Error::io("setting aside", path, e))?;
+    sync_dir(dir)
+}
+
+/// Removes leftovers of interrupted writes (`*.tmp`).
+pub fn remove_temporaries(dir: &Path, names: &[String]) -> Result<()> {
+    let mut removed = false;
+    for n in names.iter().filter(|n| n.ends_with(".tmp")) {
+        datafile::remove_file(&dir.join(n))?;
+        removed = true;
+    }
+    if removed {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,192 @@
+//! Focused engine behaviour: the basics, reopen, merge, locking, limits.
+
+use bitcask::{Db, Options, Status, SyncMode};
+use std::fs;
+use std::path::Path;
+
+fn small() -> Options {
+    Options {
+        max_file_size: 4096,
+        ..Options::default()
+    }
+}
+
+fn data_files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".data"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn put_get_delete_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), small()).unwrap();
+    db.put(b"a", b"1").unwrap();
+    db.put(b"b\0x", b"").unwrap();
+    db.put(b"a", b"2").unwrap();
+    assert_eq!(db.get(b"a").unwrap().as_deref(), Some(&b"2"[..]));
+    assert_eq!(db.get(b"b\0x").unwrap().as_deref(), Some(&b""[..]));
+    assert_eq!(db.get(b"c").unwrap(), None);
+    assert!(db.delete(b"a").unwrap());
+    assert!(!db.delete(b"a").unwrap());
+    assert!(!db.contains(b"a").unwrap());
+    db.close().unwrap();
+    let db = Db::open(dir.path(), small()).unwrap();
+    assert_eq!(db.get(b"a").unwrap(), None);
+    assert_eq!(db.get(b"b\0x").unwrap().as_deref(), Some(&b""[..]));
+    assert_eq!(db.stats().live_keys, 1);
+}
+
+#[test]
+fn rotation_merge_and_reopen_keep_exactly_the_live_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), small()).unwrap();
+    for round in 0..5 {
+        for i in 0..200u32 {
+            db.put(
+                format!("k{i}").as_bytes(),
+                format!("v{i}-{round}").as_bytes(),
+            )
+            .unwrap();
+        }
+    }
+    for i in (0..200u32).step_by(3) {
+        assert!(db.delete(format!("k{i}").as_bytes()).unwrap());
+    }
+    let before = db.stats();
+    assert!(before.data_files >= 8, "{before:?}");
+    assert!(before.dead_bytes > before.live_bytes);
+    db.merge().unwrap();
+    let after = db.stats();
+    assert_eq!(after.dead_bytes, 0, "{after:?}");
+    assert_eq!(after.live_keys, before.live_keys);
+    assert!(after.keydir_bytes < 64 * 1024, "{after:?}");
+    assert!(
+        after.total_bytes < before.total_bytes / 3,
+        "{before:?} {after:?}"
+    );
+    let check = |db: &Db| {
+        for i in 0..200u32 {
+            let got = db.get(format!("k{i}").as_bytes()).unwrap();
+            if i % 3 == 0 {
+                assert_eq!(got, None, "k{i} came back");
+            } else {
+                assert_eq!(got, Some(format!("v{i}-4").into_bytes()));
+            }
+        }
+    };
+    check(&db);
+    db.merge().unwrap(); // nothing to reclaim
+    assert_eq!(db.stats().merges, 1);
+    db.close().unwrap();
+    let db = Db::open(dir.path(), small()).unwrap();
+    check(&db);
+    assert_eq!(db.stats().dead_bytes, 0);
+}
+
+#[test]
+fn second_writer_is_locked_out_and_read_only_shares() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), Options::default()).unwrap();
+    db.put(b"k", b"v").unwrap();
+    db.sync().unwrap();
+    let e = Db::open(dir.path(), Options::default()).err().unwrap();
+    assert_eq!(e.status(), Status::Locked);
+    assert!(
+        e.message().contains(&format!("pid {}", std::process::id())),
+        "{e:?}"
+    );
+    let ro = Options {
+        read_only: true,
+        ..Options::default()
+    };
+    let r1 = Db::open(dir.path(), ro.clone()).unwrap();
+    let r2 = Db::open(dir.path(), ro).unwrap();
+    assert_eq!(r1.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+    assert_eq!(r2.put(b"x", b"y").unwrap_err().status(), Status::ReadOnly);
+    assert_eq!(r2.merge().unwrap_err().status(), Status::ReadOnly);
+    drop(db);
+    Db::open(dir.path(), Options::default()).unwrap();
+}
+
+#[test]
+fn limits_are_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options {
+        max_key_size: 8,
+        max_value_size: 16,
+        ..Options::default()
+    };
+    let db = Db::open(dir.path(), opts).unwrap();
+    assert_eq!(
+        db.put(b"", b"v").unwrap_err().status(),
+        Status::InvalidArgument
+    );
+    assert_eq!(
+        db.put(b"123456789", b"v").unwrap_err().status(),
+        Status::TooLarge
+    );
+    assert_eq!(
+        db.put(b"k", &[0; 17]).unwrap_err().status(),
+        Status::TooLarge
+    );
+    assert_eq!(db.get(b"123456789").unwrap_err().status(), Status::TooLarge);
+    db.put(b"12345678", &[1; 16]).unwrap();
+}
+
+#[test]
+fn big_values_bypass_the_buffer_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), small()).unwrap();
+    let big: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7) as u8).collect();
+    db.put(b"small", b"x").unwrap();
+    db.put(b"big", &big).unwrap();
+    db.put(b"after", b"y").unwrap();
+    assert_eq!(db.get(b"big").unwrap().unwrap(), big);
+    db.close().unwrap();
+    let db = Db::open(dir.path(), small()).unwrap();
+    assert_eq!(db.get(b"big").unwrap().unwrap(), big);
+    assert_eq!(db.get(b"after").unwrap().as_deref(), Some(&b"y"[..]));
+}
+
+#[test]
+fn a_corrupt_record_is_never_returned() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), Options::default()).unwrap();
+    db.put(b"key", b"value-bytes").unwrap();
+    db.sync().unwrap();
+    let name = data_files(dir.path()).pop().unwrap();
+    let path = dir.path().join(&name);
+    let mut bytes = fs::read(&path).unwrap();
+    let last = bytes.len() - 2;
+    bytes[last] ^= 0xff;
+    fs::write(&path, &bytes).unwrap();
+    let e = db.get(b"key").unwrap_err();
+    assert_eq!(e.status(), Status::Corruption);
+    assert!(
+        e.message().contains(&name) && e.message().contains("offset 16"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn sync_always_and_interval_modes_persist() {
+    for sync in [
+        SyncMode::Always,
+        SyncMode::Interval(std::time::Duration::from_millis(5)),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = Options { sync, ..small() };
+        let db = Db::open(dir.path(), opts.clone()).unwrap();
+        for i in 0..100u32 {
+            db.put(&i.to_le_bytes(), b"v").unwrap();
+        }
+        db.close().unwrap();
+        let db = Db::open(dir.path(), opts).unwrap();
+        assert_eq!(db.stats().live_keys, 100);
+    }
+}
