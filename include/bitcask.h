@@ -137,6 +137,13 @@ typedef int32_t bc_status;
 typedef struct bc_db bc_db;
 
 /**
+ * An iterator over the keys of a database. Opaque; made by bc_iter_new,
+ * freed by bc_iter_free. It belongs to one thread at a time. Free it
+ * before closing its database.
+ */
+typedef struct bc_iter bc_iter;
+
+/**
  * Opaque open options. Create with bc_options_new, free with
  * bc_options_free. Not thread-safe: set it up on one thread.
  */
@@ -185,6 +192,10 @@ typedef struct bc_stats {
      */
     double fragmentation;
     /**
+     * Keys whose time to live has passed (invisible; merge reclaims them).
+     */
+    uint64_t expired_keys;
+    /**
      * Bytes cut from a torn tail by the open of this handle.
      */
     uint64_t recovered_bytes_dropped;
@@ -201,6 +212,12 @@ typedef struct bc_stats {
      */
     uint64_t keydir_bytes;
 } bc_stats;
+
+/**
+ * A clock: returns the current time in seconds since the Unix epoch.
+ * `ctx` is the pointer given to bc_options_set_clock.
+ */
+typedef uint32_t (*bc_clock_fn)(void *ctx);
 
 #ifdef __cplusplus
 extern "C" {
@@ -305,6 +322,21 @@ bc_status bc_put(struct bc_db *db,
                  size_t vlen);
 
 /**
+ * Stores `val` under `key` with a time to live: after `ttl_secs` seconds
+ * (by the handle's clock) the key reads as absent, and merge reclaims it.
+ * `ttl_secs` 0 means the value never expires (whatever the default TTL).
+ *
+ * Parameters and statuses as for bc_put.
+ * Thread-safe.
+ */
+bc_status bc_put_ttl(struct bc_db *db,
+                     const uint8_t *key,
+                     size_t klen,
+                     const uint8_t *val,
+                     size_t vlen,
+                     uint32_t ttl_secs);
+
+/**
  * Looks up `key` and returns a copy of its value.
  *
  * @param[out] val  receives a buffer owned by the caller, to be released
@@ -396,6 +428,25 @@ bc_status bc_sync(struct bc_db *db);
 bc_status bc_merge(struct bc_db *db);
 
 /**
+ * Whether the merge triggers (bc_options_set_merge_triggers) currently
+ * fire for some immutable data file.
+ *
+ * @param[out] out receives the answer; written only on BC_OK.
+ * @return BC_OK; BC_INVALID_ARGUMENT (NULL db or out).
+ * Thread-safe.
+ */
+bc_status bc_needs_merge(struct bc_db *db, bool *out);
+
+/**
+ * The number of live keys (expired keys excluded).
+ *
+ * @param[out] out receives the count; written only on BC_OK.
+ * @return BC_OK; BC_INVALID_ARGUMENT (NULL db or out).
+ * Thread-safe.
+ */
+bc_status bc_count(struct bc_db *db, uint64_t *out);
+
+/**
  * Fills `*out` with the current counters.
  *
  * @param[in,out] out caller-owned; out->struct_size must be set (see
@@ -406,6 +457,52 @@ bc_status bc_merge(struct bc_db *db);
  * Thread-safe.
  */
 bc_status bc_get_stats(struct bc_db *db, struct bc_stats *out);
+
+/**
+ * Creates an iterator over the keys that start with `prefix` (all keys
+ * for NULL/0), live at this moment, in bytewise order. The keys are copied
+ * now (memory grows with their number and size); a key deleted or expired
+ * later is skipped when reached; values are read when asked for, so they
+ * are current. Puts, deletes and merges may run while it is open.
+ *
+ * @param[in]  prefix bytes read during the call; NULL only with plen 0.
+ * @param[out] out    receives the iterator, owned by the caller until
+ *             bc_iter_free; written only on BC_OK.
+ * @return BC_OK; BC_INVALID_ARGUMENT (NULL db or out, NULL prefix with
+ *         plen > 0).
+ * Thread-safe with respect to db.
+ */
+bc_status bc_iter_new(struct bc_db *db, const uint8_t *prefix, size_t plen, struct bc_iter **out);
+
+/**
+ * Advances to the next key that is still live.
+ *
+ * @param[out] key  receives a pointer to the key bytes, owned by the
+ *             iterator and valid until the next bc_iter_next or
+ *             bc_iter_free on it. Written only on BC_OK.
+ * @param[out] klen receives the key length. Written only on BC_OK.
+ * @return BC_OK; BC_NOT_FOUND at the end; BC_INVALID_ARGUMENT (NULL it,
+ *         key or klen).
+ * Not thread-safe: one thread per iterator.
+ */
+bc_status bc_iter_next(struct bc_iter *it, const uint8_t **key, size_t *klen);
+
+/**
+ * Reads the current value of the key bc_iter_next last returned.
+ *
+ * @param[out] val  receives a copy, released with bc_free(val, vlen).
+ * @param[out] vlen receives its length. Both written only on BC_OK.
+ * @return BC_OK; BC_NOT_FOUND (the key was deleted or expired since, or
+ *         the iterator is not on a key); BC_INVALID_ARGUMENT; BC_CORRUPTION;
+ *         BC_IO.
+ * Not thread-safe: one thread per iterator.
+ */
+bc_status bc_iter_value(struct bc_iter *it, uint8_t **val, size_t *vlen);
+
+/**
+ * Frees an iterator. NULL is a no-op.
+ */
+void bc_iter_free(struct bc_iter *it);
 
 /**
  * Creates options holding the defaults: max_file_size 256 MiB,
@@ -486,6 +583,72 @@ bc_status bc_options_set_create_if_missing(struct bc_options *opts, bool create)
  * @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL.
  */
 bc_status bc_options_set_repair(struct bc_options *opts, bool repair);
+
+/**
+ * Time to live, in seconds, of every value stored by bc_put (bc_put_ttl
+ * sets its own). 0, the default, means values never expire.
+ *
+ * @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL.
+ */
+bc_status bc_options_set_default_ttl(struct bc_options *opts, uint32_t ttl_secs);
+
+/**
+ * Replaces the clock the database reads for TTL expiry (tests use this to
+ * expire keys without sleeping). NULL `now` restores the system clock.
+ *
+ * @param[in] now a function returning seconds since the Unix epoch. It may
+ *            be called from any thread (the caller's and the library's
+ *            background thread) until the handles opened with these options
+ *            are closed; it must not call back into the library.
+ * @param[in] ctx passed to `now` unchanged; owned by the caller and kept
+ *            alive as long as `now` may be called.
+ * @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL.
+ */
+bc_status bc_options_set_clock(struct bc_options *opts, bc_clock_fn now, void *ctx);
+
+/**
+ * Auto-merge: a background thread checks the merge triggers every
+ * interval_ms milliseconds and merges the files the thresholds select when
+ * they fire. 0, the default, turns it off (merge only with bc_merge).
+ * bc_close stops the thread, abandoning a merge in progress safely.
+ *
+ * @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL.
+ */
+bc_status bc_options_set_auto_merge(struct bc_options *opts, uint32_t interval_ms);
+
+/**
+ * When a merge is needed (bc_needs_merge, auto-merge): when some immutable
+ * data file has at least `frag` of its bytes dead (0..1, default 0.6) or
+ * at least `dead_bytes` dead bytes (default 512 MiB).
+ *
+ * @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL, frag is outside
+ *         0..1, or a trigger is below its threshold.
+ */
+bc_status bc_options_set_merge_triggers(struct bc_options *opts, double frag, uint64_t dead_bytes);
+
+/**
+ * Which files a triggered merge takes: those with at least `frag` of
+ * their bytes dead (default 0.4), or at least `dead_bytes` dead bytes
+ * (default 128 MiB), or smaller than `small_file` bytes (default 10 MiB;
+ * small files are combined). bc_merge always takes every file.
+ *
+ * @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL, frag is outside
+ *         0..1, or a threshold is above its trigger.
+ */
+bc_status bc_options_set_merge_thresholds(struct bc_options *opts,
+                                          double frag,
+                                          uint64_t dead_bytes,
+                                          uint64_t small_file);
+
+/**
+ * How many data file descriptors a handle keeps open (default 64, at
+ * least 4). Files beyond it are opened on demand and the least recently
+ * used closed, so a database of any number of files works under a low
+ * `ulimit -n`. The active file and files being merged come on top.
+ *
+ * @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL or n < 4.
+ */
+bc_status bc_options_set_max_open_files(struct bc_options *opts, uint32_t n);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -15,7 +15,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// A file id's high 32 bits grow by one for each new active file; merge
 /// outputs take the ids right after the newest file they follow, so the
@@ -54,7 +55,14 @@ pub struct DataFile {
     /// On-disk id; the file name is derived from it.
     pub id: u64,
     pub path: PathBuf,
-    file: File,
+    /// Opened on demand and closed again when too many are open (see
+    /// `Inner::fd`); the active file and merge outputs keep theirs.
+    fd: RwLock<Option<Arc<File>>>,
+    /// Descriptor-cache tick of the last use, for least-recently-used
+    /// eviction.
+    pub last_used: AtomicU64,
+    /// The handle-wide count of open data file descriptors.
+    open_fds: Arc<AtomicUsize>,
     /// Bytes written to the file; reads below this go to disk.
     flushed: AtomicU64,
     /// Bytes known to be on stable storage (active file; group commit).
@@ -80,6 +88,7 @@ impl DataFile {
         dir: &Path,
         create_at: &Path,
         path: PathBuf,
+        open_fds: Arc<AtomicUsize>,
     ) -> Result<DataFile> {
         let file = OpenOptions::new()
             .read(true)
@@ -91,28 +100,33 @@ impl DataFile {
             .and_then(|_| file.sync_all())
             .map_err(|e| Error::io("writing header of", create_at, e))?;
         sync_dir(dir)?;
-        Ok(DataFile::from_parts(
-            fnum,
-            id,
-            path,
-            file,
-            FILE_HEADER_LEN,
-            false,
-        ))
+        open_fds.fetch_add(1, Ordering::Relaxed);
+        let f = DataFile::from_parts(fnum, id, path, Some(file), FILE_HEADER_LEN, false, open_fds);
+        Ok(f)
     }
 
-    /// Wraps an existing, already validated file of `len` bytes as immutable.
-    pub fn open_sealed(fnum: u32, id: u64, path: PathBuf, len: u64) -> Result<DataFile> {
-        let file = File::open(&path).map_err(|e| Error::io("opening data file", &path, e))?;
-        Ok(DataFile::from_parts(fnum, id, path, file, len, true))
+    /// An existing, already validated file of `len` bytes, immutable; its
+    /// descriptor is opened on first read.
+    pub fn sealed(fnum: u32, id: u64, path: PathBuf, len: u64, open_fds: Arc<AtomicUsize>) -> Self {
+        DataFile::from_parts(fnum, id, path, None, len, true, open_fds)
     }
 
-    fn from_parts(fnum: u32, id: u64, path: PathBuf, file: File, len: u64, sealed: bool) -> Self {
+    fn from_parts(
+        fnum: u32,
+        id: u64,
+        path: PathBuf,
+        file: Option<File>,
+        len: u64,
+        sealed: bool,
+        open_fds: Arc<AtomicUsize>,
+    ) -> Self {
         DataFile {
             fnum,
             id,
             path,
-            file,
+            fd: RwLock::new(file.map(Arc::new)),
+            last_used: AtomicU64::new(0),
+            open_fds,
             flushed: AtomicU64::new(len),
             synced: AtomicU64::new(len),
             sealed: AtomicBool::new(sealed),
@@ -138,8 +152,47 @@ impl DataFile {
         self.is_sealed() || self.synced.load(Ordering::Acquire) >= end
     }
 
-    /// Reads `len` bytes at `offset` into `buf` (replacing its contents).
-    pub fn read_at(&self, offset: u64, len: usize, buf: &mut Vec<u8>) -> Result<()> {
+    /// The open descriptor, if any.
+    pub fn fd_if_open(&self) -> Option<Arc<File>> {
+        self.fd.read().clone()
+    }
+
+    /// Opens the descriptor if needed; `true` when this call opened it.
+    pub fn open_fd(&self) -> Result<(Arc<File>, bool)> {
+        let mut fd = self.fd.write();
+        if let Some(f) = fd.as_ref() {
+            return Ok((f.clone(), false));
+        }
+        let f = Arc::new(
+            File::open(&self.path).map_err(|e| Error::io("opening data file", &self.path, e))?,
+        );
+        *fd = Some(f.clone());
+        self.open_fds.fetch_add(1, Ordering::Relaxed);
+        Ok((f, true))
+    }
+
+    /// Closes the descriptor of a sealed file (readers holding it finish
+    /// first). Returns whether one was closed.
+    pub fn close_fd(&self) -> bool {
+        if !self.is_sealed() {
+            return false;
+        }
+        let closed = self.fd.write().take().is_some();
+        if closed {
+            self.open_fds.fetch_sub(1, Ordering::Relaxed);
+        }
+        closed
+    }
+
+    /// Reads `len` bytes at `offset` into `buf` (replacing its contents);
+    /// `fd` supplies the descriptor when the bytes are on disk.
+    pub fn read_at(
+        &self,
+        offset: u64,
+        len: usize,
+        buf: &mut Vec<u8>,
+        fd: impl FnOnce() -> Result<Arc<File>>,
+    ) -> Result<()> {
         buf.clear();
         let end = offset + len as u64;
         if end > self.flushed.load(Ordering::Acquire) {
@@ -158,7 +211,7 @@ impl DataFile {
             // The writer flushed it meanwhile: it is on disk now.
         }
         buf.resize(len, 0);
-        self.file.read_exact_at(buf, offset).map_err(|e| {
+        fd()?.read_exact_at(buf, offset).map_err(|e| {
             let what = if e.kind() == io::ErrorKind::UnexpectedEof {
                 format!("reading record at offset {offset} (file too short) in")
             } else {
@@ -170,6 +223,13 @@ impl DataFile {
 
     // ---- Writer side: the methods below are called only by the one thread
     // that holds the engine's writer lock (or by merge for its own outputs).
+
+    /// The descriptor of a file being written: never evicted.
+    fn write_fd(&self) -> Result<Arc<File>> {
+        self.fd_if_open().ok_or_else(|| {
+            Error::internal(format!("{}: written after sealing", self.path.display()))
+        })
+    }
 
     pub fn pending_len(&self) -> usize {
         self.tail.read().pending.len()
@@ -192,9 +252,9 @@ impl DataFile {
         debug_assert!(tail.pending.is_empty());
         let start = tail.base;
         let mut at = start;
+        let fd = self.write_fd()?;
         for part in parts {
-            self.file
-                .write_all_at(part, at)
+            fd.write_all_at(part, at)
                 .map_err(|e| Error::io(&format!("writing offset {at} of"), &self.path, e))?;
             at += part.len() as u64;
         }
@@ -213,7 +273,7 @@ impl DataFile {
             return Ok(());
         }
         let (base, n) = (tail.base, tail.pending.len() as u64);
-        self.file
+        self.write_fd()?
             .write_all_at(&tail.pending, base)
             .map_err(|e| Error::io(&format!("writing offset {base} of"), &self.path, e))?;
         drop(tail);
@@ -227,7 +287,7 @@ impl DataFile {
     /// fdatasync of everything flushed so far.
     pub fn sync_data(&self) -> Result<()> {
         let upto = self.flushed.load(Ordering::Acquire);
-        self.file
+        self.write_fd()?
             .sync_data()
             .map_err(|e| Error::io("syncing", &self.path, e))?;
         self.synced.fetch_max(upto, Ordering::AcqRel);
@@ -253,6 +313,14 @@ impl DataFile {
         f.set_len(len)
             .and_then(|_| f.sync_all())
             .map_err(|e| Error::io(&format!("truncating to {len} bytes"), path, e))
+    }
+}
+
+impl Drop for DataFile {
+    fn drop(&mut self) {
+        if self.fd.get_mut().is_some() {
+            self.open_fds.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 

@@ -4,18 +4,19 @@
 use crate::datafile::{self, sync_dir, DataFile, MAJOR_SHIFT};
 use crate::error::{Error, Result, Status};
 use crate::format::{self, record_len, FILE_HEADER_LEN, FLAG_TOMBSTONE, RECORD_HEADER_LEN};
+use crate::hint::{self, HintWriter};
 use crate::keydir::{Keydir, Location};
 use crate::lock::DirLock;
 use crate::options::{Options, SyncMode};
 use crate::recovery::{self, FileReader};
-use parking_lot::{Condvar, Mutex, RwLock};
+use crate::worker::{Queue, Worker};
+use parking_lot::{Mutex, RwLock};
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::fs;
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 /// Appends are buffered up to this many bytes before a `pwrite`; a record
 /// at least this large is written straight from the caller's memory.
@@ -30,9 +31,11 @@ pub struct Stats {
     pub total_bytes: u64,
     /// Bytes of the records the keydir points at.
     pub live_bytes: u64,
-    /// Bytes of overwritten and deleted records and of tombstones: what a
-    /// merge would reclaim.
+    /// Bytes of overwritten, deleted and expired records and of tombstones:
+    /// what a merge would reclaim.
     pub dead_bytes: u64,
+    /// Keys whose time to live has passed (invisible; merge reclaims them).
+    pub expired_keys: u64,
     /// Bytes cut from a torn tail by the last open.
     pub recovered_bytes_dropped: u64,
     /// Damaged regions skipped by the last open with the repair option.
@@ -47,7 +50,7 @@ pub struct Stats {
 /// `Db` is `Send + Sync`; share it between threads with an `Arc`.
 pub struct Db {
     pub(crate) inner: Arc<Inner>,
-    syncer: Option<Syncer>,
+    worker: Option<Worker>,
 }
 
 pub(crate) struct Inner {
@@ -67,7 +70,12 @@ pub(crate) struct Inner {
     recovered_bytes_dropped: u64,
     repaired_records_skipped: u64,
     pub(crate) merges: AtomicU64,
-    _lock: Option<DirLock>,
+    /// Open data file descriptors, and the tick that orders their use.
+    open_fds: Arc<AtomicUsize>,
+    fd_tick: AtomicU64,
+    pub(crate) queue: Queue,
+    /// Released by close, even while an iterator still holds the handle.
+    lock: Mutex<Option<DirLock>>,
 }
 
 pub(crate) struct Writer {
@@ -87,17 +95,23 @@ impl Db {
     pub fn open(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
         opts.validate()?;
         let inner = Arc::new(Inner::open(path.as_ref(), opts)?);
-        let syncer = match inner.opts.sync {
-            SyncMode::Interval(every) if !inner.opts.read_only => {
-                Some(Syncer::start(inner.clone(), every)?)
-            }
-            _ => None,
+        let worker = if inner.opts.read_only {
+            None
+        } else {
+            Some(Worker::start(inner.clone())?)
         };
-        Ok(Db { inner, syncer })
+        Ok(Db { inner, worker })
     }
 
+    /// Stores `value` under `key`; it expires after the default TTL, if one
+    /// is set.
     pub fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.inner.put(key, value, 0)
+        self.inner.put(key, value, self.inner.opts.default_ttl_secs)
+    }
+
+    /// Stores `value` under `key` for `ttl_secs` seconds (0 = forever).
+    pub fn put_ttl(&self, key: &[u8], value: &[u8], ttl_secs: u32) -> Result<()> {
+        self.inner.put(key, value, ttl_secs)
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
@@ -124,9 +138,34 @@ impl Db {
         self.inner.sync()
     }
 
-    /// Rewrites the data files keeping only live records; see `merge.rs`.
+    /// Full merge: rewrites every data file keeping only live records.
     pub fn merge(&self) -> Result<()> {
         self.inner.merge()
+    }
+
+    /// Merges the files the merge policy selects, if its triggers fire.
+    /// Returns whether a merge ran.
+    pub fn merge_if_needed(&self) -> Result<bool> {
+        if !self.inner.needs_merge() {
+            return Ok(false);
+        }
+        self.inner.merge_selected()
+    }
+
+    /// Whether the merge triggers currently fire.
+    pub fn needs_merge(&self) -> bool {
+        self.inner.needs_merge()
+    }
+
+    /// Live (unexpired) keys.
+    pub fn count(&self) -> u64 {
+        self.inner.keydir.len() as u64 - self.inner.expired_keys()
+    }
+
+    /// An iterator over a snapshot of the live keys starting with
+    /// `prefix`, in bytewise order.
+    pub fn iter(&self, prefix: &[u8]) -> crate::Iter {
+        crate::Iter::new(self.inner.clone(), prefix)
     }
 
     pub fn stats(&self) -> Stats {
@@ -135,6 +174,10 @@ impl Db {
 
     pub fn path(&self) -> &Path {
         &self.inner.dir
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.inner.opts
     }
 
     /// Refuses writes from now on (used after a caught panic).
@@ -148,8 +191,8 @@ impl Db {
     }
 
     fn shutdown(&mut self) -> Result<()> {
-        if let Some(s) = self.syncer.take() {
-            s.stop();
+        if let Some(w) = self.worker.take() {
+            w.stop(&self.inner.queue);
         }
         self.inner.close()
     }
@@ -193,14 +236,20 @@ impl Inner {
                 names.push(name);
             }
         }
-        if !opts.read_only {
-            recovery::remove_temporaries(dir, &names)?;
-        }
         let mut ids: Vec<u64> = names
             .iter()
             .filter_map(|n| datafile::parse_data_name(n))
             .collect();
         ids.sort_unstable();
+        if !opts.read_only {
+            recovery::remove_temporaries(dir, &names)?;
+            // Hints whose data file a merge deleted.
+            for id in names.iter().filter_map(|n| hint::parse_hint_name(n)) {
+                if ids.binary_search(&id).is_err() {
+                    datafile::remove_file(&hint::hint_path(dir, id))?;
+                }
+            }
+        }
 
         let mut inner = Inner {
             dir: dir.to_path_buf(),
@@ -218,7 +267,10 @@ impl Inner {
             recovered_bytes_dropped: 0,
             repaired_records_skipped: 0,
             merges: AtomicU64::new(0),
-            _lock: lock,
+            open_fds: Arc::new(AtomicUsize::new(0)),
+            fd_tick: AtomicU64::new(0),
+            queue: Queue::default(),
+            lock: Mutex::new(lock),
             opts,
         };
         if inner.opts.repair && !inner.opts.read_only {
@@ -259,6 +311,7 @@ impl Inner {
             if let Some(d) = recovery::scan(&mut r, FILE_HEADER_LEN, |_, _, _| {})? {
                 let torn_tail = i + 1 == ids.len() && !d.followed_by_valid;
                 if !torn_tail {
+                    datafile::remove_file(&hint::hint_path(&self.dir, id))?;
                     self.repaired_records_skipped +=
                         recovery::rewrite_without_damage(&self.dir, &path)?;
                 }
@@ -267,7 +320,9 @@ impl Inner {
         Ok(())
     }
 
-    /// Reads one data file into the keydir (oldest files first).
+    /// Reads one data file into the keydir (oldest files first): from its
+    /// hint file when that is valid, else by scanning the data file (and
+    /// then writing a fresh hint).
     fn load_file(&self, id: u64, newest: bool, loader: &mut Loader) -> Result<()> {
         let path = self.dir.join(datafile::data_name(id));
         if !path.exists() {
@@ -275,10 +330,12 @@ impl Inner {
         }
         let writable = !self.opts.read_only;
         let mut r = FileReader::open(&path)?;
+        let fnum = self.next_fnum();
+        // The data file's own header is checked even when a hint vouches
+        // for its records: a hint never makes a foreign file acceptable.
         let has_header = match recovery::check_header(&mut r) {
             Ok(h) => h,
-            Err(e) if self.opts.repair => {
-                let _ = e;
+            Err(_) if self.opts.repair => {
                 loader.skipped += 1;
                 return Ok(());
             }
@@ -300,12 +357,33 @@ impl Inner {
                 r.len
             )));
         }
-        let fnum = self.next_fnum.fetch_add(1, Ordering::Relaxed);
+        // Repair verifies every record, so it reads no hints (and rewrites
+        // them).
+        let hint_path = hint::hint_path(&self.dir, id);
+        let from_hint = !self.opts.repair
+            && hint::load(&hint_path, id, r.len, |off, hdr, key| {
+                loader.apply(&self.keydir, fnum, off, hdr, key)
+            })?;
+        if from_hint {
+            self.add_sealed(fnum, id, path, r.len);
+            return Ok(());
+        }
+        let mut hint = if writable {
+            Some(HintWriter::create(&self.dir, id)?)
+        } else {
+            None
+        };
+        let mut hint_err = None;
         let mut from = FILE_HEADER_LEN;
         let mut len = r.len;
         loop {
             let damage = recovery::scan(&mut r, from, |off, hdr, key| {
-                loader.apply(&self.keydir, fnum, off, hdr, key)
+                loader.apply(&self.keydir, fnum, off, hdr, key);
+                if let Some(h) = hint.as_mut() {
+                    if let Err(e) = h.add(off, hdr, key) {
+                        hint_err.get_or_insert(e);
+                    }
+                }
             })?;
             let Some(d) = damage else { break };
             if newest && !d.followed_by_valid {
@@ -316,6 +394,9 @@ impl Inner {
                     DataFile::truncate(&path, d.offset)?;
                 }
                 break;
+            }
+            if let Some(h) = hint.take() {
+                h.abandon();
             }
             if !self.opts.repair {
                 return Err(recovery::damage_error(&path, &d));
@@ -330,9 +411,86 @@ impl Inner {
                 }
             }
         }
-        let file = DataFile::open_sealed(fnum, id, path, len)?;
-        self.files.write().insert(fnum, Arc::new(file));
+        if let Some(h) = hint {
+            // A hint that cannot be written only costs a scan next time.
+            match hint_err {
+                None => {
+                    let _ = h.finish(len, &self.dir);
+                }
+                Some(_) => h.abandon(),
+            }
+        }
+        self.add_sealed(fnum, id, path, len);
         Ok(())
+    }
+
+    fn add_sealed(&self, fnum: u32, id: u64, path: PathBuf, len: u64) {
+        let file = DataFile::sealed(fnum, id, path, len, self.open_fds.clone());
+        self.files.write().insert(fnum, Arc::new(file));
+    }
+
+    /// Writes the hint file of a sealed data file by scanning it.
+    pub(crate) fn write_hint(&self, file: &DataFile) -> Result<()> {
+        let mut r = FileReader::open(&file.path)?;
+        let mut h = HintWriter::create(&self.dir, file.id)?;
+        let mut err = None;
+        let damage = recovery::scan(&mut r, FILE_HEADER_LEN, |off, hdr, key| {
+            if let Err(e) = h.add(off, hdr, key) {
+                err.get_or_insert(e);
+            }
+        });
+        match (damage, err) {
+            (Ok(None), None) => h.finish(r.len, &self.dir),
+            (Ok(Some(d)), _) => {
+                h.abandon();
+                Err(recovery::damage_error(&file.path, &d))
+            }
+            (Err(e), _) | (_, Some(e)) => {
+                h.abandon();
+                Err(e)
+            }
+        }
+    }
+
+    /// The descriptor of a data file, opened on demand. Past
+    /// max_open_files, the least recently used sealed file's is closed.
+    pub(crate) fn fd(&self, file: &DataFile) -> Result<Arc<File>> {
+        if let Some(fd) = file.fd_if_open() {
+            file.last_used
+                .store(self.fd_tick.load(Ordering::Relaxed), Ordering::Relaxed);
+            return Ok(fd);
+        }
+        let (fd, opened) = file.open_fd()?;
+        let tick = self.fd_tick.fetch_add(1, Ordering::Relaxed) + 1;
+        file.last_used.store(tick, Ordering::Relaxed);
+        if opened {
+            self.evict_fds(file.fnum);
+        }
+        Ok(fd)
+    }
+
+    fn evict_fds(&self, keep: u32) {
+        let limit = self.opts.max_open_files as usize;
+        while self.open_fds.load(Ordering::Relaxed) > limit {
+            let victim = {
+                let files = self.files.read();
+                files
+                    .values()
+                    .filter(|f| f.fnum != keep && f.is_sealed() && f.fd_if_open().is_some())
+                    .min_by_key(|f| f.last_used.load(Ordering::Relaxed))
+                    .cloned()
+            };
+            match victim {
+                Some(f) => {
+                    f.close_fd();
+                }
+                None => return,
+            }
+        }
+    }
+
+    pub(crate) fn open_fds(&self) -> Arc<AtomicUsize> {
+        self.open_fds.clone()
     }
 
     pub(crate) fn next_fnum(&self) -> u32 {
@@ -344,20 +502,7 @@ impl Inner {
     }
 
     pub(crate) fn check_key(&self, key: &[u8]) -> Result<()> {
-        if key.is_empty() {
-            return Err(Error::invalid("key is empty"));
-        }
-        if key.len() > self.opts.max_key_size as usize {
-            return Err(Error::new(
-                Status::TooLarge,
-                format!(
-                    "key of {} bytes exceeds max_key_size {}",
-                    key.len(),
-                    self.opts.max_key_size
-                ),
-            ));
-        }
-        Ok(())
+        self.opts.check_key_len(key.len())
     }
 
     pub(crate) fn check_writable(&self) -> Result<()> {
@@ -402,7 +547,7 @@ impl Inner {
     /// The keydir entry of `key` if it is visible (not expired).
     pub(crate) fn live_location(&self, key: &[u8]) -> Option<Location> {
         let loc = self.keydir.get(key)?;
-        if loc.expiry != 0 && loc.expiry <= self.now() {
+        if expired(loc.expiry, self.now()) {
             return None;
         }
         Some(loc)
@@ -420,58 +565,55 @@ impl Inner {
         }
     }
 
-    fn put(&self, key: &[u8], value: &[u8], expiry: u32) -> Result<()> {
+    fn put(&self, key: &[u8], value: &[u8], ttl_secs: u32) -> Result<()> {
         self.check_writable()?;
         self.check_key(key)?;
-        if value.len() > self.opts.max_value_size as usize {
-            return Err(Error::new(
-                Status::TooLarge,
-                format!(
-                    "value of {} bytes exceeds max_value_size {}",
-                    value.len(),
-                    self.opts.max_value_size
-                ),
-            ));
-        }
-        let (file, end) = {
+        self.opts.check_value_len(value.len())?;
+        let expiry = match ttl_secs {
+            0 => 0,
+            ttl => self.now().saturating_add(ttl),
+        };
+        let a = {
             let mut w = self.writer.lock();
-            let (file, offset, end) = self.append(&mut w, key, value, expiry, 0)?;
+            let a = self.append(&mut w, key, value, expiry, 0)?;
             let loc = Location {
-                file: file.fnum,
-                offset: offset as u32,
+                file: a.file.fnum,
+                offset: a.offset as u32,
                 value_len: value.len() as u32,
                 expiry,
             };
             if let Some(old) = self.keydir.insert(key, loc) {
                 self.mark_dead(old, key.len());
             }
-            (file, end)
+            a
         };
-        self.durable(&file, end)
+        self.seal_retired(a.retired)?;
+        self.durable(&a.file, a.end)
     }
 
     fn delete(&self, key: &[u8]) -> Result<bool> {
         self.check_writable()?;
         self.check_key(key)?;
-        let (file, end) = {
+        let a = {
             let mut w = self.writer.lock();
             // Checked under the writer lock: no put of this key can slip in.
             if self.live_location(key).is_none() {
                 return Ok(false);
             }
-            let (file, _, end) = self.append(&mut w, key, &[], 0, FLAG_TOMBSTONE)?;
-            file.dead_bytes
+            let a = self.append(&mut w, key, &[], 0, FLAG_TOMBSTONE)?;
+            a.file
+                .dead_bytes
                 .fetch_add(record_len(key.len(), 0), Ordering::Relaxed);
             if let Some(old) = self.keydir.remove(key) {
                 self.mark_dead(old, key.len());
             }
-            (file, end)
+            a
         };
-        self.durable(&file, end).map(|_| true)
+        self.seal_retired(a.retired)?;
+        self.durable(&a.file, a.end).map(|_| true)
     }
 
-    /// Appends one record to the active file; returns the file, the
-    /// record's offset and the offset just past it.
+    /// Appends one record to the active file.
     fn append(
         &self,
         w: &mut Writer,
@@ -479,10 +621,10 @@ impl Inner {
         value: &[u8],
         expiry: u32,
         flags: u8,
-    ) -> Result<(Arc<DataFile>, u64, u64)> {
+    ) -> Result<Appended> {
         let len = record_len(key.len(), value.len() as u32);
         let now = self.now();
-        let file = self.active_for(w, len)?;
+        let (file, retired) = self.active_for(w, len)?;
         // Flush before appending, so a failed write (a full disk) rejects
         // this record cleanly instead of leaving it half-acknowledged.
         if file.pending_len() + len as usize > WRITE_BUFFER {
@@ -494,33 +636,63 @@ impl Inner {
         } else {
             file.append(|buf| format::encode_record(buf, now, expiry, flags, key, value))
         };
-        Ok((file.clone(), offset, offset + len))
+        Ok(Appended {
+            file,
+            offset,
+            end: offset + len,
+            retired,
+        })
     }
 
-    /// The active file, sealing the current one first when `len` more
-    /// bytes would pass max_file_size.
-    fn active_for<'w>(&self, w: &'w mut Writer, len: u64) -> Result<&'w Arc<DataFile>> {
+    /// The active file, starting a new one first when `len` more bytes
+    /// would pass max_file_size. The file it replaces is flushed here and
+    /// returned, to be synced and sealed by `seal_retired` once the writer
+    /// lock is released: other writers do not wait for that fsync.
+    fn active_for(
+        &self,
+        w: &mut Writer,
+        len: u64,
+    ) -> Result<(Arc<DataFile>, Option<Arc<DataFile>>)> {
+        let mut retired = None;
         if let Some(a) = &w.active {
             if a.len() > FILE_HEADER_LEN && a.len() + len > self.opts.max_file_size {
-                self.synced(a.seal())?;
-                w.active = None;
+                a.flush()?;
+                retired = w.active.take();
             }
         }
         if w.active.is_none() {
             let id = w.next_major << MAJOR_SHIFT;
             let path = self.dir.join(datafile::data_name(id));
-            let file = Arc::new(DataFile::create(
+            let created = DataFile::create(
                 self.next_fnum(),
                 id,
                 &self.dir,
                 &path,
                 path.clone(),
-            )?);
+                self.open_fds(),
+            );
+            let file = match created {
+                Ok(f) => Arc::new(f),
+                Err(e) => {
+                    // Keep appending to the old file rather than lose it.
+                    w.active = retired;
+                    return Err(e);
+                }
+            };
             w.next_major += 1;
             self.files.write().insert(file.fnum, file.clone());
             w.active = Some(file);
         }
-        Ok(w.active.as_ref().expect("set above"))
+        Ok((w.active.clone().expect("set above"), retired))
+    }
+
+    /// Syncs and seals a file the writer moved away from, and queues its
+    /// hint file.
+    pub(crate) fn seal_retired(&self, retired: Option<Arc<DataFile>>) -> Result<()> {
+        let Some(f) = retired else { return Ok(()) };
+        self.synced(f.seal())?;
+        self.queue.hint(f);
+        Ok(())
     }
 
     /// In BC_SYNC_ALWAYS mode, waits until `file` is on stable storage up
@@ -544,7 +716,7 @@ impl Inner {
         self.synced(file.sync_data())
     }
 
-    fn sync(&self) -> Result<()> {
+    pub(crate) fn sync(&self) -> Result<()> {
         if self.opts.read_only {
             return Ok(());
         }
@@ -566,15 +738,24 @@ impl Inner {
         if self.opts.read_only {
             return Ok(());
         }
-        // Seal the active file: a reopen never appends to an old file.
+        // Seal the active file (a reopen never appends to an old file) and
+        // write its hint now, so the next open need not scan it.
         let active = self.writer.lock().active.take();
-        match active {
-            Some(a) => self.synced(a.seal()),
+        let sealed = match active {
+            Some(a) => self.synced(a.seal()).map(|_| {
+                let _ = self.write_hint(&a);
+            }),
             None => Ok(()),
-        }
+        };
+        self.lock.lock().take();
+        sealed
     }
 
-    fn with_value<R>(&self, key: &[u8], f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>> {
+    pub(crate) fn with_value<R>(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<Option<R>> {
         self.check_key(key)?;
         // A merge may retire the file between the keydir lookup and the
         // file lookup; it moves the keydir first, so looking again finds
@@ -589,7 +770,7 @@ impl Inner {
             return READ_BUF.with(|buf| {
                 let mut buf = buf.borrow_mut();
                 let len = record_len(key.len(), loc.value_len) as usize;
-                file.read_at(loc.offset as u64, len, &mut buf)?;
+                file.read_at(loc.offset as u64, len, &mut buf, || self.fd(&file))?;
                 check_record(&buf, key, &file, loc.offset)?;
                 let out = f(&buf[RECORD_HEADER_LEN + key.len()..]);
                 if buf.capacity() > WRITE_BUFFER {
@@ -603,7 +784,27 @@ impl Inner {
         ))
     }
 
+    /// Keys present in the keydir but past their expiry.
+    pub(crate) fn expired_keys(&self) -> u64 {
+        self.expired_by_file().values().map(|(n, _)| n).sum()
+    }
+
+    /// Per data file: expired keys and their record bytes.
+    pub(crate) fn expired_by_file(&self) -> HashMap<u32, (u64, u64)> {
+        let now = self.now();
+        let mut out: HashMap<u32, (u64, u64)> = HashMap::new();
+        self.keydir.for_each_expiring(|key, loc| {
+            if expired(loc.expiry, now) {
+                let e = out.entry(loc.file).or_default();
+                e.0 += 1;
+                e.1 += record_len(key.len(), loc.value_len);
+            }
+        });
+        out
+    }
+
     fn stats(&self) -> Stats {
+        let expired = self.expired_by_file();
         let files = self.files.read();
         let mut s = Stats {
             live_keys: self.keydir.len() as u64,
@@ -616,13 +817,31 @@ impl Inner {
         };
         for f in files.values() {
             let records = f.record_bytes.load(Ordering::Relaxed);
-            let dead = f.dead_bytes.load(Ordering::Relaxed).min(records);
+            let (n_expired, expired_bytes) = expired.get(&f.fnum).copied().unwrap_or_default();
+            s.expired_keys += n_expired;
+            let dead = (f.dead_bytes.load(Ordering::Relaxed) + expired_bytes).min(records);
             s.total_bytes += FILE_HEADER_LEN + records;
             s.dead_bytes += dead;
             s.live_bytes += records - dead;
         }
         s
     }
+}
+
+/// Where `append` put a record.
+struct Appended {
+    file: Arc<DataFile>,
+    offset: u64,
+    /// Offset just past the record.
+    end: u64,
+    /// The previous active file, if this append rotated (see
+    /// `seal_retired`).
+    retired: Option<Arc<DataFile>>,
+}
+
+/// Whether an expiry time (0 = never) has passed at `now`.
+pub(crate) fn expired(expiry: u32, now: u32) -> bool {
+    expiry != 0 && expiry <= now
 }
 
 /// Verifies a record read for `key`: CRC, and that it is the record the
@@ -678,40 +897,5 @@ impl Loader {
         if let Some(old) = old {
             *self.dead.entry(old.file).or_default() += record_len(key.len(), old.value_len);
         }
-    }
-}
-
-/// The BC_SYNC_INTERVAL background thread.
-struct Syncer {
-    stop: Arc<(Mutex<bool>, Condvar)>,
-    thread: JoinHandle<()>,
-}
-
-impl Syncer {
-    fn start(inner: Arc<Inner>, every: std::time::Duration) -> Result<Syncer> {
-        let stop = Arc::new((Mutex::new(false), Condvar::new()));
-        let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("bitcask-sync".into())
-            .spawn(move || {
-                let (lock, cv) = &*flag;
-                let mut stopped = lock.lock();
-                while !*stopped {
-                    if cv.wait_for(&mut stopped, every).timed_out() {
-                        drop(stopped);
-                        // A failure here shows at the next write or sync.
-                        let _ = inner.sync();
-                        stopped = lock.lock();
-                    }
-                }
-            })
-            .map_err(|e| Error::new(Status::Io, format!("starting the sync thread: {e}")))?;
-        Ok(Syncer { stop, thread })
-    }
-
-    fn stop(self) {
-        *self.stop.0.lock() = true;
-        self.stop.1.notify_all();
-        let _ = self.thread.join();
     }
 }

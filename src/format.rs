@@ -13,7 +13,6 @@ use std::path::Path;
 pub(crate) const FORMAT_VERSION: u32 = 1;
 pub(crate) const FILE_HEADER_LEN: u64 = 16;
 pub(crate) const DATA_MAGIC: [u8; 8] = *b"BITCASKD";
-#[allow(dead_code)] // hint files: next format step
 pub(crate) const HINT_MAGIC: [u8; 8] = *b"BITCASKH";
 
 pub(crate) const RECORD_HEADER_LEN: usize = 19;
@@ -145,6 +144,12 @@ pub fn encode_record(
 /// True when `record` (a whole record) carries a matching CRC.
 pub fn crc_ok(record: &[u8]) -> bool {
     record.len() >= RECORD_HEADER_LEN && crc32fast::hash(&record[4..]) == u32_at(record, 0)
+}
+
+pub fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
 }
 
 pub fn u32_at(b: &[u8], at: usize) -> u32 {

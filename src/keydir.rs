@@ -77,9 +77,7 @@ impl Keydir {
         let h = self.hash(key);
         let mut shard = self.shard(h).write();
         if let Some((_, pos)) = shard.find(key, h) {
-            let old = shard.arena.location(pos);
-            shard.arena.set_location(pos, loc);
-            return Some(old);
+            return Some(shard.set_location(pos, loc));
         }
         shard.insert_new(key, h, loc, &self.hasher);
         None
@@ -107,7 +105,9 @@ impl Keydir {
             return false;
         }
         match new {
-            Some(loc) => shard.arena.set_location(pos, loc),
+            Some(loc) => {
+                shard.set_location(pos, loc);
+            }
             None => shard.remove_at(slot, pos, &self.hasher),
         }
         true
@@ -122,7 +122,6 @@ impl Keydir {
         self.shards.iter().map(|s| s.read().memory_bytes()).sum()
     }
 
-    #[allow(dead_code)] // iteration builds on it
     /// Calls `f` for every key starting with `prefix`, one shard at a time
     /// (each shard is read-locked while it is visited: `f` must be short and
     /// must not call back into the keydir).
@@ -134,6 +133,25 @@ impl Keydir {
                 let key = shard.arena.key(pos);
                 if key.starts_with(prefix) {
                     f(key, shard.arena.location(pos));
+                }
+            }
+        }
+    }
+}
+
+impl Keydir {
+    /// Calls `f` for every key that has an expiry time; shards without any
+    /// are skipped, so this is free for databases that do not use TTLs.
+    pub fn for_each_expiring(&self, mut f: impl FnMut(&[u8], Location)) {
+        for shard in self.shards.iter() {
+            let shard = shard.read();
+            if shard.expiring == 0 {
+                continue;
+            }
+            for &slot in shard.slots.iter().filter(|&&s| s != 0) {
+                let loc = shard.arena.location(slot_pos(slot));
+                if loc.expiry != 0 {
+                    f(shard.arena.key(slot_pos(slot)), loc);
                 }
             }
         }
@@ -155,6 +173,8 @@ fn same_tag(slot: u64, hash: u64) -> bool {
 struct Shard {
     slots: Vec<u64>,
     len: usize,
+    /// Entries with an expiry time.
+    expiring: usize,
     arena: Arena,
 }
 
@@ -163,8 +183,17 @@ impl Shard {
         Shard {
             slots: Vec::new(),
             len: 0,
+            expiring: 0,
             arena: Arena::default(),
         }
+    }
+
+    /// Moves an entry; returns where it pointed before.
+    fn set_location(&mut self, pos: usize, loc: Location) -> Location {
+        let old = self.arena.location(pos);
+        self.expiring = self.expiring + (loc.expiry != 0) as usize - (old.expiry != 0) as usize;
+        self.arena.set_location(pos, loc);
+        old
     }
 
     fn mask(&self) -> usize {
@@ -210,6 +239,7 @@ impl Shard {
         let pos = self.arena.push(key, loc);
         self.place(make_slot(hash, pos), hash as usize);
         self.len += 1;
+        self.expiring += (loc.expiry != 0) as usize;
     }
 
     fn place(&mut self, slot: u64, home: usize) {
@@ -230,6 +260,7 @@ impl Shard {
     }
 
     fn remove_at(&mut self, mut hole: usize, pos: usize, hasher: &RandomState) {
+        self.expiring -= (self.arena.location(pos).expiry != 0) as usize;
         self.arena.free(pos);
         self.len -= 1;
         // Backward-shift: pull later members of the probe run into the hole.

@@ -8,22 +8,28 @@
 //! - `format`: records, file headers, CRCs: the bytes on disk.
 //! - `datafile`: one data file: appends, positional reads, sealing.
 //! - `keydir`: the in-memory map from key to newest record.
+//! - `hint`: hint files, the keydir's entries of one data file.
 //! - `recovery`: scanning data files back into the keydir at open.
 //! - `merge`: rewriting data files without dead records.
-//! - `db`: the handle tying them together; `lock`: the directory lock.
+//! - `db`: the handle tying them together; `lock`: the directory lock;
+//!   `worker`: the background thread (sync, hints, auto-merge).
 
 mod datafile;
 mod db;
 mod error;
 mod format;
+mod hint;
+mod iter;
 mod keydir;
 mod lock;
 mod merge;
 mod options;
 mod recovery;
+mod worker;
 
 pub mod ffi;
 
 pub use db::{Db, Stats};
 pub use error::{Error, Result, Status};
-pub use options::{system_clock, Clock, Options, SyncMode};
+pub use iter::Iter;
+pub use options::{system_clock, Clock, MergePolicy, Options, SyncMode};

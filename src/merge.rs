@@ -1,36 +1,64 @@
-//! Merge: rewrite immutable data files keeping only the records the keydir
-//! still points at, then retire the inputs.
+//! Merge: rewrite immutable data files keeping only the records still
+//! needed, then retire the inputs.
 //!
-//! Ordering is what keeps merge correct. A data file's id orders its records
-//! against every other file's, so outputs take the ids right after the
-//! newest input: every live record copied is the newest record of its key
-//! (the keydir points at it), and every file after the outputs was written
-//! later. Writers are not paused while records are copied; each output's
-//! keydir entries are moved with compare-and-swap, so a key overwritten
-//! during the merge keeps its newer location.
+//! Ordering is what keeps merge correct. The numeric order of file ids is
+//! the age order of the records inside, so outputs take the ids right
+//! after the newest sealed file: every live record copied is the newest
+//! record of its key (the keydir points at it), so all other records of
+//! that key sit in older files, and everything written after the merge
+//! began goes to newer files. Writers are not paused while records are
+//! copied; each output's keydir entries are moved with compare-and-swap,
+//! so a key overwritten during the merge keeps its newer location.
 //!
-//! Crash safety: outputs are written under `*.tmp` names and renamed into
-//! place only once synced, and inputs are deleted oldest first after every
-//! output is in place. At any crash point the directory holds either the
-//! inputs, or the inputs and complete outputs (duplicates of the same
-//! records, resolved by id order), or the outputs and the newer part of the
-//! inputs; tombstones in surviving inputs still shadow older values.
+//! Tombstones (and expired records, which shadow older values just the
+//! same) are dropped only when every file older than theirs is also being
+//! merged: then no older value of the key survives to come back. Otherwise
+//! they are carried into the output (an expired record as a tombstone).
+//! This is the fix for the deleted-keys-return bug of partial merges.
+//!
+//! Crash safety: outputs (and their hints) are written under `*.tmp` names
+//! and renamed into place only once synced; inputs are deleted oldest
+//! first after every output is in place. At any crash point the directory
+//! holds the inputs, or the inputs and complete outputs (copies of the same
+//! records, resolved by id order), or the outputs and the newer inputs,
+//! whose tombstones still shadow older values.
 
 use crate::datafile::{self, sync_dir, DataFile};
-use crate::db::{Inner, WRITE_BUFFER};
-use crate::error::{Error, Result};
-use crate::format::{FILE_HEADER_LEN, RECORD_HEADER_LEN};
+use crate::db::{expired, Inner, WRITE_BUFFER};
+use crate::error::{Error, Result, Status};
+use crate::format::{self, FILE_HEADER_LEN, FLAG_TOMBSTONE, RECORD_HEADER_LEN};
+use crate::hint::{self, HintWriter};
 use crate::keydir::Location;
 use crate::recovery::{self, FileReader, Probe};
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+/// A sealed file's bytes, as the merge policy sees them.
+struct Usage {
+    file: Arc<DataFile>,
+    records: u64,
+    /// Dead plus expired record bytes.
+    reclaimable: u64,
+}
+
+impl Usage {
+    fn frag(&self) -> f64 {
+        if self.records == 0 {
+            1.0
+        } else {
+            self.reclaimable as f64 / self.records as f64
+        }
+    }
+}
+
 /// A merge output being written.
 struct Output {
     file: Arc<DataFile>,
     tmp: PathBuf,
+    hint: HintWriter,
     /// Keydir moves to apply once the file is durable: key, from, to.
     moves: Vec<(Vec<u8>, Location, Location)>,
 }
@@ -40,40 +68,111 @@ impl Inner {
     pub(crate) fn merge(&self) -> Result<()> {
         self.check_writable()?;
         let _one_merge = self.merge_lock.lock();
-        {
+        let retired = {
             let mut w = self.writer.lock();
-            if let Some(active) = w.active.take_if(|a| a.len() > FILE_HEADER_LEN) {
-                self.synced(active.seal())?;
+            match w.active.take_if(|a| a.len() > FILE_HEADER_LEN) {
+                Some(a) => {
+                    if let Err(e) = a.flush() {
+                        w.active = Some(a);
+                        return Err(e);
+                    }
+                    Some(a)
+                }
+                None => None,
             }
+        };
+        self.seal_retired(retired)?;
+        let usage = self.usage();
+        if usage.iter().all(|u| u.reclaimable == 0) {
+            return Ok(());
         }
-        let mut inputs: Vec<Arc<DataFile>> = self
+        let inputs: Vec<_> = usage.iter().map(|u| u.file.clone()).collect();
+        self.merge_files(&inputs, &inputs)
+    }
+
+    /// Whether a merge trigger fires: some sealed file is fragmented or
+    /// dead enough.
+    pub(crate) fn needs_merge(&self) -> bool {
+        let p = &self.opts.merge;
+        self.usage().iter().any(|u| {
+            u.reclaimable > 0
+                && (u.frag() >= p.frag_trigger || u.reclaimable >= p.dead_bytes_trigger)
+        })
+    }
+
+    /// Merges the files the thresholds select (fragmented, dead, or small
+    /// files). Returns whether anything was merged.
+    pub(crate) fn merge_selected(&self) -> Result<bool> {
+        self.check_writable()?;
+        let _one_merge = self.merge_lock.lock();
+        let p = &self.opts.merge;
+        let usage = self.usage();
+        let worth = |u: &Usage| {
+            u.reclaimable > 0
+                && (u.frag() >= p.frag_threshold || u.reclaimable >= p.dead_bytes_threshold)
+        };
+        let small = |u: &Usage| u.records + FILE_HEADER_LEN < p.small_file_threshold;
+        let n_worth = usage.iter().filter(|u| worth(u)).count();
+        let n_small = usage.iter().filter(|u| small(u) && !worth(u)).count();
+        // Small files alone are worth combining only when there are several.
+        let take_small = n_worth > 0 || n_small > 1;
+        let inputs: Vec<_> = usage
+            .iter()
+            .filter(|u| worth(u) || (take_small && small(u)))
+            .map(|u| u.file.clone())
+            .collect();
+        if n_worth == 0 && n_small < 2 {
+            return Ok(false);
+        }
+        let sealed: Vec<_> = usage.iter().map(|u| u.file.clone()).collect();
+        self.merge_files(&inputs, &sealed)?;
+        Ok(true)
+    }
+
+    /// The sealed files, oldest first, with their reclaimable bytes.
+    fn usage(&self) -> Vec<Usage> {
+        let expired = self.expired_by_file();
+        let mut usage: Vec<Usage> = self
             .files
             .read()
             .values()
             .filter(|f| f.is_sealed())
-            .cloned()
+            .map(|f| {
+                let records = f.record_bytes.load(Ordering::Relaxed);
+                let dead =
+                    f.dead_bytes.load(Ordering::Relaxed) + expired.get(&f.fnum).map_or(0, |e| e.1);
+                Usage {
+                    file: f.clone(),
+                    records,
+                    reclaimable: dead.min(records),
+                }
+            })
             .collect();
-        inputs.sort_by_key(|f| f.id);
-        let reclaimable: u64 = inputs
-            .iter()
-            .map(|f| f.dead_bytes.load(Ordering::Relaxed))
-            .sum();
-        if reclaimable == 0 {
-            return Ok(());
-        }
-        self.merge_files(&inputs)?;
-        self.merges.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        usage.sort_by_key(|u| u.file.id);
+        usage
     }
 
-    /// Merges `inputs` (sorted by id; every sealed file, so no older value
-    /// of any key survives elsewhere and tombstones can all be dropped).
-    fn merge_files(&self, inputs: &[Arc<DataFile>]) -> Result<()> {
-        let mut next_id = inputs.last().map_or(0, |f| f.id) + 1;
+    /// Merges `inputs` (a subset of `sealed`; both sorted by id).
+    fn merge_files(&self, inputs: &[Arc<DataFile>], sealed: &[Arc<DataFile>]) -> Result<()> {
+        // An input may drop tombstones when every older file is an input.
+        let input_ids: HashSet<u64> = inputs.iter().map(|f| f.id).collect();
+        let mut prefix = true;
+        let mut may_drop = HashMap::new();
+        for f in sealed {
+            prefix &= input_ids.contains(&f.id);
+            may_drop.insert(f.id, prefix);
+        }
+        let mut next_id = sealed.last().map_or(0, |f| f.id) + 1;
         let mut out: Option<Output> = None;
         let result = (|| {
             for input in inputs {
-                self.copy_live(input, &mut out, &mut next_id)?;
+                if self.queue.stopping() {
+                    return Err(Error::new(
+                        Status::Io,
+                        "merge interrupted: the database is closing",
+                    ));
+                }
+                self.copy_needed(input, may_drop[&input.id], &mut out, &mut next_id)?;
             }
             if let Some(o) = out.take() {
                 self.finish_output(o)?;
@@ -82,13 +181,15 @@ impl Inner {
         })();
         if let Err(e) = result {
             if let Some(o) = out {
+                o.hint.abandon();
                 let _ = datafile::remove_file(&o.tmp);
             }
             return Err(e);
         }
         // Retire the inputs: out of the file table first (a reader that
         // misses a file looks in the keydir again), then off the disk,
-        // oldest first so surviving tombstones always shadow older values.
+        // oldest first so surviving tombstones always shadow older values;
+        // each hint before its data file.
         {
             let mut files = self.files.write();
             for f in inputs {
@@ -96,14 +197,19 @@ impl Inner {
             }
         }
         for f in inputs {
+            datafile::remove_file(&hint::hint_path(&self.dir, f.id))?;
             datafile::remove_file(&f.path)?;
         }
-        sync_dir(&self.dir)
+        sync_dir(&self.dir)?;
+        self.merges.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
-    fn copy_live(
+    /// Copies the records of `input` that must survive into the outputs.
+    fn copy_needed(
         &self,
         input: &Arc<DataFile>,
+        may_drop: bool,
         out: &mut Option<Output>,
         next_id: &mut u64,
     ) -> Result<()> {
@@ -111,12 +217,13 @@ impl Inner {
         recovery::check_header(&mut r)?;
         let now = self.now();
         let mut off = FILE_HEADER_LEN;
+        let mut tombstone = Vec::new();
         loop {
             let hdr = match recovery::probe(&mut r, off)? {
                 Probe::End => return Ok(()),
                 Probe::Damaged(reason) => {
                     return Err(Error::corruption(format!(
-                        "{}: offset {off}: {reason} (found by merge)",
+                        "{}: offset {off}: {reason} (found by merge; nothing was deleted)",
                         input.path.display()
                     )))
                 }
@@ -130,20 +237,33 @@ impl Inner {
                 expiry: hdr.expiry,
             };
             off += len;
-            if hdr.is_tombstone() {
-                continue;
-            }
             let rec = r.bytes(here.offset as u64, len as usize)?.expect("probed");
             let key = &rec[RECORD_HEADER_LEN..RECORD_HEADER_LEN + hdr.key_len as usize];
-            if self.keydir.get(key) != Some(here) {
+            let current = self.keydir.get(key);
+            // What survives: the record itself, a tombstone standing in
+            // for it, or nothing.
+            let keep: &[u8] = if hdr.is_tombstone() {
+                // Needed only while the key stays deleted and older values
+                // may survive outside this merge.
+                if current.is_some() || may_drop {
+                    continue;
+                }
+                rec
+            } else if current != Some(here) {
                 continue; // overwritten or deleted
-            }
-            if here.expiry != 0 && here.expiry <= now {
+            } else if expired(here.expiry, now) {
                 self.keydir.replace_if(key, here, None);
-                continue;
-            }
+                if may_drop {
+                    continue;
+                }
+                tombstone.clear();
+                format::encode_record(&mut tombstone, hdr.timestamp, 0, FLAG_TOMBSTONE, key, &[]);
+                &tombstone
+            } else {
+                rec
+            };
             let o = match out {
-                Some(o) if o.file.len() + len <= self.opts.max_file_size => o,
+                Some(o) if o.file.len() + keep.len() as u64 <= self.opts.max_file_size => o,
                 _ => {
                     if let Some(full) = out.take() {
                         self.finish_output(full)?;
@@ -152,40 +272,59 @@ impl Inner {
                     out.insert(self.new_output(*next_id - 1)?)
                 }
             };
-            if o.file.pending_len() + len as usize > WRITE_BUFFER {
+            if o.file.pending_len() + keep.len() > WRITE_BUFFER {
                 o.file.flush()?;
             }
-            let at = o.file.append(|buf| buf.extend_from_slice(rec));
-            let to = Location {
-                file: o.file.fnum,
-                offset: at as u32,
-                ..here
-            };
-            o.moves.push((key.to_vec(), here, to));
+            let at = o.file.append(|buf| buf.extend_from_slice(keep));
+            let kept = format::RecordHeader::decode(keep);
+            o.hint.add(at, &kept, key)?;
+            if !kept.is_tombstone() {
+                let to = Location {
+                    file: o.file.fnum,
+                    offset: at as u32,
+                    ..here
+                };
+                o.moves.push((key.to_vec(), here, to));
+            }
         }
     }
 
     fn new_output(&self, id: u64) -> Result<Output> {
         let path = self.dir.join(datafile::data_name(id));
         let tmp = path.with_extension("data.tmp");
-        let file = DataFile::create(self.next_fnum(), id, &self.dir, &tmp, path)?;
+        let hint = HintWriter::create(&self.dir, id)?;
+        let file =
+            match DataFile::create(self.next_fnum(), id, &self.dir, &tmp, path, self.open_fds()) {
+                Ok(f) => f,
+                Err(e) => {
+                    hint.abandon();
+                    return Err(e);
+                }
+            };
         Ok(Output {
             file: Arc::new(file),
             tmp,
+            hint,
             moves: Vec::new(),
         })
     }
 
-    /// Makes an output durable under its final name, then points the
-    /// keydir at it for every key not overwritten meanwhile.
+    /// Makes an output durable under its final name with its hint, then
+    /// points the keydir at it for every key not overwritten meanwhile.
     fn finish_output(&self, o: Output) -> Result<()> {
-        if let Err(e) = self.synced(o.file.seal()) {
+        // The rename is made durable before any input is deleted.
+        let placed = self.synced(o.file.seal()).and_then(|_| {
+            fs::rename(&o.tmp, &o.file.path)
+                .map_err(|e| Error::io("renaming merge output to", &o.file.path, e))?;
+            sync_dir(&self.dir)
+        });
+        if let Err(e) = placed {
+            o.hint.abandon();
             let _ = datafile::remove_file(&o.tmp);
             return Err(e);
         }
-        fs::rename(&o.tmp, &o.file.path)
-            .map_err(|e| Error::io("renaming merge output to", &o.file.path, e))?;
-        sync_dir(&self.dir)?;
+        // The data file is in place; a missing hint only costs a scan.
+        let _ = o.hint.finish(o.file.len(), &self.dir);
         self.files.write().insert(o.file.fnum, o.file.clone());
         for (key, from, to) in &o.moves {
             if !self.keydir.replace_if(key, *from, Some(*to)) {

@@ -1,6 +1,6 @@
 //! Open options and their limits.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Status};
 use crate::format::{MAX_KEY_LEN, MAX_VALUE_LEN};
 use std::fmt;
 use std::sync::Arc;
@@ -46,7 +46,45 @@ pub struct Options {
     pub create_if_missing: bool,
     /// Open despite damaged records: rewrite damaged files without them.
     pub repair: bool,
+    /// Seconds a plain `put` lives; 0 = forever.
+    pub default_ttl_secs: u32,
+    /// Data file descriptors kept open at most (the active file and files
+    /// being merged are always open on top of this).
+    pub max_open_files: u32,
+    /// When merge is needed and which files it takes.
+    pub merge: MergePolicy,
+    /// Check the merge triggers at this interval on a background thread
+    /// and merge when they fire; None = only explicit merges.
+    pub auto_merge: Option<Duration>,
     pub clock: Clock,
+}
+
+/// Riak-style merge triggers (is a merge needed?) and thresholds (which
+/// files does it take?). Fractions are dead bytes / record bytes of a file.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MergePolicy {
+    /// A merge is needed when some file is at least this fragmented...
+    pub frag_trigger: f64,
+    /// ...or holds at least this many dead bytes.
+    pub dead_bytes_trigger: u64,
+    /// A merge takes every file at least this fragmented,
+    pub frag_threshold: f64,
+    /// or with at least this many dead bytes,
+    pub dead_bytes_threshold: u64,
+    /// or smaller than this (small files are combined).
+    pub small_file_threshold: u64,
+}
+
+impl Default for MergePolicy {
+    fn default() -> MergePolicy {
+        MergePolicy {
+            frag_trigger: 0.6,
+            dead_bytes_trigger: 512 << 20,
+            frag_threshold: 0.4,
+            dead_bytes_threshold: 128 << 20,
+            small_file_threshold: 10 << 20,
+        }
+    }
 }
 
 impl Default for Options {
@@ -59,6 +97,10 @@ impl Default for Options {
             read_only: false,
             create_if_missing: true,
             repair: false,
+            default_ttl_secs: 0,
+            max_open_files: 64,
+            merge: MergePolicy::default(),
+            auto_merge: None,
             clock: system_clock(),
         }
     }
@@ -74,11 +116,45 @@ impl fmt::Debug for Options {
             .field("read_only", &self.read_only)
             .field("create_if_missing", &self.create_if_missing)
             .field("repair", &self.repair)
+            .field("default_ttl_secs", &self.default_ttl_secs)
+            .field("max_open_files", &self.max_open_files)
+            .field("merge", &self.merge)
+            .field("auto_merge", &self.auto_merge)
             .finish_non_exhaustive()
     }
 }
 
 impl Options {
+    /// Keys are 1..=max_key_size bytes.
+    pub fn check_key_len(&self, len: usize) -> Result<()> {
+        if len == 0 {
+            return Err(Error::invalid("key is empty"));
+        }
+        if len > self.max_key_size as usize {
+            return Err(Error::new(
+                Status::TooLarge,
+                format!(
+                    "key of {len} bytes exceeds max_key_size {}",
+                    self.max_key_size
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn check_value_len(&self, len: usize) -> Result<()> {
+        if len > self.max_value_size as usize {
+            return Err(Error::new(
+                Status::TooLarge,
+                format!(
+                    "value of {len} bytes exceeds max_value_size {}",
+                    self.max_value_size
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     pub fn validate(&self) -> Result<()> {
         check_file_size(self.max_file_size)?;
         check_key_size(self.max_key_size)?;
@@ -87,6 +163,46 @@ impl Options {
             if d.is_zero() {
                 return Err(Error::invalid("sync interval must be greater than zero"));
             }
+        }
+        if self.auto_merge.is_some_and(|d| d.is_zero()) {
+            return Err(Error::invalid(
+                "auto-merge interval must be greater than zero",
+            ));
+        }
+        check_open_files(self.max_open_files)?;
+        self.merge.validate()
+    }
+}
+
+pub(crate) const MIN_OPEN_FILES: u32 = 4;
+
+pub fn check_open_files(v: u32) -> Result<()> {
+    if v >= MIN_OPEN_FILES {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "max_open_files {v} is below {MIN_OPEN_FILES}"
+        )))
+    }
+}
+
+impl MergePolicy {
+    pub fn validate(&self) -> Result<()> {
+        let fraction = |name: &str, v: f64| {
+            if (0.0..=1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(Error::invalid(format!("{name} {v} is outside 0..=1")))
+            }
+        };
+        fraction("frag_trigger", self.frag_trigger)?;
+        fraction("frag_threshold", self.frag_threshold)?;
+        if self.frag_threshold > self.frag_trigger
+            || self.dead_bytes_threshold > self.dead_bytes_trigger
+        {
+            return Err(Error::invalid(
+                "merge thresholds must not exceed their triggers (a triggered merge would select nothing)",
+            ));
         }
         Ok(())
     }

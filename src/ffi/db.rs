@@ -1,7 +1,7 @@
 //! `bc_db`: open, close and the key/value calls.
 
 use super::options::{bc_options, options_or_default};
-use super::{arg, bc_status, boundary, boundary_free, bytes, out_arg};
+use super::{arg, bc_status, boundary, boundary_free, key_arg, out_arg, value_arg};
 use crate::db::{Db, Stats};
 use crate::error::{Error, Status};
 use std::ffi::{c_char, CStr, OsStr};
@@ -14,11 +14,14 @@ use std::os::unix::ffi::OsStrExt;
 /// inside. bc_close must not run concurrently with any other call on the
 /// same handle.
 pub struct bc_db {
-    db: Db,
+    pub(crate) db: Db,
 }
 
 /// Runs `body` against the handle behind `db`, poisoning it on a panic.
-fn with_db(db: *mut bc_db, body: impl FnOnce(&Db) -> Result<bc_status, Error>) -> bc_status {
+pub(crate) fn with_db(
+    db: *mut bc_db,
+    body: impl FnOnce(&Db) -> Result<bc_status, Error>,
+) -> bc_status {
     // SAFETY: a non-NULL db comes from bc_open and stays alive until
     // bc_close, which the caller does not run concurrently (documented).
     let handle = match unsafe { arg(db as *const bc_db, "db") } {
@@ -28,7 +31,7 @@ fn with_db(db: *mut bc_db, body: impl FnOnce(&Db) -> Result<bc_status, Error>) -
     boundary(|e| handle.db.poison(e.clone()), || body(&handle.db))
 }
 
-fn found(b: bool) -> Result<bc_status, Error> {
+pub(crate) fn found(b: bool) -> Result<bc_status, Error> {
     if b {
         Ok(bc_status::BC_OK)
     } else {
@@ -124,8 +127,41 @@ pub extern "C" fn bc_put(
 ) -> bc_status {
     with_db(db, |db| {
         // SAFETY: key/val point to klen/vlen readable bytes (caller contract).
-        let (k, v) = unsafe { (super::key(key, klen)?, bytes(val, vlen, "val")?) };
+        let (k, v) = unsafe {
+            (
+                key_arg(db.options(), key, klen)?,
+                value_arg(db.options(), val, vlen)?,
+            )
+        };
         db.put(k, v)?;
+        Ok(bc_status::BC_OK)
+    })
+}
+
+/// Stores `val` under `key` with a time to live: after `ttl_secs` seconds
+/// (by the handle's clock) the key reads as absent, and merge reclaims it.
+/// `ttl_secs` 0 means the value never expires (whatever the default TTL).
+///
+/// Parameters and statuses as for bc_put.
+/// Thread-safe.
+#[no_mangle]
+pub extern "C" fn bc_put_ttl(
+    db: *mut bc_db,
+    key: *const u8,
+    klen: usize,
+    val: *const u8,
+    vlen: usize,
+    ttl_secs: u32,
+) -> bc_status {
+    with_db(db, |db| {
+        // SAFETY: key/val point to klen/vlen readable bytes (caller contract).
+        let (k, v) = unsafe {
+            (
+                key_arg(db.options(), key, klen)?,
+                value_arg(db.options(), val, vlen)?,
+            )
+        };
+        db.put_ttl(k, v, ttl_secs)?;
         Ok(bc_status::BC_OK)
     })
 }
@@ -155,7 +191,7 @@ pub extern "C" fn bc_get(
         out_arg(val, "val")?;
         out_arg(vlen, "vlen")?;
         // SAFETY: key points to klen readable bytes (caller contract).
-        let k = unsafe { super::key(key, klen)? };
+        let k = unsafe { key_arg(db.options(), key, klen)? };
         let value = db.with_value(k, |v| Box::<[u8]>::from(v))?;
         let Some(value) = value else {
             return found(false);
@@ -196,7 +232,7 @@ pub extern "C" fn bc_get_into(
             return Err(Error::invalid(format!("buf is NULL with cap {cap}")));
         }
         // SAFETY: key points to klen readable bytes (caller contract).
-        let k = unsafe { super::key(key, klen)? };
+        let k = unsafe { key_arg(db.options(), key, klen)? };
         let copied = db.with_value(k, |v| {
             if v.len() > cap {
                 return Err(v.len());
@@ -247,7 +283,7 @@ pub extern "C" fn bc_free(val: *mut u8, vlen: usize) {
 pub extern "C" fn bc_delete(db: *mut bc_db, key: *const u8, klen: usize) -> bc_status {
     with_db(db, |db| {
         // SAFETY: key points to klen readable bytes (caller contract).
-        let k = unsafe { super::key(key, klen)? };
+        let k = unsafe { key_arg(db.options(), key, klen)? };
         found(db.delete(k)?)
     })
 }
@@ -261,7 +297,7 @@ pub extern "C" fn bc_delete(db: *mut bc_db, key: *const u8, klen: usize) -> bc_s
 pub extern "C" fn bc_contains(db: *mut bc_db, key: *const u8, klen: usize) -> bc_status {
     with_db(db, |db| {
         // SAFETY: key points to klen readable bytes (caller contract).
-        let k = unsafe { super::key(key, klen)? };
+        let k = unsafe { key_arg(db.options(), key, klen)? };
         found(db.contains(k)?)
     })
 }
@@ -300,6 +336,39 @@ pub extern "C" fn bc_merge(db: *mut bc_db) -> bc_status {
     })
 }
 
+/// Whether the merge triggers (bc_options_set_merge_triggers) currently
+/// fire for some immutable data file.
+///
+/// @param[out] out receives the answer; written only on BC_OK.
+/// @return BC_OK; BC_INVALID_ARGUMENT (NULL db or out).
+/// Thread-safe.
+#[no_mangle]
+pub extern "C" fn bc_needs_merge(db: *mut bc_db, out: *mut bool) -> bc_status {
+    with_db(db, |db| {
+        out_arg(out, "out")?;
+        let needed = db.needs_merge();
+        // SAFETY: out is non-NULL and writable (caller contract).
+        unsafe { *out = needed };
+        Ok(bc_status::BC_OK)
+    })
+}
+
+/// The number of live keys (expired keys excluded).
+///
+/// @param[out] out receives the count; written only on BC_OK.
+/// @return BC_OK; BC_INVALID_ARGUMENT (NULL db or out).
+/// Thread-safe.
+#[no_mangle]
+pub extern "C" fn bc_count(db: *mut bc_db, out: *mut u64) -> bc_status {
+    with_db(db, |db| {
+        out_arg(out, "out")?;
+        let n = db.count();
+        // SAFETY: out is non-NULL and writable (caller contract).
+        unsafe { *out = n };
+        Ok(bc_status::BC_OK)
+    })
+}
+
 /// Counters describing a database, filled by bc_get_stats.
 ///
 /// Fields are only ever added at the end. Set `struct_size` to
@@ -326,6 +395,8 @@ pub struct bc_stats {
     pub dead_bytes: u64,
     /// dead_bytes / (live_bytes + dead_bytes), 0 for an empty database.
     pub fragmentation: f64,
+    /// Keys whose time to live has passed (invisible; merge reclaims them).
+    pub expired_keys: u64,
     /// Bytes cut from a torn tail by the open of this handle.
     pub recovered_bytes_dropped: u64,
     /// Damaged records or files skipped by an open with the repair option.
@@ -352,6 +423,7 @@ impl From<&Stats> for bc_stats {
             } else {
                 s.dead_bytes as f64 / records as f64
             },
+            expired_keys: s.expired_keys,
             recovered_bytes_dropped: s.recovered_bytes_dropped,
             repaired_records_skipped: s.repaired_records_skipped,
             merges: s.merges,

@@ -14,12 +14,15 @@
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 mod db;
+mod iter;
 mod options;
 
 pub use db::*;
+pub use iter::*;
 pub use options::*;
 
 use crate::error::{Error, Status};
+use crate::options::Options;
 use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, CStr, CString};
 use std::panic::{self, AssertUnwindSafe};
@@ -160,11 +163,13 @@ pub(crate) fn out_arg<T>(p: *mut T, name: &str) -> Result<(), Error> {
 }
 
 /// A byte slice from a C pointer and length. NULL is allowed only with a
-/// zero length (an empty slice).
+/// zero length (an empty slice). The length must already have been checked
+/// against a limit: a slice is never made over more than the caller could
+/// have meant.
 ///
 /// # Safety
 /// A non-NULL `p` must point to `len` readable bytes for `'a`.
-pub(crate) unsafe fn bytes<'a>(p: *const u8, len: usize, name: &str) -> Result<&'a [u8], Error> {
+unsafe fn bytes<'a>(p: *const u8, len: usize, name: &str) -> Result<&'a [u8], Error> {
     if p.is_null() {
         if len == 0 {
             return Ok(&[]);
@@ -175,17 +180,36 @@ pub(crate) unsafe fn bytes<'a>(p: *const u8, len: usize, name: &str) -> Result<&
     Ok(unsafe { std::slice::from_raw_parts(p, len) })
 }
 
-/// A key from C: NULL is invalid even with length 0; the engine checks the
-/// length against the limits.
+/// A key from C, checked (NULL, empty, over max_key_size) before any byte
+/// is looked at.
 ///
 /// # Safety
-/// As for [`bytes`].
-pub(crate) unsafe fn key<'a>(p: *const u8, len: usize) -> Result<&'a [u8], Error> {
+/// A non-NULL `p` must point to `len` readable bytes for `'a`.
+pub(crate) unsafe fn key_arg<'a>(
+    opts: &Options,
+    p: *const u8,
+    len: usize,
+) -> Result<&'a [u8], Error> {
     if p.is_null() {
         return Err(Error::invalid("key is NULL"));
     }
-    // SAFETY: forwarded from the caller.
+    opts.check_key_len(len)?;
+    // SAFETY: forwarded from the caller; len is within max_key_size.
     unsafe { bytes(p, len, "key") }
+}
+
+/// A value from C, checked against max_value_size before it is looked at.
+///
+/// # Safety
+/// A non-NULL `p` must point to `len` readable bytes for `'a`.
+pub(crate) unsafe fn value_arg<'a>(
+    opts: &Options,
+    p: *const u8,
+    len: usize,
+) -> Result<&'a [u8], Error> {
+    opts.check_value_len(len)?;
+    // SAFETY: forwarded from the caller; len is within max_value_size.
+    unsafe { bytes(p, len, "val") }
 }
 
 const VERSION: &CStr =

@@ -192,3 +192,145 @@ pub(crate) unsafe fn options_or_default(opts: *const bc_options) -> Options {
             .unwrap_or_default()
     }
 }
+
+/// Time to live, in seconds, of every value stored by bc_put (bc_put_ttl
+/// sets its own). 0, the default, means values never expire.
+///
+/// @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL.
+#[no_mangle]
+pub extern "C" fn bc_options_set_default_ttl(opts: *mut bc_options, ttl_secs: u32) -> bc_status {
+    with_opts(opts, |o| {
+        o.default_ttl_secs = ttl_secs;
+        Ok(())
+    })
+}
+
+/// A clock: returns the current time in seconds since the Unix epoch.
+/// `ctx` is the pointer given to bc_options_set_clock.
+pub type bc_clock_fn = Option<extern "C" fn(ctx: *mut std::ffi::c_void) -> u32>;
+
+/// A caller-supplied clock and its context, callable from any thread.
+struct ForeignClock {
+    now: extern "C" fn(*mut std::ffi::c_void) -> u32,
+    ctx: *mut std::ffi::c_void,
+}
+
+impl ForeignClock {
+    fn now(&self) -> u32 {
+        (self.now)(self.ctx)
+    }
+}
+
+// SAFETY: bc_options_set_clock documents that the function may be called
+// from any thread at any time with ctx, until the last handle opened with
+// these options is closed; the library only passes ctx back.
+unsafe impl Send for ForeignClock {}
+// SAFETY: as above; the library never dereferences ctx.
+unsafe impl Sync for ForeignClock {}
+
+/// Replaces the clock the database reads for TTL expiry (tests use this to
+/// expire keys without sleeping). NULL `now` restores the system clock.
+///
+/// @param[in] now a function returning seconds since the Unix epoch. It may
+///            be called from any thread (the caller's and the library's
+///            background thread) until the handles opened with these options
+///            are closed; it must not call back into the library.
+/// @param[in] ctx passed to `now` unchanged; owned by the caller and kept
+///            alive as long as `now` may be called.
+/// @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL.
+#[no_mangle]
+pub extern "C" fn bc_options_set_clock(
+    opts: *mut bc_options,
+    now: bc_clock_fn,
+    ctx: *mut std::ffi::c_void,
+) -> bc_status {
+    with_opts(opts, |o| {
+        o.clock = match now {
+            None => options::system_clock(),
+            Some(now) => {
+                let c = ForeignClock { now, ctx };
+                std::sync::Arc::new(move || c.now())
+            }
+        };
+        Ok(())
+    })
+}
+
+/// Auto-merge: a background thread checks the merge triggers every
+/// interval_ms milliseconds and merges the files the thresholds select when
+/// they fire. 0, the default, turns it off (merge only with bc_merge).
+/// bc_close stops the thread, abandoning a merge in progress safely.
+///
+/// @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL.
+#[no_mangle]
+pub extern "C" fn bc_options_set_auto_merge(opts: *mut bc_options, interval_ms: u32) -> bc_status {
+    with_opts(opts, |o| {
+        o.auto_merge = match interval_ms {
+            0 => None,
+            ms => Some(Duration::from_millis(ms as u64)),
+        };
+        Ok(())
+    })
+}
+
+/// When a merge is needed (bc_needs_merge, auto-merge): when some immutable
+/// data file has at least `frag` of its bytes dead (0..1, default 0.6) or
+/// at least `dead_bytes` dead bytes (default 512 MiB).
+///
+/// @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL, frag is outside
+///         0..1, or a trigger is below its threshold.
+#[no_mangle]
+pub extern "C" fn bc_options_set_merge_triggers(
+    opts: *mut bc_options,
+    frag: f64,
+    dead_bytes: u64,
+) -> bc_status {
+    with_opts(opts, |o| {
+        let mut p = o.merge;
+        p.frag_trigger = frag;
+        p.dead_bytes_trigger = dead_bytes;
+        p.validate()?;
+        o.merge = p;
+        Ok(())
+    })
+}
+
+/// Which files a triggered merge takes: those with at least `frag` of
+/// their bytes dead (default 0.4), or at least `dead_bytes` dead bytes
+/// (default 128 MiB), or smaller than `small_file` bytes (default 10 MiB;
+/// small files are combined). bc_merge always takes every file.
+///
+/// @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL, frag is outside
+///         0..1, or a threshold is above its trigger.
+#[no_mangle]
+pub extern "C" fn bc_options_set_merge_thresholds(
+    opts: *mut bc_options,
+    frag: f64,
+    dead_bytes: u64,
+    small_file: u64,
+) -> bc_status {
+    with_opts(opts, |o| {
+        let mut p = o.merge;
+        p.frag_threshold = frag;
+        p.dead_bytes_threshold = dead_bytes;
+        p.small_file_threshold = small_file;
+        p.validate()?;
+        o.merge = p;
+        Ok(())
+    })
+}
+
+/// How many data file descriptors a handle keeps open (default 64, at
+/// least 4). Files beyond it are opened on demand and the least recently
+/// used closed, so a database of any number of files works under a low
+/// `ulimit -n`. The active file and files being merged come on top.
+///
+/// @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL or n < 4.
+#[no_mangle]
+pub extern "C" fn bc_options_set_max_open_files(opts: *mut bc_options, n: u32) -> bc_status {
+    with_opts(opts, |o| {
+        options::check_open_files(n)?;
+        o.max_open_files = n;
+        Ok(())
+    })
+}

@@ -1,0 +1,136 @@
+//! `bc_iter`: iteration over a snapshot of the keys.
+
+use super::db::{bc_db, found, with_db};
+use super::{bc_status, boundary_free, out_arg};
+use crate::error::Error;
+use crate::iter::Iter;
+
+/// An iterator over the keys of a database. Opaque; made by bc_iter_new,
+/// freed by bc_iter_free. It belongs to one thread at a time. Free it
+/// before closing its database.
+pub struct bc_iter {
+    iter: Iter,
+}
+
+/// Runs `body` on the iterator behind `it`.
+fn with_iter(
+    it: *mut bc_iter,
+    body: impl FnOnce(&mut Iter) -> Result<bc_status, Error>,
+) -> bc_status {
+    boundary_free(|| {
+        // SAFETY: a non-NULL it comes from bc_iter_new, is not freed, and
+        // is used by one thread at a time (documented).
+        let it = unsafe { it.as_mut() }.ok_or_else(|| Error::invalid("it is NULL"))?;
+        body(&mut it.iter)
+    })
+}
+
+/// Creates an iterator over the keys that start with `prefix` (all keys
+/// for NULL/0), live at this moment, in bytewise order. The keys are copied
+/// now (memory grows with their number and size); a key deleted or expired
+/// later is skipped when reached; values are read when asked for, so they
+/// are current. Puts, deletes and merges may run while it is open.
+///
+/// @param[in]  prefix bytes read during the call; NULL only with plen 0.
+/// @param[out] out    receives the iterator, owned by the caller until
+///             bc_iter_free; written only on BC_OK.
+/// @return BC_OK; BC_INVALID_ARGUMENT (NULL db or out, NULL prefix with
+///         plen > 0).
+/// Thread-safe with respect to db.
+#[no_mangle]
+pub extern "C" fn bc_iter_new(
+    db: *mut bc_db,
+    prefix: *const u8,
+    plen: usize,
+    out: *mut *mut bc_iter,
+) -> bc_status {
+    with_db(db, |db| {
+        out_arg(out, "out")?;
+        if prefix.is_null() && plen > 0 {
+            return Err(Error::invalid(format!("prefix is NULL with plen {plen}")));
+        }
+        let prefix: &[u8] = if plen == 0 {
+            &[]
+        } else {
+            // SAFETY: prefix is non-NULL and points to plen readable bytes
+            // (caller contract).
+            unsafe { std::slice::from_raw_parts(prefix, plen) }
+        };
+        let it = Box::into_raw(Box::new(bc_iter {
+            iter: db.iter(prefix),
+        }));
+        // SAFETY: out is non-NULL and writable (caller contract).
+        unsafe { *out = it };
+        Ok(bc_status::BC_OK)
+    })
+}
+
+/// Advances to the next key that is still live.
+///
+/// @param[out] key  receives a pointer to the key bytes, owned by the
+///             iterator and valid until the next bc_iter_next or
+///             bc_iter_free on it. Written only on BC_OK.
+/// @param[out] klen receives the key length. Written only on BC_OK.
+/// @return BC_OK; BC_NOT_FOUND at the end; BC_INVALID_ARGUMENT (NULL it,
+///         key or klen).
+/// Not thread-safe: one thread per iterator.
+#[no_mangle]
+pub extern "C" fn bc_iter_next(
+    it: *mut bc_iter,
+    key: *mut *const u8,
+    klen: *mut usize,
+) -> bc_status {
+    with_iter(it, |it| {
+        out_arg(key, "key")?;
+        out_arg(klen, "klen")?;
+        let Some(k) = it.next_key() else {
+            return found(false);
+        };
+        // SAFETY: key and klen are non-NULL and writable (caller contract).
+        unsafe {
+            *key = k.as_ptr();
+            *klen = k.len();
+        }
+        Ok(bc_status::BC_OK)
+    })
+}
+
+/// Reads the current value of the key bc_iter_next last returned.
+///
+/// @param[out] val  receives a copy, released with bc_free(val, vlen).
+/// @param[out] vlen receives its length. Both written only on BC_OK.
+/// @return BC_OK; BC_NOT_FOUND (the key was deleted or expired since, or
+///         the iterator is not on a key); BC_INVALID_ARGUMENT; BC_CORRUPTION;
+///         BC_IO.
+/// Not thread-safe: one thread per iterator.
+#[no_mangle]
+pub extern "C" fn bc_iter_value(
+    it: *mut bc_iter,
+    val: *mut *mut u8,
+    vlen: *mut usize,
+) -> bc_status {
+    with_iter(it, |it| {
+        out_arg(val, "val")?;
+        out_arg(vlen, "vlen")?;
+        let Some(value) = it.with_value(|v| Box::<[u8]>::from(v))? else {
+            return found(false);
+        };
+        let len = value.len();
+        // SAFETY: val and vlen are non-NULL and writable (caller contract).
+        unsafe {
+            *val = Box::into_raw(value) as *mut u8;
+            *vlen = len;
+        }
+        Ok(bc_status::BC_OK)
+    })
+}
+
+/// Frees an iterator. NULL is a no-op.
+#[no_mangle]
+pub extern "C" fn bc_iter_free(it: *mut bc_iter) {
+    if !it.is_null() {
+        // SAFETY: it came from Box::into_raw in bc_iter_new and is freed
+        // once (caller contract).
+        drop(unsafe { Box::from_raw(it) });
+    }
+}

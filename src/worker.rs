@@ -1,0 +1,113 @@
+//! The background thread of a read-write handle: writes hint files for
+//! newly sealed data files, flushes and syncs in BC_SYNC_INTERVAL mode, and
+//! runs auto-merge when its triggers fire. Close stops it cleanly: a merge
+//! in progress is abandoned at the next record (its outputs are removed or
+//! are complete and valid).
+
+use crate::datafile::DataFile;
+use crate::db::Inner;
+use crate::error::{Error, Result, Status};
+use crate::options::SyncMode;
+use parking_lot::{Condvar, Mutex};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+#[derive(Default)]
+pub(crate) struct Jobs {
+    stop: bool,
+    hints: Vec<Arc<DataFile>>,
+}
+
+/// Shared between the handle (which queues work) and the thread.
+#[derive(Default)]
+pub(crate) struct Queue {
+    jobs: Mutex<Jobs>,
+    wake: Condvar,
+}
+
+impl Queue {
+    /// Asks for the hint file of a sealed data file.
+    pub fn hint(&self, file: Arc<DataFile>) {
+        self.jobs.lock().hints.push(file);
+        self.wake.notify_one();
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.jobs.lock().stop
+    }
+}
+
+pub(crate) struct Worker {
+    thread: JoinHandle<()>,
+}
+
+impl Worker {
+    pub fn start(inner: Arc<Inner>) -> Result<Worker> {
+        let thread = std::thread::Builder::new()
+            .name("bitcask-worker".into())
+            .spawn(move || run(&inner))
+            .map_err(|e| Error::new(Status::Io, format!("starting the background thread: {e}")))?;
+        Ok(Worker { thread })
+    }
+
+    pub fn stop(self, queue: &Queue) {
+        queue.jobs.lock().stop = true;
+        queue.wake.notify_all();
+        let _ = self.thread.join();
+    }
+}
+
+fn run(inner: &Inner) {
+    let sync_every = match inner.opts.sync {
+        SyncMode::Interval(d) => Some(d),
+        _ => None,
+    };
+    let merge_every = inner.opts.auto_merge;
+    let mut next_sync = sync_every.map(|d| Instant::now() + d);
+    let mut next_merge = merge_every.map(|d| Instant::now() + d);
+    loop {
+        let (hints, stop) = {
+            let mut jobs = inner.queue.jobs.lock();
+            loop {
+                // Queued hints are written even when stopping: every
+                // sealed file gets its hint.
+                if jobs.stop || !jobs.hints.is_empty() {
+                    break (std::mem::take(&mut jobs.hints), jobs.stop);
+                }
+                let now = Instant::now();
+                let due = [next_sync, next_merge].into_iter().flatten().min();
+                match due {
+                    Some(t) if t <= now => break (Vec::new(), false),
+                    Some(t) => {
+                        inner.queue.wake.wait_for(&mut jobs, t - now);
+                    }
+                    None => inner.queue.wake.wait(&mut jobs),
+                }
+            }
+        };
+        for file in hints {
+            // A missing hint only costs a scan at the next open.
+            let _ = inner.write_hint(&file);
+        }
+        if stop {
+            return;
+        }
+        let now = Instant::now();
+        if let (Some(t), Some(every)) = (next_sync, sync_every) {
+            if t <= now {
+                // A failure shows at the next write or sync.
+                let _ = inner.sync();
+                next_sync = Some(now + every);
+            }
+        }
+        if let (Some(t), Some(every)) = (next_merge, merge_every) {
+            if t <= now {
+                if inner.needs_merge() {
+                    let _ = inner.merge_selected();
+                }
+                next_merge = Some(Instant::now() + every.max(Duration::from_millis(1)));
+            }
+        }
+    }
+}

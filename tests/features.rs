@@ -1,0 +1,347 @@
+//! Hint files, selective merge, TTL, iteration, stats, descriptor bound.
+
+use bitcask::{Db, MergePolicy, Options, Status};
+use std::fs;
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn opts_with_clock(now: &Arc<AtomicU32>) -> Options {
+    let now = now.clone();
+    Options {
+        max_file_size: 4096,
+        clock: Arc::new(move || now.load(Ordering::Relaxed)),
+        ..Options::default()
+    }
+}
+
+fn names(dir: &Path, suffix: &str) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(suffix))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn ttl_expires_on_the_clock_and_never_resurrects_older_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Arc::new(AtomicU32::new(1_000));
+    let db = Db::open(dir.path(), opts_with_clock(&now)).unwrap();
+    db.put(b"k", b"old").unwrap();
+    // Fill a few files so "k"'s old value sits in an older file.
+    for i in 0..300u32 {
+        db.put(format!("f{i}").as_bytes(), &[0; 40]).unwrap();
+    }
+    db.put_ttl(b"k", b"new", 10).unwrap();
+    db.put_ttl(b"forever", b"x", 0).unwrap();
+    assert_eq!(db.get(b"k").unwrap().as_deref(), Some(&b"new"[..]));
+    now.store(1_009, Ordering::Relaxed);
+    assert!(db.contains(b"k").unwrap());
+    now.store(1_010, Ordering::Relaxed);
+    assert_eq!(db.get(b"k").unwrap(), None);
+    assert!(!db.contains(b"k").unwrap());
+    assert!(!db.delete(b"k").unwrap(), "an expired key is absent");
+    assert_eq!(db.stats().expired_keys, 1);
+    assert_eq!(db.count(), 301);
+    let mut it = db.iter(b"k");
+    assert_eq!(it.next_key(), None);
+    // The iterator outlives close: the lock must still be released.
+    // A partial merge of only the file holding the expired record must
+    // leave a tombstone: "old" must not come back.
+    let newest_sealed = {
+        db.close().unwrap();
+        let db = Db::open(dir.path(), opts_with_clock(&now)).unwrap();
+        assert_eq!(db.get(b"k").unwrap(), None);
+        db
+    };
+    let db = newest_sealed;
+    let policy = MergePolicy {
+        frag_trigger: 0.5,
+        frag_threshold: 0.5,
+        small_file_threshold: 0,
+        ..MergePolicy::default()
+    };
+    drop(db);
+    let db = Db::open(
+        dir.path(),
+        Options {
+            merge: policy,
+            ..opts_with_clock(&now)
+        },
+    )
+    .unwrap();
+    db.merge_if_needed().unwrap();
+    assert_eq!(db.get(b"k").unwrap(), None);
+    db.close().unwrap();
+    let db = Db::open(dir.path(), opts_with_clock(&now)).unwrap();
+    assert_eq!(
+        db.get(b"k").unwrap(),
+        None,
+        "expired key let an older value back"
+    );
+    db.merge().unwrap();
+    assert_eq!(db.stats().expired_keys, 0);
+    assert_eq!(db.get(b"k").unwrap(), None);
+    assert_eq!(db.get(b"forever").unwrap().as_deref(), Some(&b"x"[..]));
+    drop(db);
+    let db = Db::open(dir.path(), opts_with_clock(&now)).unwrap();
+    assert_eq!(db.get(b"k").unwrap(), None);
+}
+
+#[test]
+fn default_ttl_applies_to_plain_puts() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Arc::new(AtomicU32::new(50));
+    let opts = Options {
+        default_ttl_secs: 5,
+        ..opts_with_clock(&now)
+    };
+    let db = Db::open(dir.path(), opts).unwrap();
+    db.put(b"a", b"1").unwrap();
+    db.put_ttl(b"b", b"2", 0).unwrap();
+    now.store(55, Ordering::Relaxed);
+    assert_eq!(db.get(b"a").unwrap(), None);
+    assert_eq!(db.get(b"b").unwrap().as_deref(), Some(&b"2"[..]));
+}
+
+#[test]
+fn iteration_is_a_sorted_snapshot_that_skips_later_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), Options::default()).unwrap();
+    for k in ["b:2", "a:1", "b:1", "b:3", "c:1"] {
+        db.put(k.as_bytes(), k.as_bytes()).unwrap();
+    }
+    let mut it = db.iter(b"b:");
+    assert_eq!(it.len(), 3);
+    assert_eq!(it.next_key(), Some(&b"b:1"[..]));
+    assert_eq!(
+        it.with_value(|v| v.to_vec()).unwrap(),
+        Some(b"b:1".to_vec())
+    );
+    db.delete(b"b:2").unwrap();
+    db.put(b"b:25", b"new").unwrap();
+    db.put(b"b:3", b"changed").unwrap();
+    db.merge().unwrap();
+    assert_eq!(
+        it.next_key(),
+        Some(&b"b:3"[..]),
+        "deleted b:2 skipped, new b:25 unseen"
+    );
+    assert_eq!(
+        it.with_value(|v| v.to_vec()).unwrap(),
+        Some(b"changed".to_vec())
+    );
+    assert_eq!(it.next_key(), None);
+    assert_eq!(db.iter(b"").len(), 5);
+}
+
+#[test]
+fn open_uses_hints_and_survives_bad_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options {
+        max_file_size: 4096,
+        ..Options::default()
+    };
+    let db = Db::open(dir.path(), opts.clone()).unwrap();
+    for i in 0..2000u32 {
+        db.put(format!("k{i}").as_bytes(), format!("v{i}").as_bytes())
+            .unwrap();
+    }
+    for i in (0..2000u32).step_by(7) {
+        db.delete(format!("k{i}").as_bytes()).unwrap();
+    }
+    let expected = db.stats();
+    db.close().unwrap();
+    let data = names(dir.path(), ".data");
+    let hints = names(dir.path(), ".hint");
+    assert_eq!(
+        data.len(),
+        hints.len(),
+        "every sealed file has a hint: {data:?} {hints:?}"
+    );
+
+    let check = || {
+        let db = Db::open(dir.path(), opts.clone()).unwrap();
+        let s = db.stats();
+        assert_eq!(
+            (s.live_keys, s.live_bytes, s.dead_bytes),
+            (expected.live_keys, expected.live_bytes, expected.dead_bytes)
+        );
+        for i in 0..2000u32 {
+            let got = db.get(format!("k{i}").as_bytes()).unwrap();
+            assert_eq!(got.is_none(), i % 7 == 0, "k{i}");
+        }
+    };
+    check();
+    // Damage every kind of way: truncate one, corrupt one, delete one,
+    // replace one with another file's hint.
+    let h = |i: usize| dir.path().join(&hints[i]);
+    let bytes = fs::read(h(0)).unwrap();
+    fs::write(h(0), &bytes[..bytes.len() - 5]).unwrap();
+    let mut bytes = fs::read(h(1)).unwrap();
+    bytes[30] ^= 0x10;
+    fs::write(h(1), &bytes).unwrap();
+    fs::remove_file(h(2)).unwrap();
+    fs::copy(h(4), h(3)).unwrap();
+    check();
+    // The bad hints were rewritten by that open.
+    for i in 0..4 {
+        assert!(h(i).exists());
+    }
+    check();
+}
+
+#[test]
+fn selective_merge_takes_only_fragmented_files_and_keeps_deletes_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options {
+        max_file_size: 4096,
+        merge: MergePolicy {
+            frag_trigger: 0.5,
+            frag_threshold: 0.5,
+            small_file_threshold: 0,
+            ..MergePolicy::default()
+        },
+        ..Options::default()
+    };
+    let db = Db::open(dir.path(), opts.clone()).unwrap();
+    // Old values of "gone" in the first files, then a lot of stable data,
+    // then the delete: the tombstone's file is fragmented, the files with
+    // the old values are not all merged with it.
+    for i in 0..20u32 {
+        db.put(b"gone", format!("old{i}").as_bytes()).unwrap();
+    }
+    for i in 0..400u32 {
+        db.put(format!("stable{i}").as_bytes(), &[1; 30]).unwrap();
+    }
+    for _ in 0..5 {
+        for i in 0..40u32 {
+            db.put(format!("hot{i}").as_bytes(), &[2; 30]).unwrap();
+        }
+    }
+    assert!(db.delete(b"gone").unwrap());
+    db.close().unwrap();
+    let db = Db::open(dir.path(), opts.clone()).unwrap();
+    let before = names(dir.path(), ".data");
+    assert!(db.needs_merge());
+    assert!(db.merge_if_needed().unwrap());
+    let after = names(dir.path(), ".data");
+    let untouched = before.iter().filter(|n| after.contains(n)).count();
+    assert!(
+        untouched > 0,
+        "a selective merge left no file alone: {before:?} -> {after:?}"
+    );
+    assert!(untouched < before.len());
+    assert_eq!(db.get(b"gone").unwrap(), None);
+    for i in 0..400u32 {
+        assert!(db.contains(format!("stable{i}").as_bytes()).unwrap());
+    }
+    db.close().unwrap();
+    let db = Db::open(dir.path(), opts).unwrap();
+    assert_eq!(
+        db.get(b"gone").unwrap(),
+        None,
+        "deleted key came back after a partial merge"
+    );
+    db.merge().unwrap();
+    assert_eq!(db.stats().dead_bytes, 0);
+    assert_eq!(db.get(b"gone").unwrap(), None);
+}
+
+#[test]
+fn auto_merge_reclaims_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options {
+        max_file_size: 4096,
+        auto_merge: Some(Duration::from_millis(10)),
+        ..Options::default()
+    };
+    let db = Db::open(dir.path(), opts).unwrap();
+    for round in 0..20u32 {
+        for i in 0..50u32 {
+            db.put(format!("k{i}").as_bytes(), format!("{round}").as_bytes())
+                .unwrap();
+        }
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while db.stats().merges == 0 {
+        assert!(std::time::Instant::now() < deadline, "auto-merge never ran");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for i in 0..50u32 {
+        assert_eq!(
+            db.get(format!("k{i}").as_bytes()).unwrap(),
+            Some(b"19".to_vec())
+        );
+    }
+    db.close().unwrap();
+}
+
+#[test]
+fn thousands_of_files_under_a_descriptor_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options {
+        max_file_size: 4096,
+        max_open_files: 16,
+        ..Options::default()
+    };
+    let db = Db::open(dir.path(), opts.clone()).unwrap();
+    let value = [7u8; 1000];
+    for i in 0..4000u32 {
+        db.put(format!("k{i}").as_bytes(), &value).unwrap();
+    }
+    db.close().unwrap();
+    assert!(names(dir.path(), ".data").len() >= 1000);
+    let fds_before = fs::read_dir("/proc/self/fd").unwrap().count();
+    let db = Db::open(dir.path(), opts).unwrap();
+    for i in (0..4000u32).rev() {
+        assert_eq!(
+            db.get(format!("k{i}").as_bytes()).unwrap().as_deref(),
+            Some(&value[..])
+        );
+    }
+    let fds = fs::read_dir("/proc/self/fd").unwrap().count();
+    assert!(
+        fds <= fds_before + 20,
+        "{fds} descriptors open (was {fds_before})"
+    );
+    db.merge().unwrap();
+    let fds = fs::read_dir("/proc/self/fd").unwrap().count();
+    assert!(fds <= fds_before + 20, "{fds} descriptors open after merge");
+    assert_eq!(db.stats().live_keys, 4000);
+}
+
+#[test]
+fn stats_count_what_is_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), Options::default()).unwrap();
+    db.put(b"a", b"12345").unwrap();
+    db.put(b"a", b"6789").unwrap();
+    db.delete(b"a").unwrap_err_or_ok();
+    let s = db.stats();
+    // Records: 19+1+5, 19+1+4, tombstone 19+1: all dead now.
+    assert_eq!(s.live_keys, 0);
+    assert_eq!(s.total_bytes, 16 + 25 + 24 + 20);
+    assert_eq!(s.dead_bytes, 25 + 24 + 20);
+    assert_eq!(s.live_bytes, 0);
+    db.merge().unwrap();
+    let s = db.stats();
+    assert_eq!((s.data_files, s.total_bytes, s.merges), (0, 0, 1));
+    assert_eq!(
+        db.put(b"", b"x").unwrap_err().status(),
+        Status::InvalidArgument
+    );
+}
+
+trait Ignore {
+    fn unwrap_err_or_ok(self);
+}
+impl Ignore for bitcask::Result<bool> {
+    fn unwrap_err_or_ok(self) {
+        assert!(self.unwrap());
+    }
+}
