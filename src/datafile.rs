@@ -231,8 +231,11 @@ impl DataFile {
         })
     }
 
-    pub fn pending_len(&self) -> usize {
-        self.tail.read().pending.len()
+    /// Whether `len` more bytes fit the buffer's `cap` (an empty buffer
+    /// always has room: a large record then goes straight to the file).
+    pub fn has_room(&self, len: usize, cap: usize) -> bool {
+        let tail = self.tail.read();
+        tail.pending.is_empty() || tail.pending.len() + len <= cap
     }
 
     /// Appends one record to the buffer; returns its offset.

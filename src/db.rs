@@ -547,7 +547,8 @@ impl Inner {
     /// The keydir entry of `key` if it is visible (not expired).
     pub(crate) fn live_location(&self, key: &[u8]) -> Option<Location> {
         let loc = self.keydir.get(key)?;
-        if expired(loc.expiry, self.now()) {
+        // The clock is read only for keys that can expire.
+        if loc.expiry != 0 && expired(loc.expiry, self.now()) {
             return None;
         }
         Some(loc)
@@ -627,7 +628,7 @@ impl Inner {
         let (file, retired) = self.active_for(w, len)?;
         // Flush before appending, so a failed write (a full disk) rejects
         // this record cleanly instead of leaving it half-acknowledged.
-        if file.pending_len() + len as usize > WRITE_BUFFER {
+        if !file.has_room(len as usize, WRITE_BUFFER) {
             file.flush()?;
         }
         let offset = if len as usize >= WRITE_BUFFER {

@@ -272,7 +272,7 @@ impl Inner {
                     out.insert(self.new_output(*next_id - 1)?)
                 }
             };
-            if o.file.pending_len() + keep.len() > WRITE_BUFFER {
+            if !o.file.has_room(keep.len(), WRITE_BUFFER) {
                 o.file.flush()?;
             }
             let at = o.file.append(|buf| buf.extend_from_slice(keep));
