@@ -1,0 +1,257 @@
+/* test_corruption.c - BC_CORRUPTION for a foreign data file, a bad data-file
+ * header CRC and a flipped byte inside a record of an older file (message names
+ * the file); the repair option opens such databases (damaged record skipped
+ * and counted, unreadable file renamed to *.data.corrupt, the rest intact);
+ * a torn (partial) record at the end of the newest file is cut off by a
+ * normal open and counted in bc_stats.recovered_bytes_dropped. */
+#include "check.h"
+
+/* Name (not path) of the lexicographically first / last "*.data" file. */
+static int data_file_name(const char *dir, int last, char *out, size_t cap) {
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int found = 0;
+    if (d == NULL) return 0;
+    while ((e = readdir(d)) != NULL) {
+        size_t n = strlen(e->d_name);
+        if (n < 5 || strcmp(e->d_name + n - 5, ".data") != 0) continue;
+        if (!found || (last ? strcmp(e->d_name, out) > 0 : strcmp(e->d_name, out) < 0)) {
+            snprintf(out, cap, "%s", e->d_name);
+            found = 1;
+        }
+    }
+    closedir(d);
+    return found;
+}
+
+static long file_size(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+/* Overwrites n bytes at offset in path. */
+static void patch_file(const char *path, long offset, const void *bytes, size_t n) {
+    FILE *f = fopen(path, "r+b");
+    CHECK_MSG(f != NULL, "cannot open %s", path);
+    CHECK(fseek(f, offset, SEEK_SET) == 0);
+    CHECK(fwrite(bytes, 1, n, f) == n);
+    CHECK(fclose(f) == 0);
+}
+
+/* Offset of needle in file, or -1. */
+static long find_in_file(const char *path, const char *needle) {
+    static unsigned char buf[1 << 16];
+    FILE *f = fopen(path, "rb");
+    size_t n, i, nl = strlen(needle);
+    if (f == NULL) return -1;
+    n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    for (i = 0; i + nl <= n; i++)
+        if (memcmp(buf + i, needle, nl) == 0) return (long)i;
+    return -1;
+}
+
+/* A database of several 4 KiB files; "victim" is the first record of the oldest. */
+static const char *make_rotated_db(void) {
+    const char *dir = make_temp_dir();
+    bc_options *o = make_opts(4096, 0, 0);
+    bc_db *db = open_db(dir, o);
+    char key[32];
+    int i;
+    bc_options_free(o);
+    CHECK_STATUS(bc_put(db, K("victim"), V("MARKER-VALUE-0123456789")), BC_OK);
+    for (i = 0; i < 300; i++) {
+        int kl = snprintf(key, sizeof key, "filler-%d", i);
+        CHECK_STATUS(bc_put(db, U8(key), (size_t)kl, V("filler value bytes .............")), BC_OK);
+    }
+    close_db(db);
+    CHECK_MSG(count_files_with_suffix(dir, ".data", NULL, NULL) >= 3, "expected several data files");
+    return dir;
+}
+
+static void test_foreign_data_file(void) {
+    const char *dir = make_temp_dir();
+    const char *name = "0000000000000001.data";
+    bc_db *sentinel = (bc_db *)(uintptr_t)0x3333;
+    bc_db *db = sentinel;
+    FILE *f = fopen(path_join(dir, name), "wb");
+    int i;
+    CHECK(f != NULL);
+    for (i = 0; i < 4; i++) fputs("THIS IS NOT A BITCASK DATA FILE\n", f);
+    fclose(f);
+    CHECK_STATUS(bc_open(dir, NULL, &db), BC_CORRUPTION);
+    CHECK_STR_CONTAINS(bc_last_error(), name);
+    CHECK_MSG(db == sentinel, "failed bc_open wrote *out");
+}
+
+static void test_bad_header_crc(void) {
+    const char *dir = make_rotated_db();
+    char name[64];
+    unsigned char crc[4];
+    bc_db *db = NULL;
+    const char *path;
+    FILE *f;
+    CHECK(data_file_name(dir, 0, name, sizeof name));
+    path = path_join(dir, name);
+    f = fopen(path, "rb");
+    CHECK(f != NULL);
+    CHECK(fseek(f, 12, SEEK_SET) == 0 && fread(crc, 1, 4, f) == 4);
+    fclose(f);
+    crc[0] ^= 0x55;
+    patch_file(path, 12, crc, 4);
+    CHECK_STATUS(bc_open(dir, NULL, &db), BC_CORRUPTION);
+    CHECK_STR_CONTAINS(bc_last_error(), name);
+}
+
+/* A flipped value byte in an older file is reported as BC_CORRUPTION, by
+ * bc_open or by the bc_get of that key; it is never returned as data. */
+static void test_flipped_record_byte(void) {
+    const char *dir = make_rotated_db();
+    char name[64];
+    const char *path;
+    long off;
+    bc_db *db = NULL;
+    bc_status st;
+    CHECK(data_file_name(dir, 0, name, sizeof name));
+    path = path_join(dir, name);
+    off = find_in_file(path, "MARKER-VALUE");
+    CHECK_MSG(off > 0, "value bytes not found in the oldest data file %s", name);
+    patch_file(path, off, "N", 1);
+
+    st = bc_open(dir, NULL, &db);
+    if (st == BC_CORRUPTION) {
+        CHECK_STR_CONTAINS(bc_last_error(), name);
+        return;
+    }
+    CHECK_MSG(st == BC_OK, "bc_open: expected BC_OK or BC_CORRUPTION, got %s", status_name(st));
+    {
+        uint8_t *v = NULL;
+        size_t vlen = 0;
+        st = bc_get(db, K("victim"), &v, &vlen);
+        if (st == BC_OK) bc_free(v, vlen);
+        CHECK_MSG(st == BC_CORRUPTION, "bc_get of a record with a bad CRC: expected "
+                  "BC_CORRUPTION, got %s", status_name(st));
+        CHECK_STR_CONTAINS(bc_last_error(), name);
+    }
+    CHECK_GET(db, K("filler-299"), "filler value bytes .............", 32);
+    close_db(db);
+}
+
+static bc_options *repair_opts(void) {
+    bc_options *o = make_opts(0, 0, 0);
+    CHECK_STATUS(bc_options_set_repair(o, true), BC_OK);
+    return o;
+}
+
+static bc_stats stats_of(bc_db *db) {
+    bc_stats s;
+    memset(&s, 0, sizeof s);
+    s.struct_size = (uint32_t)sizeof s;
+    CHECK_STATUS(bc_get_stats(db, &s), BC_OK);
+    return s;
+}
+
+/* repair: the damaged record is skipped (and counted), everything else is
+ * there, and the rewritten directory then opens normally. */
+static void test_repair_flipped_record(void) {
+    const char *dir = make_rotated_db();
+    char name[64], key[32];
+    const char *path;
+    long off;
+    int i;
+    bc_options *o = repair_opts();
+    bc_db *db;
+    bc_stats s;
+    CHECK(data_file_name(dir, 0, name, sizeof name));
+    path = path_join(dir, name);
+    off = find_in_file(path, "MARKER-VALUE");
+    CHECK_MSG(off > 0, "value bytes not found in %s", name);
+    patch_file(path, off, "N", 1);
+
+    db = open_db(dir, o);
+    bc_options_free(o);
+    s = stats_of(db);
+    CHECK_MSG(s.repaired_records_skipped == 1, "repaired_records_skipped = %llu, expected 1",
+              (unsigned long long)s.repaired_records_skipped);
+    CHECK_ABSENT(db, K("victim"));
+    for (i = 0; i < 300; i++) {
+        int kl = snprintf(key, sizeof key, "filler-%d", i);
+        CHECK_GET(db, U8(key), (size_t)kl, "filler value bytes .............", 32);
+    }
+    close_db(db);
+
+    db = open_db(dir, NULL); /* no repair needed any more */
+    CHECK_ABSENT(db, K("victim"));
+    CHECK_GET(db, K("filler-0"), "filler value bytes .............", 32);
+    close_db(db);
+}
+
+/* repair: a file with an unreadable header is set aside as *.data.corrupt. */
+static void test_repair_bad_header(void) {
+    const char *dir = make_rotated_db();
+    char name[64], corrupt[80];
+    unsigned char junk[4] = {0xde, 0xad, 0xbe, 0xef};
+    bc_options *o = repair_opts();
+    bc_db *db;
+    CHECK(data_file_name(dir, 0, name, sizeof name));
+    patch_file(path_join(dir, name), 12, junk, 4);
+    db = open_db(dir, o);
+    bc_options_free(o);
+    snprintf(corrupt, sizeof corrupt, "%s.corrupt", name);
+    CHECK_MSG(path_exists(path_join(dir, corrupt)), "%s was not renamed to %s", name, corrupt);
+    CHECK_MSG(!path_exists(path_join(dir, name)), "%s still exists after repair", name);
+    CHECK_GET(db, K("filler-299"), "filler value bytes .............", 32); /* newest file */
+    close_db(db);
+    db = open_db(dir, NULL);
+    CHECK_GET(db, K("filler-299"), "filler value bytes .............", 32);
+    close_db(db);
+}
+
+/* A crash in the middle of an append leaves a partial record at the end of the
+ * newest file; a normal open drops it and keeps every complete record. */
+static void test_torn_tail_recovered(void) {
+    const char *dir = make_temp_dir();
+    char name[64];
+    const char *path;
+    static const unsigned char partial[7] = {0x12, 0x34, 0x56, 0x78, 0x01, 0x00, 0x00};
+    bc_db *db = open_db(dir, NULL);
+    bc_stats s;
+    long size_before;
+    CHECK_STATUS(bc_put(db, K("a"), V("1")), BC_OK);
+    CHECK_STATUS(bc_put(db, K("b"), V("2")), BC_OK);
+    close_db(db);
+    CHECK(data_file_name(dir, 1, name, sizeof name));
+    path = path_join(dir, name);
+    size_before = file_size(path);
+    patch_file(path, size_before, partial, sizeof partial);
+
+    db = NULL;
+    CHECK_STATUS(bc_open(dir, NULL, &db), BC_OK);
+    s = stats_of(db);
+    CHECK_MSG(s.recovered_bytes_dropped == sizeof partial,
+              "recovered_bytes_dropped = %llu, expected %zu",
+              (unsigned long long)s.recovered_bytes_dropped, sizeof partial);
+    CHECK_GET(db, K("a"), "1", 1);
+    CHECK_GET(db, K("b"), "2", 1);
+    CHECK_STATUS(bc_put(db, K("c"), V("3")), BC_OK);
+    close_db(db);
+    db = open_db(dir, NULL);
+    s = stats_of(db);
+    CHECK_MSG(s.recovered_bytes_dropped == 0, "second open: recovered_bytes_dropped = %llu",
+              (unsigned long long)s.recovered_bytes_dropped);
+    CHECK_GET(db, K("a"), "1", 1);
+    CHECK_GET(db, K("b"), "2", 1);
+    CHECK_GET(db, K("c"), "3", 1);
+    close_db(db);
+}
+
+int main(int argc, char **argv) {
+    check_init(argc, argv);
+    RUN(test_foreign_data_file);
+    RUN(test_bad_header_crc);
+    RUN(test_flipped_record_byte);
+    RUN(test_repair_flipped_record);
+    RUN(test_repair_bad_header);
+    RUN(test_torn_tail_recovered);
+    return check_finish();
+}

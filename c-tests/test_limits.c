@@ -1,0 +1,208 @@
+/* test_limits.c - BC_TOO_LARGE for keys over max_key_size (every call taking a
+ * key) and values over max_value_size; exact boundaries; failed puts write
+ * nothing; NULL/empty key checks come before size checks; defaults. */
+#include "check.h"
+
+static void test_custom_key_limit_every_call(void) {
+    uint8_t key[17], buf[8];
+    uint8_t *val;
+    size_t vlen = 999;
+    bc_options *o = make_opts(0, 16, 32);
+    bc_db *db = open_db(make_temp_dir(), o);
+    bc_options_free(o);
+    memset(key, 'k', sizeof key);
+
+    /* exactly max_key_size: fine everywhere */
+    CHECK_STATUS(bc_put(db, key, 16, V("v")), BC_OK);
+    CHECK_GET(db, key, 16, "v", 1);
+    CHECK_STATUS(bc_get_into(db, key, 16, buf, sizeof buf, &vlen), BC_OK);
+    CHECK_BYTES(buf, vlen, "v", 1);
+    CHECK_STATUS(bc_contains(db, key, 16), BC_OK);
+    CHECK_STATUS(bc_delete(db, key, 16), BC_OK);
+
+    /* one byte more: BC_TOO_LARGE everywhere */
+    vlen = 999;
+    CHECK_STATUS(bc_put(db, key, 17, V("v")), BC_TOO_LARGE);
+    CHECK_MSG(bc_last_error()[0] != '\0', "expected a message after BC_TOO_LARGE");
+    CHECK_STATUS(bc_get(db, key, 17, &val, &vlen), BC_TOO_LARGE);
+    CHECK_STATUS(bc_get_into(db, key, 17, buf, sizeof buf, &vlen), BC_TOO_LARGE);
+    CHECK_MSG(vlen == 999, "failed call wrote *vlen (%zu)", vlen);
+    CHECK_STATUS(bc_contains(db, key, 17), BC_TOO_LARGE);
+    CHECK_STATUS(bc_delete(db, key, 17), BC_TOO_LARGE);
+
+    /* NULL and empty keys are invalid, whatever their length says */
+    CHECK_STATUS(bc_put(db, NULL, 17, V("v")), BC_INVALID_ARGUMENT);
+    CHECK_STATUS(bc_get(db, NULL, 1000, &val, &vlen), BC_INVALID_ARGUMENT);
+    CHECK_STATUS(bc_put(db, key, 0, V("v")), BC_INVALID_ARGUMENT);
+    close_db(db);
+}
+
+static void test_custom_value_limit(void) {
+    uint8_t v[33];
+    const char *dir = make_temp_dir();
+    bc_options *o = make_opts(0, 16, 32);
+    bc_db *db = open_db(dir, o);
+    memset(v, 'v', sizeof v);
+
+    CHECK_STATUS(bc_put(db, K("exact"), v, 32), BC_OK);
+    CHECK_GET(db, K("exact"), v, 32);
+    CHECK_STATUS(bc_put(db, K("over"), v, 33), BC_TOO_LARGE);
+    CHECK_MSG(bc_last_error()[0] != '\0', "expected a message after BC_TOO_LARGE");
+    CHECK_ABSENT(db, K("over"));
+    /* A rejected overwrite leaves the old value. */
+    CHECK_STATUS(bc_put(db, K("exact"), v, 33), BC_TOO_LARGE);
+    CHECK_GET(db, K("exact"), v, 32);
+    /* Key checks still come first: NULL key with a too-large value. */
+    CHECK_STATUS(bc_put(db, NULL, 1, v, 33), BC_INVALID_ARGUMENT);
+    /* Both too large: either way it is BC_TOO_LARGE. */
+    CHECK_STATUS(bc_put(db, U8("0123456789abcdefX"), 17, v, 33), BC_TOO_LARGE);
+    close_db(db);
+
+    /* Nothing of the rejected writes reached the disk. */
+    db = open_db(dir, o);
+    bc_options_free(o);
+    CHECK_ABSENT(db, K("over"));
+    CHECK_GET(db, K("exact"), v, 32);
+    close_db(db);
+}
+
+/* Calls with lengths far beyond any limit (up to SIZE_MAX); each must be
+ * rejected with BC_TOO_LARGE before the bytes are looked at. */
+#define ABSURD_CASES 9
+static const char *const absurd_names[ABSURD_CASES] = {
+    "bc_put(db, small, SIZE_MAX, \"v\", 1)",
+    "bc_put(db, \"k\", 1, small, SIZE_MAX)",
+    "bc_put(db, \"k\", 1, small, 1 << 40)",
+    "bc_get(db, small, SIZE_MAX, &val, &vlen)",
+    "bc_get_into(db, small, SIZE_MAX, small, 4, &vlen)",
+    "bc_delete(db, small, SIZE_MAX)",
+    "bc_contains(db, small, SIZE_MAX)",
+    "bc_delete(db, small, 1 << 40)",
+    "bc_contains(db, small, 65536)",
+};
+
+static bc_status absurd_call(bc_db *db, int which) {
+    uint8_t small[4] = {1, 2, 3, 4};
+    uint8_t *val;
+    size_t vlen = 5;
+    switch (which) {
+    case 0: return bc_put(db, small, SIZE_MAX, V("v"));
+    case 1: return bc_put(db, K("k"), small, SIZE_MAX);
+    case 2: return bc_put(db, K("k"), small, (size_t)1 << 40);
+    case 3: return bc_get(db, small, SIZE_MAX, &val, &vlen);
+    case 4: return bc_get_into(db, small, SIZE_MAX, small, 4, &vlen);
+    case 5: return bc_delete(db, small, SIZE_MAX);
+    case 6: return bc_contains(db, small, SIZE_MAX);
+    case 7: return bc_delete(db, small, (size_t)1 << 40);
+    default: return bc_contains(db, small, 65536);
+    }
+}
+
+/* Child mode: runs one absurd call on its own handle; exit code = status. */
+static int child_absurd(const char *dir, int which) {
+    bc_db *db = open_db(dir, NULL);
+    bc_status st = absurd_call(db, which);
+    close_db(db);
+    return st >= 0 && st < 100 ? (int)st : 100;
+}
+
+/* Each call runs in a separate process (this program re-executed), so that
+ * a library abort (e.g. a Rust panic that cannot unwind) is reported as a
+ * failure of that call instead of killing the whole test program. */
+static void test_absurd_lengths(void) {
+    const char *dir = make_temp_dir();
+    int which, failures = 0;
+    bc_db *db;
+    for (which = 0; which < ABSURD_CASES; which++) {
+        char buf[8];
+        const char *args[4];
+        int rc;
+        snprintf(buf, sizeof buf, "%d", which);
+        args[0] = "child-absurd";
+        args[1] = dir;
+        args[2] = buf;
+        args[3] = NULL;
+        rc = wait_child(spawn_self(args, NULL, NULL));
+        if (rc != BC_TOO_LARGE) {
+            if (rc > 128)
+                fprintf(stderr, "%s:%d: FAILED: %s\n    expected BC_TOO_LARGE, but the call "
+                        "killed the process with signal %d\n", __FILE__, __LINE__,
+                        absurd_names[which], rc - 128);
+            else
+                fprintf(stderr, "%s:%d: FAILED: %s\n    expected BC_TOO_LARGE (6), got %s (%d)\n",
+                        __FILE__, __LINE__, absurd_names[which], status_name(rc), rc);
+            failures++;
+        }
+    }
+    CHECK_MSG(failures == 0, "%d call(s) with absurd lengths failed (see above)", failures);
+    db = open_db(dir, NULL);
+    CHECK_ABSENT(db, K("k"));
+    close_db(db);
+}
+
+/* Defaults: max_key_size 4096, max_value_size 64 MiB. */
+static void test_default_limits(void) {
+    size_t max_value = (size_t)64 << 20;
+    uint8_t *big = (uint8_t *)calloc(max_value + 1, 1); /* untouched zero pages */
+    uint8_t key[4097];
+    bc_db *db = open_db(make_temp_dir(), NULL);
+    CHECK(big != NULL);
+    memset(key, 'q', sizeof key);
+    CHECK_STATUS(bc_put(db, key, 4096, V("ok")), BC_OK);
+    CHECK_STATUS(bc_put(db, key, 4097, V("no")), BC_TOO_LARGE);
+    CHECK_STATUS(bc_put(db, K("huge"), big, max_value + 1), BC_TOO_LARGE);
+    CHECK_ABSENT(db, K("huge"));
+    CHECK_GET(db, key, 4096, "ok", 2);
+    close_db(db);
+    free(big);
+}
+
+/* The largest allowed key (65535 bytes, the u16 key_len of the format)
+ * round-trips, also through a reopen. */
+static void test_max_key_size_65535(void) {
+    const char *dir = make_temp_dir();
+    size_t i;
+    uint8_t *key = (uint8_t *)malloc(65536);
+    bc_options *o = make_opts(0, 65535, 0);
+    bc_db *db = open_db(dir, o);
+    CHECK(key != NULL);
+    for (i = 0; i < 65536; i++) key[i] = (uint8_t)(i % 251);
+    CHECK_STATUS(bc_put(db, key, 65535, V("biggest key")), BC_OK);
+    CHECK_STATUS(bc_put(db, key, 65536, V("too big")), BC_TOO_LARGE);
+    CHECK_GET(db, key, 65535, "biggest key", 11);
+    close_db(db);
+    db = open_db(dir, o);
+    bc_options_free(o);
+    CHECK_GET(db, key, 65535, "biggest key", 11);
+    CHECK_ABSENT(db, key, 65534);
+    close_db(db);
+    free(key);
+}
+
+static void test_max_value_size_1(void) {
+    bc_options *o = make_opts(0, 0, 1);
+    bc_db *db = open_db(make_temp_dir(), o);
+    bc_options_free(o);
+    CHECK_STATUS(bc_put(db, K("a"), V("1")), BC_OK);
+    CHECK_STATUS(bc_put(db, K("b"), V("12")), BC_TOO_LARGE);
+    CHECK_STATUS(bc_put(db, K("c"), NULL, 0), BC_OK);
+    CHECK_GET(db, K("a"), "1", 1);
+    CHECK_GET(db, K("c"), "", 0);
+    CHECK_ABSENT(db, K("b"));
+    close_db(db);
+}
+
+int main(int argc, char **argv) {
+    check_init(argc, argv);
+    if (argc == 4 && strcmp(argv[1], "child-absurd") == 0) {
+        check_in_child();
+        return child_absurd(argv[2], atoi(argv[3]));
+    }
+    RUN(test_custom_key_limit_every_call);
+    RUN(test_custom_value_limit);
+    RUN(test_absurd_lengths);
+    RUN(test_default_limits);
+    RUN(test_max_key_size_65535);
+    RUN(test_max_value_size_1);
+    return check_finish();
+}

@@ -1,0 +1,168 @@
+/* test_sync.c - sync modes: BC_SYNC_ALWAYS writes are durable when put returns
+ * (survive SIGKILL of the writer with no bc_sync/bc_close), BC_SYNC_INTERVAL
+ * flushes in the background (a killed writer's data is there after a few
+ * intervals), concurrent ALWAYS writers (group commit), bc_sync in every mode. */
+#include "check.h"
+
+static bc_options *sync_opts(int32_t mode, uint32_t interval_ms) {
+    bc_options *o = make_opts(0, 0, 0);
+    CHECK_STATUS(bc_options_set_sync(o, mode, interval_ms), BC_OK);
+    return o;
+}
+
+/* ---- child mode --------------------------------------------------------------- */
+
+/* Opens with the given sync mode, puts "k" = "durable-<mode>" WITHOUT bc_sync,
+ * prints 'R', then blocks until killed (or stdin EOF). */
+static int child_put(const char *dir, int32_t mode, uint32_t interval_ms) {
+    bc_options *o = sync_opts(mode, interval_ms);
+    bc_db *db = open_db(dir, o);
+    char val[32];
+    int vl = snprintf(val, sizeof val, "durable-%d", (int)mode);
+    bc_options_free(o);
+    CHECK_STATUS(bc_put(db, K("k"), U8(val), (size_t)vl), BC_OK);
+    if (write(1, "R", 1) != 1) _exit(3);
+    while (read_byte(0) >= 0) {
+    }
+    close_db(db);
+    return 0;
+}
+
+/* Runs child_put, waits `wait_ms` after it reported, SIGKILLs it, and checks
+ * that the value is in the directory. */
+static void put_kill_check(int32_t mode, uint32_t interval_ms, long wait_ms) {
+    const char *dir = make_temp_dir();
+    char modebuf[16], ivbuf[16], val[32];
+    const char *args[5];
+    int to_child = -1, from_child = -1, c, rc, vl;
+    pid_t pid;
+    bc_db *db;
+
+    snprintf(modebuf, sizeof modebuf, "%d", (int)mode);
+    snprintf(ivbuf, sizeof ivbuf, "%u", (unsigned)interval_ms);
+    args[0] = "child-put";
+    args[1] = dir;
+    args[2] = modebuf;
+    args[3] = ivbuf;
+    args[4] = NULL;
+    pid = spawn_self(args, &to_child, &from_child);
+    c = read_byte(from_child);
+    close(from_child);
+    if (c != 'R') {
+        rc = wait_child(pid);
+        close(to_child);
+        CHECK_MSG(0, "child-put (mode %d) failed before putting (exit %d)", (int)mode, rc);
+    }
+    if (wait_ms > 0) sleep_ms(wait_ms);
+    CHECK(kill(pid, SIGKILL) == 0);
+    rc = wait_child(pid);
+    close(to_child);
+    CHECK_MSG(rc == 128 + SIGKILL, "child-put: expected death by SIGKILL, got %d", rc);
+
+    db = open_db(dir, NULL);
+    vl = snprintf(val, sizeof val, "durable-%d", (int)mode);
+    CHECK_GET(db, K("k"), val, (size_t)vl);
+    close_db(db);
+}
+
+/* ---- tests ---------------------------------------------------------------------- */
+
+static void test_always_survives_sigkill(void) { put_kill_check(BC_SYNC_ALWAYS, 0, 0); }
+
+static void test_interval_flushes_in_background(void) {
+    /* interval 20 ms; the writer is killed 500 ms after its put returned */
+    put_kill_check(BC_SYNC_INTERVAL, 20, 500);
+}
+
+static void test_modes_round_trip(void) {
+    static const int32_t modes[3] = {BC_SYNC_NONE, BC_SYNC_ALWAYS, BC_SYNC_INTERVAL};
+    int m, i;
+    for (m = 0; m < 3; m++) {
+        const char *dir = make_temp_dir();
+        bc_options *o = sync_opts(modes[m], modes[m] == BC_SYNC_INTERVAL ? 10 : 0);
+        bc_db *db = open_db(dir, o);
+        char key[16];
+        for (i = 0; i < 30; i++) {
+            int kl = snprintf(key, sizeof key, "k%d", i);
+            CHECK_STATUS(bc_put(db, U8(key), (size_t)kl, U8(key), (size_t)kl), BC_OK);
+        }
+        CHECK_STATUS(bc_delete(db, K("k0")), BC_OK);
+        CHECK_STATUS(bc_sync(db), BC_OK);
+        close_db(db);
+        db = open_db(dir, o);
+        bc_options_free(o);
+        CHECK_ABSENT(db, K("k0"));
+        for (i = 1; i < 30; i++) {
+            int kl = snprintf(key, sizeof key, "k%d", i);
+            CHECK_GET(db, U8(key), (size_t)kl, key, (size_t)kl);
+        }
+        close_db(db);
+    }
+}
+
+enum { WRITERS = 4, PUTS_EACH = 25 };
+static bc_db *shared_db;
+
+static void *always_writer(void *arg) {
+    int id = (int)(intptr_t)arg, i;
+    char key[32];
+    for (i = 0; i < PUTS_EACH; i++) {
+        int kl = snprintf(key, sizeof key, "w%d-%d", id, i);
+        CHECK_STATUS(bc_put(shared_db, U8(key), (size_t)kl, U8(key), (size_t)kl), BC_OK);
+    }
+    return NULL;
+}
+
+/* Several threads putting at once with BC_SYNC_ALWAYS (group commit). */
+static void test_always_concurrent_writers(void) {
+    const char *dir = make_temp_dir();
+    bc_options *o = sync_opts(BC_SYNC_ALWAYS, 0);
+    pthread_t t[WRITERS];
+    char key[32];
+    int i, j;
+    shared_db = open_db(dir, o);
+    bc_options_free(o);
+    for (i = 0; i < WRITERS; i++)
+        CHECK(pthread_create(&t[i], NULL, always_writer, (void *)(intptr_t)i) == 0);
+    for (i = 0; i < WRITERS; i++) CHECK(pthread_join(t[i], NULL) == 0);
+    CHECK_MSG(thread_failures() == 0, "a writer thread failed");
+    close_db(shared_db);
+    shared_db = open_db(dir, NULL);
+    for (i = 0; i < WRITERS; i++)
+        for (j = 0; j < PUTS_EACH; j++) {
+            int kl = snprintf(key, sizeof key, "w%d-%d", i, j);
+            CHECK_GET(shared_db, U8(key), (size_t)kl, key, (size_t)kl);
+        }
+    close_db(shared_db);
+    shared_db = NULL;
+}
+
+/* Closing an INTERVAL handle should not wait for a long interval to elapse.
+ * Not part of the contract, so only reported. */
+static void test_interval_close_is_prompt(void) {
+    bc_options *o = sync_opts(BC_SYNC_INTERVAL, 3000);
+    bc_db *db = open_db(make_temp_dir(), o);
+    double t0;
+    bc_options_free(o);
+    CHECK_STATUS(bc_put(db, K("k"), V("v")), BC_OK);
+    t0 = now_seconds();
+    close_db(db);
+    if (now_seconds() - t0 > 1.0)
+        printf("  NOTE: bc_close of a BC_SYNC_INTERVAL(3000 ms) handle took %.2fs\n",
+               now_seconds() - t0);
+}
+
+int main(int argc, char **argv) {
+    check_init(argc, argv);
+    if (argc == 5 && strcmp(argv[1], "child-put") == 0) {
+        check_in_child();
+        return child_put(argv[2], (int32_t)strtol(argv[3], NULL, 10),
+                         (uint32_t)strtoul(argv[4], NULL, 10));
+    }
+    RUN(test_modes_round_trip);
+    RUN(test_always_survives_sigkill);
+    RUN(test_interval_flushes_in_background);
+    RUN(test_always_concurrent_writers);
+    RUN(test_interval_close_is_prompt);
+    return check_finish();
+}

@@ -1,0 +1,415 @@
+//! The C API seen from C.
+//!
+//! Every `c-tests/*.c` program is compiled with strict warnings
+//! (`-std=c99 -Wall -Wextra -Wpedantic -Werror -pthread`) against
+//! `include/bitcask.h`, linked to the `libbitcask.so` that `cargo test` has
+//! just built, and run as its own process; each is one `#[test]` here. The
+//! header is compiled alone as C99/C11 and C++11 (and linked from C++), and
+//! `examples/*.c` are compiled and run.
+//!
+//! Environment:
+//! - `BITCASK_VALGRIND=1`: run every program under valgrind (leaks of kind
+//!   definite/indirect and memory errors fail the test).
+//! - `BITCASK_ASAN=1`: compile the C code with AddressSanitizer and
+//!   UndefinedBehaviorSanitizer instead (the Rust library itself is not
+//!   instrumented). Takes precedence over `BITCASK_VALGRIND`.
+//! - `CC` / `CXX` / `CFLAGS` are honoured the way the `cc` crate does.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
+const STRICT_C: &[&str] = &["-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror"];
+const STRICT_CXX: &[&str] = &["-std=c++11", "-Wall", "-Wextra", "-Wpedantic", "-Werror"];
+const SANITIZE: &[&str] = &["-fsanitize=address,undefined", "-fno-omit-frame-pointer"];
+const VALGRIND: &[&str] = &[
+    "--leak-check=full",
+    "--errors-for-leak-kinds=definite,indirect",
+    "--error-exitcode=99",
+    "--quiet",
+];
+
+fn env_flag(name: &str) -> bool {
+    std::env::var(name).map(|v| v == "1").unwrap_or(false)
+}
+
+fn asan() -> bool {
+    env_flag("BITCASK_ASAN")
+}
+
+fn valgrind() -> bool {
+    env_flag("BITCASK_VALGRIND") && !asan()
+}
+
+fn manifest_path(rel: &str) -> PathBuf {
+    Path::new(MANIFEST_DIR).join(rel)
+}
+
+/// The directory of the libbitcask.so built for this test run.
+///
+/// This test binary is target/<profile>/deps/c_api-<hash>. `cargo test`
+/// builds the library (all its crate types, the cdylib included) into that
+/// same deps/ directory before running integration tests; it copies it up to
+/// target/<profile>/ only for `cargo build`, so the copy there may be stale.
+fn lib_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let deps = exe
+        .parent()
+        .unwrap_or_else(|| panic!("unexpected test executable location {}", exe.display()));
+    let name = if cfg!(target_os = "macos") {
+        "libbitcask.dylib"
+    } else {
+        "libbitcask.so"
+    };
+    if deps.join(name).is_file() {
+        return deps.to_path_buf();
+    }
+    let profile = deps.parent().unwrap_or(deps);
+    assert!(
+        profile.join(name).is_file(),
+        "{name} found neither in {} nor in {}. The C tests link against the cdylib that \
+         `cargo test` builds before integration tests; run them with `cargo test --test c_api`.",
+        deps.display(),
+        profile.display()
+    );
+    eprintln!(
+        "note: using {} (not rebuilt by this test run?)",
+        profile.join(name).display()
+    );
+    profile.to_path_buf()
+}
+
+/// The triple the tests run on; `cc` wants one even outside a build script.
+fn host_triple() -> String {
+    if let Ok(t) = std::env::var("TARGET") {
+        return t;
+    }
+    let arch = std::env::consts::ARCH;
+    match std::env::consts::OS {
+        "linux" if cfg!(target_env = "musl") => format!("{arch}-unknown-linux-musl"),
+        "linux" => format!("{arch}-unknown-linux-gnu"),
+        "macos" => format!(
+            "{}-apple-darwin",
+            if arch == "aarch64" { "aarch64" } else { arch }
+        ),
+        "freebsd" => format!("{arch}-unknown-freebsd"),
+        other => panic!("no target triple known for OS {other}; set TARGET"),
+    }
+}
+
+fn compiler(cpp: bool) -> Command {
+    let triple = host_triple();
+    cc::Build::new()
+        .cargo_metadata(false)
+        .cargo_warnings(false)
+        .emit_rerun_if_env_changed(false)
+        .inherit_rustflags(false)
+        .target(&triple)
+        .host(&triple)
+        .opt_level(0)
+        .debug(false)
+        .warnings(false)
+        .cpp(cpp)
+        .get_compiler()
+        .to_command()
+}
+
+/// Where compiled programs and scratch files go (target/tmp/c-tests).
+fn out_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("c-tests");
+    fs::create_dir_all(&dir).expect("create target/tmp/c-tests");
+    dir
+}
+
+fn run_to_completion(mut cmd: Command, what: &str) -> (ExitStatus, String) {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status, text)
+}
+
+/// Compiles C (or C++) sources into an executable linked to libbitcask.
+fn build_program(sources: &[PathBuf], exe: &Path, cpp: bool) {
+    let libdir = lib_dir();
+    let mut cmd = compiler(cpp);
+    cmd.args(if cpp { STRICT_CXX } else { STRICT_C })
+        .arg("-pthread")
+        .arg("-g")
+        .arg("-I")
+        .arg(manifest_path("include"));
+    if asan() {
+        cmd.args(SANITIZE);
+    }
+    cmd.args(sources)
+        .arg("-o")
+        .arg(exe)
+        .arg("-L")
+        .arg(&libdir)
+        .arg(format!("-Wl,-rpath,{}", libdir.display()))
+        .arg("-lbitcask");
+    let shown = format!("{cmd:?}");
+    let (status, text) = run_to_completion(cmd, "the C compiler");
+    assert!(status.success(), "compiling failed:\n{shown}\n{text}");
+}
+
+fn exe_name(stem: &str) -> PathBuf {
+    out_dir().join(if asan() {
+        format!("{stem}-asan")
+    } else {
+        stem.to_string()
+    })
+}
+
+static SCRATCH: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh empty directory under target/tmp/c-tests.
+fn scratch_dir(label: &str) -> PathBuf {
+    let n = SCRATCH.fetch_add(1, Ordering::Relaxed);
+    let dir = out_dir().join(format!("{label}-{}-{n}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+/// Runs a compiled program (under valgrind if asked) with a time limit and
+/// panics with its whole output unless it exits 0.
+fn run_program(exe: &Path, args: &[&str], what: &str) -> String {
+    let timeout = if valgrind() {
+        Duration::from_secs(600)
+    } else {
+        Duration::from_secs(180)
+    };
+    let mut cmd = if valgrind() {
+        let mut c = Command::new("valgrind");
+        c.args(VALGRIND).arg(exe);
+        c
+    } else {
+        Command::new(exe)
+    };
+    cmd.args(args);
+    if asan() {
+        cmd.env("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
+            .env("UBSAN_OPTIONS", "halt_on_error=1:print_stacktrace=1");
+    }
+    // Output goes to files, not pipes: grandchildren inherit stdout/stderr,
+    // and a pipe would stay open as long as they run.
+    let logs = scratch_dir("log");
+    let out_path = logs.join("stdout");
+    let err_path = logs.join("stderr");
+    cmd.stdin(Stdio::null())
+        .stdout(fs::File::create(&out_path).expect("stdout log"))
+        .stderr(fs::File::create(&err_path).expect("stderr log"));
+
+    let start = Instant::now();
+    let mut child = cmd.spawn().unwrap_or_else(|e| {
+        if valgrind() {
+            panic!("cannot start valgrind ({e}); install it (apt-get install valgrind) or unset BITCASK_VALGRIND")
+        }
+        panic!("cannot start {}: {e}", exe.display())
+    });
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break Some(st);
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let output = format!(
+        "--- stdout ---\n{}--- stderr ---\n{}",
+        fs::read_to_string(&out_path).unwrap_or_default(),
+        fs::read_to_string(&err_path).unwrap_or_default()
+    );
+    let _ = fs::remove_dir_all(&logs);
+    let mode = if valgrind() {
+        " under valgrind"
+    } else if asan() {
+        " (ASan/UBSan)"
+    } else {
+        ""
+    };
+    match status {
+        None => panic!("{what}{mode} timed out after {timeout:?}\n{output}"),
+        Some(st) if !st.success() => {
+            let why = match st.code() {
+                Some(99) if valgrind() => {
+                    "exit 99: valgrind found memory errors or leaks (or the test failed and left \
+                     memory behind: look for FAILED lines)"
+                        .to_string()
+                }
+                Some(code) => format!("exit code {code}"),
+                None => {
+                    use std::os::unix::process::ExitStatusExt;
+                    format!("killed by signal {}", st.signal().unwrap_or(0))
+                }
+            };
+            panic!("{what}{mode} failed: {why}\n{output}")
+        }
+        Some(_) => {
+            println!(
+                "{what}{mode} passed in {:.2}s\n{output}",
+                start.elapsed().as_secs_f64()
+            );
+            output
+        }
+    }
+}
+
+/// Compiles c-tests/<name>.c and runs it.
+fn run_c_test(name: &str) {
+    let src = manifest_path(&format!("c-tests/{name}.c"));
+    assert!(src.is_file(), "{} is missing", src.display());
+    let exe = exe_name(name);
+    build_program(&[src], &exe, false);
+    run_program(&exe, &[], &format!("c-tests/{name}.c"));
+}
+
+macro_rules! c_tests {
+    ($($name:ident),* $(,)?) => {
+        /// Every C test program; `every_c_test_is_registered` keeps this in
+        /// step with the directory.
+        const REGISTERED: &[&str] = &[$(stringify!($name)),*];
+        $(
+            #[test]
+            fn $name() {
+                run_c_test(stringify!($name));
+            }
+        )*
+    };
+}
+
+c_tests!(
+    test_args,
+    test_basic,
+    test_corruption,
+    test_get_into,
+    test_limits,
+    test_lock,
+    test_merge,
+    test_options,
+    test_readonly,
+    test_reopen,
+    test_stats,
+    test_status,
+    test_sync,
+    test_threads,
+    test_version,
+);
+
+#[test]
+fn every_c_test_is_registered() {
+    let mut on_disk: Vec<String> = fs::read_dir(manifest_path("c-tests"))
+        .expect("read c-tests/")
+        .map(|e| {
+            e.expect("dir entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter_map(|n| n.strip_suffix(".c").map(str::to_string))
+        .collect();
+    on_disk.sort();
+    let mut registered: Vec<String> = REGISTERED.iter().map(|s| s.to_string()).collect();
+    registered.sort();
+    assert_eq!(
+        on_disk, registered,
+        "c-tests/*.c and the c_tests! list in tests/c_api.rs differ"
+    );
+}
+
+/// The header alone compiles cleanly as C99, C11 and C++11, is idempotent
+/// (include guard), and C++ callers link to the unmangled symbols.
+#[test]
+fn header_compiles_alone_as_c_and_cpp() {
+    let header = manifest_path("include/bitcask.h");
+    for (std, cpp) in [
+        ("-std=c99", false),
+        ("-std=c11", false),
+        ("-std=c++11", true),
+        ("-std=c++17", true),
+    ] {
+        let mut cmd = compiler(cpp);
+        cmd.arg("-x")
+            .arg(if cpp { "c++" } else { "c" })
+            .arg(std)
+            .args(["-Wall", "-Wextra", "-Wpedantic", "-Werror", "-fsyntax-only"])
+            .arg(&header);
+        let shown = format!("{cmd:?}");
+        let (status, text) = run_to_completion(cmd, "the compiler");
+        assert!(
+            status.success(),
+            "include/bitcask.h alone does not compile:\n{shown}\n{text}"
+        );
+    }
+
+    // Included twice, used from C++ and linked: extern "C" names, the enum
+    // type usable as a status, version agreement.
+    let dir = scratch_dir("header");
+    let src = dir.join("twice.cpp");
+    fs::write(
+        &src,
+        r#"#include "bitcask.h"
+#include "bitcask.h"
+#include <cstdio>
+#include <cstring>
+int main() {
+    bc_status st = bc_close(nullptr);
+    if (st != BC_OK) { std::printf("bc_close(nullptr) = %d\n", (int)st); return 1; }
+    if (bc_version_number() != BC_VERSION_NUMBER) { std::printf("version mismatch\n"); return 1; }
+    if (std::strcmp(bc_status_str(BC_LOCKED), bc_status_str(9999)) == 0) return 1;
+    bc_options *o = nullptr;
+    if (bc_options_new(&o) != BC_OK || o == nullptr) return 1;
+    if (bc_options_set_sync(o, BC_SYNC_INTERVAL, 0) != BC_INVALID_ARGUMENT) return 1;
+    bc_options_free(o);
+    bc_stats s;
+    std::memset(&s, 0, sizeof s);
+    s.struct_size = sizeof s;
+    if (bc_get_stats(nullptr, &s) != BC_INVALID_ARGUMENT) return 1;
+    std::printf("C++ caller linked against bitcask %s\n", bc_version());
+    return 0;
+}
+"#,
+    )
+    .unwrap();
+    let exe = exe_name("header_cpp_link");
+    build_program(&[src], &exe, true);
+    run_program(&exe, &[], "C++ program using bitcask.h");
+    let _ = fs::remove_dir_all(&dir);
+}
+
+fn run_example(name: &str) {
+    let src = manifest_path(&format!("examples/{name}.c"));
+    assert!(src.is_file(), "{} is missing", src.display());
+    let exe = exe_name(&format!("example_{name}"));
+    build_program(&[src], &exe, false);
+    let dir = scratch_dir(name);
+    let db = dir.join("db");
+    let db = db.to_str().expect("utf-8 path");
+    // A fresh database, then again on the now existing one.
+    run_program(&exe, &[db], &format!("examples/{name}.c (new database)"));
+    run_program(
+        &exe,
+        &[db],
+        &format!("examples/{name}.c (existing database)"),
+    );
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn example_quickstart() {
+    run_example("quickstart");
+}
+
+#[test]
+fn example_threads() {
+    run_example("threads");
+}
