@@ -276,14 +276,31 @@ impl Inner {
         if inner.opts.repair && !inner.opts.read_only {
             inner.repair_files(&ids)?;
         }
-        let mut loader = Loader::default();
-        for (i, &id) in ids.iter().enumerate() {
-            inner.load_file(id, i + 1 == ids.len(), &mut loader)?;
+        // The keydir is private to this open until it returns: it is filled
+        // without locks by loader threads (see `keydir::Bulk`).
+        let mut keydir = Keydir::new();
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+        let (loader, replaced) = keydir.load(threads, record_len, |bulk| {
+            let mut loader = Loader {
+                bulk,
+                tombstones: HashMap::new(),
+                dropped: 0,
+                skipped: 0,
+            };
+            for (i, &id) in ids.iter().enumerate() {
+                inner.load_file(id, i + 1 == ids.len(), &mut loader)?;
+            }
+            Ok((loader.tombstones, loader.dropped, loader.skipped))
+        })?;
+        let (mut dead, dropped, skipped) = loader;
+        inner.recovered_bytes_dropped = dropped;
+        inner.repaired_records_skipped += skipped;
+        for (fnum, bytes) in replaced {
+            *dead.entry(fnum).or_default() += bytes;
         }
-        inner.recovered_bytes_dropped = loader.dropped;
-        inner.repaired_records_skipped += loader.skipped;
+        inner.keydir = keydir;
         let files = inner.files.get_mut();
-        for (fnum, dead) in loader.dead {
+        for (fnum, dead) in dead {
             if let Some(f) = files.get(&fnum) {
                 f.dead_bytes.store(dead, Ordering::Relaxed);
             }
@@ -323,7 +340,7 @@ impl Inner {
     /// Reads one data file into the keydir (oldest files first): from its
     /// hint file when that is valid, else by scanning the data file (and
     /// then writing a fresh hint).
-    fn load_file(&self, id: u64, newest: bool, loader: &mut Loader) -> Result<()> {
+    fn load_file(&self, id: u64, newest: bool, loader: &mut Loader<'_, '_>) -> Result<()> {
         let path = self.dir.join(datafile::data_name(id));
         if !path.exists() {
             return Ok(()); // set aside by repair
@@ -359,12 +376,13 @@ impl Inner {
         }
         // Repair verifies every record, so it reads no hints (and rewrites
         // them).
-        let hint_path = hint::hint_path(&self.dir, id);
-        let from_hint = !self.opts.repair
-            && hint::load(&hint_path, id, r.len, |off, hdr, key| {
-                loader.apply(&self.keydir, fnum, off, hdr, key)
-            })?;
-        if from_hint {
+        let hint = match self.opts.repair {
+            false => hint::verify(&hint::hint_path(&self.dir, id), id, r.len)?,
+            true => None,
+        };
+        if let Some(hint) = hint {
+            loader.bulk.reserve(hint.entries);
+            hint.replay(|off, hdr, key| loader.apply(fnum, off, hdr, key))?;
             self.add_sealed(fnum, id, path, r.len);
             return Ok(());
         }
@@ -378,7 +396,7 @@ impl Inner {
         let mut len = r.len;
         loop {
             let damage = recovery::scan(&mut r, from, |off, hdr, key| {
-                loader.apply(&self.keydir, fnum, off, hdr, key);
+                loader.apply(fnum, off, hdr, key);
                 if let Some(h) = hint.as_mut() {
                     if let Err(e) = h.add(off, hdr, key) {
                         hint_err.get_or_insert(e);
@@ -864,39 +882,28 @@ fn check_record(rec: &[u8], key: &[u8], file: &DataFile, offset: u32) -> Result<
 }
 
 /// Keydir rebuilding state across the files of one open.
-#[derive(Default)]
-struct Loader {
-    /// Dead record bytes per file handle.
-    dead: HashMap<u32, u64>,
+struct Loader<'b, 'k> {
+    bulk: &'b mut crate::keydir::Bulk<'k>,
+    /// Tombstone bytes per file handle (dead from the start).
+    tombstones: HashMap<u32, u64>,
     dropped: u64,
     skipped: u64,
 }
 
-impl Loader {
-    fn apply(
-        &mut self,
-        keydir: &Keydir,
-        fnum: u32,
-        off: u64,
-        hdr: &format::RecordHeader,
-        key: &[u8],
-    ) {
-        let old = if hdr.is_tombstone() {
-            *self.dead.entry(fnum).or_default() += hdr.record_len();
-            keydir.remove(key)
+impl Loader<'_, '_> {
+    /// Replays one record (from a hint or a scan) into the keydir.
+    fn apply(&mut self, fnum: u32, off: u64, hdr: &format::RecordHeader, key: &[u8]) {
+        if hdr.is_tombstone() {
+            *self.tombstones.entry(fnum).or_default() += hdr.record_len();
+            self.bulk.apply(key, None);
         } else {
-            keydir.insert(
-                key,
-                Location {
-                    file: fnum,
-                    offset: off as u32,
-                    value_len: hdr.value_len,
-                    expiry: hdr.expiry,
-                },
-            )
-        };
-        if let Some(old) = old {
-            *self.dead.entry(old.file).or_default() += record_len(key.len(), old.value_len);
+            let loc = Location {
+                file: fnum,
+                offset: off as u32,
+                value_len: hdr.value_len,
+                expiry: hdr.expiry,
+            };
+            self.bulk.apply(key, Some(loc));
         }
     }
 }

@@ -101,40 +101,56 @@ impl HintWriter {
     }
 }
 
-/// Reads the hint of data file `data_id` of `data_len` bytes, calling
-/// `f(offset, header, key)` per entry, in order. Returns `Ok(false)`, having
-/// called nothing, when the hint is missing or not valid for that file.
-pub fn load(
-    path: &Path,
-    data_id: u64,
+/// A hint file checked end to end (header, every entry, CRC, data file id
+/// and length), ready to be replayed.
+pub struct Verified {
+    r: FileReader,
     data_len: u64,
-    mut f: impl FnMut(u64, &RecordHeader, &[u8]),
-) -> Result<bool> {
+    /// Number of entries.
+    pub entries: u64,
+}
+
+/// Checks the hint of data file `data_id` of `data_len` bytes. None when
+/// it is missing or not valid for that file.
+pub fn verify(path: &Path, data_id: u64, data_len: u64) -> Result<Option<Verified>> {
     let mut r = match FileReader::open(path) {
         Ok(r) => r,
-        Err(_) => return Ok(false),
+        Err(_) => return Ok(None),
     };
     if r.len < FILE_HEADER_LEN + TRAILER_LEN {
-        return Ok(false);
+        return Ok(None);
     }
-    // Pass 1 checks everything; pass 2 applies, so a bad hint changes nothing.
     let mut crc = crc32fast::Hasher::new();
-    if !walk(&mut r, data_len, Some(&mut crc), &mut |_, _, _| {})? {
-        return Ok(false);
+    let mut entries = 0;
+    if !walk(&mut r, data_len, Some(&mut crc), &mut |_, _, _| {
+        entries += 1
+    })? {
+        return Ok(None);
     }
     let end = r.len - TRAILER_LEN;
     let trailer = match r.bytes(end, TRAILER_LEN as usize)? {
         Some(t) => t,
-        None => return Ok(false),
+        None => return Ok(None),
     };
     crc.update(&trailer[..16]);
     if format::u64_at(trailer, 0) != data_id
         || format::u64_at(trailer, 8) != data_len
         || crc.finalize() != format::u32_at(trailer, 16)
     {
-        return Ok(false);
+        return Ok(None);
     }
-    walk(&mut r, data_len, None, &mut f)
+    Ok(Some(Verified {
+        r,
+        data_len,
+        entries,
+    }))
+}
+
+impl Verified {
+    /// Calls `f(offset, header, key)` per entry, in file order.
+    pub fn replay(mut self, mut f: impl FnMut(u64, &RecordHeader, &[u8])) -> Result<()> {
+        walk(&mut self.r, self.data_len, None, &mut f).map(|_| ())
+    }
 }
 
 /// Visits the header and entries; false at the first thing out of place.
@@ -216,30 +232,28 @@ mod tests {
         w.finish(data_len, dir.path()).unwrap();
         let path = hint_path(dir.path(), 7);
         let mut seen = Vec::new();
-        assert!(load(&path, 7, data_len, |o, h, k| seen.push((
-            o,
-            h.value_len,
-            k.to_vec()
-        )))
-        .unwrap());
+        let v = verify(&path, 7, data_len).unwrap().unwrap();
+        assert_eq!(v.entries, 2);
+        v.replay(|o, h, k| seen.push((o, h.value_len, k.to_vec())))
+            .unwrap();
         assert_eq!(
             seen,
             vec![(16, 10, b"abc".to_vec()), (48, 0, b"de".to_vec())]
         );
 
         assert!(
-            !load(&path, 7, data_len + 1, |_, _, _| panic!()).unwrap(),
+            verify(&path, 7, data_len + 1).unwrap().is_none(),
             "length mismatch"
         );
         assert!(
-            !load(&path, 8, data_len, |_, _, _| panic!()).unwrap(),
+            verify(&path, 8, data_len).unwrap().is_none(),
             "another file's hint"
         );
         let good = fs::read(&path).unwrap();
         for cut in 0..good.len() {
             fs::write(&path, &good[..cut]).unwrap();
             assert!(
-                !load(&path, 7, data_len, |_, _, _| panic!()).unwrap(),
+                verify(&path, 7, data_len).unwrap().is_none(),
                 "cut at {cut}"
             );
         }
@@ -247,10 +261,7 @@ mod tests {
             let mut bad = good.clone();
             bad[i] ^= 1;
             fs::write(&path, &bad).unwrap();
-            assert!(
-                !load(&path, 7, data_len, |_, _, _| panic!()).unwrap(),
-                "flip at {i}"
-            );
+            assert!(verify(&path, 7, data_len).unwrap().is_none(), "flip at {i}");
         }
     }
 }

@@ -11,9 +11,12 @@
 //! shard's read lock only for the lookup, so readers never wait for each
 //! other, and a writer holds one shard for the duration of one insert.
 
+use crate::error::{Error, Result, Status};
 use parking_lot::RwLock;
 use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 const SHARD_BITS: u32 = 6;
 const SHARDS: usize = 1 << SHARD_BITS;
@@ -75,12 +78,7 @@ impl Keydir {
     /// Points `key` at `loc`; returns where it pointed before.
     pub fn insert(&self, key: &[u8], loc: Location) -> Option<Location> {
         let h = self.hash(key);
-        let mut shard = self.shard(h).write();
-        if let Some((_, pos)) = shard.find(key, h) {
-            return Some(shard.set_location(pos, loc));
-        }
-        shard.insert_new(key, h, loc, &self.hasher);
-        None
+        self.shard(h).write().upsert(key, h, loc, &self.hasher)
     }
 
     pub fn remove(&self, key: &[u8]) -> Option<Location> {
@@ -158,6 +156,191 @@ impl Keydir {
     }
 }
 
+/// Keys sent to a loader thread at a time.
+const BATCH: usize = 512;
+/// Slots touched ahead of the inserts that use them.
+const PREFETCH: usize = 32;
+
+/// Record bytes per data file, of entries that were replaced or removed.
+pub type DeadBytes = HashMap<u32, u64>;
+
+/// A batch of keydir updates for one loader thread: hash, key start in
+/// `keys`, key length, new location (None: remove).
+#[derive(Default)]
+struct Batch {
+    items: Vec<(u64, usize, usize, Option<Location>)>,
+    keys: Vec<u8>,
+}
+
+enum Load {
+    Batch(Batch),
+    Reserve(u64),
+}
+
+/// Bulk loading at open, when the keydir is not shared yet. The calling
+/// thread hashes keys and hands them, in order, to loader threads that each
+/// own a range of shards outright: no locks, every core busy, and each
+/// thread reads the home slots of a group of keys before inserting them so
+/// the cache misses overlap. A key always goes to the same thread, so
+/// updates to it apply in the order they were made.
+pub struct Bulk<'k> {
+    hasher: &'k RandomState,
+    senders: Vec<SyncSender<Load>>,
+    shards_per_thread: usize,
+    pending: Vec<Batch>,
+}
+
+impl Keydir {
+    /// Runs `body`, which feeds a `Bulk`, with `threads` loader threads.
+    /// Returns its result and the bytes that became dead (see
+    /// `DeadBytes`); `record_len(key_len, value_len)` sizes a record.
+    pub fn load<R>(
+        &mut self,
+        threads: usize,
+        record_len: fn(usize, u32) -> u64,
+        body: impl FnOnce(&mut Bulk<'_>) -> Result<R>,
+    ) -> Result<(R, DeadBytes)> {
+        let per = SHARDS.div_ceil(threads.clamp(1, SHARDS));
+        let hasher = &self.hasher;
+        let shards = &mut self.shards;
+        std::thread::scope(|scope| {
+            let mut senders = Vec::new();
+            let mut workers = Vec::new();
+            for (i, range) in shards.chunks_mut(per).enumerate() {
+                let (tx, rx) = sync_channel(4);
+                let worker = std::thread::Builder::new()
+                    .name("bitcask-load".into())
+                    .spawn_scoped(scope, move || {
+                        load_shards(range, i * per, hasher, rx, record_len)
+                    })
+                    .map_err(|e| {
+                        Error::new(Status::Io, format!("starting a loader thread: {e}"))
+                    })?;
+                senders.push(tx);
+                workers.push(worker);
+            }
+            let mut bulk = Bulk {
+                hasher,
+                pending: senders.iter().map(|_| Batch::default()).collect(),
+                senders,
+                shards_per_thread: per,
+            };
+            let result = body(&mut bulk);
+            bulk.flush_all();
+            drop(bulk);
+            let mut dead = DeadBytes::new();
+            for w in workers {
+                let part = w
+                    .join()
+                    .map_err(|_| Error::internal("a keydir loader thread panicked"))?;
+                for (file, bytes) in part {
+                    *dead.entry(file).or_default() += bytes;
+                }
+            }
+            Ok((result?, dead))
+        })
+    }
+}
+
+impl Bulk<'_> {
+    /// Makes room for about `n` more keys, so loading a large hint file
+    /// does not rehash each shard many times over.
+    pub fn reserve(&mut self, n: u64) {
+        self.flush_all();
+        for tx in &self.senders {
+            let _ = tx.send(Load::Reserve(n));
+        }
+    }
+
+    /// Points `key` at `loc`, or removes it for None, in call order.
+    pub fn apply(&mut self, key: &[u8], loc: Option<Location>) {
+        let mut h = self.hasher.build_hasher();
+        h.write(key);
+        let hash = h.finish();
+        let t = (hash >> (64 - SHARD_BITS)) as usize / self.shards_per_thread;
+        let batch = &mut self.pending[t];
+        batch.items.push((hash, batch.keys.len(), key.len(), loc));
+        batch.keys.extend_from_slice(key);
+        if batch.items.len() == BATCH {
+            let full = std::mem::take(batch);
+            // A send fails only if the thread died; its join reports that.
+            let _ = self.senders[t].send(Load::Batch(full));
+        }
+    }
+
+    fn flush_all(&mut self) {
+        for (batch, tx) in self.pending.iter_mut().zip(&self.senders) {
+            if !batch.items.is_empty() {
+                let _ = tx.send(Load::Batch(std::mem::take(batch)));
+            }
+        }
+    }
+}
+
+/// A loader thread: applies batches to the shards it owns, then shrinks
+/// any shard `reserve` made too large for the keys that arrived (hint files
+/// that repeat keys).
+fn load_shards(
+    shards: &mut [RwLock<Shard>],
+    first: usize,
+    hasher: &RandomState,
+    rx: Receiver<Load>,
+    record_len: fn(usize, u32) -> u64,
+) -> DeadBytes {
+    let mut dead = DeadBytes::new();
+    for msg in rx {
+        match msg {
+            Load::Reserve(n) => {
+                let per_shard = n as usize / SHARDS + n as usize / SHARDS / 16 + 8;
+                for shard in shards.iter_mut() {
+                    let shard = shard.get_mut();
+                    let want = ((shard.len + per_shard) * 8 / 7 + 1).next_power_of_two();
+                    if want > shard.slots.len() {
+                        shard.resize(want, hasher);
+                    }
+                }
+            }
+            Load::Batch(batch) => {
+                for group in batch.items.chunks(PREFETCH) {
+                    let mut touched = 0u64;
+                    for &(hash, ..) in group {
+                        let shard = shards[(hash >> (64 - SHARD_BITS)) as usize - first].get_mut();
+                        if !shard.slots.is_empty() {
+                            touched ^= shard.slots[hash as usize & shard.mask()];
+                        }
+                    }
+                    std::hint::black_box(touched);
+                    for &(hash, start, len, loc) in group {
+                        let key = &batch.keys[start..start + len];
+                        let shard = shards[(hash >> (64 - SHARD_BITS)) as usize - first].get_mut();
+                        let old = match loc {
+                            Some(loc) => shard.upsert(key, hash, loc, hasher),
+                            None => shard.find(key, hash).map(|(slot, pos)| {
+                                let old = shard.arena.location(pos);
+                                shard.remove_at(slot, pos, hasher);
+                                old
+                            }),
+                        };
+                        if let Some(old) = old {
+                            *dead.entry(old.file).or_default() += record_len(len, old.value_len);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for shard in shards.iter_mut() {
+        let shard = shard.get_mut();
+        let fit = ((shard.len + 1) * 8 / 7 + 1)
+            .next_power_of_two()
+            .max(MIN_SLOTS);
+        if fit < shard.slots.len() {
+            shard.resize(fit, hasher);
+        }
+    }
+    dead
+}
+
 fn slot_pos(slot: u64) -> usize {
     ((slot & POS_MASK) - 1) as usize
 }
@@ -230,16 +413,37 @@ impl Shard {
         }
     }
 
-    fn insert_new(&mut self, key: &[u8], hash: u64, loc: Location, hasher: &RandomState) {
+    /// Points `key` at `loc` with one probe sequence: it ends at the key
+    /// or at the empty slot where the key belongs. Returns the old location.
+    fn upsert(
+        &mut self,
+        key: &[u8],
+        hash: u64,
+        loc: Location,
+        hasher: &RandomState,
+    ) -> Option<Location> {
         // Grow at 7/8 full: probe sequences stay short with linear probing
         // and the table costs at most ~18 bytes per key.
         if (self.len + 1) * 8 > self.slots.len() * 7 {
             self.resize((self.slots.len() * 2).max(MIN_SLOTS), hasher);
         }
+        let mask = self.mask();
+        let mut i = hash as usize & mask;
+        loop {
+            let s = self.slots[i];
+            if s == 0 {
+                break;
+            }
+            if same_tag(s, hash) && self.arena.key(slot_pos(s)) == key {
+                return Some(self.set_location(slot_pos(s), loc));
+            }
+            i = (i + 1) & mask;
+        }
         let pos = self.arena.push(key, loc);
-        self.place(make_slot(hash, pos), hash as usize);
+        self.slots[i] = make_slot(hash, pos);
         self.len += 1;
         self.expiring += (loc.expiry != 0) as usize;
+        None
     }
 
     fn place(&mut self, slot: u64, home: usize) {
