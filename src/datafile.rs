@@ -69,17 +69,22 @@ pub struct DataFile {
     synced: AtomicU64,
     /// Set once the file is immutable and fully synced.
     sealed: AtomicBool,
+    /// The directory whose entry for this new file is not yet synced;
+    /// taken by the first `sync_data`.
+    dir: Option<PathBuf>,
+    dir_synced: AtomicBool,
     tail: RwLock<Tail>,
     /// Record bytes in the file (everything after the header).
     pub record_bytes: AtomicU64,
     /// Record bytes no longer needed: overwritten, deleted, tombstones.
     pub dead_bytes: AtomicU64,
+    /// Of those, tombstone bytes: a merge drops them only when no older
+    /// value of their key can survive it.
+    pub tombstone_bytes: AtomicU64,
 }
 
 impl DataFile {
-    /// Creates a new active data file at `path` with its header written and
-    /// the file and directory synced, so a crash never leaves a headerless
-    /// file behind a newer one.
+    /// Creates a new data file with its header written.
     /// `create_at` is where the file is made (a temporary name for merge
     /// outputs, renamed to `path` when complete).
     pub fn create(
@@ -96,12 +101,14 @@ impl DataFile {
             .create_new(true)
             .open(create_at)
             .map_err(|e| Error::io("creating data file", create_at, e))?;
+        // No fsync here, under the writer lock: the first `sync_data`
+        // makes the header and the directory entry durable with the data.
         file.write_all_at(&format::file_header(&format::DATA_MAGIC), 0)
-            .and_then(|_| file.sync_all())
             .map_err(|e| Error::io("writing header of", create_at, e))?;
-        sync_dir(dir)?;
         open_fds.fetch_add(1, Ordering::Relaxed);
-        let f = DataFile::from_parts(fnum, id, path, Some(file), FILE_HEADER_LEN, false, open_fds);
+        let mut f =
+            DataFile::from_parts(fnum, id, path, Some(file), FILE_HEADER_LEN, false, open_fds);
+        f.dir = Some(dir.to_path_buf());
         Ok(f)
     }
 
@@ -130,12 +137,15 @@ impl DataFile {
             flushed: AtomicU64::new(len),
             synced: AtomicU64::new(len),
             sealed: AtomicBool::new(sealed),
+            dir: None,
+            dir_synced: AtomicBool::new(false),
             tail: RwLock::new(Tail {
                 base: len,
                 pending: Vec::new(),
             }),
             record_bytes: AtomicU64::new(len.saturating_sub(FILE_HEADER_LEN)),
             dead_bytes: AtomicU64::new(0),
+            tombstone_bytes: AtomicU64::new(0),
         }
     }
 
@@ -287,12 +297,19 @@ impl DataFile {
         Ok(())
     }
 
-    /// fdatasync of everything flushed so far.
+    /// fdatasync of everything flushed so far (and, the first time, of the
+    /// directory entry of a new file).
     pub fn sync_data(&self) -> Result<()> {
         let upto = self.flushed.load(Ordering::Acquire);
         self.write_fd()?
             .sync_data()
             .map_err(|e| Error::io("syncing", &self.path, e))?;
+        if let Some(dir) = &self.dir {
+            if !self.dir_synced.load(Ordering::Acquire) {
+                sync_dir(dir)?;
+                self.dir_synced.store(true, Ordering::Release);
+            }
+        }
         self.synced.fetch_max(upto, Ordering::AcqRel);
         Ok(())
     }
@@ -305,6 +322,12 @@ impl DataFile {
         // The buffer's capacity is not needed any more.
         self.tail.write().pending = Vec::new();
         Ok(())
+    }
+
+    /// Counts a tombstone record of `len` bytes (dead from the start).
+    pub fn add_tombstone(&self, len: u64) {
+        self.dead_bytes.fetch_add(len, Ordering::Relaxed);
+        self.tombstone_bytes.fetch_add(len, Ordering::Relaxed);
     }
 
     /// Truncates the file to `len` bytes (recovery of a torn tail).

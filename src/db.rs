@@ -292,17 +292,20 @@ impl Inner {
             }
             Ok((loader.tombstones, loader.dropped, loader.skipped))
         })?;
-        let (mut dead, dropped, skipped) = loader;
+        let (tombstones, dropped, skipped) = loader;
         inner.recovered_bytes_dropped = dropped;
         inner.repaired_records_skipped += skipped;
-        for (fnum, bytes) in replaced {
-            *dead.entry(fnum).or_default() += bytes;
-        }
+        let mut dead = replaced;
         inner.keydir = keydir;
         let files = inner.files.get_mut();
-        for (fnum, dead) in dead {
+        for (fnum, bytes) in tombstones {
             if let Some(f) = files.get(&fnum) {
-                f.dead_bytes.store(dead, Ordering::Relaxed);
+                f.add_tombstone(bytes);
+            }
+        }
+        for (fnum, bytes) in dead.drain() {
+            if let Some(f) = files.get(&fnum) {
+                f.dead_bytes.fetch_add(bytes, Ordering::Relaxed);
             }
         }
         Ok(inner)
@@ -326,7 +329,7 @@ impl Inner {
                 }
             }
             if let Some(d) = recovery::scan(&mut r, FILE_HEADER_LEN, |_, _, _| {})? {
-                let torn_tail = i + 1 == ids.len() && !d.followed_by_valid;
+                let torn_tail = self.may_be_torn(id, i + 1 == ids.len()) && !d.followed_by_valid;
                 if !torn_tail {
                     datafile::remove_file(&hint::hint_path(&self.dir, id))?;
                     self.repaired_records_skipped +=
@@ -404,7 +407,7 @@ impl Inner {
                 }
             })?;
             let Some(d) = damage else { break };
-            if newest && !d.followed_by_valid {
+            if self.may_be_torn(id, newest) && !d.followed_by_valid {
                 // Torn tail: the last append was cut short by a crash.
                 loader.dropped += r.len - d.offset;
                 len = d.offset;
@@ -440,6 +443,13 @@ impl Inner {
         }
         self.add_sealed(fnum, id, path, len);
         Ok(())
+    }
+
+    /// Whether a crash may have cut data file `id` short: the newest file,
+    /// or one whose sealing never finished. A hint is written only after the
+    /// seal's fsync, so a file without one was never completely sealed.
+    fn may_be_torn(&self, id: u64, newest: bool) -> bool {
+        newest || !hint::hint_path(&self.dir, id).exists()
     }
 
     fn add_sealed(&self, fnum: u32, id: u64, path: PathBuf, len: u64) {
@@ -620,9 +630,7 @@ impl Inner {
                 return Ok(false);
             }
             let a = self.append(&mut w, key, &[], 0, FLAG_TOMBSTONE)?;
-            a.file
-                .dead_bytes
-                .fetch_add(record_len(key.len(), 0), Ordering::Relaxed);
+            a.file.add_tombstone(record_len(key.len(), 0));
             if let Some(old) = self.keydir.remove(key) {
                 self.mark_dead(old, key.len());
             }
@@ -665,8 +673,8 @@ impl Inner {
 
     /// The active file, starting a new one first when `len` more bytes
     /// would pass max_file_size. The file it replaces is flushed here and
-    /// returned, to be synced and sealed by `seal_retired` once the writer
-    /// lock is released: other writers do not wait for that fsync.
+    /// returned, to be synced and sealed by the background worker (see
+    /// `seal_retired`): no put waits for that fsync.
     fn active_for(
         &self,
         w: &mut Writer,
@@ -708,9 +716,20 @@ impl Inner {
     /// Syncs and seals a file the writer moved away from, and queues its
     /// hint file.
     pub(crate) fn seal_retired(&self, retired: Option<Arc<DataFile>>) -> Result<()> {
-        let Some(f) = retired else { return Ok(()) };
-        self.synced(f.seal())?;
-        self.queue.hint(f);
+        if let Some(f) = retired {
+            self.queue.seal(f);
+        }
+        Ok(())
+    }
+
+    /// Syncs and seals a retired file, then writes its hint (the worker's
+    /// job, and merge's for files the worker has not reached yet). A hint
+    /// that cannot be written only costs a scan at the next open.
+    pub(crate) fn seal_file(&self, file: &DataFile) -> Result<()> {
+        if !file.is_sealed() {
+            self.synced(file.seal())?;
+        }
+        let _ = self.write_hint(file);
         Ok(())
     }
 
@@ -838,6 +857,7 @@ impl Inner {
             let records = f.record_bytes.load(Ordering::Relaxed);
             let (n_expired, expired_bytes) = expired.get(&f.fnum).copied().unwrap_or_default();
             s.expired_keys += n_expired;
+            s.live_keys -= n_expired;
             let dead = (f.dead_bytes.load(Ordering::Relaxed) + expired_bytes).min(records);
             s.total_bytes += FILE_HEADER_LEN + records;
             s.dead_bytes += dead;

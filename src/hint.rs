@@ -45,8 +45,13 @@ pub struct HintWriter {
 
 impl HintWriter {
     pub fn create(dir: &Path, id: u64) -> Result<HintWriter> {
+        // Two writers of one hint (merge and the worker sealing the same
+        // file) must not share a temporary file; the last rename wins and
+        // both write the same bytes.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let path = hint_path(dir, id);
-        let tmp = path.with_extension("hint.tmp");
+        let tmp = path.with_extension(format!("hint.{}-{n}.tmp", std::process::id()));
         let file = File::create(&tmp).map_err(|e| Error::io("creating hint file", &tmp, e))?;
         let mut w = HintWriter {
             id,

@@ -40,7 +40,12 @@ use std::sync::Arc;
 struct Usage {
     file: Arc<DataFile>,
     records: u64,
-    /// Dead plus expired record bytes.
+    /// Dead and expired record bytes, tombstones included.
+    dead: u64,
+    /// What any merge of the file reclaims for sure: `dead` without the
+    /// tombstones (which stay while older values may survive elsewhere).
+    /// The policy looks at this, so a file of carried tombstones is not
+    /// merged over and over.
     reclaimable: u64,
 }
 
@@ -81,9 +86,21 @@ impl Inner {
                 None => None,
             }
         };
-        self.seal_retired(retired)?;
+        // Files the worker has not sealed yet are sealed here: a full merge
+        // takes every file but the (new) active one.
+        let active = self.writer.lock().active.as_ref().map(|a| a.fnum);
+        let unsealed: Vec<_> = self
+            .files
+            .read()
+            .values()
+            .filter(|f| !f.is_sealed() && Some(f.fnum) != active)
+            .cloned()
+            .collect();
+        for f in retired.iter().chain(&unsealed) {
+            self.seal_file(f)?;
+        }
         let usage = self.usage();
-        if usage.iter().all(|u| u.reclaimable == 0) {
+        if usage.iter().all(|u| u.dead == 0) {
             return Ok(());
         }
         let inputs: Vec<_> = usage.iter().map(|u| u.file.clone()).collect();
@@ -139,12 +156,15 @@ impl Inner {
             .filter(|f| f.is_sealed())
             .map(|f| {
                 let records = f.record_bytes.load(Ordering::Relaxed);
-                let dead =
-                    f.dead_bytes.load(Ordering::Relaxed) + expired.get(&f.fnum).map_or(0, |e| e.1);
+                let dead = (f.dead_bytes.load(Ordering::Relaxed)
+                    + expired.get(&f.fnum).map_or(0, |e| e.1))
+                .min(records);
+                let tombstones = f.tombstone_bytes.load(Ordering::Relaxed);
                 Usage {
                     file: f.clone(),
                     records,
-                    reclaimable: dead.min(records),
+                    dead,
+                    reclaimable: dead.saturating_sub(tombstones),
                 }
             })
             .collect();
@@ -278,7 +298,9 @@ impl Inner {
             let at = o.file.append(|buf| buf.extend_from_slice(keep));
             let kept = format::RecordHeader::decode(keep);
             o.hint.add(at, &kept, key)?;
-            if !kept.is_tombstone() {
+            if kept.is_tombstone() {
+                o.file.add_tombstone(kept.record_len());
+            } else {
                 let to = Location {
                     file: o.file.fnum,
                     offset: at as u32,

@@ -1,5 +1,5 @@
-//! The background thread of a read-write handle: writes hint files for
-//! newly sealed data files, flushes and syncs in BC_SYNC_INTERVAL mode, and
+//! The background thread of a read-write handle: syncs, seals and writes
+//! the hint files of data files the writer moved away from, flushes and syncs in BC_SYNC_INTERVAL mode, and
 //! runs auto-merge when its triggers fire. Close stops it cleanly: a merge
 //! in progress is abandoned at the next record (its outputs are removed or
 //! are complete and valid).
@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 #[derive(Default)]
 pub(crate) struct Jobs {
     stop: bool,
-    hints: Vec<Arc<DataFile>>,
+    /// Files the writer moved away from, to sync, seal and hint.
+    seals: Vec<Arc<DataFile>>,
 }
 
 /// Shared between the handle (which queues work) and the thread.
@@ -27,9 +28,9 @@ pub(crate) struct Queue {
 }
 
 impl Queue {
-    /// Asks for the hint file of a sealed data file.
-    pub fn hint(&self, file: Arc<DataFile>) {
-        self.jobs.lock().hints.push(file);
+    /// Asks for a retired data file to be synced, sealed and hinted.
+    pub fn seal(&self, file: Arc<DataFile>) {
+        self.jobs.lock().seals.push(file);
         self.wake.notify_one();
     }
 
@@ -67,13 +68,13 @@ fn run(inner: &Inner) {
     let mut next_sync = sync_every.map(|d| Instant::now() + d);
     let mut next_merge = merge_every.map(|d| Instant::now() + d);
     loop {
-        let (hints, stop) = {
+        let (seals, stop) = {
             let mut jobs = inner.queue.jobs.lock();
             loop {
-                // Queued hints are written even when stopping: every
-                // sealed file gets its hint.
-                if jobs.stop || !jobs.hints.is_empty() {
-                    break (std::mem::take(&mut jobs.hints), jobs.stop);
+                // Queued seals are done even when stopping: every file
+                // is synced, sealed and hinted before close returns.
+                if jobs.stop || !jobs.seals.is_empty() {
+                    break (std::mem::take(&mut jobs.seals), jobs.stop);
                 }
                 let now = Instant::now();
                 let due = [next_sync, next_merge].into_iter().flatten().min();
@@ -86,9 +87,9 @@ fn run(inner: &Inner) {
                 }
             }
         };
-        for file in hints {
-            // A missing hint only costs a scan at the next open.
-            let _ = inner.write_hint(&file);
+        for file in seals {
+            // A failed fsync fails the handle (see `Inner::synced`).
+            let _ = inner.seal_file(&file);
         }
         if stop {
             return;
