@@ -1,0 +1,223 @@
+//! Shared helpers for the integration tests (model, crash, torn_tail).
+#![allow(dead_code)]
+
+use bitcask::{Db, Options, Result, SyncMode};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// Size of a record header on disk (see API.md "On-disk layout").
+pub const RECORD_HEADER: u64 = 19;
+/// Size of a data-file header on disk.
+pub const FILE_HEADER: u64 = 16;
+
+/// Unwraps a bitcask result, panicking with the status code and message.
+/// (Does not require `Error: Debug`.)
+#[track_caller]
+pub fn ok<T>(r: Result<T>, what: &str) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => panic!(
+            "{what}: unexpected error status={} message={:?}",
+            e.status() as i32,
+            e.message()
+        ),
+    }
+}
+
+/// Expects an error; returns (status as i32, message).
+#[track_caller]
+pub fn err<T>(r: Result<T>, what: &str) -> (i32, String) {
+    match r {
+        Ok(_) => panic!("{what}: expected an error, got Ok"),
+        Err(e) => (e.status() as i32, e.message().to_string()),
+    }
+}
+
+pub fn opts(max_file_size: u64, sync: SyncMode) -> Options {
+    Options {
+        max_file_size,
+        sync,
+        ..Options::default()
+    }
+}
+
+pub fn open(dir: &Path, o: &Options) -> Db {
+    ok(Db::open(dir, o.clone()), &format!("open {}", dir.display()))
+}
+
+/// Deterministic splitmix64 PRNG (no rand dependency needed).
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in 0..n (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        assert!(n > 0);
+        self.next_u64() % n
+    }
+    pub fn range(&mut self, lo: u64, hi_inclusive: u64) -> u64 {
+        lo + self.below(hi_inclusive - lo + 1)
+    }
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next_u64() as u8).collect()
+    }
+}
+
+/// Stateless 64-bit mix of two numbers.
+pub fn mix(a: u64, b: u64) -> u64 {
+    let mut r = Rng::new(a.wrapping_mul(0x1000_0000_01B3) ^ b.rotate_left(29));
+    r.next_u64()
+}
+
+/// All `*.data` files in `dir`, sorted by name (== age order; last is newest).
+pub fn data_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().map(|x| x == "data").unwrap_or(false))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Files in `dir` whose name ends in `.tmp`.
+pub fn tmp_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .map(|n| n.to_string_lossy().ends_with(".tmp"))
+                .unwrap_or(false)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+pub fn file_name(p: &Path) -> String {
+    p.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+/// Copies every regular file of `src` into a new directory `dst`, except the
+/// `LOCK` file (a lock is not data; a copied one could name a live pid).
+pub fn copy_dir(src: &Path, dst: &Path) {
+    fs::create_dir_all(dst).unwrap();
+    for e in fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        if !e.file_type().unwrap().is_file() || e.file_name() == "LOCK" {
+            continue;
+        }
+        fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+    }
+}
+
+/// One record as parsed straight from a data file, per the documented layout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawRecord {
+    pub offset: u64,
+    pub crc: u32,
+    pub timestamp: u32,
+    pub expiry: u32,
+    pub flags: u8,
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+    pub crc_ok: bool,
+}
+
+impl RawRecord {
+    pub fn len(&self) -> u64 {
+        RECORD_HEADER + self.key.len() as u64 + self.value.len() as u64
+    }
+    pub fn tombstone(&self) -> bool {
+        self.flags & 1 == 1
+    }
+}
+
+pub fn le_u16(b: &[u8]) -> u16 {
+    u16::from_le_bytes([b[0], b[1]])
+}
+pub fn le_u32(b: &[u8]) -> u32 {
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// Checks the 16-byte file header (magic, version 1, CRC) and parses every
+/// complete record. Panics if the header is wrong or the records do not end
+/// exactly at the end of the file.
+pub fn parse_data_file(path: &Path) -> Vec<RawRecord> {
+    let buf = fs::read(path).unwrap();
+    let name = path.display();
+    assert!(buf.len() >= 16, "{name}: shorter than the 16-byte header");
+    assert_eq!(&buf[0..8], b"BITCASKD", "{name}: magic");
+    assert_eq!(le_u32(&buf[8..12]), 1, "{name}: format version");
+    assert_eq!(
+        le_u32(&buf[12..16]),
+        crc32fast::hash(&buf[0..12]),
+        "{name}: header CRC (CRC32 of the first 12 bytes)"
+    );
+    let mut out = Vec::new();
+    let mut off = 16usize;
+    while off < buf.len() {
+        assert!(
+            off + 19 <= buf.len(),
+            "{name}: partial record header at {off} (file length {})",
+            buf.len()
+        );
+        let h = &buf[off..off + 19];
+        let klen = le_u16(&h[12..14]) as usize;
+        let vlen = le_u32(&h[14..18]) as usize;
+        let end = off + 19 + klen + vlen;
+        assert!(
+            end <= buf.len(),
+            "{name}: record at {off} (klen {klen} vlen {vlen}) runs past the end ({})",
+            buf.len()
+        );
+        let crc = le_u32(&h[0..4]);
+        out.push(RawRecord {
+            offset: off as u64,
+            crc,
+            timestamp: le_u32(&h[4..8]),
+            expiry: le_u32(&h[8..12]),
+            flags: h[18],
+            key: buf[off + 19..off + 19 + klen].to_vec(),
+            value: buf[off + 19 + klen..end].to_vec(),
+            crc_ok: crc32fast::hash(&buf[off + 4..end]) == crc,
+        });
+        off = end;
+    }
+    out
+}
+
+/// True if `msg` mentions `off` as a whole decimal number or as `0x<hex>`.
+pub fn mentions_offset(msg: &str, off: u64) -> bool {
+    let dec = off.to_string();
+    let bytes = msg.as_bytes();
+    let mut start = 0;
+    while let Some(i) = msg[start..].find(&dec) {
+        let a = start + i;
+        let b = a + dec.len();
+        let before_ok = a == 0 || !bytes[a - 1].is_ascii_alphanumeric();
+        let after_ok = b == bytes.len() || !bytes[b].is_ascii_alphanumeric();
+        if before_ok && after_ok {
+            return true;
+        }
+        start = a + 1;
+    }
+    let lower = msg.to_ascii_lowercase();
+    lower.contains(&format!("0x{off:x}"))
+        || lower.contains(&format!("0x{off:08x}"))
+        || lower.contains(&format!("0x{off:016x}"))
+}

@@ -1,0 +1,781 @@
+//! Torn-tail recovery and corruption detection against the documented
+//! on-disk layout (API.md): 16-byte file header, 19-byte record header.
+
+mod common;
+
+use bitcask::{Db, Status, SyncMode};
+use common::*;
+use std::collections::HashMap;
+use std::fs::{self, OpenOptions};
+use std::path::{Path, PathBuf};
+
+const CORRUPTION: i32 = Status::Corruption as i32;
+
+type Model = HashMap<Vec<u8>, Vec<u8>>;
+
+/// A write: Some(value) = put, None = delete.
+type W = (Vec<u8>, Option<Vec<u8>>);
+
+fn apply(model: &mut Model, ws: &[W]) {
+    for (k, v) in ws {
+        match v {
+            Some(v) => {
+                model.insert(k.clone(), v.clone());
+            }
+            None => {
+                model.remove(k);
+            }
+        }
+    }
+}
+
+/// Creates a database in `dir` holding `ws` written in order, then closes it.
+fn build(dir: &Path, max_file_size: u64, ws: &[W]) {
+    let db = open(dir, &opts(max_file_size, SyncMode::None));
+    for (k, v) in ws {
+        match v {
+            Some(v) => ok(db.put(k, v), "build put"),
+            None => assert!(
+                ok(db.delete(k), "build delete"),
+                "build: delete of an absent key"
+            ),
+        }
+    }
+    ok(db.close(), "build close");
+}
+
+fn verify(db: &Db, model: &Model, all_keys: &[Vec<u8>], ctx: &str) {
+    for k in all_keys {
+        let got = ok(db.get(k), ctx);
+        assert_eq!(
+            got.as_ref(),
+            model.get(k),
+            "{ctx}: key {:?}",
+            String::from_utf8_lossy(k)
+        );
+    }
+    assert_eq!(db.stats().live_keys, model.len() as u64, "{ctx}: live_keys");
+}
+
+fn all_keys(ws: &[W]) -> Vec<Vec<u8>> {
+    let mut ks: Vec<Vec<u8>> = ws.iter().map(|(k, _)| k.clone()).collect();
+    ks.sort();
+    ks.dedup();
+    ks.push(b"never-written".to_vec());
+    ks
+}
+
+fn val(i: usize, len: usize) -> Vec<u8> {
+    let mut r = Rng::new(i as u64 * 7919 + len as u64);
+    r.bytes(len)
+}
+
+/// Truncates the newest data file at every offset inside its last record
+/// (the last write of `ws`) and checks recovery.
+fn torn_tail_scenario(name: &str, max_file_size: u64, ws: Vec<W>) -> usize {
+    let tmp = tempfile::tempdir().unwrap();
+    let pristine = tmp.path().join("pristine");
+    build(&pristine, max_file_size, &ws);
+
+    let keys = all_keys(&ws);
+    let mut before = Model::new();
+    apply(&mut before, &ws[..ws.len() - 1]);
+    let mut after = before.clone();
+    apply(&mut after, &ws[ws.len() - 1..]);
+
+    let files = data_files(&pristine);
+    assert!(!files.is_empty());
+    let newest = files.last().unwrap().clone();
+    let newest_name = file_name(&newest);
+    let file_len = fs::metadata(&newest).unwrap().len();
+    let (lk, lv) = &ws[ws.len() - 1];
+    let rec_len = RECORD_HEADER + lk.len() as u64 + lv.as_ref().map_or(0, |v| v.len() as u64);
+    let last_start = file_len - rec_len;
+    // The layout must match the contract: the last record is our last write.
+    let recs = parse_data_file(&newest);
+    let last = recs.last().expect("newest data file has no record");
+    assert_eq!(last.offset, last_start, "{name}: last record offset");
+    assert_eq!(&last.key, lk, "{name}: last record key");
+    assert_eq!(
+        last.tombstone(),
+        lv.is_none(),
+        "{name}: last record tombstone flag"
+    );
+    assert!(last.crc_ok, "{name}: last record CRC");
+
+    for cut in last_start..=file_len {
+        let ctx = format!(
+            "{name}: {newest_name} truncated to {cut} (last record {last_start}..{file_len})"
+        );
+        let dir = tmp.path().join(format!("cut{cut}"));
+        copy_dir(&pristine, &dir);
+        OpenOptions::new()
+            .write(true)
+            .open(dir.join(&newest_name))
+            .unwrap()
+            .set_len(cut)
+            .unwrap();
+
+        let expect_dropped = if cut == file_len { 0 } else { cut - last_start };
+        let model = if cut == file_len { &after } else { &before };
+        let db = ok(Db::open(&dir, opts(max_file_size, SyncMode::None)), &ctx);
+        assert_eq!(
+            db.stats().recovered_bytes_dropped,
+            expect_dropped,
+            "{ctx}: recovered_bytes_dropped"
+        );
+        assert_eq!(
+            db.stats().repaired_records_skipped,
+            0,
+            "{ctx}: repaired_records_skipped"
+        );
+        verify(&db, model, &keys, &ctx);
+        ok(db.close(), &ctx);
+
+        // The torn bytes are gone for good.
+        let whole = if cut == file_len {
+            file_len
+        } else {
+            last_start
+        };
+        match fs::metadata(dir.join(&newest_name)) {
+            Ok(m) => assert_eq!(
+                m.len(),
+                whole,
+                "{ctx}: file length after open+close (torn bytes must be cut off)"
+            ),
+            // Removing a file left with no record at all is acceptable.
+            Err(e) => assert_eq!(
+                whole, FILE_HEADER,
+                "{ctx}: {newest_name} vanished after open+close: {e}"
+            ),
+        }
+        let db = ok(Db::open(&dir, opts(max_file_size, SyncMode::None)), &ctx);
+        assert_eq!(
+            db.stats().recovered_bytes_dropped,
+            0,
+            "{ctx}: second open dropped bytes again"
+        );
+        verify(&db, model, &keys, &format!("{ctx} (second open)"));
+        // And the database is writable again at the end of the log.
+        ok(db.put(b"after-recovery", b"ok"), &ctx);
+        ok(db.close(), &ctx);
+        let db = ok(Db::open(&dir, opts(max_file_size, SyncMode::None)), &ctx);
+        assert_eq!(
+            ok(db.get(b"after-recovery"), &ctx).as_deref(),
+            Some(&b"ok"[..]),
+            "{ctx}: write after recovery"
+        );
+        assert_eq!(
+            db.stats().recovered_bytes_dropped,
+            0,
+            "{ctx}: third open dropped bytes"
+        );
+        let mut m2 = model.clone();
+        m2.insert(b"after-recovery".to_vec(), b"ok".to_vec());
+        let mut keys2 = keys.clone();
+        keys2.push(b"after-recovery".to_vec());
+        verify(&db, &m2, &keys2, &format!("{ctx} (third open)"));
+        drop(db);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+    recs.len()
+}
+
+fn many_writes(n: usize) -> Vec<W> {
+    (0..n)
+        .map(|i| {
+            (
+                format!("key-{i:03}").into_bytes(),
+                Some(val(i, 20 + (i * 13) % 90)),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn torn_tail_fresh_key_single_file() {
+    let mut ws = many_writes(50);
+    ws.push((b"the-last-key".to_vec(), Some(val(999, 40))));
+    torn_tail_scenario("fresh key, one file", 256 << 20, ws);
+}
+
+#[test]
+fn torn_tail_overwrite_many_files() {
+    let mut ws = many_writes(120);
+    ws.push((b"key-007".to_vec(), Some(val(1000, 33))));
+    torn_tail_scenario("overwrite, many files", 4096, ws);
+}
+
+#[test]
+fn torn_tail_tombstone() {
+    let mut ws = many_writes(60);
+    ws.push((b"key-011".to_vec(), None));
+    ws.push((b"key-012".to_vec(), None));
+    torn_tail_scenario("tombstone", 4096, ws);
+}
+
+#[test]
+fn torn_tail_empty_value_with_binary_key() {
+    let mut ws = many_writes(30);
+    ws.push((vec![0u8, 1, 0, 2], Some(val(5, 10))));
+    ws.push((vec![0u8, 1, 0, 2], Some(Vec::new())));
+    torn_tail_scenario("empty value, binary key", 256 << 20, ws);
+}
+
+/// The newest file holds a single record: truncating leaves only the file header.
+#[test]
+fn torn_tail_only_record_in_newest_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let probe = tmp.path().join("probe");
+    let mut ws = many_writes(40);
+    // Find (with SyncMode::Always, looking at the files) the first write that starts a new file.
+    let db = open(&probe, &opts(4096, SyncMode::Always));
+    for (k, v) in &ws {
+        ok(db.put(k, v.as_ref().unwrap()), "probe put");
+    }
+    for i in 0.. {
+        assert!(
+            i < 100,
+            "no rotation after 100 writes of 300 bytes with max_file_size 4096"
+        );
+        let w: W = (format!("extra-{i}").into_bytes(), Some(val(5000 + i, 300)));
+        ok(db.put(&w.0, w.1.as_ref().unwrap()), "probe put");
+        ws.push(w);
+        let recs = parse_data_file(data_files(&probe).last().unwrap());
+        if recs.len() == 1 {
+            break;
+        }
+    }
+    drop(db);
+    let n = torn_tail_scenario("single record in newest file", 4096, ws);
+    assert_eq!(
+        n, 1,
+        "the rebuilt newest file should hold exactly one record"
+    );
+}
+
+/// A crash while a new data file was being created leaves a newest file
+/// shorter than its 16-byte header: open drops it (counting its bytes) and
+/// keeps every record of the older files.
+#[test]
+fn torn_file_creation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pristine = tmp.path().join("pristine");
+    let ws = many_writes(60);
+    build(&pristine, 4096, &ws);
+    let mut model = Model::new();
+    apply(&mut model, &ws);
+    let keys = all_keys(&ws);
+    let files = data_files(&pristine);
+    let newest = file_name(files.last().unwrap());
+    let next_id = u64::from_str_radix(&newest[..16], 16).unwrap() + 1;
+    let header = fs::read(files.last().unwrap()).unwrap()[..16].to_vec();
+    for len in 0..16usize {
+        let ctx = format!("partial header of {len} bytes in a new newest file");
+        let dir = tmp.path().join(format!("hdr{len}"));
+        copy_dir(&pristine, &dir);
+        let torn = dir.join(format!("{next_id:016x}.data"));
+        fs::write(&torn, &header[..len]).unwrap();
+        let db = ok(Db::open(&dir, opts(4096, SyncMode::None)), &ctx);
+        assert_eq!(
+            db.stats().recovered_bytes_dropped,
+            len as u64,
+            "{ctx}: recovered_bytes_dropped"
+        );
+        verify(&db, &model, &keys, &ctx);
+        ok(db.put(b"after", b"x"), &ctx);
+        ok(db.close(), &ctx);
+        let db = ok(Db::open(&dir, opts(4096, SyncMode::None)), &ctx);
+        assert_eq!(db.stats().recovered_bytes_dropped, 0, "{ctx}: second open");
+        let mut m2 = model.clone();
+        m2.insert(b"after".to_vec(), b"x".to_vec());
+        let mut k2 = keys.clone();
+        k2.push(b"after".to_vec());
+        verify(&db, &m2, &k2, &format!("{ctx} (second open)"));
+        for f in data_files(&dir) {
+            parse_data_file(&f); // every data file left is well-formed
+        }
+    }
+}
+
+/// Every data file follows the documented layout byte for byte, and records
+/// appear in write order.
+#[test]
+fn on_disk_layout_matches_spec() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let mut ws = many_writes(200);
+    ws.push((b"key-003".to_vec(), None));
+    ws.push((vec![0u8], Some(Vec::new())));
+    ws.push((b"key-004".to_vec(), Some(val(77, 250))));
+    let t0 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    build(&dir, 4096, &ws);
+    let t1 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let files = data_files(&dir);
+    assert!(
+        files.len() > 3,
+        "4096-byte files should have rotated: {files:?}"
+    );
+    let mut prev_name = String::new();
+    let mut recs = Vec::new();
+    for f in &files {
+        let n = file_name(f);
+        assert_eq!(
+            n.len(),
+            16 + 5,
+            "data file name {n:?} is not {{id:016x}}.data"
+        );
+        assert!(
+            n[..16]
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()),
+            "{n}"
+        );
+        assert!(n > prev_name);
+        prev_name = n;
+        recs.extend(parse_data_file(f));
+    }
+    // Possibly empty (header-only) active file at the end is fine; records must match writes.
+    assert_eq!(recs.len(), ws.len(), "one record per write");
+    for (i, (r, (k, v))) in recs.iter().zip(&ws).enumerate() {
+        assert!(r.crc_ok, "record {i}: CRC");
+        assert_eq!(&r.key, k, "record {i}: key");
+        assert_eq!(r.tombstone(), v.is_none(), "record {i}: tombstone flag");
+        assert_eq!(r.flags & !1, 0, "record {i}: unknown flag bits");
+        assert_eq!(
+            &r.value,
+            v.as_ref().unwrap_or(&Vec::new()),
+            "record {i}: value"
+        );
+        assert_eq!(r.expiry, 0, "record {i}: expiry");
+        assert!(
+            (t0 as u32 - 1..=t1 as u32 + 1).contains(&r.timestamp),
+            "record {i}: timestamp {}",
+            r.timestamp
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Corruption in the middle of the log.
+
+struct Corrupted {
+    tmp: tempfile::TempDir,
+    pristine: PathBuf,
+    ws: Vec<W>,
+}
+
+fn corrupted_fixture() -> Corrupted {
+    let tmp = tempfile::tempdir().unwrap();
+    let pristine = tmp.path().join("pristine");
+    // Unique keys, so a skipped record makes exactly its key disappear.
+    let ws: Vec<W> = (0..100)
+        .map(|i| (format!("uniq-{i:03}").into_bytes(), Some(val(i, 100))))
+        .collect();
+    build(&pristine, 4096, &ws);
+    assert!(data_files(&pristine).len() >= 3);
+    Corrupted { tmp, pristine, ws }
+}
+
+/// Whether the engine's optional `*.hint` files (one per sealed data file,
+/// letting open skip reading values) are kept in the damaged copy.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Hints {
+    /// Deleted: open must scan the data files (the documented fallback).
+    Removed,
+    /// Kept as the engine left them.
+    Kept,
+}
+
+fn remove_hints(dir: &Path) {
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "hint") {
+            fs::remove_file(p).unwrap();
+        }
+    }
+}
+
+/// Copies the fixture and flips one byte at `rec.offset + delta` of the
+/// chosen file. Returns (dir, file name, the damaged record, context).
+fn flip_copy(
+    fx: &Corrupted,
+    file_idx: usize,
+    rec_idx: usize,
+    delta: u64,
+    tag: &str,
+    hints: Hints,
+) -> (PathBuf, String, RawRecord, String) {
+    let files = data_files(&fx.pristine);
+    let fname = file_name(&files[file_idx]);
+    let recs = parse_data_file(&files[file_idx]);
+    assert!(
+        rec_idx + 1 < recs.len(),
+        "need a record followed by valid records"
+    );
+    let rec = recs[rec_idx].clone();
+    let dir = fx.tmp.path().join(format!("{tag}-{hints:?}"));
+    copy_dir(&fx.pristine, &dir);
+    if hints == Hints::Removed {
+        remove_hints(&dir);
+    }
+    let path = dir.join(&fname);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[(rec.offset + delta) as usize] ^= 0x5a;
+    fs::write(&path, &bytes).unwrap();
+    let ctx = format!(
+        "{tag}: {fname} record #{rec_idx} at offset {} byte +{delta} flipped, hint files {hints:?}",
+        rec.offset
+    );
+    (dir, fname, rec, ctx)
+}
+
+/// Flips one byte inside a record followed by valid records: open must fail
+/// with Corruption naming the file and the record offset; open with repair
+/// succeeds, skips it and keeps every other record.
+///
+/// With the hint files kept, docs/FORMAT.md ("What a hint does not check:
+/// values") lets open succeed; then the damage must surface, exactly, at the
+/// get of that key and at merge (which deletes nothing).
+fn check_flip(
+    fx: &Corrupted,
+    file_idx: usize,
+    rec_idx: usize,
+    delta: u64,
+    tag: &str,
+    hints: Hints,
+) {
+    let (dir, fname, rec, ctx) = flip_copy(fx, file_idx, rec_idx, delta, tag, hints);
+
+    let opened = Db::open(&dir, opts(4096, SyncMode::None));
+    if hints == Hints::Kept {
+        if let Ok(db) = opened {
+            damage_found_after_open(fx, db, &dir, &fname, &rec, &ctx);
+            check_repair(fx, &dir, &rec, &ctx);
+            return;
+        }
+    }
+    let (status, msg) = err(opened, &ctx);
+    assert_eq!(status, CORRUPTION, "{ctx}: status (message {msg:?})");
+    assert!(
+        msg.contains(&fname),
+        "{ctx}: message {msg:?} does not name the file {fname}"
+    );
+    assert!(
+        mentions_offset(&msg, rec.offset),
+        "{ctx}: message {msg:?} does not give the record offset {}",
+        rec.offset
+    );
+    // Read-only opens must not accept it either.
+    let ro = bitcask::Options {
+        read_only: true,
+        ..opts(4096, SyncMode::None)
+    };
+    let (status, _) = err(Db::open(&dir, ro), &format!("{ctx} (read-only)"));
+    assert_eq!(status, CORRUPTION, "{ctx}: read-only open status");
+
+    check_repair(fx, &dir, &rec, &ctx);
+}
+
+/// The database opened despite the damage (hint files): get of the damaged
+/// key is Corruption naming the file and offset, every other key is exact,
+/// and merge fails with Corruption without deleting or changing any file.
+fn damage_found_after_open(
+    fx: &Corrupted,
+    db: Db,
+    dir: &Path,
+    fname: &str,
+    rec: &RawRecord,
+    ctx: &str,
+) {
+    let mut model = Model::new();
+    apply(&mut model, &fx.ws);
+    for k in all_keys(&fx.ws) {
+        let r = db.get(&k);
+        if k == rec.key {
+            let (status, msg) = err(r, &format!("{ctx}: get of the damaged record's key"));
+            assert_eq!(status, CORRUPTION, "{ctx}: get status (message {msg:?})");
+            assert!(
+                msg.contains(fname),
+                "{ctx}: get message {msg:?} does not name {fname}"
+            );
+            assert!(
+                mentions_offset(&msg, rec.offset),
+                "{ctx}: get message {msg:?} does not give the record offset {}",
+                rec.offset
+            );
+            assert!(
+                ok(db.contains(&k), ctx),
+                "{ctx}: contains() of the damaged key"
+            );
+        } else {
+            assert_eq!(
+                ok(r, ctx).as_ref(),
+                model.get(&k),
+                "{ctx}: key {:?}",
+                String::from_utf8_lossy(&k)
+            );
+        }
+    }
+    let snapshot = |d: &Path| -> Vec<(String, Vec<u8>)> {
+        data_files(d)
+            .iter()
+            .map(|p| (file_name(p), fs::read(p).unwrap()))
+            .collect()
+    };
+    // Give the damaged file a dead record (rewrite another of its keys with
+    // the same value), so that merge has to read it.
+    let other = parse_data_file(&dir.join(fname))
+        .into_iter()
+        .find(|r| r.crc_ok && r.key != rec.key)
+        .expect("another record in the damaged file");
+    ok(db.put(&other.key, &other.value), ctx);
+    ok(db.sync(), ctx);
+    let before = snapshot(dir);
+    let (status, msg) = err(db.merge(), &format!("{ctx}: merge over the damage"));
+    assert_eq!(status, CORRUPTION, "{ctx}: merge status (message {msg:?})");
+    assert!(
+        msg.contains(fname),
+        "{ctx}: merge message {msg:?} does not name {fname}"
+    );
+    let after = snapshot(dir);
+    for (name, bytes) in &before {
+        let now = after.iter().find(|(n, _)| n == name);
+        assert!(
+            now.is_some_and(|(_, b)| b == bytes),
+            "{ctx}: the failed merge deleted or changed {name}"
+        );
+    }
+    // Nothing was lost by the failed merge.
+    for k in all_keys(&fx.ws) {
+        if k != rec.key {
+            assert_eq!(
+                ok(db.get(&k), ctx).as_ref(),
+                model.get(&k),
+                "{ctx}: after the failed merge"
+            );
+        }
+    }
+    drop(db);
+}
+
+/// open with repair: succeeds, skips the damaged record, keeps every other
+/// one, stays writable, and a plain open afterwards sees the same data.
+fn check_repair(fx: &Corrupted, dir: &Path, rec: &RawRecord, ctx: &str) {
+    let ctx = ctx.to_string();
+    let rep = bitcask::Options {
+        repair: true,
+        ..opts(4096, SyncMode::None)
+    };
+    let db = ok(Db::open(dir, rep), &format!("{ctx}: open with repair"));
+    let st = db.stats();
+    assert!(
+        st.repaired_records_skipped >= 1,
+        "{ctx}: repaired_records_skipped = {}",
+        st.repaired_records_skipped
+    );
+    let mut model = Model::new();
+    apply(&mut model, &fx.ws);
+    model.remove(&rec.key);
+    verify(
+        &db,
+        &model,
+        &all_keys(&fx.ws),
+        &format!("{ctx} (after repair)"),
+    );
+    // Still a working database.
+    ok(db.put(b"post-repair", b"1"), &ctx);
+    assert_eq!(ok(db.get(b"post-repair"), &ctx).as_deref(), Some(&b"1"[..]));
+    ok(db.close(), &ctx);
+    // The repair is durable: a plain open now succeeds and sees the same data.
+    let db = ok(
+        Db::open(dir, opts(4096, SyncMode::None)),
+        &format!("{ctx}: plain open after repair"),
+    );
+    model.insert(b"post-repair".to_vec(), b"1".to_vec());
+    let mut keys = all_keys(&fx.ws);
+    keys.push(b"post-repair".to_vec());
+    verify(
+        &db,
+        &model,
+        &keys,
+        &format!("{ctx} (plain open after repair)"),
+    );
+}
+
+fn older_value_byte(hints: Hints) {
+    let fx = corrupted_fixture();
+    let recs = parse_data_file(&data_files(&fx.pristine)[0]);
+    let mid = recs.len() / 2;
+    let delta = RECORD_HEADER + recs[mid].key.len() as u64 + 50;
+    check_flip(&fx, 0, mid, delta, "old-value", hints);
+}
+
+fn older_header_bytes(hints: Hints) {
+    let fx = corrupted_fixture();
+    let recs = parse_data_file(&data_files(&fx.pristine)[1]);
+    let mid = recs.len() / 2;
+    check_flip(&fx, 1, mid, 1, "old-crc", hints); // inside the CRC field
+    check_flip(&fx, 1, mid - 1, 5, "old-timestamp", hints); // inside the timestamp
+    check_flip(&fx, 1, mid + 1, RECORD_HEADER + 2, "old-key", hints); // inside the key
+}
+
+fn newest_file(hints: Hints) {
+    let fx = corrupted_fixture();
+    let files = data_files(&fx.pristine);
+    let last = files.len() - 1;
+    let recs = parse_data_file(&files[last]);
+    assert!(
+        recs.len() >= 3,
+        "newest file needs >= 3 records, has {}",
+        recs.len()
+    );
+    let mid = (recs.len() - 1) / 2;
+    let delta = RECORD_HEADER + recs[mid].key.len() as u64 + 10;
+    check_flip(&fx, last, mid, delta, "newest-value", hints);
+    check_flip(&fx, last, 0, 6, "newest-first-record", hints);
+}
+
+#[test]
+fn corruption_in_older_file_value_byte() {
+    older_value_byte(Hints::Removed);
+}
+
+#[test]
+fn corruption_in_older_file_header_bytes() {
+    older_header_bytes(Hints::Removed);
+}
+
+#[test]
+fn corruption_in_newest_file_followed_by_valid_records() {
+    newest_file(Hints::Removed);
+}
+
+// The same damage with the engine's hint files left in place (see check_flip).
+
+#[test]
+fn corruption_in_older_file_value_byte_with_hint_files() {
+    older_value_byte(Hints::Kept);
+}
+
+#[test]
+fn corruption_in_older_file_header_bytes_with_hint_files() {
+    older_header_bytes(Hints::Kept);
+}
+
+#[test]
+fn corruption_in_newest_file_with_hint_files() {
+    newest_file(Hints::Kept);
+}
+
+/// Whatever open decides, a damaged value is never handed out as data: get
+/// of the damaged record's key is Corruption (naming the file) or open
+/// already refused; every other key reads back exactly.
+#[test]
+fn damaged_value_is_never_returned() {
+    let fx = corrupted_fixture();
+    let files = data_files(&fx.pristine);
+    let mut model = Model::new();
+    apply(&mut model, &fx.ws);
+    for (file_idx, tag) in [(0, "get-old"), (files.len() - 1, "get-newest")] {
+        for hints in [Hints::Kept, Hints::Removed] {
+            let recs = parse_data_file(&files[file_idx]);
+            let mid = (recs.len() - 1) / 2;
+            let delta = RECORD_HEADER + recs[mid].key.len() as u64 + 3;
+            let (dir, fname, rec, ctx) = flip_copy(&fx, file_idx, mid, delta, tag, hints);
+            let db = match Db::open(&dir, opts(4096, SyncMode::None)) {
+                Ok(db) => db,
+                Err(e) => {
+                    assert_eq!(
+                        e.status() as i32,
+                        CORRUPTION,
+                        "{ctx}: open: {}",
+                        e.message()
+                    );
+                    continue;
+                }
+            };
+            for (k, v) in &model {
+                let r = db.get(k);
+                if *k == rec.key {
+                    let (status, msg) = err(r, &format!("{ctx}: get of the damaged record's key"));
+                    assert_eq!(status, CORRUPTION, "{ctx}: get status (message {msg:?})");
+                    assert!(
+                        msg.contains(&fname),
+                        "{ctx}: get message {msg:?} does not name {fname}"
+                    );
+                } else {
+                    assert_eq!(
+                        ok(r, &ctx).as_ref(),
+                        Some(v),
+                        "{ctx}: key {:?}",
+                        String::from_utf8_lossy(k)
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn check_bad_magic(oldest: bool, tag: &str) {
+    let fx = corrupted_fixture();
+    let files = data_files(&fx.pristine);
+    let idx = if oldest { 0 } else { files.len() - 1 };
+    let fname = file_name(&files[idx]);
+    let dir = fx.tmp.path().join(tag);
+    copy_dir(&fx.pristine, &dir);
+    let path = dir.join(&fname);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[0..8].copy_from_slice(b"NOTBITCA");
+    fs::write(&path, &bytes).unwrap();
+    let (status, msg) = err(Db::open(&dir, opts(4096, SyncMode::None)), tag);
+    assert_eq!(
+        status, CORRUPTION,
+        "{tag}: bad magic in {fname}: status (message {msg:?})"
+    );
+    assert!(
+        msg.contains(&fname),
+        "{tag}: message {msg:?} does not name {fname}"
+    );
+}
+
+#[test]
+fn bad_magic_in_oldest_file() {
+    check_bad_magic(true, "magic-oldest");
+}
+
+#[test]
+fn bad_magic_in_newest_file() {
+    check_bad_magic(false, "magic-newest");
+}
+
+#[test]
+fn bad_header_crc_and_version() {
+    let fx = corrupted_fixture();
+    let files = data_files(&fx.pristine);
+    let fname = file_name(&files[1]);
+    for (tag, pos) in [("version", 8usize), ("header-crc", 13usize)] {
+        let dir = fx.tmp.path().join(tag);
+        copy_dir(&fx.pristine, &dir);
+        let path = dir.join(&fname);
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[pos] ^= 0x40;
+        fs::write(&path, &bytes).unwrap();
+        let (status, msg) = err(Db::open(&dir, opts(4096, SyncMode::None)), tag);
+        assert_eq!(
+            status, CORRUPTION,
+            "{tag}: {fname}: status (message {msg:?})"
+        );
+        assert!(
+            msg.contains(&fname),
+            "{tag}: message {msg:?} does not name {fname}"
+        );
+    }
+}
