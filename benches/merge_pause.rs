@@ -35,13 +35,20 @@ fn summary(name: &str, mut lat: Vec<Duration>) -> Duration {
     lat.sort();
     let p = |q: f64| lat[((lat.len() - 1) as f64 * q) as usize];
     let max = *lat.last().unwrap();
+    let over = |ms: u64| {
+        lat.iter()
+            .filter(|d| **d > Duration::from_millis(ms))
+            .count()
+    };
     println!(
-        "{name:<22} {:>9} puts  p50 {:>8.2?}  p99 {:>8.2?}  p99.9 {:>8.2?}  max {:>8.2?}",
+        "{name:<22} {:>9} puts  p50 {:>8.2?}  p99 {:>8.2?}  p99.9 {:>8.2?}  max {:>8.2?}  >1ms {}  >5ms {}",
         lat.len(),
         p(0.5),
         p(0.99),
         p(0.999),
-        max
+        max,
+        over(1),
+        over(5)
     );
     max
 }

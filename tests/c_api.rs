@@ -291,10 +291,14 @@ c_tests!(
     test_args,
     test_basic,
     test_corruption,
+    test_fd_limit,
     test_get_into,
+    test_hints,
+    test_iter,
     test_limits,
     test_lock,
     test_merge,
+    test_merge_policy,
     test_options,
     test_readonly,
     test_reopen,
@@ -302,6 +306,7 @@ c_tests!(
     test_status,
     test_sync,
     test_threads,
+    test_ttl,
     test_version,
 );
 
@@ -412,4 +417,9 @@ fn example_quickstart() {
 #[test]
 fn example_threads() {
     run_example("threads");
+}
+
+#[test]
+fn example_sensors() {
+    run_example("sensors");
 }
