@@ -166,13 +166,9 @@ fn run(ops: Vec<Op>) {
             }
         }
         if matches!(op, Op::Merge | Op::MergeIfNeeded | Op::Reopen) {
-            for k in 0..keys.len() {
+            for (k, key) in keys.iter().enumerate() {
                 let want = model.get(&k).filter(|e| visible(e)).map(|e| e.0.clone());
-                assert_eq!(
-                    db.get(&keys[k]).unwrap(),
-                    want,
-                    "{ctx}: key #{k} afterwards"
-                );
+                assert_eq!(db.get(key).unwrap(), want, "{ctx}: key #{k} afterwards");
             }
         }
     }
