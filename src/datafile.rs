@@ -10,13 +10,14 @@
 
 use crate::error::{Error, Result};
 use crate::format::{self, FILE_HEADER_LEN};
+use crate::mmap::Map;
 use parking_lot::RwLock;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// A file id's high 32 bits grow by one for each new active file; merge
 /// outputs take the ids right after the newest file they follow, so the
@@ -63,6 +64,11 @@ pub struct DataFile {
     pub last_used: AtomicU64,
     /// The handle-wide count of open data file descriptors.
     open_fds: Arc<AtomicUsize>,
+    /// Whether reads may use a memory map (64-bit targets, the mmap
+    /// option), and the map once made: at creation for a new file, on the
+    /// first read for an existing one (None: the system refused).
+    use_map: bool,
+    map: OnceLock<Option<Map>>,
     /// Bytes written to the file; reads below this go to disk.
     flushed: AtomicU64,
     /// Bytes known to be on stable storage (active file; group commit).
@@ -87,6 +93,7 @@ impl DataFile {
     /// Creates a new data file with its header written.
     /// `create_at` is where the file is made (a temporary name for merge
     /// outputs, renamed to `path` when complete).
+    /// With `map_len`, reads go through a memory map of that many bytes.
     pub fn create(
         fnum: u32,
         id: u64,
@@ -94,6 +101,7 @@ impl DataFile {
         create_at: &Path,
         path: PathBuf,
         open_fds: Arc<AtomicUsize>,
+        map_len: Option<u64>,
     ) -> Result<DataFile> {
         let file = OpenOptions::new()
             .read(true)
@@ -106,16 +114,28 @@ impl DataFile {
         file.write_all_at(&format::file_header(&format::DATA_MAGIC), 0)
             .map_err(|e| Error::io("writing header of", create_at, e))?;
         open_fds.fetch_add(1, Ordering::Relaxed);
+        let map = map_len.and_then(|n| Map::new(&file, n));
         let mut f =
             DataFile::from_parts(fnum, id, path, Some(file), FILE_HEADER_LEN, false, open_fds);
         f.dir = Some(dir.to_path_buf());
+        f.use_map = map_len.is_some();
+        f.map = OnceLock::from(map);
         Ok(f)
     }
 
     /// An existing, already validated file of `len` bytes, immutable; its
     /// descriptor is opened on first read.
-    pub fn sealed(fnum: u32, id: u64, path: PathBuf, len: u64, open_fds: Arc<AtomicUsize>) -> Self {
-        DataFile::from_parts(fnum, id, path, None, len, true, open_fds)
+    pub fn sealed(
+        fnum: u32,
+        id: u64,
+        path: PathBuf,
+        len: u64,
+        open_fds: Arc<AtomicUsize>,
+        use_map: bool,
+    ) -> Self {
+        let mut f = DataFile::from_parts(fnum, id, path, None, len, true, open_fds);
+        f.use_map = use_map;
+        f
     }
 
     fn from_parts(
@@ -134,6 +154,8 @@ impl DataFile {
             fd: RwLock::new(file.map(Arc::new)),
             last_used: AtomicU64::new(0),
             open_fds,
+            use_map: false,
+            map: OnceLock::new(),
             flushed: AtomicU64::new(len),
             synced: AtomicU64::new(len),
             sealed: AtomicBool::new(sealed),
@@ -194,16 +216,17 @@ impl DataFile {
         closed
     }
 
-    /// Reads `len` bytes at `offset` into `buf` (replacing its contents);
-    /// `fd` supplies the descriptor when the bytes are on disk.
-    pub fn read_at(
+    /// Runs `f` on the `len` bytes at `offset`: straight from the memory
+    /// map when there is one, else read into `buf` (from the append buffer
+    /// or with `pread`). `fd` supplies the descriptor when one is needed.
+    pub fn with_bytes<R>(
         &self,
         offset: u64,
         len: usize,
         buf: &mut Vec<u8>,
-        fd: impl FnOnce() -> Result<Arc<File>>,
-    ) -> Result<()> {
-        buf.clear();
+        fd: impl Fn() -> Result<Arc<File>>,
+        f: impl FnOnce(&[u8]) -> Result<R>,
+    ) -> Result<R> {
         let end = offset + len as u64;
         if end > self.flushed.load(Ordering::Acquire) {
             let tail = self.tail.read();
@@ -215,11 +238,28 @@ impl DataFile {
                         self.path.display()
                     ))
                 })?;
+                buf.clear();
                 buf.extend_from_slice(bytes);
-                return Ok(());
+                drop(tail);
+                return f(buf);
             }
             // The writer flushed it meanwhile: it is on disk now.
         }
+        if self.use_map {
+            let map = match self.map.get() {
+                Some(m) => m.as_ref(),
+                None => {
+                    let file = fd()?;
+                    self.map
+                        .get_or_init(|| Map::new(&file, self.len()))
+                        .as_ref()
+                }
+            };
+            if let Some(bytes) = map.and_then(|m| m.get(offset, len)) {
+                return f(bytes);
+            }
+        }
+        buf.clear();
         buf.resize(len, 0);
         fd()?.read_exact_at(buf, offset).map_err(|e| {
             let what = if e.kind() == io::ErrorKind::UnexpectedEof {
@@ -228,7 +268,8 @@ impl DataFile {
                 format!("reading offset {offset} of")
             };
             Error::io(&what, &self.path, e)
-        })
+        })?;
+        f(buf)
     }
 
     // ---- Writer side: the methods below are called only by the one thread
@@ -241,11 +282,23 @@ impl DataFile {
         })
     }
 
-    /// Whether `len` more bytes fit the buffer's `cap` (an empty buffer
-    /// always has room: a large record then goes straight to the file).
-    pub fn has_room(&self, len: usize, cap: usize) -> bool {
-        let tail = self.tail.read();
-        tail.pending.is_empty() || tail.pending.len() + len <= cap
+    /// Appends one record of `len` bytes to the buffer and returns its
+    /// offset; None, having appended nothing, when the buffer has no room
+    /// for it (flush first, or write it directly if the buffer is empty).
+    pub fn append_within(
+        &self,
+        len: usize,
+        cap: usize,
+        encode: impl FnOnce(&mut Vec<u8>),
+    ) -> Option<u64> {
+        let mut tail = self.tail.write();
+        if tail.pending.len() + len > cap {
+            return None;
+        }
+        let before = tail.pending.len();
+        encode(&mut tail.pending);
+        self.record_bytes.fetch_add(len as u64, Ordering::Relaxed);
+        Some(tail.base + before as u64)
     }
 
     /// Appends one record to the buffer; returns its offset.

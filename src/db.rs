@@ -10,7 +10,7 @@ use crate::lock::DirLock;
 use crate::options::{Options, SyncMode};
 use crate::recovery::{self, FileReader};
 use crate::worker::{Queue, Worker};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, RwLock};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -61,8 +61,10 @@ pub(crate) struct Inner {
     pub(crate) files: RwLock<HashMap<u32, Arc<DataFile>>>,
     /// Serialises appends; owns the active file.
     pub(crate) writer: Mutex<Writer>,
-    /// One fsync at a time; writers that queue here share the next one.
-    sync_lock: Mutex<()>,
+    /// Group commit: true while a leader flushes and fsyncs; the writers
+    /// waiting on `synced_cv` share its fsync or lead the next one.
+    syncing: Mutex<bool>,
+    synced_cv: Condvar,
     pub(crate) merge_lock: Mutex<()>,
     next_fnum: AtomicU32,
     failed: AtomicBool,
@@ -259,7 +261,8 @@ impl Inner {
                 active: None,
                 next_major: ids.last().map_or(1, |id| (id >> MAJOR_SHIFT) + 1),
             }),
-            sync_lock: Mutex::new(()),
+            syncing: Mutex::new(false),
+            synced_cv: Condvar::new(),
             merge_lock: Mutex::new(()),
             next_fnum: AtomicU32::new(1),
             failed: AtomicBool::new(false),
@@ -453,7 +456,7 @@ impl Inner {
     }
 
     fn add_sealed(&self, fnum: u32, id: u64, path: PathBuf, len: u64) {
-        let file = DataFile::sealed(fnum, id, path, len, self.open_fds.clone());
+        let file = DataFile::sealed(fnum, id, path, len, self.open_fds(), self.opts.maps());
         self.files.write().insert(fnum, Arc::new(file));
     }
 
@@ -606,7 +609,7 @@ impl Inner {
             let mut w = self.writer.lock();
             let a = self.append(&mut w, key, value, expiry, 0)?;
             let loc = Location {
-                file: a.file.fnum,
+                file: a.fnum,
                 offset: a.offset as u32,
                 value_len: value.len() as u32,
                 expiry,
@@ -617,7 +620,7 @@ impl Inner {
             a
         };
         self.seal_retired(a.retired)?;
-        self.durable(&a.file, a.end)
+        self.durable(a.to_sync.as_deref(), a.end)
     }
 
     fn delete(&self, key: &[u8]) -> Result<bool> {
@@ -630,14 +633,13 @@ impl Inner {
                 return Ok(false);
             }
             let a = self.append(&mut w, key, &[], 0, FLAG_TOMBSTONE)?;
-            a.file.add_tombstone(record_len(key.len(), 0));
             if let Some(old) = self.keydir.remove(key) {
                 self.mark_dead(old, key.len());
             }
             a
         };
         self.seal_retired(a.retired)?;
-        self.durable(&a.file, a.end).map(|_| true)
+        self.durable(a.to_sync.as_deref(), a.end).map(|_| true)
     }
 
     /// Appends one record to the active file.
@@ -654,17 +656,25 @@ impl Inner {
         let (file, retired) = self.active_for(w, len)?;
         // Flush before appending, so a failed write (a full disk) rejects
         // this record cleanly instead of leaving it half-acknowledged.
-        if !file.has_room(len as usize, WRITE_BUFFER) {
-            file.flush()?;
-        }
-        let offset = if len as usize >= WRITE_BUFFER {
-            let header = format::encode_header(now, expiry, flags, key, value);
-            file.append_direct(&[&header, key, value])?
-        } else {
-            file.append(|buf| format::encode_record(buf, now, expiry, flags, key, value))
+        let encode = |buf: &mut Vec<u8>| format::encode_record(buf, now, expiry, flags, key, value);
+        let offset = match file.append_within(len as usize, WRITE_BUFFER, encode) {
+            Some(offset) => offset,
+            None => {
+                file.flush()?;
+                if len as usize >= WRITE_BUFFER {
+                    let header = format::encode_header(now, expiry, flags, key, value);
+                    file.append_direct(&[&header, key, value])?
+                } else {
+                    file.append(encode)
+                }
+            }
         };
+        if flags & FLAG_TOMBSTONE != 0 {
+            file.add_tombstone(len);
+        }
         Ok(Appended {
-            file,
+            fnum: file.fnum,
+            to_sync: (self.opts.sync == SyncMode::Always).then(|| file.clone()),
             offset,
             end: offset + len,
             retired,
@@ -675,11 +685,11 @@ impl Inner {
     /// would pass max_file_size. The file it replaces is flushed here and
     /// returned, to be synced and sealed by the background worker (see
     /// `seal_retired`): no put waits for that fsync.
-    fn active_for(
+    fn active_for<'w>(
         &self,
-        w: &mut Writer,
+        w: &'w mut Writer,
         len: u64,
-    ) -> Result<(Arc<DataFile>, Option<Arc<DataFile>>)> {
+    ) -> Result<(&'w Arc<DataFile>, Option<Arc<DataFile>>)> {
         let mut retired = None;
         if let Some(a) = &w.active {
             if a.len() > FILE_HEADER_LEN && a.len() + len > self.opts.max_file_size {
@@ -697,6 +707,7 @@ impl Inner {
                 &path,
                 path.clone(),
                 self.open_fds(),
+                self.opts.maps().then_some(self.opts.max_file_size),
             );
             let file = match created {
                 Ok(f) => Arc::new(f),
@@ -710,7 +721,7 @@ impl Inner {
             self.files.write().insert(file.fnum, file.clone());
             w.active = Some(file);
         }
-        Ok((w.active.clone().expect("set above"), retired))
+        Ok((w.active.as_ref().expect("set above"), retired))
     }
 
     /// Syncs and seals a file the writer moved away from, and queues its
@@ -734,42 +745,61 @@ impl Inner {
     }
 
     /// In BC_SYNC_ALWAYS mode, waits until `file` is on stable storage up
-    /// to `end`. The first waiter flushes and fsyncs for every writer
-    /// queued behind it (group commit).
-    fn durable(&self, file: &Arc<DataFile>, end: u64) -> Result<()> {
-        if self.opts.sync != SyncMode::Always || file.is_synced_to(end) {
-            return Ok(());
+    /// to `end`.
+    fn durable(&self, file: Option<&DataFile>, end: u64) -> Result<()> {
+        match file {
+            Some(f) if self.opts.sync == SyncMode::Always => self.sync_upto(f, end),
+            _ => Ok(()),
         }
-        let _one_fsync = self.sync_lock.lock();
-        if file.is_synced_to(end) {
-            return Ok(());
-        }
-        {
-            let _w = self.writer.lock();
-            if file.is_sealed() {
+    }
+
+    /// Group commit: returns once `file` is synced up to `end`. One caller
+    /// at a time leads: it flushes the buffer and fsyncs, covering every
+    /// record appended before its flush. The others wait and are all woken
+    /// when it finishes; those it covered return at once, and one of the
+    /// rest leads the next fsync for all of them. Waking them together
+    /// (not one by one through a mutex) is what lets the records appended
+    /// during one fsync ride the next.
+    fn sync_upto(&self, file: &DataFile, end: u64) -> Result<()> {
+        let mut leading = self.syncing.lock();
+        loop {
+            if file.is_synced_to(end) {
                 return Ok(());
             }
-            file.flush()?;
+            if !*leading {
+                break;
+            }
+            self.synced_cv.wait(&mut leading);
         }
-        self.synced(file.sync_data())
+        *leading = true;
+        drop(leading);
+        let result = (|| {
+            {
+                let _w = self.writer.lock();
+                if file.is_sealed() {
+                    return Ok(());
+                }
+                file.flush()?;
+            }
+            self.synced(file.sync_data())
+        })();
+        *self.syncing.lock() = false;
+        self.synced_cv.notify_all();
+        result
     }
 
     pub(crate) fn sync(&self) -> Result<()> {
         if self.opts.read_only {
             return Ok(());
         }
-        let file = {
+        let (file, end) = {
             let w = self.writer.lock();
             match &w.active {
-                Some(a) => {
-                    a.flush()?;
-                    a.clone()
-                }
+                Some(a) => (a.clone(), a.len()),
                 None => return Ok(()),
             }
         };
-        let _one_fsync = self.sync_lock.lock();
-        self.synced(file.sync_data())
+        self.sync_upto(&file, end)
     }
 
     fn close(&self) -> Result<()> {
@@ -808,9 +838,16 @@ impl Inner {
             return READ_BUF.with(|buf| {
                 let mut buf = buf.borrow_mut();
                 let len = record_len(key.len(), loc.value_len) as usize;
-                file.read_at(loc.offset as u64, len, &mut buf, || self.fd(&file))?;
-                check_record(&buf, key, &file, loc.offset)?;
-                let out = f(&buf[RECORD_HEADER_LEN + key.len()..]);
+                let out = file.with_bytes(
+                    loc.offset as u64,
+                    len,
+                    &mut buf,
+                    || self.fd(&file),
+                    |rec| {
+                        check_record(rec, key, &file, loc.offset)?;
+                        Ok(f(&rec[RECORD_HEADER_LEN + key.len()..]))
+                    },
+                )?;
                 if buf.capacity() > WRITE_BUFFER {
                     *buf = Vec::new();
                 }
@@ -869,7 +906,11 @@ impl Inner {
 
 /// Where `append` put a record.
 struct Appended {
-    file: Arc<DataFile>,
+    /// Handle of the file the record went to.
+    fnum: u32,
+    /// The file itself, kept only when the caller must wait for its fsync
+    /// (BC_SYNC_ALWAYS): a reference count is not touched on every put.
+    to_sync: Option<Arc<DataFile>>,
     offset: u64,
     /// Offset just past the record.
     end: u64,

@@ -374,7 +374,11 @@ impl Shard {
     /// Moves an entry; returns where it pointed before.
     fn set_location(&mut self, pos: usize, loc: Location) -> Location {
         let old = self.arena.location(pos);
-        self.expiring = self.expiring + (loc.expiry != 0) as usize - (old.expiry != 0) as usize;
+        // The shard header shares a cache line with its lock: write it only
+        // when the count changes, so readers of the shard keep their copy.
+        if (loc.expiry != 0) != (old.expiry != 0) {
+            self.expiring = self.expiring + (loc.expiry != 0) as usize - (old.expiry != 0) as usize;
+        }
         self.arena.set_location(pos, loc);
         old
     }

@@ -23,6 +23,7 @@ mod iter;
 mod keydir;
 mod lock;
 mod merge;
+mod mmap;
 mod options;
 mod recovery;
 mod worker;

@@ -292,10 +292,14 @@ impl Inner {
                     out.insert(self.new_output(*next_id - 1)?)
                 }
             };
-            if !o.file.has_room(keep.len(), WRITE_BUFFER) {
-                o.file.flush()?;
-            }
-            let at = o.file.append(|buf| buf.extend_from_slice(keep));
+            let copy = |buf: &mut Vec<u8>| buf.extend_from_slice(keep);
+            let at = match o.file.append_within(keep.len(), WRITE_BUFFER, copy) {
+                Some(at) => at,
+                None => {
+                    o.file.flush()?;
+                    o.file.append(copy)
+                }
+            };
             let kept = format::RecordHeader::decode(keep);
             o.hint.add(at, &kept, key)?;
             if kept.is_tombstone() {
@@ -315,14 +319,21 @@ impl Inner {
         let path = self.dir.join(datafile::data_name(id));
         let tmp = path.with_extension("data.tmp");
         let hint = HintWriter::create(&self.dir, id)?;
-        let file =
-            match DataFile::create(self.next_fnum(), id, &self.dir, &tmp, path, self.open_fds()) {
-                Ok(f) => f,
-                Err(e) => {
-                    hint.abandon();
-                    return Err(e);
-                }
-            };
+        let file = match DataFile::create(
+            self.next_fnum(),
+            id,
+            &self.dir,
+            &tmp,
+            path,
+            self.open_fds(),
+            self.opts.maps().then_some(self.opts.max_file_size),
+        ) {
+            Ok(f) => f,
+            Err(e) => {
+                hint.abandon();
+                return Err(e);
+            }
+        };
         Ok(Output {
             file: Arc::new(file),
             tmp,
