@@ -500,7 +500,9 @@ impl Inner {
         Ok(fd)
     }
 
-    fn evict_fds(&self, keep: u32) {
+    /// Closes least recently used descriptors of sealed files while more
+    /// than max_open_files are open (`keep` is spared).
+    pub(crate) fn evict_fds(&self, keep: u32) {
         let limit = self.opts.max_open_files as usize;
         while self.open_fds.load(Ordering::Relaxed) > limit {
             let victim = {
@@ -741,6 +743,9 @@ impl Inner {
             self.synced(file.seal())?;
         }
         let _ = self.write_hint(file);
+        // Its descriptor, open since the file was created, may be closed
+        // now like any other.
+        self.evict_fds(u32::MAX);
         Ok(())
     }
 

@@ -359,6 +359,7 @@ impl Inner {
         // The data file is in place; a missing hint only costs a scan.
         let _ = o.hint.finish(o.file.len(), &self.dir);
         self.files.write().insert(o.file.fnum, o.file.clone());
+        self.evict_fds(u32::MAX);
         for (key, from, to) in &o.moves {
             if !self.keydir.replace_if(key, *from, Some(*to)) {
                 self.mark_dead(*to, key.len());

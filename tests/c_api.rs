@@ -193,6 +193,22 @@ fn run_program(exe: &Path, args: &[&str], what: &str) -> String {
         Command::new(exe)
     };
     cmd.args(args);
+    // `cargo test` puts target/<profile> (the copy `cargo build` made, maybe
+    // stale) first on LD_LIBRARY_PATH, which beats the -rpath (a RUNPATH):
+    // put the library this run built in front of it.
+    let var = if cfg!(target_os = "macos") {
+        "DYLD_LIBRARY_PATH"
+    } else {
+        "LD_LIBRARY_PATH"
+    };
+    let mut paths = vec![lib_dir()];
+    if let Some(old) = std::env::var_os(var) {
+        paths.extend(std::env::split_paths(&old));
+    }
+    cmd.env(
+        var,
+        std::env::join_paths(paths).expect("library search path"),
+    );
     if asan() {
         cmd.env("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
             .env("UBSAN_OPTIONS", "halt_on_error=1:print_stacktrace=1");
