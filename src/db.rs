@@ -461,20 +461,26 @@ impl Inner {
     }
 
     /// Writes the hint file of a sealed data file by scanning it.
+    /// Writes the hint file of a data file this handle wrote and sealed.
+    /// Its records were checksummed when they were made, so only their
+    /// headers and keys are read back, not the values.
     pub(crate) fn write_hint(&self, file: &DataFile) -> Result<()> {
         let mut r = FileReader::open(&file.path)?;
         let mut h = HintWriter::create(&self.dir, file.id)?;
         let mut err = None;
-        let damage = recovery::scan(&mut r, FILE_HEADER_LEN, |off, hdr, key| {
+        let walked = recovery::walk_own(&mut r, |off, hdr, key| {
             if let Err(e) = h.add(off, hdr, key) {
                 err.get_or_insert(e);
             }
         });
-        match (damage, err) {
-            (Ok(None), None) => h.finish(r.len, &self.dir),
-            (Ok(Some(d)), _) => {
+        match (walked, err) {
+            (Ok(end), None) if end == r.len => h.finish(r.len, &self.dir),
+            (Ok(end), None) => {
                 h.abandon();
-                Err(recovery::damage_error(&file.path, &d))
+                Err(Error::corruption(format!(
+                    "{}: offset {end}: record runs past the end of the file",
+                    file.path.display()
+                )))
             }
             (Err(e), _) | (_, Some(e)) => {
                 h.abandon();
@@ -729,9 +735,14 @@ impl Inner {
     /// Syncs and seals a file the writer moved away from, and queues its
     /// hint file.
     pub(crate) fn seal_retired(&self, retired: Option<Arc<DataFile>>) -> Result<()> {
-        if let Some(f) = retired {
-            self.queue.seal(f);
+        let Some(f) = retired else { return Ok(()) };
+        // Back-pressure: when the worker lags so far behind that retired
+        // files hold more descriptors than allowed, the writer that
+        // retired this one seals it itself.
+        if self.open_fds.load(Ordering::Relaxed) > self.opts.max_open_files as usize {
+            return self.seal_file(&f);
         }
+        self.queue.seal(f);
         Ok(())
     }
 

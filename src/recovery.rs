@@ -60,6 +60,51 @@ impl FileReader {
     }
 }
 
+/// Reads exactly `n` bytes at `off` into `buf`, bypassing the window:
+/// for skipping over large values without reading them.
+fn read_exact_at(r: &FileReader, off: u64, n: usize, buf: &mut Vec<u8>) -> Result<bool> {
+    if off + n as u64 > r.len {
+        return Ok(false);
+    }
+    buf.resize(n, 0);
+    r.file
+        .read_exact_at(buf, off)
+        .map_err(|e| Error::io(&format!("reading offset {off} of"), &r.path, e))?;
+    Ok(true)
+}
+
+/// Walks the record headers and keys of a file this handle wrote itself
+/// (to write its hint): values are neither read nor checked, so the walk
+/// costs a read of each header and key, not of the whole file. Stops at the
+/// first record that does not fit, returning its offset.
+pub fn walk_own(r: &mut FileReader, mut f: impl FnMut(u64, &RecordHeader, &[u8])) -> Result<u64> {
+    let mut off = FILE_HEADER_LEN;
+    let mut small = Vec::new();
+    while off < r.len {
+        let Some(h) = r.bytes(off, RECORD_HEADER_LEN)? else {
+            break;
+        };
+        let hdr = RecordHeader::decode(h);
+        if off + hdr.record_len() > r.len || hdr.key_len == 0 {
+            break;
+        }
+        let key_at = off + RECORD_HEADER_LEN as u64;
+        let key_len = hdr.key_len as usize;
+        // Small records are read through the window; past a few KiB a
+        // record's value is skipped with an exact read of header and key.
+        if hdr.record_len() <= 4096 {
+            let key = r
+                .bytes(key_at, key_len)?
+                .expect("checked against the length");
+            f(off, &hdr, key);
+        } else if read_exact_at(r, key_at, key_len, &mut small)? {
+            f(off, &hdr, &small);
+        }
+        off += hdr.record_len();
+    }
+    Ok(off)
+}
+
 /// What is at an offset of a data file.
 pub enum Probe {
     Record(RecordHeader),
