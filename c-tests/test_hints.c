@@ -228,7 +228,7 @@ static const char *hint_problem(const char *dir, const char *data_name) {
 #define BAD(...) do { snprintf(why, sizeof why, __VA_ARGS__); r = why; goto out; } while (0)
     if (d == NULL) BAD("cannot read %s", data_name);
     if (h == NULL) BAD("no hint file for %s", data_name);
-    if (hl < 36) BAD("hint of %s is %zu bytes", data_name, hl);
+    if (hl < 36) BAD("hint of %s is %zu bytes", data_name, hl); /* header + trailer */
     if (memcmp(h, "BITCASKH", 8) != 0 || le32(h + 8) != 1 || le32(h + 12) != crc32_ieee(h, 12))
         BAD("hint of %s: bad header", data_name);
     end = hl - 20;
@@ -241,22 +241,20 @@ static const char *hint_problem(const char *dir, const char *data_name) {
     for (pos = 16; pos < end;) {
         uint32_t kl, vl;
         const uint8_t *rec;
-        if (end - pos < 19) BAD("hint of %s: entry cut at %zu", data_name, pos);
-        kl = le16(h + pos + 8);
-        vl = le32(h + pos + 10);
-        if (le32(h + pos + 15) != off)
-            BAD("hint of %s: entry at %zu has offset %u, expected %llu", data_name, pos,
-                le32(h + pos + 15), (unsigned long long)off);
-        if (end - pos < 19 + kl || off + 19 + kl + vl > dl)
+        /* entry: expiry u32 | key_len u16 | value_len u32 | flags u8 | key;
+         * its record starts where the previous one ended (off). */
+        if (end - pos < 11) BAD("hint of %s: entry cut at %zu", data_name, pos);
+        kl = le16(h + pos + 4);
+        vl = le32(h + pos + 6);
+        if (end - pos < 11 + kl || off + 19 + kl + vl > dl)
             BAD("hint of %s: entry at %zu runs past the end", data_name, pos);
         rec = d + off;
-        if (le32(rec + 4) != le32(h + pos) || le32(rec + 8) != le32(h + pos + 4) ||
-            le16(rec + 12) != kl || le32(rec + 14) != vl || rec[18] != h[pos + 14] ||
-            memcmp(rec + 19, h + pos + 19, kl) != 0)
+        if (le32(rec + 8) != le32(h + pos) || le16(rec + 12) != kl || le32(rec + 14) != vl ||
+            rec[18] != h[pos + 10] || memcmp(rec + 19, h + pos + 11, kl) != 0)
             BAD("hint of %s: entry at %zu does not match the record at %llu", data_name, pos,
                 (unsigned long long)off);
         off += 19 + (uint64_t)kl + vl;
-        pos += 19 + kl;
+        pos += 11 + kl;
     }
     if (off != dl) BAD("hint of %s: records end at %llu, the file at %zu", data_name,
                        (unsigned long long)off, dl);
@@ -387,7 +385,7 @@ static void d_flip_version(const char *dir, const char *hint, int i, int n) {
 }
 static void d_flip_entry(const char *dir, const char *hint, int i, int n) {
     (void)dir, (void)n;
-    flip_at(hint, 16 + 15 + (i % 4), -1); /* the first entry's offset */
+    flip_at(hint, 16 + 6 + (i % 4), -1); /* the first entry's value_len */
 }
 static void d_flip_middle(const char *dir, const char *hint, int i, int n) {
     struct stat st;
@@ -535,7 +533,7 @@ static void test_hints_one_byte_short(void) { run_damage(d_one_short, "one byte 
 static void test_hints_half(void) { run_damage(d_half, "cut in half"); }
 static void test_hints_bad_magic(void) { run_damage(d_flip_magic, "with a flipped magic byte"); }
 static void test_hints_bad_version(void) { run_damage(d_flip_version, "with a flipped version"); }
-static void test_hints_bad_entry(void) { run_damage(d_flip_entry, "with a flipped entry offset"); }
+static void test_hints_bad_entry(void) { run_damage(d_flip_entry, "with a flipped entry length"); }
 static void test_hints_bad_middle(void) { run_damage(d_flip_middle, "with a flipped middle byte"); }
 static void test_hints_bad_data_len(void) { run_damage(d_flip_data_len, "with a wrong data_len"); }
 static void test_hints_bad_crc(void) { run_damage(d_flip_crc, "with a flipped CRC"); }

@@ -3,8 +3,9 @@
 //! reading values.
 //!
 //! Layout (docs/FORMAT.md): the 16-byte file header with magic "BITCASKH",
-//! then entries `timestamp u32 | expiry u32 | key_len u16 | value_len u32 |
-//! flags u8 | offset u32 | key`, then a 20-byte trailer `data_id u64 |
+//! then one entry per record, in file order, `expiry u32 | key_len u16 |
+//! value_len u32 | flags u8 | key` (a record's offset is where the previous
+//! one ended, so it is not stored), then a 20-byte trailer `data_id u64 |
 //! data_len u64 | crc32 u32`: the id and length of the data file the hint
 //! describes and a CRC of every byte before the CRC. A hint that is
 //! missing, truncated, fails its CRC, or names another data file or length
@@ -18,7 +19,7 @@ use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-pub(crate) const ENTRY_FIXED: usize = 19;
+pub(crate) const ENTRY_FIXED: usize = 11;
 pub(crate) const TRAILER_LEN: u64 = 20;
 
 pub fn hint_path(dir: &Path, id: u64) -> PathBuf {
@@ -37,6 +38,8 @@ pub fn parse_hint_name(name: &str) -> Option<u64> {
 /// Writes a hint file under a temporary name; `finish` puts it in place.
 pub struct HintWriter {
     id: u64,
+    /// Where the next entry's record must start.
+    next_offset: u64,
     tmp: PathBuf,
     path: PathBuf,
     out: BufWriter<File>,
@@ -55,6 +58,7 @@ impl HintWriter {
         let file = File::create(&tmp).map_err(|e| Error::io("creating hint file", &tmp, e))?;
         let mut w = HintWriter {
             id,
+            next_offset: FILE_HEADER_LEN,
             tmp,
             path,
             out: BufWriter::with_capacity(256 << 10, file),
@@ -71,15 +75,21 @@ impl HintWriter {
             .map_err(|e| Error::io("writing hint file", &self.tmp, e))
     }
 
-    /// Adds the entry of the record at `offset`.
+    /// Adds the entry of the next record, which starts at `offset`.
     pub fn add(&mut self, offset: u64, hdr: &RecordHeader, key: &[u8]) -> Result<()> {
+        if offset != self.next_offset {
+            return Err(Error::internal(format!(
+                "{}: hint entry for offset {offset}, expected {}",
+                self.tmp.display(),
+                self.next_offset
+            )));
+        }
+        self.next_offset = offset + hdr.record_len();
         let mut e = [0u8; ENTRY_FIXED];
-        e[0..4].copy_from_slice(&hdr.timestamp.to_le_bytes());
-        e[4..8].copy_from_slice(&hdr.expiry.to_le_bytes());
-        e[8..10].copy_from_slice(&hdr.key_len.to_le_bytes());
-        e[10..14].copy_from_slice(&hdr.value_len.to_le_bytes());
-        e[14] = hdr.flags;
-        e[15..19].copy_from_slice(&(offset as u32).to_le_bytes());
+        e[0..4].copy_from_slice(&hdr.expiry.to_le_bytes());
+        e[4..6].copy_from_slice(&hdr.key_len.to_le_bytes());
+        e[6..10].copy_from_slice(&hdr.value_len.to_le_bytes());
+        e[10] = hdr.flags;
         self.write(&e)?;
         self.write(key)
     }
@@ -183,18 +193,17 @@ fn walk(
         };
         let hdr = RecordHeader {
             crc: 0,
-            timestamp: format::u32_at(e, 0),
-            expiry: format::u32_at(e, 4),
-            key_len: u16::from_le_bytes([e[8], e[9]]),
-            value_len: format::u32_at(e, 10),
-            flags: e[14],
+            timestamp: 0,
+            expiry: format::u32_at(e, 0),
+            key_len: u16::from_le_bytes([e[4], e[5]]),
+            value_len: format::u32_at(e, 6),
+            flags: e[10],
         };
-        let offset = format::u32_at(e, 15) as u64;
+        let offset = next_offset;
         let entry_len = ENTRY_FIXED + hdr.key_len as usize;
         let sane = hdr.key_len > 0
             && hdr.flags & !KNOWN_FLAGS == 0
             && (!hdr.is_tombstone() || hdr.value_len == 0)
-            && offset == next_offset
             && offset + hdr.record_len() <= data_len
             && at + entry_len as u64 <= end;
         if !sane {
