@@ -650,6 +650,19 @@ bc_status bc_options_set_merge_thresholds(struct bc_options *opts,
  */
 bc_status bc_options_set_max_open_files(struct bc_options *opts, uint32_t n);
 
+/**
+ * Whether reads go through read-only memory maps of the data files
+ * (default true on 64-bit targets; 32-bit targets always use pread, so the
+ * address space is never filled with maps). Maps make a get a memory copy
+ * instead of a system call. The cost: an I/O error on a mapped page (a
+ * failing disk, or a data file truncated behind the library's back) raises
+ * SIGBUS in the process instead of returning BC_IO. Set false to read with
+ * pread everywhere.
+ *
+ * @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL.
+ */
+bc_status bc_options_set_mmap(struct bc_options *opts, bool mmap);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

@@ -89,6 +89,34 @@ fn rotation_merge_and_reopen_keep_exactly_the_live_data() {
 }
 
 #[test]
+fn reads_without_memory_maps_match() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options {
+        mmap: false,
+        ..small()
+    };
+    let db = Db::open(dir.path(), opts.clone()).unwrap();
+    for round in 0..3u32 {
+        for i in 0..300u32 {
+            let (k, v) = (format!("k{i}"), format!("v{round}-{i}"));
+            db.put(k.as_bytes(), v.as_bytes()).unwrap();
+            assert_eq!(db.get(k.as_bytes()).unwrap(), Some(v.into_bytes()));
+        }
+        if round == 1 {
+            db.merge().unwrap();
+        }
+    }
+    db.close().unwrap();
+    let db = Db::open(dir.path(), opts).unwrap();
+    for i in 0..300u32 {
+        assert_eq!(
+            db.get(format!("k{i}").as_bytes()).unwrap(),
+            Some(format!("v2-{i}").into_bytes())
+        );
+    }
+}
+
+#[test]
 fn second_writer_is_locked_out_and_read_only_shares() {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(dir.path(), Options::default()).unwrap();

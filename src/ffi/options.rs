@@ -334,3 +334,20 @@ pub extern "C" fn bc_options_set_max_open_files(opts: *mut bc_options, n: u32) -
         Ok(())
     })
 }
+
+/// Whether reads go through read-only memory maps of the data files
+/// (default true on 64-bit targets; 32-bit targets always use pread, so the
+/// address space is never filled with maps). Maps make a get a memory copy
+/// instead of a system call. The cost: an I/O error on a mapped page (a
+/// failing disk, or a data file truncated behind the library's back) raises
+/// SIGBUS in the process instead of returning BC_IO. Set false to read with
+/// pread everywhere.
+///
+/// @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL.
+#[no_mangle]
+pub extern "C" fn bc_options_set_mmap(opts: *mut bc_options, mmap: bool) -> bc_status {
+    with_opts(opts, |o| {
+        o.mmap = mmap;
+        Ok(())
+    })
+}
