@@ -14,6 +14,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::{self, File};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -58,7 +59,7 @@ pub(crate) struct Inner {
     pub(crate) opts: Options,
     pub(crate) keydir: Keydir,
     /// Every open data file by its in-memory handle.
-    pub(crate) files: RwLock<HashMap<u32, Arc<DataFile>>>,
+    pub(crate) files: RwLock<FileTable>,
     /// Serialises appends; owns the active file.
     pub(crate) writer: Mutex<Writer>,
     /// Group commit: true while a leader flushes and fsyncs; the writers
@@ -256,7 +257,7 @@ impl Inner {
         let mut inner = Inner {
             dir: dir.to_path_buf(),
             keydir: Keydir::new(),
-            files: RwLock::new(HashMap::new()),
+            files: RwLock::new(FileTable::default()),
             writer: Mutex::new(Writer {
                 active: None,
                 next_major: ids.last().map_or(1, |id| (id >> MAJOR_SHIFT) + 1),
@@ -917,6 +918,30 @@ impl Inner {
             s.live_bytes += records - dead;
         }
         s
+    }
+}
+
+/// Open data files by handle. Handles are small sequential integers chosen
+/// by this process, so they are their own hash: every get looks one up.
+pub(crate) type FileTable = HashMap<u32, Arc<DataFile>, BuildHasherDefault<HandleHasher>>;
+
+#[derive(Default)]
+pub(crate) struct HandleHasher(u64);
+
+impl Hasher for HandleHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | b as u64;
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        // Spread sequential handles over the table's buckets.
+        self.0 = (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
