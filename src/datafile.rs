@@ -354,8 +354,14 @@ impl DataFile {
     /// directory entry of a new file).
     pub fn sync_data(&self) -> Result<()> {
         let upto = self.flushed.load(Ordering::Acquire);
-        self.write_fd()?
-            .sync_data()
+        // Sealing syncs first, then may close the descriptor: holding it
+        // keeps it open, and a file without one was sealed, so is synced.
+        let fd = match self.fd_if_open() {
+            Some(fd) => fd,
+            None if self.is_sealed() => return Ok(()),
+            None => return self.write_fd().map(|_| ()),
+        };
+        fd.sync_data()
             .map_err(|e| Error::io("syncing", &self.path, e))?;
         if let Some(dir) = &self.dir {
             if !self.dir_synced.load(Ordering::Acquire) {
@@ -372,8 +378,16 @@ impl DataFile {
         self.flush()?;
         self.sync_data()?;
         self.sealed.store(true, Ordering::Release);
-        // The buffer's capacity is not needed any more.
+        // The buffer's capacity is not needed any more, nor, when reads go
+        // through a map that covers the file, the descriptor.
         self.tail.write().pending = Vec::new();
+        if self
+            .map
+            .get()
+            .is_some_and(|m| m.as_ref().is_some_and(|m| m.covers(self.len())))
+        {
+            self.close_fd();
+        }
         Ok(())
     }
 

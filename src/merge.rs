@@ -87,15 +87,18 @@ impl Inner {
             }
         };
         // Files the worker has not sealed yet are sealed here: a full merge
-        // takes every file but the (new) active one.
-        let active = self.writer.lock().active.as_ref().map(|a| a.fnum);
-        let unsealed: Vec<_> = self
-            .files
-            .read()
-            .values()
-            .filter(|f| !f.is_sealed() && Some(f.fnum) != active)
-            .cloned()
-            .collect();
+        // takes every file but the active one. The list is made under the
+        // writer lock, so a rotation cannot slip the new active file in.
+        let unsealed: Vec<_> = {
+            let w = self.writer.lock();
+            let active = w.active.as_ref().map(|a| a.fnum);
+            self.files
+                .read()
+                .values()
+                .filter(|f| !f.is_sealed() && Some(f.fnum) != active)
+                .cloned()
+                .collect()
+        };
         for f in retired.iter().chain(&unsealed) {
             self.seal_file(f)?;
         }
@@ -238,7 +241,15 @@ impl Inner {
         let now = self.now();
         let mut off = FILE_HEADER_LEN;
         let mut tombstone = Vec::new();
+        let mut copied = 0u32;
         loop {
+            // Copying is CPU-bound and long: give a waiting writer the
+            // core now and then, so its puts are not held up for a whole
+            // scheduler time slice.
+            copied = copied.wrapping_add(1);
+            if copied % 2048 == 0 {
+                std::thread::yield_now();
+            }
             let hdr = match recovery::probe(&mut r, off)? {
                 Probe::End => return Ok(()),
                 Probe::Damaged(reason) => {

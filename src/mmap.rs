@@ -50,6 +50,11 @@ impl Map {
         })
     }
 
+    /// Whether the map reaches `len` bytes into its file.
+    pub fn covers(&self, len: u64) -> bool {
+        len <= self.len as u64
+    }
+
     /// The bytes `[offset, offset + len)`, if the map covers them. The
     /// caller must only ask for bytes that exist in the file (the engine
     /// asks only for records it wrote): a page past the end of the file

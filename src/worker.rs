@@ -59,7 +59,20 @@ impl Worker {
     }
 }
 
+/// Background work yields to the threads that call the library: a nice
+/// value of 10 keeps hint writing and auto-merge from taking a core a
+/// writer is waiting for (best effort; ignored where not permitted).
+fn lower_priority() {
+    // SAFETY: gettid and setpriority take plain integers and touch no
+    // memory; they change only this thread's scheduling priority.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+    }
+}
+
 fn run(inner: &Inner) {
+    lower_priority();
     let sync_every = match inner.opts.sync {
         SyncMode::Interval(d) => Some(d),
         _ => None,
