@@ -588,4 +588,22 @@ static inline int check_finish(void) {
     return 0;
 }
 
+/* The stats of db (struct_size set as callers must); fails the sub-test on
+ * error. */
+static inline bc_stats get_stats(bc_db *db) {
+    bc_stats s;
+    memset(&s, 0, sizeof s);
+    s.struct_size = (uint32_t)sizeof s;
+    CHECK_STATUS(bc_get_stats(db, &s), BC_OK);
+    CHECK_MSG(s.reserved == 0, "bc_stats.reserved = %lu, expected 0", (unsigned long)s.reserved);
+    return s;
+}
+
+/* bc_count of db; fails the sub-test on error. */
+static inline uint64_t count_of(bc_db *db) {
+    uint64_t n = 0xDEADBEEF;
+    CHECK_STATUS(bc_count(db, &n), BC_OK);
+    return n;
+}
+
 #endif /* BITCASK_C_TESTS_CHECK_H */

@@ -10,12 +10,6 @@
  * iterator), exact bc_count after puts, overwrites, deletes, reopen, merge. */
 #include "check.h"
 
-static uint64_t count_of(bc_db *db) {
-    uint64_t n = 0xDEADBEEF;
-    CHECK_STATUS(bc_count(db, &n), BC_OK);
-    return n;
-}
-
 #define CHECK_COUNT(db, expected)                                                         \
     do {                                                                                  \
         uint64_t cc_got_ = count_of(db), cc_exp_ = (uint64_t)(expected);                  \

@@ -15,14 +15,6 @@
 
 #include <math.h>
 
-static bc_stats get_stats(bc_db *db) {
-    bc_stats s;
-    memset(&s, 0, sizeof s);
-    s.struct_size = (uint32_t)sizeof s;
-    CHECK_STATUS(bc_get_stats(db, &s), BC_OK);
-    return s;
-}
-
 static int needs_merge(bc_db *db) {
     bool b = false;
     CHECK_STATUS(bc_needs_merge(db, &b), BC_OK);

@@ -17,15 +17,6 @@ static int all_pattern(const void *p, size_t n) {
     return 1;
 }
 
-static bc_stats get_stats(bc_db *db) {
-    bc_stats s;
-    memset(&s, 0, sizeof s);
-    s.struct_size = (uint32_t)sizeof s;
-    CHECK_STATUS(bc_get_stats(db, &s), BC_OK);
-    CHECK_MSG(s.reserved == 0, "bc_stats.reserved = %lu, expected 0", (unsigned long)s.reserved);
-    return s;
-}
-
 #define CHECK_U64(field, expected)                                                        \
     CHECK_MSG((field) == (uint64_t)(expected), "%s = %llu, expected %llu", #field,        \
               (unsigned long long)(field), (unsigned long long)(expected))

@@ -38,20 +38,6 @@ static bc_options *clock_opts(uint64_t max_file) {
     return o;
 }
 
-static bc_stats get_stats(bc_db *db) {
-    bc_stats s;
-    memset(&s, 0, sizeof s);
-    s.struct_size = (uint32_t)sizeof s;
-    CHECK_STATUS(bc_get_stats(db, &s), BC_OK);
-    return s;
-}
-
-static uint64_t count_of(bc_db *db) {
-    uint64_t n = 0xDEADBEEF;
-    CHECK_STATUS(bc_count(db, &n), BC_OK);
-    return n;
-}
-
 #define CHECK_U64(got, expected)                                                          \
     do {                                                                                  \
         uint64_t cu_got_ = (uint64_t)(got), cu_exp_ = (uint64_t)(expected);               \
