@@ -47,7 +47,14 @@ impl Worker {
     pub fn start(inner: Arc<Inner>) -> Result<Worker> {
         let thread = std::thread::Builder::new()
             .name("bitcask-worker".into())
-            .spawn(move || run(&inner))
+            .spawn(move || {
+                // A bug here must not leave files unsealed without anyone
+                // knowing: the handle then refuses writes (BC_INTERNAL).
+                let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&inner)));
+                if caught.is_err() {
+                    inner.fail(Error::internal("the background thread panicked"));
+                }
+            })
             .map_err(|e| Error::new(Status::Io, format!("starting the background thread: {e}")))?;
         Ok(Worker { thread })
     }
