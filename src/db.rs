@@ -805,18 +805,33 @@ impl Inner {
         result
     }
 
+    /// Makes every write that returned before the call durable: the
+    /// active file up to its end, and files the writer has retired but the
+    /// worker has not sealed yet (their records were flushed on retirement).
     pub(crate) fn sync(&self) -> Result<()> {
         if self.opts.read_only {
             return Ok(());
         }
-        let (file, end) = {
+        let (active, retired) = {
             let w = self.writer.lock();
-            match &w.active {
-                Some(a) => (a.clone(), a.len()),
-                None => return Ok(()),
-            }
+            let active = w.active.as_ref().map(|a| (a.clone(), a.len()));
+            let fnum = active.as_ref().map(|(a, _)| a.fnum);
+            let retired: Vec<_> = self
+                .files
+                .read()
+                .values()
+                .filter(|f| !f.is_sealed() && Some(f.fnum) != fnum)
+                .cloned()
+                .collect();
+            (active, retired)
         };
-        self.sync_upto(&file, end)
+        for f in &retired {
+            self.synced(f.sync_data())?;
+        }
+        match active {
+            Some((file, end)) => self.sync_upto(&file, end),
+            None => Ok(()),
+        }
     }
 
     fn close(&self) -> Result<()> {
