@@ -306,3 +306,19 @@ const char *fmt_rate(double ops, char *buf, size_t len)
         snprintf(buf, len, "%.0f", ops);
     return buf;
 }
+
+int write_all(int fd, const uint8_t *p, size_t n, const char *who)
+{
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            fprintf(stderr, "%s: write: %s\n", who, strerror(errno));
+            return -1;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}

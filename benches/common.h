@@ -62,4 +62,8 @@ double median(double *v, size_t n); /* sorts v */
 int parse_count(const char *s, uint64_t *out);
 const char *fmt_rate(double ops, char *buf, size_t len); /* "1.23M" */
 
+/* write(2) all n bytes, retrying short writes and EINTR; 0, or -1 with
+ * errno set (and a message on stderr naming `who`). */
+int write_all(int fd, const uint8_t *p, size_t n, const char *who);
+
 #endif

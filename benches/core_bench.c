@@ -106,19 +106,11 @@ static void run_bitcask(const char *dir, double *puts, double *gets, double *mem
 }
 #endif
 
-static void write_all(int fd, const uint8_t *p, size_t n)
+/* The append baseline must not fail quietly. */
+static void append_all(int fd, const uint8_t *p, size_t n)
 {
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            perror("append: write");
-            exit(1);
-        }
-        p += w;
-        n -= (size_t)w;
-    }
+    if (write_all(fd, p, n, "core_bench: append baseline") != 0)
+        exit(1);
 }
 
 static void run_baselines(const char *dir, double *append_rate, double *pread_rate)
@@ -136,7 +128,7 @@ static void run_baselines(const char *dir, double *append_rate, double *pread_ra
         exit(1);
     }
     static const uint8_t file_hdr[FILE_HDR] = {'B', 'I', 'T', 'C', 'A', 'S', 'K', 'D', 1};
-    write_all(fd, file_hdr, FILE_HDR);
+    append_all(fd, file_hdr, FILE_HDR);
 
     /* (1) buffered append of N records, keys in the same random order as the puts */
     uint64_t t0 = now_ns();
@@ -145,7 +137,7 @@ static void run_baselines(const char *dir, double *append_rate, double *pread_ra
     uint16_t klen16 = KEY_SIZE;
     for (uint64_t i = 0; i < N; i++) {
         if (used + rec > APPEND_BUF) {
-            write_all(fd, bufp, used);
+            append_all(fd, bufp, used);
             used = 0;
         }
         uint8_t *p = bufp + used;
@@ -162,7 +154,7 @@ static void run_baselines(const char *dir, double *append_rate, double *pread_ra
         memcpy(p + HDR + KEY_SIZE, val, VS);
         used += rec;
     }
-    write_all(fd, bufp, used);
+    append_all(fd, bufp, used);
     *append_rate = (double)N / secs_since(t0);
 
     /* make sure the whole file is in the page cache: read it once */

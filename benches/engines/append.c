@@ -6,6 +6,7 @@
  * Reads are not supported: there is no index. */
 #define _GNU_SOURCE
 #include "engine.h"
+#include "common.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -30,22 +31,6 @@ typedef struct {
 } append_t;
 
 static const char *ap_version(void) { return "builtin"; }
-
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            perror("append: write");
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
 
 static int ap_open(void **h, const char *dir, const engine_cfg *cfg)
 {
@@ -74,7 +59,7 @@ static int ap_open(void **h, const char *dir, const engine_cfg *cfg)
     pthread_mutex_init(&a->mu, NULL);
     if (lseek(a->fd, 0, SEEK_END) == 0) {
         static const uint8_t file_hdr[16] = {'B', 'I', 'T', 'C', 'A', 'S', 'K', 'D', 1, 0, 0, 0, 0, 0, 0, 0};
-        if (write_all(a->fd, file_hdr, sizeof file_hdr) != 0) {
+        if (write_all(a->fd, file_hdr, sizeof file_hdr, "append") != 0) {
             close(a->fd);
             free(a->buf);
             free(a->rec);
@@ -102,7 +87,7 @@ static int flush_locked(append_t *a)
 {
     if (a->used == 0)
         return 0;
-    int rc = write_all(a->fd, a->buf, a->used);
+    int rc = write_all(a->fd, a->buf, a->used, "append");
     a->used = 0;
     return rc;
 }
@@ -125,7 +110,7 @@ static int append_record(append_t *a, const uint8_t *k, size_t kl, const uint8_t
         put_header(a->rec, kl, vl, tomb);
         memcpy(a->rec + HDR, k, kl);
         memcpy(a->rec + HDR + kl, v, vl);
-        rc = write_all(a->fd, a->rec, len);
+        rc = write_all(a->fd, a->rec, len, "append");
         if (rc == 0 && fdatasync(a->fd) != 0) {
             perror("append: fdatasync");
             rc = -1;
@@ -137,11 +122,11 @@ static int append_record(append_t *a, const uint8_t *k, size_t kl, const uint8_t
             /* larger than the buffer: write it straight through */
             uint8_t hdr[HDR];
             put_header(hdr, kl, vl, tomb);
-            rc = write_all(a->fd, hdr, HDR);
+            rc = write_all(a->fd, hdr, HDR, "append");
             if (rc == 0)
-                rc = write_all(a->fd, k, kl);
+                rc = write_all(a->fd, k, kl, "append");
             if (rc == 0)
-                rc = write_all(a->fd, v, vl);
+                rc = write_all(a->fd, v, vl, "append");
         } else if (rc == 0) {
             uint8_t *p = a->buf + a->used;
             put_header(p, kl, vl, tomb);
