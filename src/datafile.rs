@@ -94,10 +94,13 @@ impl DataFile {
     /// `create_at` is where the file is made (a temporary name for merge
     /// outputs, renamed to `path` when complete).
     /// With `map_len`, reads go through a memory map of that many bytes.
+    /// With `dir`, the first `sync_data` also syncs that directory, making
+    /// the new file's entry durable (merge, which renames its outputs,
+    /// syncs the directory itself).
     pub fn create(
         fnum: u32,
         id: u64,
-        dir: &Path,
+        dir: Option<&Path>,
         create_at: &Path,
         path: PathBuf,
         open_fds: Arc<AtomicUsize>,
@@ -117,7 +120,7 @@ impl DataFile {
         let map = map_len.and_then(|n| Map::new(&file, n));
         let mut f =
             DataFile::from_parts(fnum, id, path, Some(file), FILE_HEADER_LEN, false, open_fds);
-        f.dir = Some(dir.to_path_buf());
+        f.dir = dir.map(Path::to_path_buf);
         f.use_map = map_len.is_some();
         f.map = OnceLock::from(map);
         Ok(f)

@@ -299,7 +299,6 @@ impl Inner {
         let (tombstones, dropped, skipped) = loader;
         inner.recovered_bytes_dropped = dropped;
         inner.repaired_records_skipped += skipped;
-        let mut dead = replaced;
         inner.keydir = keydir;
         let files = inner.files.get_mut();
         for (fnum, bytes) in tombstones {
@@ -307,7 +306,7 @@ impl Inner {
                 f.add_tombstone(bytes);
             }
         }
-        for (fnum, bytes) in dead.drain() {
+        for (fnum, bytes) in replaced {
             if let Some(f) = files.get(&fnum) {
                 f.dead_bytes.fetch_add(bytes, Ordering::Relaxed);
             }
@@ -461,7 +460,6 @@ impl Inner {
         self.files.write().insert(fnum, Arc::new(file));
     }
 
-    /// Writes the hint file of a sealed data file by scanning it.
     /// Writes the hint file of a data file this handle wrote and sealed.
     /// Its records were checksummed when they were made, so only their
     /// headers and keys are read back, not the values.
@@ -628,7 +626,6 @@ impl Inner {
             }
             a
         };
-        self.seal_retired(a.retired)?;
         self.durable(a.to_sync.as_deref(), a.end)
     }
 
@@ -647,7 +644,6 @@ impl Inner {
             }
             a
         };
-        self.seal_retired(a.retired)?;
         self.durable(a.to_sync.as_deref(), a.end).map(|_| true)
     }
 
@@ -662,7 +658,7 @@ impl Inner {
     ) -> Result<Appended> {
         let len = record_len(key.len(), value.len() as u32);
         let now = self.now();
-        let (file, retired) = self.active_for(w, len)?;
+        let file = self.active_for(w, len)?;
         // Flush before appending, so a failed write (a full disk) rejects
         // this record cleanly instead of leaving it half-acknowledged.
         let encode = |buf: &mut Vec<u8>| format::encode_record(buf, now, expiry, flags, key, value);
@@ -686,19 +682,14 @@ impl Inner {
             to_sync: (self.opts.sync == SyncMode::Always).then(|| file.clone()),
             offset,
             end: offset + len,
-            retired,
         })
     }
 
     /// The active file, starting a new one first when `len` more bytes
     /// would pass max_file_size. The file it replaces is flushed here and
-    /// returned, to be synced and sealed by the background worker (see
+    /// handed to the background worker to be synced and sealed (see
     /// `seal_retired`): no put waits for that fsync.
-    fn active_for<'w>(
-        &self,
-        w: &'w mut Writer,
-        len: u64,
-    ) -> Result<(&'w Arc<DataFile>, Option<Arc<DataFile>>)> {
+    fn active_for<'w>(&self, w: &'w mut Writer, len: u64) -> Result<&'w Arc<DataFile>> {
         let mut retired = None;
         if let Some(a) = &w.active {
             if a.len() > FILE_HEADER_LEN && a.len() + len > self.opts.max_file_size {
@@ -712,7 +703,7 @@ impl Inner {
             let created = DataFile::create(
                 self.next_fnum(),
                 id,
-                &self.dir,
+                Some(&self.dir),
                 &path,
                 path.clone(),
                 self.open_fds(),
@@ -729,17 +720,19 @@ impl Inner {
             w.next_major += 1;
             self.files.write().insert(file.fnum, file.clone());
             w.active = Some(file);
+            if let Some(old) = retired {
+                self.seal_retired(old)?;
+            }
         }
-        Ok((w.active.as_ref().expect("set above"), retired))
+        Ok(w.active.as_ref().expect("set above"))
     }
 
-    /// Syncs and seals a file the writer moved away from, and queues its
-    /// hint file.
-    pub(crate) fn seal_retired(&self, retired: Option<Arc<DataFile>>) -> Result<()> {
-        let Some(f) = retired else { return Ok(()) };
+    /// Queues a file the writer moved away from for the worker to sync,
+    /// seal and hint.
+    fn seal_retired(&self, f: Arc<DataFile>) -> Result<()> {
         // Back-pressure: when the worker lags so far behind that retired
-        // files hold more descriptors than allowed, the writer that
-        // retired this one seals it itself.
+        // files hold more descriptors than allowed, the writer seals this
+        // one itself.
         if self.open_fds.load(Ordering::Relaxed) > self.opts.max_open_files as usize {
             return self.seal_file(&f);
         }
@@ -805,6 +798,19 @@ impl Inner {
         result
     }
 
+    /// Files the writer has moved away from that are not sealed yet. Taking
+    /// the writer lock as `w` makes the list exact: no rotation can slip the
+    /// new active file into it.
+    pub(crate) fn unsealed_retired(&self, w: &Writer) -> Vec<Arc<DataFile>> {
+        let active = w.active.as_ref().map(|a| a.fnum);
+        self.files
+            .read()
+            .values()
+            .filter(|f| !f.is_sealed() && Some(f.fnum) != active)
+            .cloned()
+            .collect()
+    }
+
     /// Makes every write that returned before the call durable: the
     /// active file up to its end, and files the writer has retired but the
     /// worker has not sealed yet (their records were flushed on retirement).
@@ -815,15 +821,7 @@ impl Inner {
         let (active, retired) = {
             let w = self.writer.lock();
             let active = w.active.as_ref().map(|a| (a.clone(), a.len()));
-            let fnum = active.as_ref().map(|(a, _)| a.fnum);
-            let retired: Vec<_> = self
-                .files
-                .read()
-                .values()
-                .filter(|f| !f.is_sealed() && Some(f.fnum) != fnum)
-                .cloned()
-                .collect();
-            (active, retired)
+            (active, self.unsealed_retired(&w))
         };
         for f in &retired {
             self.synced(f.sync_data())?;
@@ -842,9 +840,7 @@ impl Inner {
         // write its hint now, so the next open need not scan it.
         let active = self.writer.lock().active.take();
         let sealed = match active {
-            Some(a) => self.synced(a.seal()).map(|_| {
-                let _ = self.write_hint(&a);
-            }),
+            Some(a) => self.seal_file(&a),
             None => Ok(()),
         };
         self.lock.lock().take();
@@ -970,9 +966,6 @@ struct Appended {
     offset: u64,
     /// Offset just past the record.
     end: u64,
-    /// The previous active file, if this append rotated (see
-    /// `seal_retired`).
-    retired: Option<Arc<DataFile>>,
 }
 
 /// Whether an expiry time (0 = never) has passed at `now`.

@@ -83,11 +83,7 @@ impl Keydir {
 
     pub fn remove(&self, key: &[u8]) -> Option<Location> {
         let h = self.hash(key);
-        let mut shard = self.shard(h).write();
-        let (slot, pos) = shard.find(key, h)?;
-        let old = shard.arena.location(pos);
-        shard.remove_at(slot, pos, &self.hasher);
-        Some(old)
+        self.shard(h).write().remove(key, h, &self.hasher)
     }
 
     /// Compare-and-swap used by merge: only if `key` still points at
@@ -294,7 +290,7 @@ fn load_shards(
                 let per_shard = n as usize / SHARDS + n as usize / SHARDS / 16 + 8;
                 for shard in shards.iter_mut() {
                     let shard = shard.get_mut();
-                    let want = ((shard.len + per_shard) * 8 / 7 + 1).next_power_of_two();
+                    let want = slots_for(shard.len + per_shard);
                     if want > shard.slots.len() {
                         shard.resize(want, hasher);
                     }
@@ -315,11 +311,7 @@ fn load_shards(
                         let shard = shards[(hash >> (64 - SHARD_BITS)) as usize - first].get_mut();
                         let old = match loc {
                             Some(loc) => shard.upsert(key, hash, loc, hasher),
-                            None => shard.find(key, hash).map(|(slot, pos)| {
-                                let old = shard.arena.location(pos);
-                                shard.remove_at(slot, pos, hasher);
-                                old
-                            }),
+                            None => shard.remove(key, hash, hasher),
                         };
                         if let Some(old) = old {
                             *dead.entry(old.file).or_default() += record_len(len, old.value_len);
@@ -331,14 +323,19 @@ fn load_shards(
     }
     for shard in shards.iter_mut() {
         let shard = shard.get_mut();
-        let fit = ((shard.len + 1) * 8 / 7 + 1)
-            .next_power_of_two()
-            .max(MIN_SLOTS);
+        let fit = slots_for(shard.len + 1);
         if fit < shard.slots.len() {
             shard.resize(fit, hasher);
         }
     }
     dead
+}
+
+/// Slots a shard needs for `keys` keys: at most 7/8 full (probe sequences
+/// stay short with linear probing, and the table costs at most ~18 bytes a
+/// key), a power of two.
+fn slots_for(keys: usize) -> usize {
+    (keys * 8).div_ceil(7).next_power_of_two().max(MIN_SLOTS)
 }
 
 fn slot_pos(slot: u64) -> usize {
@@ -426,9 +423,7 @@ impl Shard {
         loc: Location,
         hasher: &RandomState,
     ) -> Option<Location> {
-        // Grow at 7/8 full: probe sequences stay short with linear probing
-        // and the table costs at most ~18 bytes per key.
-        if (self.len + 1) * 8 > self.slots.len() * 7 {
+        if slots_for(self.len + 1) > self.slots.len() {
             self.resize((self.slots.len() * 2).max(MIN_SLOTS), hasher);
         }
         let mask = self.mask();
@@ -465,6 +460,14 @@ impl Shard {
             let home = self.home(s, hasher);
             self.place(s, home);
         }
+    }
+
+    /// Removes `key`; returns where it pointed.
+    fn remove(&mut self, key: &[u8], hash: u64, hasher: &RandomState) -> Option<Location> {
+        let (slot, pos) = self.find(key, hash)?;
+        let old = self.arena.location(pos);
+        self.remove_at(slot, pos, hasher);
+        Some(old)
     }
 
     fn remove_at(&mut self, mut hole: usize, pos: usize, hasher: &RandomState) {

@@ -73,33 +73,20 @@ impl Inner {
     pub(crate) fn merge(&self) -> Result<()> {
         self.check_writable()?;
         let _one_merge = self.merge_lock.lock();
-        let retired = {
+        // Every file but a new active one goes in, so the active file is
+        // retired now, and files the worker has not sealed yet (this one
+        // included) are sealed here.
+        let unsealed = {
             let mut w = self.writer.lock();
-            match w.active.take_if(|a| a.len() > FILE_HEADER_LEN) {
-                Some(a) => {
-                    if let Err(e) = a.flush() {
-                        w.active = Some(a);
-                        return Err(e);
-                    }
-                    Some(a)
+            if let Some(a) = w.active.take_if(|a| a.len() > FILE_HEADER_LEN) {
+                if let Err(e) = a.flush() {
+                    w.active = Some(a);
+                    return Err(e);
                 }
-                None => None,
             }
+            self.unsealed_retired(&w)
         };
-        // Files the worker has not sealed yet are sealed here: a full merge
-        // takes every file but the active one. The list is made under the
-        // writer lock, so a rotation cannot slip the new active file in.
-        let unsealed: Vec<_> = {
-            let w = self.writer.lock();
-            let active = w.active.as_ref().map(|a| a.fnum);
-            self.files
-                .read()
-                .values()
-                .filter(|f| !f.is_sealed() && Some(f.fnum) != active)
-                .cloned()
-                .collect()
-        };
-        for f in retired.iter().chain(&unsealed) {
+        for f in &unsealed {
             self.seal_file(f)?;
         }
         let usage = self.usage();
@@ -135,15 +122,14 @@ impl Inner {
         let n_worth = usage.iter().filter(|u| worth(u)).count();
         let n_small = usage.iter().filter(|u| small(u) && !worth(u)).count();
         // Small files alone are worth combining only when there are several.
-        let take_small = n_worth > 0 || n_small > 1;
-        let inputs: Vec<_> = usage
-            .iter()
-            .filter(|u| worth(u) || (take_small && small(u)))
-            .map(|u| u.file.clone())
-            .collect();
         if n_worth == 0 && n_small < 2 {
             return Ok(false);
         }
+        let inputs: Vec<_> = usage
+            .iter()
+            .filter(|u| worth(u) || small(u))
+            .map(|u| u.file.clone())
+            .collect();
         let sealed: Vec<_> = usage.iter().map(|u| u.file.clone()).collect();
         self.merge_files(&inputs, &sealed)?;
         Ok(true)
@@ -333,7 +319,8 @@ impl Inner {
         let file = match DataFile::create(
             self.next_fnum(),
             id,
-            &self.dir,
+            // Merge syncs the directory after renaming the output.
+            None,
             &tmp,
             path,
             self.open_fds(),

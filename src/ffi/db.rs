@@ -31,6 +31,26 @@ pub(crate) fn with_db(
     boundary(|e| handle.db.poison(e.clone()), || body(&handle.db))
 }
 
+/// Gives a value copy to C through `val`/`vlen` (released with bc_free),
+/// or reports BC_NOT_FOUND for None. The caller has checked both pointers.
+pub(crate) fn hand_out(
+    value: Option<Box<[u8]>>,
+    val: *mut *mut u8,
+    vlen: *mut usize,
+) -> Result<bc_status, Error> {
+    let Some(value) = value else {
+        return found(false);
+    };
+    let len = value.len();
+    // SAFETY: val and vlen are non-NULL (checked by the caller) and
+    // writable (caller contract); ownership of the box passes to C.
+    unsafe {
+        *val = Box::into_raw(value) as *mut u8;
+        *vlen = len;
+    }
+    Ok(bc_status::BC_OK)
+}
+
 pub(crate) fn found(b: bool) -> Result<bc_status, Error> {
     if b {
         Ok(bc_status::BC_OK)
@@ -125,6 +145,18 @@ pub extern "C" fn bc_put(
     val: *const u8,
     vlen: usize,
 ) -> bc_status {
+    put(db, key, klen, val, vlen, None)
+}
+
+/// The body of bc_put and bc_put_ttl (None: the default TTL).
+fn put(
+    db: *mut bc_db,
+    key: *const u8,
+    klen: usize,
+    val: *const u8,
+    vlen: usize,
+    ttl_secs: Option<u32>,
+) -> bc_status {
     with_db(db, |db| {
         // SAFETY: key/val point to klen/vlen readable bytes (caller contract).
         let (k, v) = unsafe {
@@ -133,7 +165,10 @@ pub extern "C" fn bc_put(
                 value_arg(db.options(), val, vlen)?,
             )
         };
-        db.put(k, v)?;
+        match ttl_secs {
+            Some(ttl) => db.put_ttl(k, v, ttl)?,
+            None => db.put(k, v)?,
+        }
         Ok(bc_status::BC_OK)
     })
 }
@@ -153,17 +188,7 @@ pub extern "C" fn bc_put_ttl(
     vlen: usize,
     ttl_secs: u32,
 ) -> bc_status {
-    with_db(db, |db| {
-        // SAFETY: key/val point to klen/vlen readable bytes (caller contract).
-        let (k, v) = unsafe {
-            (
-                key_arg(db.options(), key, klen)?,
-                value_arg(db.options(), val, vlen)?,
-            )
-        };
-        db.put_ttl(k, v, ttl_secs)?;
-        Ok(bc_status::BC_OK)
-    })
+    put(db, key, klen, val, vlen, Some(ttl_secs))
 }
 
 /// Looks up `key` and returns a copy of its value.
@@ -192,17 +217,7 @@ pub extern "C" fn bc_get(
         out_arg(vlen, "vlen")?;
         // SAFETY: key points to klen readable bytes (caller contract).
         let k = unsafe { key_arg(db.options(), key, klen)? };
-        let value = db.with_value(k, |v| Box::<[u8]>::from(v))?;
-        let Some(value) = value else {
-            return found(false);
-        };
-        let len = value.len();
-        // SAFETY: val and vlen are non-NULL and writable (caller contract).
-        unsafe {
-            *val = Box::into_raw(value) as *mut u8;
-            *vlen = len;
-        }
-        Ok(bc_status::BC_OK)
+        hand_out(db.with_value(k, |v| Box::<[u8]>::from(v))?, val, vlen)
     })
 }
 

@@ -1,6 +1,6 @@
 //! `bc_iter`: iteration over a snapshot of the keys.
 
-use super::db::{bc_db, found, with_db};
+use super::db::{bc_db, found, hand_out, with_db};
 use super::{bc_status, boundary_free, out_arg};
 use crate::error::Error;
 use crate::iter::Iter;
@@ -112,16 +112,7 @@ pub extern "C" fn bc_iter_value(
     with_iter(it, |it| {
         out_arg(val, "val")?;
         out_arg(vlen, "vlen")?;
-        let Some(value) = it.with_value(|v| Box::<[u8]>::from(v))? else {
-            return found(false);
-        };
-        let len = value.len();
-        // SAFETY: val and vlen are non-NULL and writable (caller contract).
-        unsafe {
-            *val = Box::into_raw(value) as *mut u8;
-            *vlen = len;
-        }
-        Ok(bc_status::BC_OK)
+        hand_out(it.with_value(|v| Box::<[u8]>::from(v))?, val, vlen)
     })
 }
 
