@@ -1,15 +1,23 @@
-/* test_hints.c - hint files. After bc_close (also after bc_merge, and after
- * a reopen) every *.data file has a *.hint file and no hint is left without
- * its data file; each hint is checked against docs/FORMAT.md byte for byte
- * (header, CRC, trailer data_id and data_len, one entry per record matching
- * the record in the data file). Then hints are damaged in every way we can
+/* test_hints.c - hint files (docs/FORMAT.md, hint version 2). After
+ * bc_close (also after bc_merge, and after a reopen) every *.data file has a
+ * *.hint file and no hint is left without its data file; each hint is
+ * checked against docs/FORMAT.md byte for byte (header, trailer data_id and
+ * data_len, CRC, the partition table tiling the body with the right counts,
+ * every entry in its partition, sorted by (hash, offset), its hash the top
+ * 32 bits of SipHash-2-4 of its key under the trailer's seed, the 0x80 flag
+ * exactly when it carries an expiry, matching the record at its offset, the
+ * records tiling the data file), and all hints of a database carry one seed,
+ * which reopens and merges keep. Then hints are damaged in every way we can
  * think of (deleted, truncated to 0 / inside the header / header only / one
- * byte short / half, bytes flipped in the header, an entry and the trailer,
- * garbage appended, replaced by the data file, only some deleted, copied
- * from another data file of the same length, orphan hints with no data
- * file): bc_open never fails, read-only and read-write, and every key reads
- * back exactly (values, deletions, overwrites, TTLs on a fake clock), and a
- * read-write open leaves a valid hint for every data file again. */
+ * byte short / half, bytes flipped in the header, the version (CRCs fixed),
+ * an entry, the middle of the entries, the partition table (CRC fixed) and
+ * the trailer, garbage appended, replaced by the data file, only some
+ * deleted, copied from another data file of the same length, written in the
+ * version 1 layout of older releases, a third under another seed (CRC fixed,
+ * so valid but for the seed), orphan hints with no data file): bc_open never
+ * fails, read-only and read-write, every key reads back exactly (values,
+ * deletions, overwrites, TTLs on a fake clock), and a read-write open leaves
+ * a valid hint for every data file again, all under one seed. */
 #include "check.h"
 
 #define T0 1700000000u
@@ -172,6 +180,54 @@ static uint32_t crc32_ieee(const uint8_t *p, size_t n) {
 static uint32_t le16(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8; }
 static uint32_t le32(const uint8_t *p) { return le16(p) | le16(p + 2) << 16; }
 static uint64_t le64(const uint8_t *p) { return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32; }
+static void put32(uint8_t *p, uint32_t v) {
+    int k;
+    for (k = 0; k < 4; k++) p[k] = (uint8_t)(v >> (8 * k));
+}
+static void put64(uint8_t *p, uint64_t v) {
+    put32(p, (uint32_t)v);
+    put32(p + 4, (uint32_t)(v >> 32));
+}
+
+/* SipHash-2-4 of p[0..n) under the 128-bit key k0 || k1 (as Rust's
+ * SipHasher::new_with_keys(k0, k1), write(p), finish()). */
+#define ROTL64(x, b) (((x) << (b)) | ((x) >> (64 - (b))))
+static void sip_rounds(uint64_t v[4], int rounds) {
+    while (rounds-- > 0) {
+        v[0] += v[1], v[1] = ROTL64(v[1], 13), v[1] ^= v[0], v[0] = ROTL64(v[0], 32);
+        v[2] += v[3], v[3] = ROTL64(v[3], 16), v[3] ^= v[2];
+        v[0] += v[3], v[3] = ROTL64(v[3], 21), v[3] ^= v[0];
+        v[2] += v[1], v[1] = ROTL64(v[1], 17), v[1] ^= v[2], v[2] = ROTL64(v[2], 32);
+    }
+}
+static uint64_t siphash24(uint64_t k0, uint64_t k1, const uint8_t *p, size_t n) {
+    uint64_t v[4], m;
+    size_t i, j;
+    v[0] = k0 ^ UINT64_C(0x736f6d6570736575);
+    v[1] = k1 ^ UINT64_C(0x646f72616e646f6d);
+    v[2] = k0 ^ UINT64_C(0x6c7967656e657261);
+    v[3] = k1 ^ UINT64_C(0x7465646279746573);
+    for (i = 0; i + 8 <= n; i += 8) {
+        m = le64(p + i);
+        v[3] ^= m;
+        sip_rounds(v, 2);
+        v[0] ^= m;
+    }
+    m = (uint64_t)(n & 0xff) << 56; /* the last block: the tail and the length */
+    for (j = 0; i + j < n; j++) m |= (uint64_t)p[i + j] << (8 * j);
+    v[3] ^= m;
+    sip_rounds(v, 2);
+    v[0] ^= m;
+    v[2] ^= 0xff;
+    sip_rounds(v, 4);
+    return v[0] ^ v[1] ^ v[2] ^ v[3];
+}
+#undef ROTL64
+
+/* The hint's key hash (docs/FORMAT.md): the top 32 bits of SipHash-2-4. */
+static uint32_t key_hash(uint64_t k0, uint64_t k1, const uint8_t *key, size_t n) {
+    return (uint32_t)(siphash24(k0, k1, key, n) >> 32);
+}
 
 /* Sorted names of the files in dir ending with suffix, whose stem is 16
  * hex digits. Returns the count (at most cap). */
@@ -216,64 +272,163 @@ static const char *hint_of(const char *dir, const char *data_name) {
     return pjoin(dir, name);
 }
 
-/* NULL if the hint of data file `data_name` is valid per docs/FORMAT.md and
- * describes exactly the records of the data file; else why not. */
-static const char *hint_problem(const char *dir, const char *data_name) {
+/* The layout of docs/FORMAT.md. */
+enum {
+    FILE_HDR = 16,                   /* magic | version | crc, every file */
+    PARTS = 64,                      /* hint partitions: top 6 bits of the hash */
+    ROW = 12,                        /* table row: count u32 | end u64 */
+    TABLE = PARTS * ROW,             /* 768 */
+    TRAILER = TABLE + 36,            /* table, seed 2 x u64, data_id, data_len, crc */
+    ENTRY = 15,                      /* hash | offset | value_len | key_len | flags */
+    EXPIRES = 0x80,                  /* entry flag: an expiry u32 follows */
+    REC_HDR = 19                     /* data file record header */
+};
+
+/* A record of the data file, as an entry places it. */
+struct span {
+    uint64_t off, len;
+};
+
+/* Entries with an expiry and tombstone entries hint_problem() has passed:
+ * the data set must exercise both. */
+static long g_seen_expiring, g_seen_tombstones;
+
+static int span_cmp(const void *a, const void *b) {
+    uint64_t x = ((const struct span *)a)->off, y = ((const struct span *)b)->off;
+    return x < y ? -1 : x > y;
+}
+
+/* NULL if the hint of data file `data_name` is valid per docs/FORMAT.md
+ * (hint version 2) and describes exactly the records of the data file; else
+ * why not. On success, seed[] is the hint's seed (k0, k1). */
+static const char *hint_problem(const char *dir, const char *data_name, uint64_t seed[2]) {
     static char why[256];
-    size_t hl = 0, dl = 0, pos, end;
+    size_t hl = 0, dl = 0, tab, tail, pos, n = 0, i;
     uint8_t *h = slurp(hint_of(dir, data_name), &hl);
     uint8_t *d = slurp(pjoin(dir, data_name), &dl);
-    uint64_t id = strtoull(data_name, NULL, 16), off = 16;
+    uint64_t id = strtoull(data_name, NULL, 16), k0, k1, off, last = 0;
+    struct span *recs = NULL;
     const char *r = NULL;
+    int p;
 #define BAD(...) do { snprintf(why, sizeof why, __VA_ARGS__); r = why; goto out; } while (0)
     if (d == NULL) BAD("cannot read %s", data_name);
     if (h == NULL) BAD("no hint file for %s", data_name);
-    if (hl < 36) BAD("hint of %s is %zu bytes", data_name, hl); /* header + trailer */
-    if (memcmp(h, "BITCASKH", 8) != 0 || le32(h + 8) != 1 || le32(h + 12) != crc32_ieee(h, 12))
-        BAD("hint of %s: bad header", data_name);
-    end = hl - 20;
-    if (le64(h + end) != id)
-        BAD("hint of %s: data_id %llx", data_name, (unsigned long long)le64(h + end));
-    if (le64(h + end + 8) != dl)
+    /* Data files stay at version 1; a hint never vouches for a bad one. */
+    if (dl < FILE_HDR || memcmp(d, "BITCASKD", 8) != 0 || le32(d + 8) != 1 ||
+        le32(d + 12) != crc32_ieee(d, 12))
+        BAD("%s: bad data file header", data_name);
+    if (hl < FILE_HDR + TRAILER) BAD("hint of %s is %zu bytes", data_name, hl);
+    if (memcmp(h, "BITCASKH", 8) != 0 || le32(h + 8) != 2 || le32(h + 12) != crc32_ieee(h, 12))
+        BAD("hint of %s: bad header (version %u)", data_name, (unsigned)le32(h + 8));
+    tab = hl - TRAILER;
+    tail = tab + TABLE;
+    k0 = le64(h + tail);
+    k1 = le64(h + tail + 8);
+    if (le64(h + tail + 16) != id)
+        BAD("hint of %s: data_id %llx", data_name, (unsigned long long)le64(h + tail + 16));
+    if (le64(h + tail + 24) != dl)
         BAD("hint of %s: data_len %llu, the file has %zu bytes", data_name,
-            (unsigned long long)le64(h + end + 8), dl);
-    if (le32(h + hl - 4) != crc32_ieee(h, hl - 4)) BAD("hint of %s: CRC mismatch", data_name);
-    for (pos = 16; pos < end;) {
-        uint32_t kl, vl;
-        const uint8_t *rec;
-        /* entry: expiry u32 | key_len u16 | value_len u32 | flags u8 | key;
-         * its record starts where the previous one ended (off). */
-        if (end - pos < 11) BAD("hint of %s: entry cut at %zu", data_name, pos);
-        kl = le16(h + pos + 4);
-        vl = le32(h + pos + 6);
-        if (end - pos < 11 + kl || off + 19 + kl + vl > dl)
-            BAD("hint of %s: entry at %zu runs past the end", data_name, pos);
-        rec = d + off;
-        if (le32(rec + 8) != le32(h + pos) || le16(rec + 12) != kl || le32(rec + 14) != vl ||
-            rec[18] != h[pos + 10] || memcmp(rec + 19, h + pos + 11, kl) != 0)
-            BAD("hint of %s: entry at %zu does not match the record at %llu", data_name, pos,
-                (unsigned long long)off);
-        off += 19 + (uint64_t)kl + vl;
-        pos += 11 + kl;
+            (unsigned long long)le64(h + tail + 24), dl);
+    if (tail + 32 != hl - 4 || le32(h + hl - 4) != crc32_ieee(h, hl - 4))
+        BAD("hint of %s: CRC mismatch", data_name);
+    recs = (struct span *)malloc(sizeof *recs * (hl / ENTRY + 1));
+    if (recs == NULL) BAD("out of memory");
+    /* Partition p runs from the previous row's end (16 for p = 0) to its
+     * own; the rows tile the body. */
+    for (p = 0, pos = FILE_HDR; p < PARTS; p++) {
+        uint32_t count = le32(h + tab + (size_t)ROW * p), got = 0;
+        uint64_t end = le64(h + tab + (size_t)ROW * p + 4);
+        if (end < pos || end > tab)
+            BAD("hint of %s: partition %d ends at %llu (starts at %zu, table at %zu)", data_name,
+                p, (unsigned long long)end, pos, tab);
+        while (pos < end) {
+            uint32_t hash, vl, kl, fl, ex = 0;
+            size_t key_at;
+            const uint8_t *rec;
+            /* hash u32 | offset u32 | value_len u32 | key_len u16 | flags u8
+             * | [expiry u32 if flags & 0x80] | key */
+            if (end - pos < ENTRY) BAD("hint of %s: entry cut at %zu", data_name, pos);
+            hash = le32(h + pos);
+            off = le32(h + pos + 4);
+            vl = le32(h + pos + 8);
+            kl = le16(h + pos + 12);
+            fl = h[pos + 14];
+            key_at = pos + ENTRY + (fl & EXPIRES ? 4 : 0);
+            if (key_at + kl > end)
+                BAD("hint of %s: entry at %zu runs past its partition's end %llu", data_name, pos,
+                    (unsigned long long)end);
+            if (fl & EXPIRES) ex = le32(h + pos + ENTRY);
+            if (hash >> 26 != (uint32_t)p)
+                BAD("hint of %s: entry at %zu has hash %08x in partition %d", data_name, pos,
+                    (unsigned)hash, p);
+            if (n > 0 && ((uint64_t)hash << 32 | off) <= last)
+                BAD("hint of %s: entry at %zu (hash %08x, offset %llu) not after the previous",
+                    data_name, pos, (unsigned)hash, (unsigned long long)off);
+            last = (uint64_t)hash << 32 | off;
+            if (hash != key_hash(k0, k1, h + key_at, kl))
+                BAD("hint of %s: entry at %zu has hash %08x, its key hashes to %08x", data_name,
+                    pos, (unsigned)hash, (unsigned)key_hash(k0, k1, h + key_at, kl));
+            if (kl == 0 || (fl & 0x7e) != 0 || ((fl & 1) && vl != 0) || ((fl & EXPIRES) && ex == 0))
+                BAD("hint of %s: entry at %zu is insane (key_len %u, flags %02x, expiry %u)",
+                    data_name, pos, (unsigned)kl, (unsigned)fl, (unsigned)ex);
+            if (off < FILE_HDR || off + REC_HDR + kl + vl > dl)
+                BAD("hint of %s: entry at %zu places a record at %llu, outside the data file",
+                    data_name, pos, (unsigned long long)off);
+            rec = d + off; /* crc | timestamp | expiry | key_len | value_len | flags | key */
+            if (le32(rec + 8) != ex || le16(rec + 12) != kl || le32(rec + 14) != vl ||
+                rec[18] != (fl & 0x7fu) || memcmp(rec + REC_HDR, h + key_at, kl) != 0)
+                BAD("hint of %s: entry at %zu does not match the record at %llu", data_name, pos,
+                    (unsigned long long)off);
+            g_seen_expiring += (fl & EXPIRES) != 0;
+            g_seen_tombstones += (fl & 1) != 0;
+            recs[n].off = off;
+            recs[n].len = REC_HDR + (uint64_t)kl + vl;
+            n++;
+            got++;
+            pos = key_at + kl;
+        }
+        if (got != count)
+            BAD("hint of %s: partition %d has %u entries, its row says %u", data_name, p,
+                (unsigned)got, (unsigned)count);
+    }
+    if (pos != tab)
+        BAD("hint of %s: partitions end at %zu, the table is at %zu", data_name, pos, tab);
+    /* Every record exactly once: sorted by offset they tile the data file. */
+    qsort(recs, n, sizeof *recs, span_cmp);
+    for (i = 0, off = FILE_HDR; i < n; i++) {
+        if (recs[i].off != off)
+            BAD("hint of %s: a record at %llu, expected one at %llu", data_name,
+                (unsigned long long)recs[i].off, (unsigned long long)off);
+        off += recs[i].len;
     }
     if (off != dl) BAD("hint of %s: records end at %llu, the file at %zu", data_name,
                        (unsigned long long)off, dl);
+    seed[0] = k0;
+    seed[1] = k1;
 #undef BAD
 out:
+    free(recs);
     free(h);
     free(d);
     return r;
 }
 
-/* Every data file has a valid hint; no hint without its data file. */
-static void check_hints(const char *dir) {
+/* Every data file has a valid hint, all under one seed (stored in seed[]
+ * when not NULL); no hint without its data file. */
+static void check_hints(const char *dir, uint64_t seed[2]) {
     int nd = list_files(dir, ".data", g_names, MAXF);
     int nh = list_files(dir, ".hint", g_names2, MAXF);
+    uint64_t first[2] = {0, 0}, s[2];
     int i;
     CHECK_MSG(nd > 3 && nd < MAXF, "%d data files", nd);
     for (i = 0; i < nd; i++) {
-        const char *why = hint_problem(dir, g_names[i]);
+        const char *why = hint_problem(dir, g_names[i], s);
         CHECK_MSG(why == NULL, "%s", why);
+        if (i == 0) memcpy(first, s, sizeof first);
+        CHECK_MSG(s[0] == first[0] && s[1] == first[1],
+                  "hint of %s has seed %016llx:%016llx, hint of %s %016llx:%016llx", g_names[i],
+                  (unsigned long long)s[0], (unsigned long long)s[1], g_names[0],
+                  (unsigned long long)first[0], (unsigned long long)first[1]);
     }
     for (i = 0; i < nh; i++) {
         char data[32];
@@ -281,35 +436,72 @@ static void check_hints(const char *dir) {
         CHECK_MSG(path_exists(pjoin(dir, data)), "hint %s has no data file", g_names2[i]);
     }
     CHECK_MSG(nh == nd, "%d hint files for %d data files", nh, nd);
+    if (seed != NULL) memcpy(seed, first, sizeof first);
 }
 
 /* ---- tests --------------------------------------------------------------- */
+
+/* The reference SipHash-2-4 vectors (key 00 01 .. 0f, message 00 01 ..
+ * of 0, 1, 7, 8 and 15 bytes), so that siphash24() is known right before it
+ * judges the engine's hashes. */
+static void test_siphash_reference_vectors(void) {
+    static const uint64_t want[] = {
+        UINT64_C(0x726fdb47dd0e0e31), UINT64_C(0x74f839c593dc67fd),
+        UINT64_C(0xab0200f58b01d137), UINT64_C(0x93f5f5799a932462),
+        UINT64_C(0xa129ca6149be45e5),
+    };
+    static const size_t lens[] = {0, 1, 7, 8, 15};
+    uint8_t msg[16];
+    int i;
+    for (i = 0; i < 16; i++) msg[i] = (uint8_t)i;
+    for (i = 0; i < 5; i++) {
+        uint64_t got = siphash24(UINT64_C(0x0706050403020100), UINT64_C(0x0f0e0d0c0b0a0908), msg,
+                                 lens[i]);
+        CHECK_MSG(got == want[i], "SipHash-2-4 of %zu bytes: %016llx, expected %016llx", lens[i],
+                  (unsigned long long)got, (unsigned long long)want[i]);
+    }
+}
+
+static void check_same_seed(const uint64_t a[2], const uint64_t b[2], const char *when) {
+    CHECK_MSG(a[0] == b[0] && a[1] == b[1],
+              "%s: hints have seed %016llx:%016llx, before %016llx:%016llx", when,
+              (unsigned long long)b[0], (unsigned long long)b[1], (unsigned long long)a[0],
+              (unsigned long long)a[1]);
+}
 
 static void test_every_data_file_has_a_hint(void) {
     const char *dir = make_temp_dir();
     bc_options *o;
     bc_db *db;
+    uint64_t seed[2], now[2];
     build(dir);
-    check_hints(dir);
+    g_seen_expiring = g_seen_tombstones = 0;
+    check_hints(dir, seed);
+    CHECK_MSG(g_seen_expiring > 10 && g_seen_tombstones > 10,
+              "the hints hold %ld entries with an expiry and %ld tombstones", g_seen_expiring,
+              g_seen_tombstones);
 
     o = hint_opts(0);
     db = open_db(dir, o); /* a reopen without writes */
     verify(db);
     close_db(db);
-    check_hints(dir);
+    check_hints(dir, now);
+    check_same_seed(seed, now, "after a reopen");
 
     db = open_db(dir, o); /* a few writes, then a merge */
     v_put(db, 1, 5, 0);
     CHECK_STATUS(bc_merge(db), BC_OK);
     v_put(db, 2, 5, 0);
     close_db(db);
-    check_hints(dir);
+    check_hints(dir, now);
+    check_same_seed(seed, now, "after a merge"); /* the database keeps its seed */
 
     db = open_db(dir, o);
     bc_options_free(o);
     verify(db);
     close_db(db);
-    check_hints(dir);
+    check_hints(dir, now);
+    check_same_seed(seed, now, "after another reopen");
 }
 
 /* The copy the damage tests start from has valid hints and all the data. */
@@ -317,12 +509,41 @@ static void test_pristine_copy_is_intact(void) {
     const char *dir = fresh_db();
     bc_options *o = hint_opts(0);
     bc_db *db;
-    check_hints(dir);
+    check_hints(dir, NULL);
     db = open_db(dir, o);
     bc_options_free(o);
     verify(db);
     close_db(db);
-    check_hints(dir);
+    check_hints(dir, NULL);
+}
+
+/* The checks above can fail: a valid hint with any one byte changed and its
+ * CRC recomputed (except when the byte is in the CRC) is refused by
+ * hint_problem(), and the original is accepted. */
+static void test_checker_refuses_every_change(void) {
+    const char *dir = fresh_db();
+    const char *hint;
+    uint64_t seed[2];
+    size_t len = 0, at;
+    uint8_t *b;
+    CHECK(list_files(dir, ".data", g_names, MAXF) > 3);
+    hint = hint_of(dir, g_names[1]);
+    b = slurp(hint, &len);
+    CHECK(b != NULL && len > FILE_HDR + TRAILER);
+    CHECK(hint_problem(dir, g_names[1], seed) == NULL);
+    for (at = 0; at < len; at++) {
+        const char *why;
+        b[at] ^= (uint8_t)(1u << (at % 8));
+        if (at < len - 4) put32(b + len - 4, crc32_ieee(b, len - 4));
+        CHECK(spit(hint_of(dir, g_names[1]), b, len) == 0);
+        why = hint_problem(dir, g_names[1], seed);
+        CHECK_MSG(why != NULL, "a hint with byte %zu of %zu changed passes the checks", at, len);
+        b[at] ^= (uint8_t)(1u << (at % 8));
+    }
+    put32(b + len - 4, crc32_ieee(b, len - 4));
+    CHECK(spit(hint_of(dir, g_names[1]), b, len) == 0);
+    CHECK(hint_problem(dir, g_names[1], seed) == NULL);
+    free(b);
 }
 
 /* Damage applied to one hint file (path) of data file number i. */
@@ -336,11 +557,25 @@ static void flip_at(const char *hint, long at_from_start, long at_from_end) {
     size_t len = 0;
     uint8_t *b = slurp(hint, &len);
     size_t at;
-    CHECK(b != NULL && len > 40);
+    CHECK(b != NULL && len >= FILE_HDR + TRAILER);
     at = at_from_end >= 0 ? len - 1 - (size_t)at_from_end : (size_t)at_from_start;
     b[at] ^= 0x10;
     CHECK(spit(hint, b, len) == 0);
     free(b);
+}
+
+/* Sets the header CRC and the file CRC of hint b[0..len) to match it. */
+static void fix_crcs(uint8_t *b, size_t len) {
+    put32(b + 12, crc32_ieee(b, 12));
+    put32(b + len - 4, crc32_ieee(b, len - 4));
+}
+
+/* The size of a hint file (at least header + trailer). */
+static long hint_size(const char *hint) {
+    struct stat st;
+    CHECK(stat(hint, &st) == 0);
+    CHECK(st.st_size >= FILE_HDR + TRAILER);
+    return (long)st.st_size;
 }
 
 static void d_delete(const char *dir, const char *hint, int i, int n) {
@@ -364,42 +599,103 @@ static void d_header_only(const char *dir, const char *hint, int i, int n) {
     truncate_to(hint, 16);
 }
 static void d_one_short(const char *dir, const char *hint, int i, int n) {
-    struct stat st;
     (void)dir, (void)i, (void)n;
-    CHECK(stat(hint, &st) == 0);
-    truncate_to(hint, (long)st.st_size - 1);
+    truncate_to(hint, hint_size(hint) - 1);
 }
 static void d_half(const char *dir, const char *hint, int i, int n) {
-    struct stat st;
     (void)dir, (void)i, (void)n;
-    CHECK(stat(hint, &st) == 0);
-    truncate_to(hint, (long)st.st_size / 2);
+    truncate_to(hint, hint_size(hint) / 2);
 }
 static void d_flip_magic(const char *dir, const char *hint, int i, int n) {
     (void)dir, (void)i, (void)n;
     flip_at(hint, 3, -1);
 }
+/* Version 2 ^ 0x10 = 18, with the header CRC and the file CRC recomputed:
+ * the version is all that is wrong. */
 static void d_flip_version(const char *dir, const char *hint, int i, int n) {
+    size_t len = 0;
+    uint8_t *b = slurp(hint, &len);
     (void)dir, (void)i, (void)n;
-    flip_at(hint, 8, -1);
+    CHECK(b != NULL && len >= FILE_HDR + TRAILER);
+    b[8] ^= 0x10;
+    fix_crcs(b, len);
+    CHECK(spit(hint, b, len) == 0);
+    free(b);
 }
 static void d_flip_entry(const char *dir, const char *hint, int i, int n) {
     (void)dir, (void)n;
-    flip_at(hint, 16 + 6 + (i % 4), -1); /* the first entry's value_len */
+    flip_at(hint, FILE_HDR + 8 + (i % 4), -1); /* the first entry's value_len */
 }
 static void d_flip_middle(const char *dir, const char *hint, int i, int n) {
-    struct stat st;
+    long len = hint_size(hint);
     (void)dir, (void)i, (void)n;
-    CHECK(stat(hint, &st) == 0);
-    flip_at(hint, (long)st.st_size / 2, -1);
+    flip_at(hint, FILE_HDR + (len - FILE_HDR - TRAILER) / 2, -1); /* the middle of the entries */
+}
+/* The end of partition 31 moved by 16 bytes, the CRC recomputed: only the
+ * table is wrong (it no longer matches the entries). */
+static void d_flip_table(const char *dir, const char *hint, int i, int n) {
+    size_t len = 0;
+    uint8_t *b = slurp(hint, &len);
+    (void)dir, (void)i, (void)n;
+    CHECK(b != NULL && len >= FILE_HDR + TRAILER);
+    b[len - TRAILER + ROW * 31 + 4] ^= 0x10;
+    fix_crcs(b, len);
+    CHECK(spit(hint, b, len) == 0);
+    free(b);
 }
 static void d_flip_data_len(const char *dir, const char *hint, int i, int n) {
     (void)dir, (void)i, (void)n;
-    flip_at(hint, 0, 4 + 7); /* lowest byte of data_len */
+    flip_at(hint, 0, 4 + 7); /* lowest byte of data_len (... | data_len u64 | crc u32) */
 }
 static void d_flip_crc(const char *dir, const char *hint, int i, int n) {
     (void)dir, (void)i, (void)n;
     flip_at(hint, 0, 0);
+}
+/* A third of the hints under one other seed, their CRCs recomputed: valid
+ * but for the seed (their hashes are the old seed's), and outvoted by the
+ * other hints' seed. */
+static void d_reseed(const char *dir, const char *hint, int i, int n) {
+    size_t len = 0;
+    uint8_t *b;
+    (void)dir, (void)n;
+    if (i % 3 != 1) return;
+    b = slurp(hint, &len);
+    CHECK(b != NULL && len >= FILE_HDR + TRAILER);
+    put64(b + len - 36, le64(b + len - 36) ^ UINT64_C(0x5eed5eed5eed5eed)); /* seed_k0 */
+    fix_crcs(b, len);
+    CHECK(spit(hint, b, len) == 0);
+    free(b);
+}
+/* The hint an older release wrote (hint version 1): header, then per record
+ * in file order expiry u32 | key_len u16 | value_len u32 | flags u8 | key,
+ * then data_id u64 | data_len u64 | crc u32. */
+static void d_v1(const char *dir, const char *hint, int i, int n) {
+    size_t dl = 0, len = FILE_HDR, off;
+    uint8_t *d = slurp(pjoin(dir, g_names[i]), &dl), *b;
+    (void)n;
+    CHECK(d != NULL && dl >= FILE_HDR);
+    b = (uint8_t *)malloc(dl + 20);
+    CHECK(b != NULL);
+    memcpy(b, "BITCASKH", 8);
+    put32(b + 8, 1);
+    for (off = FILE_HDR; off < dl;) {
+        uint32_t kl = le16(d + off + 12), vl = le32(d + off + 14);
+        CHECK(off + REC_HDR + kl + vl <= dl);
+        memcpy(b + len, d + off + 8, 4);
+        memcpy(b + len + 4, d + off + 12, 2);
+        memcpy(b + len + 6, d + off + 14, 4);
+        b[len + 10] = d[off + 18];
+        memcpy(b + len + 11, d + off + REC_HDR, kl);
+        len += 11 + kl;
+        off += REC_HDR + kl + vl;
+    }
+    put64(b + len, strtoull(g_names[i], NULL, 16));
+    put64(b + len + 8, dl);
+    len += 20;
+    fix_crcs(b, len);
+    CHECK(spit(hint, b, len) == 0);
+    free(b);
+    free(d);
 }
 static void d_append(const char *dir, const char *hint, int i, int n) {
     FILE *f = fopen(hint, "ab");
@@ -485,6 +781,9 @@ static const char *fresh_db(void) {
     return dir;
 }
 
+/* The seed of the hints a damage test's read-write open left. */
+static uint64_t g_seed_after[2];
+
 static void run_damage(damage_fn damage, const char *what) {
     const char *dir = fresh_db();
     bc_options *o;
@@ -514,7 +813,7 @@ static void run_damage(damage_fn damage, const char *what) {
               status_name(st), (int)st);
     verify(db);
     close_db(db);
-    check_hints(dir); /* rewritten */
+    check_hints(dir, g_seed_after); /* rewritten, all under one seed */
 
     if (!under_valgrind()) { /* and used (skipped under valgrind: time) */
         db = open_db(dir, o);
@@ -535,11 +834,22 @@ static void test_hints_bad_magic(void) { run_damage(d_flip_magic, "with a flippe
 static void test_hints_bad_version(void) { run_damage(d_flip_version, "with a flipped version"); }
 static void test_hints_bad_entry(void) { run_damage(d_flip_entry, "with a flipped entry length"); }
 static void test_hints_bad_middle(void) { run_damage(d_flip_middle, "with a flipped middle byte"); }
+static void test_hints_bad_table(void) { run_damage(d_flip_table, "with a wrong partition end"); }
 static void test_hints_bad_data_len(void) { run_damage(d_flip_data_len, "with a wrong data_len"); }
 static void test_hints_bad_crc(void) { run_damage(d_flip_crc, "with a flipped CRC"); }
 static void test_hints_appended(void) { run_damage(d_append, "with garbage appended"); }
 static void test_hints_are_data(void) { run_damage(d_data_copy, "replaced by the data files"); }
 static void test_hints_swapped(void) { run_damage(d_swap, "copied from other data files"); }
+static void test_hints_v1(void) { run_damage(d_v1, "of hint version 1"); }
+
+/* Hints valid but for their seed are scanned, and the rewritten ones carry
+ * the seed of the majority, the pristine hints' seed. */
+static void test_hints_reseeded(void) {
+    uint64_t seed[2];
+    run_damage(d_reseed, "under another seed");
+    check_hints(g_pristine, seed);
+    check_same_seed(seed, g_seed_after, "after reseeding a third of the hints");
+}
 
 /* The swap test is only meaningful if files of equal length exist. */
 static void test_equal_length_files_exist(void) {
@@ -591,8 +901,10 @@ static void test_orphan_hints(void) {
 
 int main(int argc, char **argv) {
     check_init(argc, argv);
+    RUN(test_siphash_reference_vectors);
     RUN(test_every_data_file_has_a_hint);
     RUN(test_pristine_copy_is_intact);
+    RUN(test_checker_refuses_every_change);
     RUN(test_hints_deleted);
     RUN(test_some_hints_deleted);
     RUN(test_hints_empty);
@@ -604,12 +916,15 @@ int main(int argc, char **argv) {
     RUN(test_hints_bad_version);
     RUN(test_hints_bad_entry);
     RUN(test_hints_bad_middle);
+    RUN(test_hints_bad_table);
     RUN(test_hints_bad_data_len);
     RUN(test_hints_bad_crc);
     RUN(test_hints_appended);
     RUN(test_hints_are_data);
     RUN(test_equal_length_files_exist);
     RUN(test_hints_swapped);
+    RUN(test_hints_v1);
+    RUN(test_hints_reseeded);
     RUN(test_orphan_hints);
     return check_finish();
 }

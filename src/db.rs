@@ -4,8 +4,9 @@
 use crate::datafile::{self, sync_dir, DataFile, MAJOR_SHIFT};
 use crate::error::{Error, Result, Status};
 use crate::format::{self, record_len, FILE_HEADER_LEN, FLAG_TOMBSTONE, RECORD_HEADER_LEN};
-use crate::hint::{self, HintWriter};
-use crate::keydir::{Keydir, Location};
+use crate::hint::{self, Hint, HintWriter};
+use crate::keydir::{Keydir, Location, Seed};
+use crate::load::{self, Source};
 use crate::lock::DirLock;
 use crate::options::{Options, SyncMode};
 use crate::recovery::{self, FileReader};
@@ -256,7 +257,7 @@ impl Inner {
 
         let mut inner = Inner {
             dir: dir.to_path_buf(),
-            keydir: Keydir::new(),
+            keydir: Keydir::new(Seed::random()),
             files: RwLock::new(FileTable::default()),
             writer: Mutex::new(Writer {
                 active: None,
@@ -280,37 +281,7 @@ impl Inner {
         if inner.opts.repair && !inner.opts.read_only {
             inner.repair_files(&ids)?;
         }
-        // The keydir is private to this open until it returns: it is filled
-        // without locks by loader threads (see `keydir::Bulk`).
-        let mut keydir = Keydir::new();
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-        let (loader, replaced) = keydir.load(threads, record_len, |bulk| {
-            let mut loader = Loader {
-                bulk,
-                tombstones: HashMap::new(),
-                dropped: 0,
-                skipped: 0,
-            };
-            for (i, &id) in ids.iter().enumerate() {
-                inner.load_file(id, i + 1 == ids.len(), &mut loader)?;
-            }
-            Ok((loader.tombstones, loader.dropped, loader.skipped))
-        })?;
-        let (tombstones, dropped, skipped) = loader;
-        inner.recovered_bytes_dropped = dropped;
-        inner.repaired_records_skipped += skipped;
-        inner.keydir = keydir;
-        let files = inner.files.get_mut();
-        for (fnum, bytes) in tombstones {
-            if let Some(f) = files.get(&fnum) {
-                f.add_tombstone(bytes);
-            }
-        }
-        for (fnum, bytes) in replaced {
-            if let Some(f) = files.get(&fnum) {
-                f.dead_bytes.fetch_add(bytes, Ordering::Relaxed);
-            }
-        }
+        inner.load_keydir(&ids)?;
         Ok(inner)
     }
 
@@ -343,36 +314,108 @@ impl Inner {
         Ok(())
     }
 
-    /// Reads one data file into the keydir (oldest files first): from its
-    /// hint file when that is valid, else by scanning the data file (and
-    /// then writing a fresh hint).
-    fn load_file(&self, id: u64, newest: bool, loader: &mut Loader<'_, '_>) -> Result<()> {
+    /// Fills the keydir from every data file (oldest first): from its hint
+    /// when that is valid, else by scanning the data file (and then writing
+    /// a fresh hint).
+    fn load_keydir(&mut self, ids: &[u64]) -> Result<()> {
+        let mut found = Vec::new();
+        for (i, &id) in ids.iter().enumerate() {
+            if let Some(f) = self.check_data_file(id, i + 1 == ids.len())? {
+                found.push(f);
+            }
+        }
+        // Hints store key hashes: the keydir takes the seed most of them
+        // were written with, and files whose hint has another are scanned.
+        let mut seeds: HashMap<Seed, usize> = HashMap::new();
+        for hint in found.iter().filter_map(|f| f.hint.as_ref()) {
+            *seeds.entry(hint.seed).or_default() += 1;
+        }
+        let seed = seeds
+            .into_iter()
+            .max_by_key(|&(s, n)| (n, s.0, s.1))
+            .map_or_else(Seed::random, |(s, _)| s);
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+        let to_scan: Vec<usize> = (0..found.len())
+            .filter(|&i| !matches!(&found[i].hint, Some(h) if h.seed == seed))
+            .collect();
+        let mut scans = self
+            .scan_files(&found, &to_scan, seed, threads)?
+            .into_iter();
+        let mut sources = Vec::new();
+        for (i, f) in found.iter_mut().enumerate() {
+            let fnum = self.next_fnum();
+            let (hint, len) = match to_scan.binary_search(&i) {
+                Ok(_) => {
+                    let scan = scans.next().expect("one scan per file to scan");
+                    (scan.hint, scan.len)
+                }
+                Err(_) => (f.hint.take().expect("a hint that fits"), f.len),
+            };
+            self.add_sealed(fnum, f.id, self.dir.join(datafile::data_name(f.id)), len);
+            sources.push(Source { fnum, hint });
+        }
+        loop {
+            let mut keydir = Keydir::new(seed);
+            match load::load(&mut keydir, &sources, threads)? {
+                Ok(loaded) => {
+                    let files = self.files.get_mut();
+                    for (fnum, bytes) in loaded.tombstones {
+                        if let Some(f) = files.get(&fnum) {
+                            f.add_tombstone(bytes);
+                        }
+                    }
+                    for (fnum, bytes) in loaded.dead {
+                        if let Some(f) = files.get(&fnum) {
+                            f.dead_bytes.fetch_add(bytes, Ordering::Relaxed);
+                        }
+                    }
+                    self.keydir = keydir;
+                    return Ok(());
+                }
+                // Found wrong while loading: scan those files and start
+                // over (a scanned file's hint is not checked again, so this
+                // ends).
+                Err(bad) => {
+                    let scans = self.scan_files(&found, &bad, seed, threads)?;
+                    for (i, scan) in bad.into_iter().zip(scans) {
+                        if scan.len != sources[i].hint.data_len {
+                            let f = self.file(sources[i].fnum).expect("added above");
+                            self.add_sealed(f.fnum, f.id, f.path.clone(), scan.len);
+                        }
+                        sources[i].hint = scan.hint;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Checks a data file's header and looks for its hint. None when the
+    /// file holds nothing to load.
+    fn check_data_file(&mut self, id: u64, newest: bool) -> Result<Option<Found>> {
         let path = self.dir.join(datafile::data_name(id));
         if !path.exists() {
-            return Ok(()); // set aside by repair
+            return Ok(None); // set aside by repair
         }
-        let writable = !self.opts.read_only;
         let mut r = FileReader::open(&path)?;
-        let fnum = self.next_fnum();
         // The data file's own header is checked even when a hint vouches
         // for its records: a hint never makes a foreign file acceptable.
         let has_header = match recovery::check_header(&mut r) {
             Ok(h) => h,
             Err(_) if self.opts.repair => {
-                loader.skipped += 1;
-                return Ok(());
+                self.repaired_records_skipped += 1;
+                return Ok(None);
             }
             Err(e) => return Err(e),
         };
         if !has_header {
             if newest {
                 // Crash while the file was being created: it holds no record.
-                loader.dropped += r.len;
-                if writable {
+                self.recovered_bytes_dropped += r.len;
+                if !self.opts.read_only {
                     datafile::remove_file(&path)?;
                     sync_dir(&self.dir)?;
                 }
-                return Ok(());
+                return Ok(None);
             }
             return Err(Error::corruption(format!(
                 "{}: file is {} bytes, shorter than its {FILE_HEADER_LEN}-byte header",
@@ -381,52 +424,101 @@ impl Inner {
             )));
         }
         // Repair verifies every record, so it reads no hints (and rewrites
-        // them).
+        // them). A hint that cannot be read is as good as missing.
         let hint = match self.opts.repair {
-            false => hint::verify(&hint::hint_path(&self.dir, id), id, r.len)?,
+            false => hint::open(&hint::hint_path(&self.dir, id), id, r.len)
+                .ok()
+                .flatten(),
             true => None,
         };
-        if let Some(hint) = hint {
-            loader.bulk.reserve(hint.entries);
-            hint.replay(|off, hdr, key| loader.apply(fnum, off, hdr, key))?;
-            self.add_sealed(fnum, id, path, r.len);
-            return Ok(());
+        Ok(Some(Found {
+            id,
+            newest,
+            len: r.len,
+            hint,
+        }))
+    }
+
+    /// Scans data file `id` for its records, truncating a torn tail, and
+    /// returns its hint (written to disk too, when writable) and length.
+    /// Scans `found[i]` for each `i` of `which`, on up to `threads` threads,
+    /// and adds up what recovery dropped and repair skipped.
+    fn scan_files(
+        &mut self,
+        found: &[Found],
+        which: &[usize],
+        seed: Seed,
+        threads: usize,
+    ) -> Result<Vec<Scan>> {
+        let next = AtomicUsize::new(0);
+        let this = &*self;
+        let mut done: Vec<(usize, Result<Scan>)> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads.min(which.len()))
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut out = Vec::new();
+                        loop {
+                            let k = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(&i) = which.get(k) else { break };
+                            out.push((k, this.scan_file(found[i].id, found[i].newest, seed)));
+                        }
+                        out
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap_or_default())
+                .collect()
+        });
+        if done.len() != which.len() {
+            return Err(Error::internal("a scanning thread panicked"));
         }
-        let mut hint = if writable {
-            Some(HintWriter::create(&self.dir, id)?)
-        } else {
-            None
-        };
-        let mut hint_err = None;
+        done.sort_by_key(|(k, _)| *k);
+        let scans = done
+            .into_iter()
+            .map(|(_, scan)| scan)
+            .collect::<Result<Vec<Scan>>>()?;
+        for scan in &scans {
+            self.recovered_bytes_dropped += scan.dropped;
+            self.repaired_records_skipped += scan.skipped;
+        }
+        Ok(scans)
+    }
+
+    fn scan_file(&self, id: u64, newest: bool, seed: Seed) -> Result<Scan> {
+        let path = self.dir.join(datafile::data_name(id));
+        let writable = !self.opts.read_only;
+        let mut r = FileReader::open(&path)?;
+        let mut hint = HintWriter::create(id, seed);
+        let mut add_err = None;
+        let mut damaged = false;
+        let (mut dropped, mut skipped) = (0, 0);
         let mut from = FILE_HEADER_LEN;
         let mut len = r.len;
         loop {
             let damage = recovery::scan(&mut r, from, |off, hdr, key| {
-                loader.apply(fnum, off, hdr, key);
-                if let Some(h) = hint.as_mut() {
-                    if let Err(e) = h.add(off, hdr, key) {
-                        hint_err.get_or_insert(e);
-                    }
+                if let Err(e) = hint.add(off, hdr, key) {
+                    add_err.get_or_insert(e);
                 }
             })?;
             let Some(d) = damage else { break };
             if self.may_be_torn(id, newest) && !d.followed_by_valid {
                 // Torn tail: the last append was cut short by a crash.
-                loader.dropped += r.len - d.offset;
+                dropped += r.len - d.offset;
                 len = d.offset;
                 if writable {
                     DataFile::truncate(&path, d.offset)?;
                 }
                 break;
             }
-            if let Some(h) = hint.take() {
-                h.abandon();
-            }
             if !self.opts.repair {
                 return Err(recovery::damage_error(&path, &d));
             }
-            // Read-only repair: skip the damage in memory.
-            loader.skipped += 1;
+            // Read-only repair: skip the damage in memory (and write no
+            // hint, which would not cover the file).
+            damaged = true;
+            skipped += 1;
             match recovery::next_valid(&mut r, d.offset)? {
                 Some(next) => from = next,
                 None => {
@@ -435,17 +527,20 @@ impl Inner {
                 }
             }
         }
-        if let Some(h) = hint {
-            // A hint that cannot be written only costs a scan next time.
-            match hint_err {
-                None => {
-                    let _ = h.finish(len, &self.dir);
-                }
-                Some(_) => h.abandon(),
-            }
+        if let Some(e) = add_err {
+            return Err(e);
         }
-        self.add_sealed(fnum, id, path, len);
-        Ok(())
+        let mut hint = hint.into_hint(len);
+        if writable && !damaged {
+            // A hint that cannot be written only costs a scan next time.
+            let _ = hint.persist(&self.dir, id);
+        }
+        Ok(Scan {
+            hint,
+            len,
+            dropped,
+            skipped,
+        })
     }
 
     /// Whether a crash may have cut data file `id` short: the newest file,
@@ -465,7 +560,7 @@ impl Inner {
     /// headers and keys are read back, not the values.
     pub(crate) fn write_hint(&self, file: &DataFile) -> Result<()> {
         let mut r = FileReader::open(&file.path)?;
-        let mut h = HintWriter::create(&self.dir, file.id)?;
+        let mut h = HintWriter::create(file.id, self.keydir.seed());
         let mut err = None;
         let walked = recovery::walk_own(&mut r, |off, hdr, key| {
             if let Err(e) = h.add(off, hdr, key) {
@@ -992,28 +1087,19 @@ fn check_record(rec: &[u8], key: &[u8], file: &DataFile, offset: u32) -> Result<
 }
 
 /// Keydir rebuilding state across the files of one open.
-struct Loader<'b, 'k> {
-    bulk: &'b mut crate::keydir::Bulk<'k>,
-    /// Tombstone bytes per file handle (dead from the start).
-    tombstones: HashMap<u32, u64>,
+/// A data file scanned at open: its hint, built from the scan, its length
+/// after any torn tail, and what recovery dropped or repair skipped.
+struct Scan {
+    hint: Hint,
+    len: u64,
     dropped: u64,
     skipped: u64,
 }
 
-impl Loader<'_, '_> {
-    /// Replays one record (from a hint or a scan) into the keydir.
-    fn apply(&mut self, fnum: u32, off: u64, hdr: &format::RecordHeader, key: &[u8]) {
-        if hdr.is_tombstone() {
-            *self.tombstones.entry(fnum).or_default() += hdr.record_len();
-            self.bulk.apply(key, None);
-        } else {
-            let loc = Location {
-                file: fnum,
-                offset: off as u32,
-                value_len: hdr.value_len,
-                expiry: hdr.expiry,
-            };
-            self.bulk.apply(key, Some(loc));
-        }
-    }
+/// A data file found at open, with its hint if one fits it.
+struct Found {
+    id: u64,
+    newest: bool,
+    len: u64,
+    hint: Option<Hint>,
 }

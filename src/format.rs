@@ -10,7 +10,10 @@
 use crate::error::{Error, Result};
 use std::path::Path;
 
+/// Version of the data file format.
 pub(crate) const FORMAT_VERSION: u32 = 1;
+/// Version of the hint file format (2: entries sorted by key hash).
+pub(crate) const HINT_VERSION: u32 = 2;
 pub(crate) const FILE_HEADER_LEN: u64 = 16;
 pub(crate) const DATA_MAGIC: [u8; 8] = *b"BITCASKD";
 pub(crate) const HINT_MAGIC: [u8; 8] = *b"BITCASKH";
@@ -26,10 +29,18 @@ pub(crate) const MAX_KEY_LEN: u32 = u16::MAX as u32;
 /// Largest value the library accepts: fits an `isize` on 32-bit targets.
 pub(crate) const MAX_VALUE_LEN: u32 = i32::MAX as u32;
 
+fn version_of(magic: &[u8; 8]) -> u32 {
+    if magic == &HINT_MAGIC {
+        HINT_VERSION
+    } else {
+        FORMAT_VERSION
+    }
+}
+
 pub fn file_header(magic: &[u8; 8]) -> [u8; FILE_HEADER_LEN as usize] {
     let mut h = [0u8; FILE_HEADER_LEN as usize];
     h[..8].copy_from_slice(magic);
-    h[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    h[8..12].copy_from_slice(&version_of(magic).to_le_bytes());
     let crc = crc32fast::hash(&h[..12]);
     h[12..16].copy_from_slice(&crc.to_le_bytes());
     h
@@ -59,9 +70,10 @@ pub fn check_file_header(buf: &[u8], magic: &[u8; 8], path: &Path) -> Result<()>
         )));
     }
     let version = u32_at(buf, 8);
-    if version != FORMAT_VERSION {
+    let supported = version_of(magic);
+    if version != supported {
         return Err(Error::corruption(format!(
-            "{}: format version {version} is not supported (this library reads version {FORMAT_VERSION})",
+            "{}: {what} format version {version} is not supported (this library reads version {supported})",
             path.display()
         )));
     }

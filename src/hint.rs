@@ -2,25 +2,39 @@
 //! what it is, without the value), so open can rebuild the keydir without
 //! reading values.
 //!
-//! Layout (docs/FORMAT.md): the 16-byte file header with magic "BITCASKH",
-//! then one entry per record, in file order, `expiry u32 | key_len u16 |
-//! value_len u32 | flags u8 | key` (a record's offset is where the previous
-//! one ended, so it is not stored), then a 20-byte trailer `data_id u64 |
-//! data_len u64 | crc32 u32`: the id and length of the data file the hint
-//! describes and a CRC of every byte before the CRC. A hint that is
-//! missing, truncated, fails its CRC, or names another data file or length
-//! is ignored and the data file scanned.
+//! Layout (docs/FORMAT.md, hint version 2): the 16-byte file header with
+//! magic "BITCASKH", then the entries, then a trailer. An entry is
+//! `hash u32 | offset u32 | value_len u32 | key_len u16 | flags u8 |
+//! [expiry u32] | key`; the expiry is present only when flag 0x80 is set.
+//! Entries are sorted by key hash (the keydir's hash under the seed in the
+//! trailer), records of one key in file order, and so fall into
+//! `PARTITIONS` runs by the hash's top bits, the keydir's shards. The
+//! trailer is a table of `count u32 | end u64` per partition, then
+//! `seed 2 x u64 | data_id u64 | data_len u64 | crc32 u32`, the CRC
+//! covering every byte before it. A hint that is missing, truncated, fails
+//! its CRC, or names another data file, length or seed is ignored and the
+//! data file scanned.
 
 use crate::datafile::sync_dir;
 use crate::error::{Error, Result};
 use crate::format::{self, RecordHeader, FILE_HEADER_LEN, HINT_MAGIC, KNOWN_FLAGS};
+use crate::keydir::{shard_of, Seed, SHARDS};
 use crate::recovery::FileReader;
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-pub(crate) const ENTRY_FIXED: usize = 11;
-pub(crate) const TRAILER_LEN: u64 = 20;
+/// Runs of entries by the top bits of the hash: one per keydir shard.
+pub(crate) const PARTITIONS: usize = SHARDS;
+pub(crate) const ENTRY_FIXED: usize = 15;
+/// Hint-only flag: the entry carries the record's expiry.
+pub(crate) const FLAG_EXPIRES: u8 = 0x80;
+const TABLE_ROW: usize = 12;
+const TABLE_LEN: u64 = (PARTITIONS * TABLE_ROW) as u64;
+/// Partition table, seed, data_id, data_len, crc.
+pub(crate) const TRAILER_LEN: u64 = TABLE_LEN + 36;
 
 pub fn hint_path(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("{id:016x}.hint"))
@@ -35,247 +49,534 @@ pub fn parse_hint_name(name: &str) -> Option<u64> {
     u64::from_str_radix(stem, 16).ok()
 }
 
-/// Writes a hint file under a temporary name; `finish` puts it in place.
+/// One partition's entries while a hint is built: their bytes in file
+/// order, and `(hash, position)` of each to sort them by.
+#[derive(Default)]
+struct Part {
+    bytes: Vec<u8>,
+    index: Vec<(u32, u32)>,
+}
+
+/// Builds the hint of one data file from its records, given in file order,
+/// and writes it sorted. It holds the entries in memory until then, about
+/// key + 23 bytes per record.
 pub struct HintWriter {
     id: u64,
-    /// Where the next entry's record must start.
+    seed: Seed,
+    /// Where the previous entry's record ended (offsets must increase).
     next_offset: u64,
-    tmp: PathBuf,
-    path: PathBuf,
-    out: BufWriter<File>,
-    crc: crc32fast::Hasher,
+    parts: Vec<Part>,
 }
 
 impl HintWriter {
-    pub fn create(dir: &Path, id: u64) -> Result<HintWriter> {
-        // Two writers of one hint (merge and the worker sealing the same
-        // file) must not share a temporary file; the last rename wins and
-        // both write the same bytes.
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let path = hint_path(dir, id);
-        let tmp = path.with_extension(format!("hint.{}-{n}.tmp", std::process::id()));
-        let file = File::create(&tmp).map_err(|e| Error::io("creating hint file", &tmp, e))?;
-        let mut w = HintWriter {
+    pub fn create(id: u64, seed: Seed) -> HintWriter {
+        HintWriter {
             id,
+            seed,
             next_offset: FILE_HEADER_LEN,
-            tmp,
-            path,
-            out: BufWriter::with_capacity(256 << 10, file),
-            crc: crc32fast::Hasher::new(),
-        };
-        w.write(&format::file_header(&HINT_MAGIC))?;
-        Ok(w)
-    }
-
-    fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        self.crc.update(bytes);
-        self.out
-            .write_all(bytes)
-            .map_err(|e| Error::io("writing hint file", &self.tmp, e))
+            parts: (0..PARTITIONS).map(|_| Part::default()).collect(),
+        }
     }
 
     /// Adds the entry of the next record, which starts at `offset`.
     pub fn add(&mut self, offset: u64, hdr: &RecordHeader, key: &[u8]) -> Result<()> {
-        if offset != self.next_offset {
+        if offset < self.next_offset || offset > u32::MAX as u64 {
             return Err(Error::internal(format!(
-                "{}: hint entry for offset {offset}, expected {}",
-                self.tmp.display(),
-                self.next_offset
+                "hint of data file {:016x}: entry for offset {offset} after {}",
+                self.id, self.next_offset
             )));
         }
         self.next_offset = offset + hdr.record_len();
-        let mut e = [0u8; ENTRY_FIXED];
-        e[0..4].copy_from_slice(&hdr.expiry.to_le_bytes());
-        e[4..6].copy_from_slice(&hdr.key_len.to_le_bytes());
-        e[6..10].copy_from_slice(&hdr.value_len.to_le_bytes());
-        e[10] = hdr.flags;
-        self.write(&e)?;
-        self.write(key)
+        let hash = self.seed.hash(key);
+        let part = &mut self.parts[shard_of(hash)];
+        part.index.push((hash, part.bytes.len() as u32));
+        let b = &mut part.bytes;
+        b.extend_from_slice(&hash.to_le_bytes());
+        b.extend_from_slice(&(offset as u32).to_le_bytes());
+        b.extend_from_slice(&hdr.value_len.to_le_bytes());
+        b.extend_from_slice(&hdr.key_len.to_le_bytes());
+        if hdr.expiry != 0 {
+            b.push(hdr.flags | FLAG_EXPIRES);
+            b.extend_from_slice(&hdr.expiry.to_le_bytes());
+        } else {
+            b.push(hdr.flags);
+        }
+        b.extend_from_slice(key);
+        Ok(())
     }
 
-    /// Writes the trailer for a data file of `data_len` bytes, syncs, and
-    /// renames the hint into place.
-    pub fn finish(mut self, data_len: u64, dir: &Path) -> Result<()> {
-        self.write(&self.id.to_le_bytes())?;
-        self.write(&data_len.to_le_bytes())?;
-        let crc = self.crc.clone().finalize();
-        let tmp = self.tmp.clone();
-        let werr = |e: std::io::Error| Error::io("writing hint file", &tmp, e);
-        self.out.write_all(&crc.to_le_bytes()).map_err(werr)?;
-        let file = self.out.into_inner().map_err(|e| werr(e.into_error()))?;
-        file.sync_all().map_err(werr)?;
-        fs::rename(&tmp, &self.path)
-            .map_err(|e| Error::io("renaming hint file to", &self.path, e))?;
-        sync_dir(dir)
+    /// The whole hint file for a data file of `data_len` bytes.
+    fn write_to(mut self, out: &mut impl Write, data_len: u64) -> std::io::Result<()> {
+        let mut crc = crc32fast::Hasher::new();
+        let mut put = |out: &mut dyn Write, bytes: &[u8]| {
+            crc.update(bytes);
+            out.write_all(bytes)
+        };
+        put(out, &format::file_header(&HINT_MAGIC))?;
+        let mut table = Vec::with_capacity(TABLE_LEN as usize);
+        let mut end = FILE_HEADER_LEN;
+        for part in &mut self.parts {
+            // Positions grow in file order, so this keeps a key's records
+            // in the order they were written.
+            part.index.sort_unstable();
+            for &(_, at) in &part.index {
+                let e = &part.bytes[at as usize..];
+                let klen = u16::from_le_bytes([e[12], e[13]]) as usize;
+                let ext = if e[14] & FLAG_EXPIRES != 0 { 4 } else { 0 };
+                put(out, &e[..ENTRY_FIXED + ext + klen])?;
+            }
+            end += part.bytes.len() as u64;
+            table.extend_from_slice(&(part.index.len() as u32).to_le_bytes());
+            table.extend_from_slice(&end.to_le_bytes());
+            *part = Part::default();
+        }
+        put(out, &table)?;
+        let mut tail = [0u8; 32];
+        tail[0..8].copy_from_slice(&self.seed.0.to_le_bytes());
+        tail[8..16].copy_from_slice(&self.seed.1.to_le_bytes());
+        tail[16..24].copy_from_slice(&self.id.to_le_bytes());
+        tail[24..32].copy_from_slice(&data_len.to_le_bytes());
+        put(out, &tail)?;
+        out.write_all(&crc.finalize().to_le_bytes())
+    }
+
+    /// Writes the hint for a data file of `data_len` bytes under a
+    /// temporary name, syncs it and renames it into place.
+    pub fn finish(self, data_len: u64, dir: &Path) -> Result<()> {
+        let id = self.id;
+        write_atomically(dir, id, |out| self.write_to(out, data_len)).map(|_| ())
+    }
+
+    /// The hint as a source for loading without a file (read-only opens).
+    pub fn into_hint(self, data_len: u64) -> Hint {
+        let mut bytes = Vec::new();
+        let (id, seed) = (self.id, self.seed);
+        self.write_to(&mut bytes, data_len)
+            .expect("writing to memory cannot fail");
+        let table = read_table(&bytes[bytes.len() - TRAILER_LEN as usize..]);
+        Hint {
+            src: Src::Mem(bytes.into()),
+            path: PathBuf::from(format!("(hint of {id:016x} in memory)")),
+            data_len,
+            seed,
+            table,
+            checked: true,
+        }
     }
 
     /// Drops an unfinished hint.
-    pub fn abandon(self) {
-        let _ = fs::remove_file(&self.tmp);
-    }
+    pub fn abandon(self) {}
 }
 
-/// A hint file checked end to end (header, every entry, CRC, data file id
-/// and length), ready to be replayed.
-pub struct Verified {
-    r: FileReader,
-    data_len: u64,
-    /// Number of entries.
-    pub entries: u64,
+/// Writes hint `id` under a temporary name, syncs it and renames it into
+/// place; returns its path.
+fn write_atomically(
+    dir: &Path,
+    id: u64,
+    write: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
+) -> Result<PathBuf> {
+    // Two writers of one hint (merge and the worker sealing the same file)
+    // must not share a temporary file; the last rename wins and both write
+    // the same bytes.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = hint_path(dir, id);
+    let tmp = path.with_extension(format!("hint.{}-{n}.tmp", std::process::id()));
+    let written = (|| {
+        let mut out = BufWriter::with_capacity(256 << 10, File::create(&tmp)?);
+        write(&mut out)?;
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(Error::io("writing hint file", &tmp, e));
+    }
+    fs::rename(&tmp, &path).map_err(|e| Error::io("renaming hint file to", &path, e))?;
+    sync_dir(dir)?;
+    Ok(path)
 }
 
-/// Checks the hint of data file `data_id` of `data_len` bytes. None when
-/// it is missing or not valid for that file.
-pub fn verify(path: &Path, data_id: u64, data_len: u64) -> Result<Option<Verified>> {
-    let mut r = match FileReader::open(path) {
-        Ok(r) => r,
-        Err(_) => return Ok(None),
+#[derive(Clone)]
+enum Src {
+    File,
+    Mem(Arc<[u8]>),
+}
+
+/// A hint whose header and trailer fit its data file. Its entries and CRC
+/// are checked while they are loaded (see `load`), unless it was built by
+/// this process (`checked`).
+#[derive(Clone)]
+pub struct Hint {
+    src: Src,
+    pub path: PathBuf,
+    pub data_len: u64,
+    pub seed: Seed,
+    /// Per partition: entry count and the offset where its entries end.
+    table: Vec<(u32, u64)>,
+    pub checked: bool,
+}
+
+fn read_table(trailer: &[u8]) -> Vec<(u32, u64)> {
+    trailer[..TABLE_LEN as usize]
+        .chunks(TABLE_ROW)
+        .map(|r| (format::u32_at(r, 0), format::u64_at(r, 4)))
+        .collect()
+}
+
+/// Opens the hint of data file `data_id` of `data_len` bytes and checks
+/// its header and trailer. None when it is missing or not for that file.
+pub fn open(path: &Path, data_id: u64, data_len: u64) -> Result<Option<Hint>> {
+    let Ok(mut r) = FileReader::open(path) else {
+        return Ok(None);
     };
-    if r.len < FILE_HEADER_LEN + TRAILER_LEN {
+    let len = r.len;
+    if len < FILE_HEADER_LEN + TRAILER_LEN {
         return Ok(None);
     }
-    let mut crc = crc32fast::Hasher::new();
-    let mut entries = 0;
-    if !walk(&mut r, data_len, Some(&mut crc), &mut |_, _, _| {
-        entries += 1
-    })? {
+    match r.bytes(0, FILE_HEADER_LEN as usize)? {
+        Some(h) if format::check_file_header(h, &HINT_MAGIC, path).is_ok() => {}
+        _ => return Ok(None),
+    }
+    let t = r
+        .bytes(len - TRAILER_LEN, TRAILER_LEN as usize)?
+        .expect("checked against the length");
+    let table = read_table(t);
+    let tail = &t[TABLE_LEN as usize..];
+    let seed = Seed(format::u64_at(tail, 0), format::u64_at(tail, 8));
+    if format::u64_at(tail, 16) != data_id || format::u64_at(tail, 24) != data_len {
         return Ok(None);
     }
-    let end = r.len - TRAILER_LEN;
-    let trailer = match r.bytes(end, TRAILER_LEN as usize)? {
-        Some(t) => t,
-        None => return Ok(None),
-    };
-    crc.update(&trailer[..16]);
-    if format::u64_at(trailer, 0) != data_id
-        || format::u64_at(trailer, 8) != data_len
-        || crc.finalize() != format::u32_at(trailer, 16)
-    {
+    // Partitions must tile the body, so loaders can split it between them.
+    let mut start = FILE_HEADER_LEN;
+    for &(_, end) in &table {
+        if end < start {
+            return Ok(None);
+        }
+        start = end;
+    }
+    if start != len - TRAILER_LEN {
         return Ok(None);
     }
-    Ok(Some(Verified {
-        r,
+    r.will_need();
+    Ok(Some(Hint {
+        src: Src::File,
+        path: path.to_path_buf(),
         data_len,
-        entries,
+        seed,
+        table,
+        checked: false,
     }))
 }
 
-impl Verified {
-    /// Calls `f(offset, header, key)` per entry, in file order.
-    pub fn replay(mut self, mut f: impl FnMut(u64, &RecordHeader, &[u8])) -> Result<()> {
-        walk(&mut self.r, self.data_len, None, &mut f).map(|_| ())
+/// One entry of a hint.
+pub struct Entry<'a> {
+    pub hash: u32,
+    pub offset: u64,
+    pub hdr: RecordHeader,
+    pub key: &'a [u8],
+}
+
+/// What a loader saw of a range of partitions: enough for `Hint::check`.
+pub struct RangeSeen {
+    crc: crc32fast::Hasher,
+    /// Sum of the lengths of the records the entries describe.
+    record_bytes: u64,
+    /// False when an entry was out of place.
+    sane: bool,
+}
+
+impl Default for RangeSeen {
+    fn default() -> Self {
+        RangeSeen::new()
     }
 }
 
-/// Visits the header and entries; false at the first thing out of place.
-fn walk(
-    r: &mut FileReader,
-    data_len: u64,
-    mut crc: Option<&mut crc32fast::Hasher>,
-    f: &mut dyn FnMut(u64, &RecordHeader, &[u8]),
-) -> Result<bool> {
-    let path = r.path.clone();
-    match r.bytes(0, FILE_HEADER_LEN as usize)? {
-        Some(h) if format::check_file_header(h, &HINT_MAGIC, &path).is_ok() => {
-            if let Some(c) = crc.as_deref_mut() {
-                c.update(h);
+impl RangeSeen {
+    pub fn new() -> RangeSeen {
+        RangeSeen {
+            crc: crc32fast::Hasher::new(),
+            record_bytes: 0,
+            sane: true,
+        }
+    }
+}
+
+impl Hint {
+    /// Writes a hint built in memory to its file, and from then on reads
+    /// it from there (the page cache) rather than holding it.
+    pub fn persist(&mut self, dir: &Path, id: u64) -> Result<()> {
+        if let Src::Mem(bytes) = &self.src {
+            self.path = write_atomically(dir, id, |out| out.write_all(bytes))?;
+            self.src = Src::File;
+        }
+        Ok(())
+    }
+
+    /// Entries in partition `p`.
+    pub fn count(&self, p: usize) -> usize {
+        self.table[p].0 as usize
+    }
+
+    fn start(&self, p: usize) -> u64 {
+        if p == 0 {
+            FILE_HEADER_LEN
+        } else {
+            self.table[p - 1].1
+        }
+    }
+
+    /// Calls `f` for each entry of partitions `parts`, in order, noting
+    /// in `seen` what a check needs. Stops at the first entry out of place
+    /// or unreadable (`seen` then says so) unless the hint was built here.
+    /// `buf` is a read buffer the caller reuses.
+    pub fn read_parts(
+        &self,
+        parts: std::ops::Range<usize>,
+        buf: &mut Vec<u8>,
+        seen: &mut RangeSeen,
+        mut f: impl FnMut(&Entry<'_>),
+    ) {
+        if !seen.sane {
+            return;
+        }
+        let file = match &self.src {
+            Src::File => match File::open(&self.path) {
+                Ok(file) => Some(file),
+                Err(_) => return seen.sane = false,
+            },
+            Src::Mem(_) => None,
+        };
+        const WINDOW: u64 = 1 << 20;
+        for p in parts {
+            let (count, end) = self.table[p];
+            let mut at = self.start(p);
+            let mut n = 0u32;
+            while at < end {
+                let want = (end - at).min(WINDOW) as usize;
+                let chunk: &[u8] = match (&self.src, &file) {
+                    (Src::Mem(m), _) => &m[at as usize..at as usize + want],
+                    (_, Some(file)) => {
+                        buf.resize(want, 0);
+                        if file.read_exact_at(buf, at).is_err() {
+                            return seen.sane = false;
+                        }
+                        buf
+                    }
+                    _ => unreachable!("a file hint has a file"),
+                };
+                let mut i = 0;
+                while i < chunk.len() {
+                    let Some((e, len)) = parse(&chunk[i..]) else {
+                        // Cut by the window: read on from here; cut by the
+                        // partition's end: out of place.
+                        if i == 0 || want as u64 == end - at {
+                            seen.sane = false;
+                        }
+                        break;
+                    };
+                    if !self.checked {
+                        let ok = shard_of(e.hash) == p
+                            && e.hdr.key_len > 0
+                            && e.hdr.flags & !KNOWN_FLAGS == 0
+                            && (!e.hdr.is_tombstone() || e.hdr.value_len == 0)
+                            && e.offset >= FILE_HEADER_LEN
+                            && e.offset + e.hdr.record_len() <= self.data_len;
+                        if !ok {
+                            seen.sane = false;
+                            break;
+                        }
+                    }
+                    seen.record_bytes += e.hdr.record_len();
+                    n += 1;
+                    f(&e);
+                    i += len;
+                }
+                if !self.checked {
+                    seen.crc.update(&chunk[..i]);
+                }
+                if !seen.sane {
+                    return;
+                }
+                at += i as u64;
+            }
+            if n != count {
+                return seen.sane = false;
             }
         }
-        _ => return Ok(false),
     }
-    let end = r.len - TRAILER_LEN;
-    let mut at = FILE_HEADER_LEN;
-    let mut next_offset = FILE_HEADER_LEN;
-    while at < end {
-        let Some(e) = r.bytes(at, ENTRY_FIXED)? else {
-            return Ok(false);
-        };
-        let hdr = RecordHeader {
-            crc: 0,
-            timestamp: 0,
-            expiry: format::u32_at(e, 0),
-            key_len: u16::from_le_bytes([e[4], e[5]]),
-            value_len: format::u32_at(e, 6),
-            flags: e[10],
-        };
-        let offset = next_offset;
-        let entry_len = ENTRY_FIXED + hdr.key_len as usize;
-        let sane = hdr.key_len > 0
-            && hdr.flags & !KNOWN_FLAGS == 0
-            && (!hdr.is_tombstone() || hdr.value_len == 0)
-            && offset + hdr.record_len() <= data_len
-            && at + entry_len as u64 <= end;
-        if !sane {
+
+    /// Whether the ranges seen by the loaders (in partition order, together
+    /// covering every partition) add up to this hint: entries in place, the
+    /// CRC over the whole file, and records covering the whole data file.
+    pub fn check(&self, ranges: &[&RangeSeen]) -> Result<bool> {
+        if ranges.iter().any(|r| !r.sane) {
             return Ok(false);
         }
-        let entry = r.bytes(at, entry_len)?.expect("checked against the end");
-        if let Some(c) = crc.as_deref_mut() {
-            c.update(entry);
+        if self.checked {
+            return Ok(true);
         }
-        f(offset, &hdr, &entry[ENTRY_FIXED..]);
-        next_offset = offset + hdr.record_len();
-        at += entry_len as u64;
+        let records: u64 = ranges.iter().map(|r| r.record_bytes).sum();
+        if records != self.data_len - FILE_HEADER_LEN {
+            return Ok(false);
+        }
+        let mut r = FileReader::open(&self.path)?;
+        let end = r.len - TRAILER_LEN;
+        let mut crc = crc32fast::Hasher::new();
+        let Some(head) = r.bytes(0, FILE_HEADER_LEN as usize)? else {
+            return Ok(false);
+        };
+        crc.update(head);
+        for range in ranges {
+            crc.combine(&range.crc);
+        }
+        let Some(t) = r.bytes(end, TRAILER_LEN as usize)? else {
+            return Ok(false);
+        };
+        crc.update(&t[..TRAILER_LEN as usize - 4]);
+        Ok(crc.finalize() == format::u32_at(t, TRAILER_LEN as usize - 4))
     }
-    // Every byte of the data file is accounted for by an entry.
-    Ok(next_offset == data_len)
+}
+
+/// The entry at the start of `b` and its length; None if `b` ends first.
+fn parse(b: &[u8]) -> Option<(Entry<'_>, usize)> {
+    if b.len() < ENTRY_FIXED {
+        return None;
+    }
+    let flags = b[14];
+    let key_len = u16::from_le_bytes([b[12], b[13]]);
+    let (expiry, key_at) = if flags & FLAG_EXPIRES != 0 {
+        (
+            format::u32_at(b.get(..ENTRY_FIXED + 4)?, ENTRY_FIXED),
+            ENTRY_FIXED + 4,
+        )
+    } else {
+        (0, ENTRY_FIXED)
+    };
+    let len = key_at + key_len as usize;
+    let key = b.get(key_at..len)?;
+    let hdr = RecordHeader {
+        crc: 0,
+        timestamp: 0,
+        expiry,
+        key_len,
+        value_len: format::u32_at(b, 8),
+        flags: flags & !FLAG_EXPIRES,
+    };
+    Some((
+        Entry {
+            hash: format::u32_at(b, 0),
+            offset: format::u32_at(b, 4) as u64,
+            hdr,
+            key,
+        },
+        len,
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn hdr(key_len: u16, value_len: u32, flags: u8) -> RecordHeader {
+    fn hdr(key_len: u16, value_len: u32, flags: u8, expiry: u32) -> RecordHeader {
         RecordHeader {
             crc: 0,
             timestamp: 5,
-            expiry: 9,
+            expiry,
             key_len,
             value_len,
             flags,
         }
     }
 
+    /// Offset, value length, expiry and key of each entry.
+    type Seen = Vec<(u64, u32, u32, Vec<u8>)>;
+
+    fn read_all(h: &Hint) -> (Seen, bool) {
+        let mut seen = Vec::new();
+        // Two loaders, as at open.
+        let ranges: Vec<_> = [0..PARTITIONS / 2, PARTITIONS / 2..PARTITIONS]
+            .into_iter()
+            .map(|r| {
+                let mut range = RangeSeen::new();
+                h.read_parts(r, &mut Vec::new(), &mut range, |e| {
+                    seen.push((e.offset, e.hdr.value_len, e.hdr.expiry, e.key.to_vec()))
+                });
+                range
+            })
+            .collect();
+        let ok = h.check(&ranges.iter().collect::<Vec<_>>()).unwrap();
+        seen.sort();
+        (seen, ok)
+    }
+
     #[test]
     fn roundtrip_and_every_damage_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let mut w = HintWriter::create(dir.path(), 7).unwrap();
-        w.add(16, &hdr(3, 10, 0), b"abc").unwrap();
-        w.add(16 + 32, &hdr(2, 0, 1), b"de").unwrap();
-        let data_len = 16 + 32 + 21;
+        let seed = Seed(1, 2);
+        let mut w = HintWriter::create(7, seed);
+        w.add(16, &hdr(3, 10, 0, 0), b"abc").unwrap();
+        w.add(16 + 32, &hdr(2, 0, 1, 0), b"de").unwrap();
+        w.add(16 + 32 + 21, &hdr(1, 1, 0, 99), b"f").unwrap();
+        let data_len = 16 + 32 + 21 + 21;
         w.finish(data_len, dir.path()).unwrap();
         let path = hint_path(dir.path(), 7);
-        let mut seen = Vec::new();
-        let v = verify(&path, 7, data_len).unwrap().unwrap();
-        assert_eq!(v.entries, 2);
-        v.replay(|o, h, k| seen.push((o, h.value_len, k.to_vec())))
-            .unwrap();
-        assert_eq!(
-            seen,
-            vec![(16, 10, b"abc".to_vec()), (48, 0, b"de".to_vec())]
-        );
+        let h = open(&path, 7, data_len).unwrap().unwrap();
+        assert_eq!(h.seed, seed);
+        let want = vec![
+            (16, 10, 0, b"abc".to_vec()),
+            (48, 0, 0, b"de".to_vec()),
+            (69, 1, 99, b"f".to_vec()),
+        ];
+        assert_eq!(read_all(&h), (want.clone(), true));
 
-        assert!(
-            verify(&path, 7, data_len + 1).unwrap().is_none(),
-            "length mismatch"
-        );
-        assert!(
-            verify(&path, 8, data_len).unwrap().is_none(),
-            "another file's hint"
-        );
+        assert!(open(&path, 7, data_len + 1).unwrap().is_none(), "length");
+        assert!(open(&path, 8, data_len).unwrap().is_none(), "another file");
         let good = fs::read(&path).unwrap();
         for cut in 0..good.len() {
             fs::write(&path, &good[..cut]).unwrap();
-            assert!(
-                verify(&path, 7, data_len).unwrap().is_none(),
-                "cut at {cut}"
-            );
+            assert!(open(&path, 7, data_len).unwrap().is_none(), "cut at {cut}");
         }
         for i in 0..good.len() {
             let mut bad = good.clone();
             bad[i] ^= 1;
             fs::write(&path, &bad).unwrap();
-            assert!(verify(&path, 7, data_len).unwrap().is_none(), "flip at {i}");
+            let refused = match open(&path, 7, data_len).unwrap() {
+                None => true,
+                Some(h) => !read_all(&h).1,
+            };
+            assert!(refused, "flip at {i}");
         }
+
+        let mut w = HintWriter::create(7, seed);
+        w.add(16, &hdr(3, 10, 0, 0), b"abc").unwrap();
+        assert!(w.add(16, &hdr(3, 10, 0, 0), b"abc").is_err(), "same offset");
+    }
+
+    #[test]
+    fn entries_are_sorted_by_hash_and_a_keys_records_stay_in_order() {
+        let seed = Seed(3, 4);
+        let mut w = HintWriter::create(1, seed);
+        let mut off = 16;
+        for i in 0..1000u32 {
+            let key = format!("k{}", i % 300);
+            let h = hdr(key.len() as u16, i, 0, 0);
+            w.add(off, &h, key.as_bytes()).unwrap();
+            off += h.record_len();
+        }
+        let h = w.into_hint(off);
+        let mut order = Vec::new();
+        for p in 0..PARTITIONS {
+            let mut seen = RangeSeen::new();
+            h.read_parts(p..p + 1, &mut Vec::new(), &mut seen, |e| {
+                assert_eq!(e.hash, seed.hash(e.key));
+                order.push((e.hash, e.offset));
+            });
+            assert!(seen.sane);
+        }
+        assert_eq!(order.len(), 1000);
+        assert!(
+            order.windows(2).all(|w| w[0] < w[1]),
+            "sorted by (hash, offset)"
+        );
     }
 }

@@ -4,27 +4,32 @@
 //! each shard keeps its entries in an arena of byte chunks
 //! (`file u32 | offset u32 | value_len u32 | expiry u32 | key_len u16 | key`,
 //! 18 bytes plus the key) and an open-addressing index of 8-byte slots
-//! (`arena position + 1` in the low 40 bits, 24 hash bits above). Linear
+//! (`arena position + 1` in the low 38 bits, 26 hash bits above). Linear
 //! probing with backward-shift deletion keeps the index free of graves.
+//!
+//! Keys are placed by the *high* bits of their hash (shard, then home slot),
+//! so a shard's slots are in hash order: a hint file, whose entries are
+//! sorted by the same hash, loads as one sequential sweep through the
+//! table. For that the hash is SipHash-2-4 under a seed kept in the hint
+//! files, so it is the same in every process that opens the database.
 //!
 //! The keydir is split into shards, each behind its own `RwLock`: gets take a
 //! shard's read lock only for the lookup, so readers never wait for each
 //! other, and a writer holds one shard for the duration of one insert.
 
-use crate::error::{Error, Result, Status};
 use parking_lot::RwLock;
 use std::collections::hash_map::RandomState;
-use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
-const SHARD_BITS: u32 = 6;
-const SHARDS: usize = 1 << SHARD_BITS;
+pub(crate) const SHARD_BITS: u32 = 6;
+pub(crate) const SHARDS: usize = 1 << SHARD_BITS;
 const CHUNK: usize = 1 << 16;
-const POS_BITS: u32 = 40;
+const POS_BITS: u32 = 38;
 const POS_MASK: u64 = (1 << POS_BITS) - 1;
-const TAG_BITS: u32 = 24;
-const TAG_MASK: u64 = (1 << TAG_BITS) - 1;
+/// Hash bits below the shard bits, kept in each slot: they place the key
+/// (home slot) and screen out most non-matching keys before a key compare.
+const TAG_BITS: u32 = 32 - SHARD_BITS;
+const TAG_MASK: u32 = (1 << TAG_BITS) - 1;
 const ENTRY_FIXED: usize = 18;
 const MIN_SLOTS: usize = 16;
 
@@ -40,33 +45,57 @@ pub struct Location {
     pub expiry: u32,
 }
 
-pub struct Keydir {
-    shards: Box<[RwLock<Shard>]>,
-    hasher: RandomState,
+/// The key hash: the top 32 bits of SipHash-2-4 keyed with the database's
+/// seed. A random seed per database keeps crafted keys from piling into
+/// one probe run; storing it keeps hints sorted for every later open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Seed(pub u64, pub u64);
+
+impl Seed {
+    pub fn random() -> Seed {
+        let s = RandomState::new();
+        Seed(s.hash_one(0x5eed_u64), s.hash_one(0xc0ffee_u64))
+    }
+
+    pub fn hash(&self, key: &[u8]) -> u32 {
+        // SipHasher is deprecated only in favour of RandomState, whose
+        // algorithm may change between Rust releases; a hash that is stored
+        // on disk needs this one, which is SipHash-2-4 by its definition.
+        #[allow(deprecated)]
+        let mut h = std::hash::SipHasher::new_with_keys(self.0, self.1);
+        h.write(key);
+        (h.finish() >> 32) as u32
+    }
 }
 
-impl Default for Keydir {
-    fn default() -> Self {
-        Keydir::new()
-    }
+/// The shard (and hint partition) of a hash.
+pub fn shard_of(hash: u32) -> usize {
+    (hash >> TAG_BITS) as usize
+}
+
+pub struct Keydir {
+    shards: Box<[RwLock<Shard>]>,
+    seed: Seed,
 }
 
 impl Keydir {
-    pub fn new() -> Keydir {
+    pub fn new(seed: Seed) -> Keydir {
         Keydir {
             shards: (0..SHARDS).map(|_| RwLock::new(Shard::new())).collect(),
-            hasher: RandomState::new(),
+            seed,
         }
     }
 
-    fn hash(&self, key: &[u8]) -> u64 {
-        let mut h = self.hasher.build_hasher();
-        h.write(key);
-        h.finish()
+    pub fn seed(&self) -> Seed {
+        self.seed
     }
 
-    fn shard(&self, hash: u64) -> &RwLock<Shard> {
-        &self.shards[(hash >> (64 - SHARD_BITS)) as usize]
+    fn hash(&self, key: &[u8]) -> u32 {
+        self.seed.hash(key)
+    }
+
+    fn shard(&self, hash: u32) -> &RwLock<Shard> {
+        &self.shards[shard_of(hash)]
     }
 
     pub fn get(&self, key: &[u8]) -> Option<Location> {
@@ -78,12 +107,12 @@ impl Keydir {
     /// Points `key` at `loc`; returns where it pointed before.
     pub fn insert(&self, key: &[u8], loc: Location) -> Option<Location> {
         let h = self.hash(key);
-        self.shard(h).write().upsert(key, h, loc, &self.hasher)
+        self.shard(h).write().upsert(key, h, loc)
     }
 
     pub fn remove(&self, key: &[u8]) -> Option<Location> {
         let h = self.hash(key);
-        self.shard(h).write().remove(key, h, &self.hasher)
+        self.shard(h).write().remove(key, h)
     }
 
     /// Compare-and-swap used by merge: only if `key` still points at
@@ -102,7 +131,7 @@ impl Keydir {
             Some(loc) => {
                 shard.set_location(pos, loc);
             }
-            None => shard.remove_at(slot, pos, &self.hasher),
+            None => shard.remove_at(slot, pos),
         }
         true
     }
@@ -152,183 +181,71 @@ impl Keydir {
     }
 }
 
-/// Keys sent to a loader thread at a time.
-const BATCH: usize = 512;
-/// Slots touched ahead of the inserts that use them.
-const PREFETCH: usize = 32;
-
-/// Record bytes per data file, of entries that were replaced or removed.
-pub type DeadBytes = HashMap<u32, u64>;
-
-/// A batch of keydir updates for one loader thread: hash, key start in
-/// `keys`, key length, new location (None: remove).
-#[derive(Default)]
-struct Batch {
-    items: Vec<(u64, usize, usize, Option<Location>)>,
-    keys: Vec<u8>,
-}
-
-enum Load {
-    Batch(Batch),
-    Reserve(u64),
-}
-
-/// Bulk loading at open, when the keydir is not shared yet. The calling
-/// thread hashes keys and hands them, in order, to loader threads that each
-/// own a range of shards outright: no locks, every core busy, and each
-/// thread reads the home slots of a group of keys before inserting them so
-/// the cache misses overlap. A key always goes to the same thread, so
-/// updates to it apply in the order they were made.
-pub struct Bulk<'k> {
-    hasher: &'k RandomState,
-    senders: Vec<SyncSender<Load>>,
-    shards_per_thread: usize,
-    pending: Vec<Batch>,
+/// A loader's share of the keydir at open: a range of shards it owns
+/// outright, so loader threads fill the keydir without locks. Shard `i`
+/// holds the keys whose hash has `i` in its top `SHARD_BITS` bits, which is
+/// also hint partition `i` (see `hint`).
+pub struct ShardRange<'k> {
+    pub first: usize,
+    shards: &'k mut [RwLock<Shard>],
 }
 
 impl Keydir {
-    /// Runs `body`, which feeds a `Bulk`, with `threads` loader threads.
-    /// Returns its result and the bytes that became dead (see
-    /// `DeadBytes`); `record_len(key_len, value_len)` sizes a record.
-    pub fn load<R>(
-        &mut self,
-        threads: usize,
-        record_len: fn(usize, u32) -> u64,
-        body: impl FnOnce(&mut Bulk<'_>) -> Result<R>,
-    ) -> Result<(R, DeadBytes)> {
-        let per = SHARDS.div_ceil(threads.clamp(1, SHARDS));
-        let hasher = &self.hasher;
-        let shards = &mut self.shards;
-        std::thread::scope(|scope| {
-            let mut senders = Vec::new();
-            let mut workers = Vec::new();
-            for (i, range) in shards.chunks_mut(per).enumerate() {
-                let (tx, rx) = sync_channel(4);
-                let worker = std::thread::Builder::new()
-                    .name("bitcask-load".into())
-                    .spawn_scoped(scope, move || {
-                        load_shards(range, i * per, hasher, rx, record_len)
-                    })
-                    .map_err(|e| {
-                        Error::new(Status::Io, format!("starting a loader thread: {e}"))
-                    })?;
-                senders.push(tx);
-                workers.push(worker);
-            }
-            let mut bulk = Bulk {
-                hasher,
-                pending: senders.iter().map(|_| Batch::default()).collect(),
-                senders,
-                shards_per_thread: per,
-            };
-            let result = body(&mut bulk);
-            bulk.flush_all();
-            drop(bulk);
-            let mut dead = DeadBytes::new();
-            for w in workers {
-                let part = w
-                    .join()
-                    .map_err(|_| Error::internal("a keydir loader thread panicked"))?;
-                for (file, bytes) in part {
-                    *dead.entry(file).or_default() += bytes;
-                }
-            }
-            Ok((result?, dead))
-        })
+    /// Splits the shards, while the keydir is private to open, into at most
+    /// `n` ranges for loader threads.
+    pub fn split(&mut self, n: usize) -> Vec<ShardRange<'_>> {
+        let per = SHARDS.div_ceil(n.clamp(1, SHARDS));
+        self.shards
+            .chunks_mut(per)
+            .enumerate()
+            .map(|(i, shards)| ShardRange {
+                first: i * per,
+                shards,
+            })
+            .collect()
     }
 }
 
-impl Bulk<'_> {
-    /// Makes room for about `n` more keys, so loading a large hint file
-    /// does not rehash each shard many times over.
-    pub fn reserve(&mut self, n: u64) {
-        self.flush_all();
-        for tx in &self.senders {
-            let _ = tx.send(Load::Reserve(n));
+impl ShardRange<'_> {
+    /// The shard numbers (= hint partitions) of this range.
+    pub fn partitions(&self) -> std::ops::Range<usize> {
+        self.first..self.first + self.shards.len()
+    }
+
+    fn shard(&mut self, hash: u32) -> &mut Shard {
+        self.shards[shard_of(hash) - self.first].get_mut()
+    }
+
+    /// Makes room in shard `partition` for `n` more keys, so a large hint
+    /// does not grow it step by step.
+    pub fn reserve(&mut self, partition: usize, n: usize) {
+        let shard = self.shards[partition - self.first].get_mut();
+        let want = slots_for(shard.len + n);
+        if want > shard.slots.len() {
+            shard.resize(want);
         }
     }
 
-    /// Points `key` at `loc`, or removes it for None, in call order.
-    pub fn apply(&mut self, key: &[u8], loc: Option<Location>) {
-        let mut h = self.hasher.build_hasher();
-        h.write(key);
-        let hash = h.finish();
-        let t = (hash >> (64 - SHARD_BITS)) as usize / self.shards_per_thread;
-        let batch = &mut self.pending[t];
-        batch.items.push((hash, batch.keys.len(), key.len(), loc));
-        batch.keys.extend_from_slice(key);
-        if batch.items.len() == BATCH {
-            let full = std::mem::take(batch);
-            // A send fails only if the thread died; its join reports that.
-            let _ = self.senders[t].send(Load::Batch(full));
-        }
+    /// Points `key` (whose hash is `hash`) at `loc`; returns the old location.
+    pub fn upsert(&mut self, hash: u32, key: &[u8], loc: Location) -> Option<Location> {
+        self.shard(hash).upsert(key, hash, loc)
     }
 
-    fn flush_all(&mut self) {
-        for (batch, tx) in self.pending.iter_mut().zip(&self.senders) {
-            if !batch.items.is_empty() {
-                let _ = tx.send(Load::Batch(std::mem::take(batch)));
-            }
-        }
+    pub fn remove(&mut self, hash: u32, key: &[u8]) -> Option<Location> {
+        self.shard(hash).remove(key, hash)
     }
-}
 
-/// A loader thread: applies batches to the shards it owns, then shrinks
-/// any shard `reserve` made too large for the keys that arrived (hint files
-/// that repeat keys).
-fn load_shards(
-    shards: &mut [RwLock<Shard>],
-    first: usize,
-    hasher: &RandomState,
-    rx: Receiver<Load>,
-    record_len: fn(usize, u32) -> u64,
-) -> DeadBytes {
-    let mut dead = DeadBytes::new();
-    for msg in rx {
-        match msg {
-            Load::Reserve(n) => {
-                let per_shard = n as usize / SHARDS + n as usize / SHARDS / 16 + 8;
-                for shard in shards.iter_mut() {
-                    let shard = shard.get_mut();
-                    let want = slots_for(shard.len + per_shard);
-                    if want > shard.slots.len() {
-                        shard.resize(want, hasher);
-                    }
-                }
-            }
-            Load::Batch(batch) => {
-                for group in batch.items.chunks(PREFETCH) {
-                    let mut touched = 0u64;
-                    for &(hash, ..) in group {
-                        let shard = shards[(hash >> (64 - SHARD_BITS)) as usize - first].get_mut();
-                        if !shard.slots.is_empty() {
-                            touched ^= shard.slots[hash as usize & shard.mask()];
-                        }
-                    }
-                    std::hint::black_box(touched);
-                    for &(hash, start, len, loc) in group {
-                        let key = &batch.keys[start..start + len];
-                        let shard = shards[(hash >> (64 - SHARD_BITS)) as usize - first].get_mut();
-                        let old = match loc {
-                            Some(loc) => shard.upsert(key, hash, loc, hasher),
-                            None => shard.remove(key, hash, hasher),
-                        };
-                        if let Some(old) = old {
-                            *dead.entry(old.file).or_default() += record_len(len, old.value_len);
-                        }
-                    }
-                }
+    /// Shrinks shards that `reserve` made too large for the keys that
+    /// arrived (hints that repeat keys).
+    pub fn shrink(&mut self) {
+        for shard in self.shards.iter_mut() {
+            let shard = shard.get_mut();
+            let fit = slots_for(shard.len + 1);
+            if fit < shard.slots.len() {
+                shard.resize(fit);
             }
         }
     }
-    for shard in shards.iter_mut() {
-        let shard = shard.get_mut();
-        let fit = slots_for(shard.len + 1);
-        if fit < shard.slots.len() {
-            shard.resize(fit, hasher);
-        }
-    }
-    dead
 }
 
 /// Slots a shard needs for `keys` keys: at most 7/8 full (probe sequences
@@ -342,17 +259,19 @@ fn slot_pos(slot: u64) -> usize {
     ((slot & POS_MASK) - 1) as usize
 }
 
-fn make_slot(hash: u64, pos: usize) -> u64 {
-    ((hash & TAG_MASK) << POS_BITS) | (pos as u64 + 1)
+fn make_slot(hash: u32, pos: usize) -> u64 {
+    (((hash & TAG_MASK) as u64) << POS_BITS) | (pos as u64 + 1)
 }
 
-fn same_tag(slot: u64, hash: u64) -> bool {
-    slot >> POS_BITS == hash & TAG_MASK
+fn same_tag(slot: u64, hash: u32) -> bool {
+    (slot >> POS_BITS) as u32 == hash & TAG_MASK
 }
 
 struct Shard {
     slots: Vec<u64>,
     len: usize,
+    /// The `len` at which the slots are 7/8 full and must grow.
+    grow_at: usize,
     /// Entries with an expiry time.
     expiring: usize,
     arena: Arena,
@@ -363,6 +282,7 @@ impl Shard {
         Shard {
             slots: Vec::new(),
             len: 0,
+            grow_at: 0,
             expiring: 0,
             arena: Arena::default(),
         }
@@ -384,24 +304,27 @@ impl Shard {
         self.slots.len().wrapping_sub(1)
     }
 
-    /// The slot a hash wants to live in.
-    fn home(&self, slot: u64, hasher: &RandomState) -> usize {
-        if self.slots.len() <= 1 << TAG_BITS {
-            (slot >> POS_BITS) as usize & self.mask()
+    /// The slot a tag wants to live in: its top bits, so slots are in hash
+    /// order. (A shard of more than 2^26 slots spreads tags evenly apart.)
+    fn home_of(&self, tag: u32) -> usize {
+        let bits = self.slots.len().trailing_zeros();
+        if bits <= TAG_BITS {
+            (tag >> (TAG_BITS - bits)) as usize
         } else {
-            // Tables beyond 16M slots need more hash bits than the slot keeps.
-            let mut h = hasher.build_hasher();
-            h.write(self.arena.key(slot_pos(slot)));
-            h.finish() as usize & self.mask()
+            (tag as usize) << (bits - TAG_BITS)
         }
     }
 
-    fn find(&self, key: &[u8], hash: u64) -> Option<(usize, usize)> {
+    fn home(&self, slot: u64) -> usize {
+        self.home_of((slot >> POS_BITS) as u32)
+    }
+
+    fn find(&self, key: &[u8], hash: u32) -> Option<(usize, usize)> {
         if self.slots.is_empty() {
             return None;
         }
         let mask = self.mask();
-        let mut i = hash as usize & mask;
+        let mut i = self.home_of(hash & TAG_MASK);
         loop {
             let s = self.slots[i];
             if s == 0 {
@@ -416,18 +339,12 @@ impl Shard {
 
     /// Points `key` at `loc` with one probe sequence: it ends at the key
     /// or at the empty slot where the key belongs. Returns the old location.
-    fn upsert(
-        &mut self,
-        key: &[u8],
-        hash: u64,
-        loc: Location,
-        hasher: &RandomState,
-    ) -> Option<Location> {
-        if slots_for(self.len + 1) > self.slots.len() {
-            self.resize((self.slots.len() * 2).max(MIN_SLOTS), hasher);
+    fn upsert(&mut self, key: &[u8], hash: u32, loc: Location) -> Option<Location> {
+        if self.len >= self.grow_at {
+            self.resize((self.slots.len() * 2).max(MIN_SLOTS));
         }
         let mask = self.mask();
-        let mut i = hash as usize & mask;
+        let mut i = self.home_of(hash & TAG_MASK);
         loop {
             let s = self.slots[i];
             if s == 0 {
@@ -454,23 +371,33 @@ impl Shard {
         self.slots[i] = slot;
     }
 
-    fn resize(&mut self, new_len: usize, hasher: &RandomState) {
-        let old = std::mem::replace(&mut self.slots, vec![0; new_len]);
+    fn resize(&mut self, new_len: usize) {
+        // Zeroed by writing, not calloc: pages of calloc'd memory are first
+        // mapped to the shared zero page by probing reads, and each later
+        // write then faults again and flushes every core's TLB.
+        #[allow(clippy::slow_vector_initialization)]
+        let fresh = {
+            let mut v = Vec::with_capacity(new_len);
+            v.resize(new_len, 0);
+            v
+        };
+        let old = std::mem::replace(&mut self.slots, fresh);
+        self.grow_at = new_len / 8 * 7;
         for s in old.into_iter().filter(|&s| s != 0) {
-            let home = self.home(s, hasher);
+            let home = self.home(s);
             self.place(s, home);
         }
     }
 
     /// Removes `key`; returns where it pointed.
-    fn remove(&mut self, key: &[u8], hash: u64, hasher: &RandomState) -> Option<Location> {
+    fn remove(&mut self, key: &[u8], hash: u32) -> Option<Location> {
         let (slot, pos) = self.find(key, hash)?;
         let old = self.arena.location(pos);
-        self.remove_at(slot, pos, hasher);
+        self.remove_at(slot, pos);
         Some(old)
     }
 
-    fn remove_at(&mut self, mut hole: usize, pos: usize, hasher: &RandomState) {
+    fn remove_at(&mut self, mut hole: usize, pos: usize) {
         self.expiring -= (self.arena.location(pos).expiry != 0) as usize;
         self.arena.free(pos);
         self.len -= 1;
@@ -482,7 +409,7 @@ impl Shard {
             if s == 0 {
                 break;
             }
-            let home = self.home(s, hasher);
+            let home = self.home(s);
             // Move s if its home is not cyclically within (hole, i].
             if (i.wrapping_sub(home) & mask) >= (i.wrapping_sub(hole) & mask) {
                 self.slots[hole] = s;
@@ -541,11 +468,13 @@ impl Arena {
         let idx = self.chunks.len() - 1;
         let chunk = &mut self.chunks[idx];
         let pos = idx * CHUNK + chunk.len();
-        chunk.extend_from_slice(&loc.file.to_le_bytes());
-        chunk.extend_from_slice(&loc.offset.to_le_bytes());
-        chunk.extend_from_slice(&loc.value_len.to_le_bytes());
-        chunk.extend_from_slice(&loc.expiry.to_le_bytes());
-        chunk.extend_from_slice(&(key.len() as u16).to_le_bytes());
+        let mut fixed = [0u8; ENTRY_FIXED];
+        fixed[0..4].copy_from_slice(&loc.file.to_le_bytes());
+        fixed[4..8].copy_from_slice(&loc.offset.to_le_bytes());
+        fixed[8..12].copy_from_slice(&loc.value_len.to_le_bytes());
+        fixed[12..16].copy_from_slice(&loc.expiry.to_le_bytes());
+        fixed[16..18].copy_from_slice(&(key.len() as u16).to_le_bytes());
+        chunk.extend_from_slice(&fixed);
         chunk.extend_from_slice(key);
         self.live += need;
         pos
@@ -611,7 +540,7 @@ mod tests {
 
     #[test]
     fn matches_a_hashmap_through_growth_removal_and_compaction() {
-        let kd = Keydir::new();
+        let kd = Keydir::new(Seed::random());
         let mut model = HashMap::new();
         let mut x: u64 = 0x9E3779B97F4A7C15;
         for i in 0..200_000u32 {
@@ -639,7 +568,7 @@ mod tests {
 
     #[test]
     fn replace_if_only_when_unchanged() {
-        let kd = Keydir::new();
+        let kd = Keydir::new(Seed::random());
         kd.insert(b"a", loc(1));
         assert!(!kd.replace_if(b"a", loc(2), Some(loc(3))));
         assert!(kd.replace_if(b"a", loc(1), Some(loc(3))));
@@ -651,7 +580,7 @@ mod tests {
 
     #[test]
     fn huge_keys_get_their_own_chunk() {
-        let kd = Keydir::new();
+        let kd = Keydir::new(Seed::random());
         let big = vec![7u8; 65535];
         kd.insert(&big, loc(1));
         kd.insert(b"small", loc(2));

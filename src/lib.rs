@@ -9,6 +9,7 @@
 //! - `datafile`: one data file: appends, positional reads, sealing.
 //! - `keydir`: the in-memory map from key to newest record.
 //! - `hint`: hint files, the keydir's entries of one data file.
+//! - `load`: filling the keydir from hint files at open.
 //! - `recovery`: scanning data files back into the keydir at open.
 //! - `merge`: rewriting data files without dead records.
 //! - `db`: the handle tying them together; `lock`: the directory lock;
@@ -21,6 +22,7 @@ mod format;
 mod hint;
 mod iter;
 mod keydir;
+mod load;
 mod lock;
 mod merge;
 mod mmap;

@@ -315,7 +315,7 @@ impl Inner {
     fn new_output(&self, id: u64) -> Result<Output> {
         let path = self.dir.join(datafile::data_name(id));
         let tmp = path.with_extension("data.tmp");
-        let hint = HintWriter::create(&self.dir, id)?;
+        let hint = HintWriter::create(id, self.keydir.seed());
         let file = match DataFile::create(
             self.next_fnum(),
             id,
