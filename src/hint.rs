@@ -257,7 +257,6 @@ pub fn open(path: &Path, data_id: u64, data_len: u64) -> Result<Option<Hint>> {
     if start != len - TRAILER_LEN {
         return Ok(None);
     }
-    r.will_need();
     Ok(Some(Hint {
         src: Src::File,
         path: path.to_path_buf(),
@@ -310,6 +309,14 @@ impl Hint {
             self.src = Src::File;
         }
         Ok(())
+    }
+
+    /// Starts reading the hint into the page cache (see
+    /// `FileReader::will_need`).
+    pub fn will_need(&self) {
+        if let (Src::File, Ok(r)) = (&self.src, FileReader::open(&self.path)) {
+            r.will_need();
+        }
     }
 
     /// Entries in partition `p`.

@@ -48,6 +48,12 @@ pub fn load(
     }
     let ranges = keydir.split(threads);
     let results: Vec<(Loaded, Vec<RangeSeen>)> = std::thread::scope(|scope| {
+        // The disk reads ahead of the loaders, oldest hint first, so that
+        // from a cold cache the load overlaps the reading. (Advice only: it
+        // does not matter if the thread cannot start.)
+        let _ = std::thread::Builder::new()
+            .name("bitcask-readahead".into())
+            .spawn_scoped(scope, || sources.iter().for_each(|s| s.hint.will_need()));
         let mut handles = Vec::new();
         for range in ranges {
             let h = std::thread::Builder::new()
