@@ -439,8 +439,6 @@ impl Inner {
         }))
     }
 
-    /// Scans data file `id` for its records, truncating a torn tail, and
-    /// returns its hint (written to disk too, when writable) and length.
     /// Scans `found[i]` for each `i` of `which`, on up to `threads` threads,
     /// and adds up what recovery dropped and repair skipped.
     fn scan_files(
@@ -486,6 +484,8 @@ impl Inner {
         Ok(scans)
     }
 
+    /// Scans data file `id` for its records, truncating a torn tail, and
+    /// returns its hint (written to disk too, when writable) and length.
     fn scan_file(&self, id: u64, newest: bool, seed: Seed) -> Result<Scan> {
         let path = self.dir.join(datafile::data_name(id));
         let writable = !self.opts.read_only;
@@ -1086,7 +1086,6 @@ fn check_record(rec: &[u8], key: &[u8], file: &DataFile, offset: u32) -> Result<
     Ok(())
 }
 
-/// Keydir rebuilding state across the files of one open.
 /// A data file scanned at open: its hint, built from the scan, its length
 /// after any torn tail, and what recovery dropped or repair skipped.
 struct Scan {
