@@ -10,7 +10,8 @@
 //! - `keydir`: the in-memory map from key to newest record.
 //! - `hint`: hint files, the keydir's entries of one data file.
 //! - `load`: filling the keydir from hint files at open.
-//! - `recovery`: scanning data files back into the keydir at open.
+//! - `recovery`: scanning data files (at open when a hint is missing, and for
+//!   merge and repair).
 //! - `merge`: rewriting data files without dead records.
 //! - `db`: the handle tying them together; `lock`: the directory lock;
 //!   `worker`: the background thread (sync, hints, auto-merge).
