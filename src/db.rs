@@ -294,7 +294,7 @@ impl Inner {
             match recovery::check_header(&mut r) {
                 Ok(true) => {}
                 // A newest file too short for a header is a torn creation:
-                // load_file handles it.
+                // check_data_file handles it.
                 Ok(false) if i + 1 == ids.len() => continue,
                 _ => {
                     recovery::set_aside(&self.dir, &path)?;
@@ -426,9 +426,7 @@ impl Inner {
         // Repair verifies every record, so it reads no hints (and rewrites
         // them). A hint that cannot be read is as good as missing.
         let hint = match self.opts.repair {
-            false => hint::open(&hint::hint_path(&self.dir, id), id, r.len)
-                .ok()
-                .flatten(),
+            false => hint::open(&hint::hint_path(&self.dir, id), id, r.len),
             true => None,
         };
         Ok(Some(Found {
@@ -569,17 +567,11 @@ impl Inner {
         });
         match (walked, err) {
             (Ok(end), None) if end == r.len => h.finish(r.len, &self.dir),
-            (Ok(end), None) => {
-                h.abandon();
-                Err(Error::corruption(format!(
-                    "{}: offset {end}: record runs past the end of the file",
-                    file.path.display()
-                )))
-            }
-            (Err(e), _) | (_, Some(e)) => {
-                h.abandon();
-                Err(e)
-            }
+            (Ok(end), None) => Err(Error::corruption(format!(
+                "{}: offset {end}: record runs past the end of the file",
+                file.path.display()
+            ))),
+            (Err(e), _) | (_, Some(e)) => Err(e),
         }
     }
 
@@ -849,12 +841,12 @@ impl Inner {
         Ok(())
     }
 
-    /// In BC_SYNC_ALWAYS mode, waits until `file` is on stable storage up
-    /// to `end`.
+    /// Waits until `file` (set only in BC_SYNC_ALWAYS mode, see
+    /// `Appended::to_sync`) is on stable storage up to `end`.
     fn durable(&self, file: Option<&DataFile>, end: u64) -> Result<()> {
         match file {
-            Some(f) if self.opts.sync == SyncMode::Always => self.sync_upto(f, end),
-            _ => Ok(()),
+            Some(f) => self.sync_upto(f, end),
+            None => Ok(()),
         }
     }
 

@@ -19,7 +19,6 @@ use crate::datafile::sync_dir;
 use crate::error::{Error, Result};
 use crate::format::{self, RecordHeader, FILE_HEADER_LEN, HINT_MAGIC, KNOWN_FLAGS};
 use crate::keydir::{shard_of, Seed, SHARDS};
-use crate::recovery::FileReader;
 use std::fs::{self, File};
 use std::io::{BufWriter, Read, Write};
 use std::os::unix::fs::FileExt;
@@ -160,12 +159,9 @@ impl HintWriter {
             data_len,
             seed,
             table,
-            checked: true,
+            crc: None,
         }
     }
-
-    /// Drops an unfinished hint.
-    pub fn abandon(self) {}
 }
 
 /// Writes hint `id` under a temporary name, syncs it and renames it into
@@ -196,7 +192,6 @@ fn write_atomically(
     Ok(path)
 }
 
-#[derive(Clone)]
 enum Src {
     File,
     Mem(Arc<[u8]>),
@@ -204,8 +199,7 @@ enum Src {
 
 /// A hint whose header and trailer fit its data file. Its entries and CRC
 /// are checked while they are loaded (see `load`), unless it was built by
-/// this process (`checked`).
-#[derive(Clone)]
+/// this process (`crc` is None).
 pub struct Hint {
     src: Src,
     pub path: PathBuf,
@@ -213,7 +207,9 @@ pub struct Hint {
     pub seed: Seed,
     /// Per partition: entry count and the offset where its entries end.
     table: Vec<(u32, u64)>,
-    pub checked: bool,
+    /// For a hint read from disk: the CRC of the trailer's bytes before
+    /// its CRC field, and that field, so that `check` needs no more I/O.
+    crc: Option<(crc32fast::Hasher, u32)>,
 }
 
 fn read_table(trailer: &[u8]) -> Vec<(u32, u64)> {
@@ -225,46 +221,46 @@ fn read_table(trailer: &[u8]) -> Vec<(u32, u64)> {
 
 /// Opens the hint of data file `data_id` of `data_len` bytes and checks
 /// its header and trailer. None when it is missing or not for that file.
-pub fn open(path: &Path, data_id: u64, data_len: u64) -> Result<Option<Hint>> {
-    let Ok(mut r) = FileReader::open(path) else {
-        return Ok(None);
-    };
-    let len = r.len;
+/// Errors reading it count as a missing hint.
+pub fn open(path: &Path, data_id: u64, data_len: u64) -> Option<Hint> {
+    let file = File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
     if len < FILE_HEADER_LEN + TRAILER_LEN {
-        return Ok(None);
+        return None;
     }
-    match r.bytes(0, FILE_HEADER_LEN as usize)? {
-        Some(h) if format::check_file_header(h, &HINT_MAGIC, path).is_ok() => {}
-        _ => return Ok(None),
-    }
-    let t = r
-        .bytes(len - TRAILER_LEN, TRAILER_LEN as usize)?
-        .expect("checked against the length");
-    let table = read_table(t);
+    let mut h = [0u8; FILE_HEADER_LEN as usize];
+    file.read_exact_at(&mut h, 0).ok()?;
+    format::check_file_header(&h, &HINT_MAGIC, path).ok()?;
+    let mut t = vec![0u8; TRAILER_LEN as usize];
+    file.read_exact_at(&mut t, len - TRAILER_LEN).ok()?;
+    let table = read_table(&t);
     let tail = &t[TABLE_LEN as usize..];
     let seed = Seed(format::u64_at(tail, 0), format::u64_at(tail, 8));
     if format::u64_at(tail, 16) != data_id || format::u64_at(tail, 24) != data_len {
-        return Ok(None);
+        return None;
     }
     // Partitions must tile the body, so loaders can split it between them.
     let mut start = FILE_HEADER_LEN;
     for &(_, end) in &table {
         if end < start {
-            return Ok(None);
+            return None;
         }
         start = end;
     }
     if start != len - TRAILER_LEN {
-        return Ok(None);
+        return None;
     }
-    Ok(Some(Hint {
+    let crc_at = TRAILER_LEN as usize - 4;
+    let mut tail_crc = crc32fast::Hasher::new();
+    tail_crc.update(&t[..crc_at]);
+    Some(Hint {
         src: Src::File,
         path: path.to_path_buf(),
         data_len,
         seed,
         table,
-        checked: false,
-    }))
+        crc: Some((tail_crc, format::u32_at(&t, crc_at))),
+    })
 }
 
 /// One entry of a hint.
@@ -383,7 +379,7 @@ impl Hint {
                         }
                         break;
                     };
-                    if !self.checked {
+                    if self.crc.is_some() {
                         let ok = shard_of(e.hash) == p
                             && e.hdr.key_len > 0
                             && e.hdr.flags & !KNOWN_FLAGS == 0
@@ -400,7 +396,7 @@ impl Hint {
                     f(&e);
                     i += len;
                 }
-                if !self.checked {
+                if self.crc.is_some() {
                     seen.crc.update(&chunk[..i]);
                 }
                 if !seen.sane {
@@ -417,32 +413,25 @@ impl Hint {
     /// Whether the ranges seen by the loaders (in partition order, together
     /// covering every partition) add up to this hint: entries in place, the
     /// CRC over the whole file, and records covering the whole data file.
-    pub fn check(&self, ranges: &[&RangeSeen]) -> Result<bool> {
+    pub fn check(&self, ranges: &[&RangeSeen]) -> bool {
         if ranges.iter().any(|r| !r.sane) {
-            return Ok(false);
+            return false;
         }
-        if self.checked {
-            return Ok(true);
-        }
+        let Some((tail_crc, expected)) = &self.crc else {
+            return true;
+        };
         let records: u64 = ranges.iter().map(|r| r.record_bytes).sum();
         if records != self.data_len - FILE_HEADER_LEN {
-            return Ok(false);
+            return false;
         }
-        let mut r = FileReader::open(&self.path)?;
-        let end = r.len - TRAILER_LEN;
+        // The header passed `check_file_header`, so its bytes are known.
         let mut crc = crc32fast::Hasher::new();
-        let Some(head) = r.bytes(0, FILE_HEADER_LEN as usize)? else {
-            return Ok(false);
-        };
-        crc.update(head);
+        crc.update(&format::file_header(&HINT_MAGIC));
         for range in ranges {
             crc.combine(&range.crc);
         }
-        let Some(t) = r.bytes(end, TRAILER_LEN as usize)? else {
-            return Ok(false);
-        };
-        crc.update(&t[..TRAILER_LEN as usize - 4]);
-        Ok(crc.finalize() == format::u32_at(t, TRAILER_LEN as usize - 4))
+        crc.combine(tail_crc);
+        crc.finalize() == *expected
     }
 }
 
@@ -513,7 +502,7 @@ mod tests {
                 range
             })
             .collect();
-        let ok = h.check(&ranges.iter().collect::<Vec<_>>()).unwrap();
+        let ok = h.check(&ranges.iter().collect::<Vec<_>>());
         seen.sort();
         (seen, ok)
     }
@@ -529,7 +518,7 @@ mod tests {
         let data_len = 16 + 32 + 21 + 21;
         w.finish(data_len, dir.path()).unwrap();
         let path = hint_path(dir.path(), 7);
-        let h = open(&path, 7, data_len).unwrap().unwrap();
+        let h = open(&path, 7, data_len).unwrap();
         assert_eq!(h.seed, seed);
         let want = vec![
             (16, 10, 0, b"abc".to_vec()),
@@ -538,18 +527,18 @@ mod tests {
         ];
         assert_eq!(read_all(&h), (want.clone(), true));
 
-        assert!(open(&path, 7, data_len + 1).unwrap().is_none(), "length");
-        assert!(open(&path, 8, data_len).unwrap().is_none(), "another file");
+        assert!(open(&path, 7, data_len + 1).is_none(), "length");
+        assert!(open(&path, 8, data_len).is_none(), "another file");
         let good = fs::read(&path).unwrap();
         for cut in 0..good.len() {
             fs::write(&path, &good[..cut]).unwrap();
-            assert!(open(&path, 7, data_len).unwrap().is_none(), "cut at {cut}");
+            assert!(open(&path, 7, data_len).is_none(), "cut at {cut}");
         }
         for i in 0..good.len() {
             let mut bad = good.clone();
             bad[i] ^= 1;
             fs::write(&path, &bad).unwrap();
-            let refused = match open(&path, 7, data_len).unwrap() {
+            let refused = match open(&path, 7, data_len) {
                 None => true,
                 Some(h) => !read_all(&h).1,
             };

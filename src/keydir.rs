@@ -186,7 +186,7 @@ impl Keydir {
 /// holds the keys whose hash has `i` in its top `SHARD_BITS` bits, which is
 /// also hint partition `i` (see `hint`).
 pub struct ShardRange<'k> {
-    pub first: usize,
+    first: usize,
     shards: &'k mut [RwLock<Shard>],
 }
 

@@ -190,7 +190,6 @@ impl Inner {
         })();
         if let Err(e) = result {
             if let Some(o) = out {
-                o.hint.abandon();
                 let _ = datafile::remove_file(&o.tmp);
             }
             return Err(e);
@@ -315,8 +314,7 @@ impl Inner {
     fn new_output(&self, id: u64) -> Result<Output> {
         let path = self.dir.join(datafile::data_name(id));
         let tmp = path.with_extension("data.tmp");
-        let hint = HintWriter::create(id, self.keydir.seed());
-        let file = match DataFile::create(
+        let file = DataFile::create(
             self.next_fnum(),
             id,
             // Merge syncs the directory after renaming the output.
@@ -325,17 +323,11 @@ impl Inner {
             path,
             self.open_fds(),
             self.opts.maps().then_some(self.opts.max_file_size),
-        ) {
-            Ok(f) => f,
-            Err(e) => {
-                hint.abandon();
-                return Err(e);
-            }
-        };
+        )?;
         Ok(Output {
             file: Arc::new(file),
             tmp,
-            hint,
+            hint: HintWriter::create(id, self.keydir.seed()),
             moves: Vec::new(),
         })
     }
@@ -350,7 +342,6 @@ impl Inner {
             sync_dir(&self.dir)
         });
         if let Err(e) = placed {
-            o.hint.abandon();
             let _ = datafile::remove_file(&o.tmp);
             return Err(e);
         }

@@ -1,6 +1,7 @@
 //! The background thread of a read-write handle: syncs, seals and writes
-//! the hint files of data files the writer moved away from, flushes and syncs in BC_SYNC_INTERVAL mode, and
-//! runs auto-merge when its triggers fire. Close stops it cleanly: a merge
+//! the hint files of data files the writer moved away from, flushes and
+//! syncs in BC_SYNC_INTERVAL mode, and runs auto-merge when its triggers
+//! fire. Close stops it cleanly: a merge
 //! in progress is abandoned at the next record (its outputs are removed or
 //! are complete and valid).
 
