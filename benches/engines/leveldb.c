@@ -36,6 +36,17 @@ static int report(char *err, const char *what)
     return 0;
 }
 
+/* Frees what ldb_open created, except the database itself. */
+static void ldb_free(ldb_h *h)
+{
+    leveldb_readoptions_destroy(h->ropts);
+    leveldb_writeoptions_destroy(h->wopts);
+    leveldb_writeoptions_destroy(h->sync_wopts);
+    leveldb_options_destroy(h->opts);
+    leveldb_filterpolicy_destroy(h->filter);
+    free(h);
+}
+
 static int ldb_open(void **out, const char *dir, const engine_cfg *cfg)
 {
     ldb_h *h = calloc(1, sizeof *h);
@@ -54,12 +65,7 @@ static int ldb_open(void **out, const char *dir, const engine_cfg *cfg)
     char *err = NULL;
     h->db = leveldb_open(h->opts, dir, &err);
     if (report(err, "open")) {
-        leveldb_readoptions_destroy(h->ropts);
-        leveldb_writeoptions_destroy(h->wopts);
-        leveldb_writeoptions_destroy(h->sync_wopts);
-        leveldb_options_destroy(h->opts);
-        leveldb_filterpolicy_destroy(h->filter);
-        free(h);
+        ldb_free(h);
         return -1;
     }
     *out = h;
@@ -125,12 +131,7 @@ static int ldb_close(void *hp)
 {
     ldb_h *h = hp;
     leveldb_close(h->db);
-    leveldb_readoptions_destroy(h->ropts);
-    leveldb_writeoptions_destroy(h->wopts);
-    leveldb_writeoptions_destroy(h->sync_wopts);
-    leveldb_options_destroy(h->opts);
-    leveldb_filterpolicy_destroy(h->filter);
-    free(h);
+    ldb_free(h);
     return 0;
 }
 

@@ -33,6 +33,15 @@ static int report(char *err, const char *what)
     return 0;
 }
 
+/* Frees what rdb_open created, except the database itself. */
+static void rdb_free(rdb_h *h)
+{
+    rocksdb_readoptions_destroy(h->ropts);
+    rocksdb_writeoptions_destroy(h->wopts);
+    rocksdb_options_destroy(h->opts);
+    free(h);
+}
+
 static int rdb_open(void **out, const char *dir, const engine_cfg *cfg)
 {
     rdb_h *h = calloc(1, sizeof *h);
@@ -53,10 +62,7 @@ static int rdb_open(void **out, const char *dir, const engine_cfg *cfg)
     char *err = NULL;
     h->db = rocksdb_open(h->opts, dir, &err);
     if (report(err, "open")) {
-        rocksdb_readoptions_destroy(h->ropts);
-        rocksdb_writeoptions_destroy(h->wopts);
-        rocksdb_options_destroy(h->opts);
-        free(h);
+        rdb_free(h);
         return -1;
     }
     *out = h;
@@ -123,10 +129,7 @@ static int rdb_close(void *hp)
 {
     rdb_h *h = hp;
     rocksdb_close(h->db);
-    rocksdb_readoptions_destroy(h->ropts);
-    rocksdb_writeoptions_destroy(h->wopts);
-    rocksdb_options_destroy(h->opts);
-    free(h);
+    rdb_free(h);
     return 0;
 }
 
