@@ -308,6 +308,7 @@ c_tests!(
     test_basic,
     test_corruption,
     test_fd_limit,
+    test_full_disk,
     test_get_into,
     test_hints,
     test_iter,

@@ -1,0 +1,132 @@
+/* test_full_disk.c - a disk that fills up. A child process runs under
+ * RLIMIT_FSIZE (writes past the limit fail with EFBIG, as they would with
+ * ENOSPC on a full disk) and puts 1000-byte values until a put fails:
+ * - the failing put returns BC_IO with a message naming the data file;
+ * - every acknowledged key still reads back exactly from the live handle;
+ * - a further put fails cleanly too, and bc_close returns (BC_OK or BC_IO);
+ * then, without the limit, the database opens with no repair:
+ * - BC_SYNC_ALWAYS: every acknowledged key is there, exactly;
+ * - BC_SYNC_NONE: every key that is there is exact (the write buffer the
+ *   disk refused is lost, as the header says), and the put that failed
+ *   stored nothing. */
+#include "check.h"
+
+#include <sys/resource.h>
+
+#define LIMIT (300u << 10)
+#define VLEN 1000
+
+static int key_of(char *buf, int i) { return sprintf(buf, "k%06d", i); }
+
+static void value_of(uint8_t *buf, int i) {
+    int j;
+    for (j = 0; j < VLEN; j++) buf[j] = (uint8_t)(i * 31 + j);
+}
+
+static bc_options *full_opts(int sync) {
+    bc_options *o = make_opts(1u << 20, 0, 0);
+    CHECK_STATUS(bc_options_set_sync(o, sync, 0), BC_OK);
+    return o;
+}
+
+/* ---- child --------------------------------------------------------------- */
+
+/* Puts until the disk is "full"; writes the number of acknowledged puts to
+ * stdout. Exit 0 if everything held. */
+static int child_fill(const char *dir, int sync) {
+    struct rlimit rl;
+    bc_options *o = full_opts(sync);
+    bc_db *db;
+    char key[16];
+    uint8_t val[VLEN];
+    bc_status st = BC_OK;
+    int n, i;
+
+    signal(SIGXFSZ, SIG_IGN);
+    rl.rlim_cur = rl.rlim_max = LIMIT;
+    CHECK_MSG(setrlimit(RLIMIT_FSIZE, &rl) == 0, "setrlimit(RLIMIT_FSIZE): %s", strerror(errno));
+    db = open_db(dir, o);
+    bc_options_free(o);
+    for (n = 0; n < 10000; n++) {
+        int kl = key_of(key, n);
+        value_of(val, n);
+        st = bc_put(db, U8(key), (size_t)kl, val, VLEN);
+        if (st != BC_OK) break;
+    }
+    CHECK_MSG(n > 50 && n < 10000, "%d puts before the disk filled", n);
+    CHECK_STATUS(st, BC_IO);
+    CHECK_STR_CONTAINS(bc_last_error(), ".data");
+    printf("%d\n", n);
+    fflush(stdout);
+    for (i = 0; i < n; i++) {
+        int kl = key_of(key, i);
+        value_of(val, i);
+        CHECK_GET(db, U8(key), (size_t)kl, val, VLEN);
+    }
+    CHECK_STATUS(bc_put(db, K("extra"), val, VLEN), BC_IO);
+    st = bc_close(db);
+    CHECK_MSG(st == BC_OK || st == BC_IO, "bc_close: %s", status_name(st));
+    return check_finish();
+}
+
+/* ---- tests --------------------------------------------------------------- */
+
+static void fill_and_reopen(int sync) {
+    const char *dir = make_temp_dir();
+    char mode[4], line[32] = {0}, key[16];
+    const char *args[] = {"child-fill", dir, mode, NULL};
+    uint8_t val[VLEN];
+    int from_child = -1, n = 0, i, present = 0;
+    size_t got = 0;
+    bc_options *o;
+    bc_db *db;
+    pid_t pid;
+
+    snprintf(mode, sizeof mode, "%d", sync);
+    pid = spawn_self(args, NULL, &from_child);
+    while (got + 1 < sizeof line) {
+        int c = read_byte(from_child);
+        if (c < 0 || c == '\n') break;
+        line[got++] = (char)c;
+    }
+    close(from_child);
+    CHECK_MSG(wait_child(pid) == 0, "the child under RLIMIT_FSIZE failed");
+    n = atoi(line);
+    CHECK_MSG(n > 50, "child reported %d acknowledged puts", n);
+
+    o = full_opts(sync);
+    db = open_db(dir, o);
+    bc_options_free(o);
+    for (i = 0; i < n; i++) {
+        int kl = key_of(key, i);
+        bc_status st = bc_contains(db, U8(key), (size_t)kl);
+        CHECK_MSG(st == BC_OK || st == BC_NOT_FOUND, "bc_contains: %s", status_name(st));
+        if (sync == BC_SYNC_ALWAYS || st == BC_OK) {
+            value_of(val, i);
+            CHECK_GET(db, U8(key), (size_t)kl, val, VLEN);
+            present++;
+        }
+    }
+    if (sync != BC_SYNC_ALWAYS) {
+        int kl = key_of(key, n);
+        CHECK_ABSENT(db, U8(key), (size_t)kl);
+        CHECK_ABSENT(db, K("extra"));
+    }
+    CHECK_MSG(present > 0, "no acknowledged key survived");
+    close_db(db);
+}
+
+static void test_full_disk_sync_always(void) { fill_and_reopen(BC_SYNC_ALWAYS); }
+
+static void test_full_disk_sync_none(void) { fill_and_reopen(BC_SYNC_NONE); }
+
+int main(int argc, char **argv) {
+    check_init(argc, argv);
+    if (argc == 4 && strcmp(argv[1], "child-fill") == 0) {
+        check_in_child();
+        return child_fill(argv[2], atoi(argv[3]));
+    }
+    RUN(test_full_disk_sync_always);
+    RUN(test_full_disk_sync_none);
+    return check_finish();
+}
