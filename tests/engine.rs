@@ -213,6 +213,22 @@ fn sync_always_and_interval_modes_persist() {
         for i in 0..100u32 {
             db.put(&i.to_le_bytes(), b"v").unwrap();
         }
+        // Before close: the records must have left the library's write
+        // buffer, at once (Always) or within the interval: a read-only
+        // handle, which reads only the files, sees them.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let seen = loop {
+            let ro = Options {
+                read_only: true,
+                ..opts.clone()
+            };
+            let n = Db::open(dir.path(), ro).unwrap().stats().live_keys;
+            if n == 100 || sync == SyncMode::Always || std::time::Instant::now() > deadline {
+                break n;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        assert_eq!(seen, 100, "{sync:?}: records still in the write buffer");
         db.close().unwrap();
         let db = Db::open(dir.path(), opts).unwrap();
         assert_eq!(db.stats().live_keys, 100);
