@@ -553,22 +553,27 @@ static void truncate_to(const char *hint, long len) {
     CHECK_MSG(truncate(hint, len) == 0, "truncate %s: %s", hint, strerror(errno));
 }
 
-static void flip_at(const char *hint, long at_from_start, long at_from_end) {
+/* Sets the header CRC and the file CRC of hint b[0..len) to match it. */
+static void fix_crcs(uint8_t *b, size_t len) {
+    put32(b + 12, crc32_ieee(b, 12));
+    put32(b + len - 4, crc32_ieee(b, len - 4));
+}
+
+/* Flips bit 4 of one byte (counted from the end when at_from_end >= 0);
+ * with fix, the CRCs are then recomputed so that byte is all that is
+ * wrong. */
+static void flip(const char *hint, long at_from_start, long at_from_end, int fix) {
     size_t len = 0;
     uint8_t *b = slurp(hint, &len);
     size_t at;
     CHECK(b != NULL && len >= FILE_HDR + TRAILER);
     at = at_from_end >= 0 ? len - 1 - (size_t)at_from_end : (size_t)at_from_start;
     b[at] ^= 0x10;
+    if (fix) fix_crcs(b, len);
     CHECK(spit(hint, b, len) == 0);
     free(b);
 }
-
-/* Sets the header CRC and the file CRC of hint b[0..len) to match it. */
-static void fix_crcs(uint8_t *b, size_t len) {
-    put32(b + 12, crc32_ieee(b, 12));
-    put32(b + len - 4, crc32_ieee(b, len - 4));
-}
+#define flip_at(hint, from_start, from_end) flip((hint), (from_start), (from_end), 0)
 
 /* The size of a hint file (at least header + trailer). */
 static long hint_size(const char *hint) {
@@ -613,14 +618,8 @@ static void d_flip_magic(const char *dir, const char *hint, int i, int n) {
 /* Version 2 ^ 0x10 = 18, with the header CRC and the file CRC recomputed:
  * the version is all that is wrong. */
 static void d_flip_version(const char *dir, const char *hint, int i, int n) {
-    size_t len = 0;
-    uint8_t *b = slurp(hint, &len);
     (void)dir, (void)i, (void)n;
-    CHECK(b != NULL && len >= FILE_HDR + TRAILER);
-    b[8] ^= 0x10;
-    fix_crcs(b, len);
-    CHECK(spit(hint, b, len) == 0);
-    free(b);
+    flip(hint, 8, -1, 1);
 }
 static void d_flip_entry(const char *dir, const char *hint, int i, int n) {
     (void)dir, (void)n;
@@ -634,18 +633,14 @@ static void d_flip_middle(const char *dir, const char *hint, int i, int n) {
 /* The end of partition 31 moved by 16 bytes, the CRC recomputed: only the
  * table is wrong (it no longer matches the entries). */
 static void d_flip_table(const char *dir, const char *hint, int i, int n) {
-    size_t len = 0;
-    uint8_t *b = slurp(hint, &len);
     (void)dir, (void)i, (void)n;
-    CHECK(b != NULL && len >= FILE_HDR + TRAILER);
-    b[len - TRAILER + ROW * 31 + 4] ^= 0x10;
-    fix_crcs(b, len);
-    CHECK(spit(hint, b, len) == 0);
-    free(b);
+    flip(hint, 0, TRAILER - 1 - (ROW * 31 + 4), 1);
 }
+/* The lowest byte of data_len (... | data_len u64 | crc u32), the CRC
+ * recomputed: only the length no longer fits the data file. */
 static void d_flip_data_len(const char *dir, const char *hint, int i, int n) {
     (void)dir, (void)i, (void)n;
-    flip_at(hint, 0, 4 + 7); /* lowest byte of data_len (... | data_len u64 | crc u32) */
+    flip(hint, 0, 4 + 7, 1);
 }
 static void d_flip_crc(const char *dir, const char *hint, int i, int n) {
     (void)dir, (void)i, (void)n;
