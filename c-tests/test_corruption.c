@@ -69,6 +69,18 @@ static const char *make_rotated_db(void) {
     return dir;
 }
 
+/* Changes the first byte of "victim"'s value in the oldest data file, whose
+ * name is stored in name[0..cap). */
+static void damage_victim_value(const char *dir, char *name, size_t cap) {
+    const char *path;
+    long off;
+    CHECK(data_file_name(dir, 0, name, cap));
+    path = path_join(dir, name);
+    off = find_in_file(path, "MARKER-VALUE");
+    CHECK_MSG(off > 0, "value bytes not found in the oldest data file %s", name);
+    patch_file(path, off, "N", 1);
+}
+
 static void test_foreign_data_file(void) {
     const char *dir = make_temp_dir();
     const char *name = "0000000000000001.data";
@@ -108,15 +120,9 @@ static void test_bad_header_crc(void) {
 static void test_flipped_record_byte(void) {
     const char *dir = make_rotated_db();
     char name[64];
-    const char *path;
-    long off;
     bc_db *db = NULL;
     bc_status st;
-    CHECK(data_file_name(dir, 0, name, sizeof name));
-    path = path_join(dir, name);
-    off = find_in_file(path, "MARKER-VALUE");
-    CHECK_MSG(off > 0, "value bytes not found in the oldest data file %s", name);
-    patch_file(path, off, "N", 1);
+    damage_victim_value(dir, name, sizeof name);
 
     st = bc_open(dir, NULL, &db);
     if (st == BC_CORRUPTION) {
@@ -156,17 +162,11 @@ static bc_stats stats_of(bc_db *db) {
 static void test_repair_flipped_record(void) {
     const char *dir = make_rotated_db();
     char name[64], key[32];
-    const char *path;
-    long off;
     int i;
     bc_options *o = repair_opts();
     bc_db *db;
     bc_stats s;
-    CHECK(data_file_name(dir, 0, name, sizeof name));
-    path = path_join(dir, name);
-    off = find_in_file(path, "MARKER-VALUE");
-    CHECK_MSG(off > 0, "value bytes not found in %s", name);
-    patch_file(path, off, "N", 1);
+    damage_victim_value(dir, name, sizeof name);
 
     db = open_db(dir, o);
     bc_options_free(o);

@@ -28,6 +28,16 @@ static int needs_merge(bc_db *db) {
                   cn_got_ ? "true" : "false", cn_exp_ ? "true" : "false");                \
     } while (0)
 
+/* A read-only handle on dir gives the same bc_needs_merge answer; sets o's
+ * read_only flag (left set). */
+static void check_needs_read_only(const char *dir, bc_options *o, int expected) {
+    bc_db *db;
+    CHECK_STATUS(bc_options_set_read_only(o, true), BC_OK);
+    db = open_db(dir, o);
+    CHECK_NEEDS(db, expected);
+    close_db(db);
+}
+
 /* Records of 19 + 8 + 100 = 127 bytes: "key%05d" and a 100-byte value. */
 enum { VLEN = 100, REC = 19 + 8 + VLEN };
 
@@ -68,7 +78,7 @@ static void verify_model(bc_db *db, const int *gen, int n) {
 static uint64_t oldest_data_file_size(const char *dir) {
     DIR *d = opendir(dir);
     struct dirent *e;
-    char best[64] = "";
+    char best[256] = "";
     struct stat st;
     if (d == NULL) return 0;
     while ((e = readdir(d)) != NULL) {
@@ -174,11 +184,8 @@ static void test_needs_merge_arguments(void) {
     db = open_db(dir, o);
     CHECK_NEEDS(db, 0);
     close_db(db);
-    CHECK_STATUS(bc_options_set_read_only(o, true), BC_OK);
-    db = open_db(dir, o);
+    check_needs_read_only(dir, o, 0);
     bc_options_free(o);
-    CHECK_NEEDS(db, 0);
-    close_db(db);
 }
 
 /* Only immutable files count: with a large max_file_size everything is in
@@ -203,11 +210,7 @@ static void test_needs_merge_sealed_files_only(void) {
     verify_model(db, gen, 100);
     close_db(db);
 
-    /* a read-only handle answers the same */
-    CHECK_STATUS(bc_options_set_read_only(o, true), BC_OK);
-    db = open_db(dir, o);
-    CHECK_NEEDS(db, 1);
-    close_db(db);
+    check_needs_read_only(dir, o, 1);
     CHECK_STATUS(bc_options_set_read_only(o, false), BC_OK);
 
     db = open_db(dir, o);

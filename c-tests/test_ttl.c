@@ -298,7 +298,7 @@ static void put_twenty(bc_db *db) {
 /* The iterator yields exactly the even keys from `from` (inclusive) to
  * `to` (exclusive) with their values. */
 static void expect_even_keys(bc_iter *it, int from, int to) {
-    char key[16], val[16];
+    char key[16], val[32];
     const uint8_t *k = NULL;
     size_t kl = 0;
     int i;
@@ -486,13 +486,18 @@ static void test_merge_reclaims_expired(void) {
     CHECK_CLOCK_CTX();
 }
 
+/* Filler i of `prefix` written with `tag`: its key and value (C strings). */
+static void filler(char key[16], char val[128], const char *prefix, int i, const char *tag) {
+    snprintf(key, 16, "%s%03d", prefix, i);
+    snprintf(val, 128, "%s-%s%03d-........................................................................", tag, prefix, i);
+}
+
 static void put_fillers(bc_db *db, const char *prefix, int n, const char *tag) {
     char key[16], val[128];
     int i;
     for (i = 0; i < n; i++) {
-        int kl = snprintf(key, sizeof key, "%s%03d", prefix, i);
-        int vl = snprintf(val, sizeof val, "%s-%s%03d-........................................................................", tag, prefix, i);
-        CHECK_STATUS(bc_put(db, U8(key), (size_t)kl, U8(val), (size_t)vl), BC_OK);
+        filler(key, val, prefix, i, tag);
+        CHECK_STATUS(bc_put(db, U8(key), strlen(key), U8(val), strlen(val)), BC_OK);
     }
 }
 
@@ -500,8 +505,7 @@ static void check_fillers(bc_db *db, const char *prefix, int n, const char *tag)
     char key[16], val[128];
     int i;
     for (i = 0; i < n; i++) {
-        snprintf(key, sizeof key, "%s%03d", prefix, i);
-        snprintf(val, sizeof val, "%s-%s%03d-........................................................................", tag, prefix, i);
+        filler(key, val, prefix, i, tag);
         EXPECT_VALUE(db, key, val);
     }
 }

@@ -44,6 +44,13 @@ fn build(dir: &Path, max_file_size: u64, ws: &[W]) {
     ok(db.close(), "build close");
 }
 
+/// The state `ws`, applied in order, leaves.
+fn model_of(ws: &[W]) -> Model {
+    let mut model = Model::new();
+    apply(&mut model, ws);
+    model
+}
+
 fn verify(db: &Db, model: &Model, all_keys: &[Vec<u8>], ctx: &str) {
     for k in all_keys {
         let got = ok(db.get(k), ctx);
@@ -55,6 +62,15 @@ fn verify(db: &Db, model: &Model, all_keys: &[Vec<u8>], ctx: &str) {
         );
     }
     assert_eq!(db.stats().live_keys, model.len() as u64, "{ctx}: live_keys");
+}
+
+/// `model` and `keys` (as for `verify`) after one more put of `key`.
+fn plus_put(model: &Model, keys: &[Vec<u8>], key: &[u8], value: &[u8]) -> (Model, Vec<Vec<u8>>) {
+    let mut model = model.clone();
+    model.insert(key.to_vec(), value.to_vec());
+    let mut keys = keys.to_vec();
+    keys.push(key.to_vec());
+    (model, keys)
 }
 
 fn all_keys(ws: &[W]) -> Vec<Vec<u8>> {
@@ -78,10 +94,8 @@ fn torn_tail_scenario(name: &str, max_file_size: u64, ws: Vec<W>) -> usize {
     build(&pristine, max_file_size, &ws);
 
     let keys = all_keys(&ws);
-    let mut before = Model::new();
-    apply(&mut before, &ws[..ws.len() - 1]);
-    let mut after = before.clone();
-    apply(&mut after, &ws[ws.len() - 1..]);
+    let before = model_of(&ws[..ws.len() - 1]);
+    let after = model_of(&ws);
 
     let files = data_files(&pristine);
     assert!(!files.is_empty());
@@ -171,10 +185,7 @@ fn torn_tail_scenario(name: &str, max_file_size: u64, ws: Vec<W>) -> usize {
             0,
             "{ctx}: third open dropped bytes"
         );
-        let mut m2 = model.clone();
-        m2.insert(b"after-recovery".to_vec(), b"ok".to_vec());
-        let mut keys2 = keys.clone();
-        keys2.push(b"after-recovery".to_vec());
+        let (m2, keys2) = plus_put(model, &keys, b"after-recovery", b"ok");
         verify(&db, &m2, &keys2, &format!("{ctx} (third open)"));
         drop(db);
         fs::remove_dir_all(&dir).unwrap();
@@ -264,8 +275,7 @@ fn torn_file_creation() {
     let pristine = tmp.path().join("pristine");
     let ws = many_writes(60);
     build(&pristine, 4096, &ws);
-    let mut model = Model::new();
-    apply(&mut model, &ws);
+    let model = model_of(&ws);
     let keys = all_keys(&ws);
     let files = data_files(&pristine);
     let newest = file_name(files.last().unwrap());
@@ -288,15 +298,19 @@ fn torn_file_creation() {
         ok(db.close(), &ctx);
         let db = ok(Db::open(&dir, opts(4096, SyncMode::None)), &ctx);
         assert_eq!(db.stats().recovered_bytes_dropped, 0, "{ctx}: second open");
-        let mut m2 = model.clone();
-        m2.insert(b"after".to_vec(), b"x".to_vec());
-        let mut k2 = keys.clone();
-        k2.push(b"after".to_vec());
+        let (m2, k2) = plus_put(&model, &keys, b"after", b"x");
         verify(&db, &m2, &k2, &format!("{ctx} (second open)"));
         for f in data_files(&dir) {
             parse_data_file(&f); // every data file left is well-formed
         }
     }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 /// Every data file follows the documented layout byte for byte, and records
@@ -309,15 +323,9 @@ fn on_disk_layout_matches_spec() {
     ws.push((b"key-003".to_vec(), None));
     ws.push((vec![0u8], Some(Vec::new())));
     ws.push((b"key-004".to_vec(), Some(val(77, 250))));
-    let t0 = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let t0 = unix_now();
     build(&dir, 4096, &ws);
-    let t1 = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let t1 = unix_now();
     let files = data_files(&dir);
     assert!(
         files.len() > 3,
@@ -403,6 +411,36 @@ fn remove_hints(dir: &Path) {
     }
 }
 
+/// Copies the fixture into `fx.tmp/<name>` and rewrites the copy's data file
+/// `fname` with `damage` applied to its bytes; returns the copy's directory.
+fn damaged_copy(
+    fx: &Corrupted,
+    name: &str,
+    fname: &str,
+    damage: impl FnOnce(&mut [u8]),
+) -> PathBuf {
+    let dir = fx.tmp.path().join(name);
+    copy_dir(&fx.pristine, &dir);
+    let path = dir.join(fname);
+    let mut bytes = fs::read(&path).unwrap();
+    damage(&mut bytes);
+    fs::write(&path, &bytes).unwrap();
+    dir
+}
+
+/// `r` is a Corruption error whose message names the file `fname`; returns
+/// the message.
+#[track_caller]
+fn corruption_naming<T>(r: bitcask::Result<T>, fname: &str, ctx: &str) -> String {
+    let (status, msg) = err(r, ctx);
+    assert_eq!(status, CORRUPTION, "{ctx}: status (message {msg:?})");
+    assert!(
+        msg.contains(fname),
+        "{ctx}: message {msg:?} does not name {fname}"
+    );
+    msg
+}
+
 /// Copies the fixture and flips one byte at `rec.offset + delta` of the
 /// chosen file. Returns (dir, file name, the damaged record, context).
 fn flip_copy(
@@ -421,15 +459,12 @@ fn flip_copy(
         "need a record followed by valid records"
     );
     let rec = recs[rec_idx].clone();
-    let dir = fx.tmp.path().join(format!("{tag}-{hints:?}"));
-    copy_dir(&fx.pristine, &dir);
+    let dir = damaged_copy(fx, &format!("{tag}-{hints:?}"), &fname, |bytes| {
+        bytes[(rec.offset + delta) as usize] ^= 0x5a
+    });
     if hints == Hints::Removed {
         remove_hints(&dir);
     }
-    let path = dir.join(&fname);
-    let mut bytes = fs::read(&path).unwrap();
-    bytes[(rec.offset + delta) as usize] ^= 0x5a;
-    fs::write(&path, &bytes).unwrap();
     let ctx = format!(
         "{tag}: {fname} record #{rec_idx} at offset {} byte +{delta} flipped, hint files {hints:?}",
         rec.offset
@@ -462,12 +497,7 @@ fn check_flip(
             return;
         }
     }
-    let (status, msg) = err(opened, &ctx);
-    assert_eq!(status, CORRUPTION, "{ctx}: status (message {msg:?})");
-    assert!(
-        msg.contains(&fname),
-        "{ctx}: message {msg:?} does not name the file {fname}"
-    );
+    let msg = corruption_naming(opened, &fname, &ctx);
     assert!(
         mentions_offset(&msg, rec.offset),
         "{ctx}: message {msg:?} does not give the record offset {}",
@@ -495,17 +525,12 @@ fn damage_found_after_open(
     rec: &RawRecord,
     ctx: &str,
 ) {
-    let mut model = Model::new();
-    apply(&mut model, &fx.ws);
+    let model = model_of(&fx.ws);
     for k in all_keys(&fx.ws) {
         let r = db.get(&k);
         if k == rec.key {
-            let (status, msg) = err(r, &format!("{ctx}: get of the damaged record's key"));
-            assert_eq!(status, CORRUPTION, "{ctx}: get status (message {msg:?})");
-            assert!(
-                msg.contains(fname),
-                "{ctx}: get message {msg:?} does not name {fname}"
-            );
+            let msg =
+                corruption_naming(r, fname, &format!("{ctx}: get of the damaged record's key"));
             assert!(
                 mentions_offset(&msg, rec.offset),
                 "{ctx}: get message {msg:?} does not give the record offset {}",
@@ -539,12 +564,7 @@ fn damage_found_after_open(
     ok(db.put(&other.key, &other.value), ctx);
     ok(db.sync(), ctx);
     let before = snapshot(dir);
-    let (status, msg) = err(db.merge(), &format!("{ctx}: merge over the damage"));
-    assert_eq!(status, CORRUPTION, "{ctx}: merge status (message {msg:?})");
-    assert!(
-        msg.contains(fname),
-        "{ctx}: merge message {msg:?} does not name {fname}"
-    );
+    corruption_naming(db.merge(), fname, &format!("{ctx}: merge over the damage"));
     let after = snapshot(dir);
     for (name, bytes) in &before {
         let now = after.iter().find(|(n, _)| n == name);
@@ -581,8 +601,7 @@ fn check_repair(fx: &Corrupted, dir: &Path, rec: &RawRecord, ctx: &str) {
         "{ctx}: repaired_records_skipped = {}",
         st.repaired_records_skipped
     );
-    let mut model = Model::new();
-    apply(&mut model, &fx.ws);
+    let mut model = model_of(&fx.ws);
     model.remove(&rec.key);
     verify(
         &db,
@@ -599,9 +618,7 @@ fn check_repair(fx: &Corrupted, dir: &Path, rec: &RawRecord, ctx: &str) {
         Db::open(dir, opts(4096, SyncMode::None)),
         &format!("{ctx}: plain open after repair"),
     );
-    model.insert(b"post-repair".to_vec(), b"1".to_vec());
-    let mut keys = all_keys(&fx.ws);
-    keys.push(b"post-repair".to_vec());
+    let (model, keys) = plus_put(&model, &all_keys(&fx.ws), b"post-repair", b"1");
     verify(
         &db,
         &model,
@@ -682,8 +699,7 @@ fn corruption_in_newest_file_with_hint_files() {
 fn damaged_value_is_never_returned() {
     let fx = corrupted_fixture();
     let files = data_files(&fx.pristine);
-    let mut model = Model::new();
-    apply(&mut model, &fx.ws);
+    let model = model_of(&fx.ws);
     for (file_idx, tag) in [(0, "get-old"), (files.len() - 1, "get-newest")] {
         for hints in [Hints::Kept, Hints::Removed] {
             let recs = parse_data_file(&files[file_idx]);
@@ -705,11 +721,10 @@ fn damaged_value_is_never_returned() {
             for (k, v) in &model {
                 let r = db.get(k);
                 if *k == rec.key {
-                    let (status, msg) = err(r, &format!("{ctx}: get of the damaged record's key"));
-                    assert_eq!(status, CORRUPTION, "{ctx}: get status (message {msg:?})");
-                    assert!(
-                        msg.contains(&fname),
-                        "{ctx}: get message {msg:?} does not name {fname}"
+                    corruption_naming(
+                        r,
+                        &fname,
+                        &format!("{ctx}: get of the damaged record's key"),
                     );
                 } else {
                     assert_eq!(
@@ -729,20 +744,13 @@ fn check_bad_magic(oldest: bool, tag: &str) {
     let files = data_files(&fx.pristine);
     let idx = if oldest { 0 } else { files.len() - 1 };
     let fname = file_name(&files[idx]);
-    let dir = fx.tmp.path().join(tag);
-    copy_dir(&fx.pristine, &dir);
-    let path = dir.join(&fname);
-    let mut bytes = fs::read(&path).unwrap();
-    bytes[0..8].copy_from_slice(b"NOTBITCA");
-    fs::write(&path, &bytes).unwrap();
-    let (status, msg) = err(Db::open(&dir, opts(4096, SyncMode::None)), tag);
-    assert_eq!(
-        status, CORRUPTION,
-        "{tag}: bad magic in {fname}: status (message {msg:?})"
-    );
-    assert!(
-        msg.contains(&fname),
-        "{tag}: message {msg:?} does not name {fname}"
+    let dir = damaged_copy(&fx, tag, &fname, |bytes| {
+        bytes[0..8].copy_from_slice(b"NOTBITCA")
+    });
+    corruption_naming(
+        Db::open(&dir, opts(4096, SyncMode::None)),
+        &fname,
+        &format!("{tag}: bad magic in {fname}"),
     );
 }
 
@@ -762,20 +770,11 @@ fn bad_header_crc_and_version() {
     let files = data_files(&fx.pristine);
     let fname = file_name(&files[1]);
     for (tag, pos) in [("version", 8usize), ("header-crc", 13usize)] {
-        let dir = fx.tmp.path().join(tag);
-        copy_dir(&fx.pristine, &dir);
-        let path = dir.join(&fname);
-        let mut bytes = fs::read(&path).unwrap();
-        bytes[pos] ^= 0x40;
-        fs::write(&path, &bytes).unwrap();
-        let (status, msg) = err(Db::open(&dir, opts(4096, SyncMode::None)), tag);
-        assert_eq!(
-            status, CORRUPTION,
-            "{tag}: {fname}: status (message {msg:?})"
-        );
-        assert!(
-            msg.contains(&fname),
-            "{tag}: message {msg:?} does not name {fname}"
+        let dir = damaged_copy(&fx, tag, &fname, |bytes| bytes[pos] ^= 0x40);
+        corruption_naming(
+            Db::open(&dir, opts(4096, SyncMode::None)),
+            &fname,
+            &format!("{tag}: {fname}"),
         );
     }
 }
