@@ -239,8 +239,8 @@ static int list_files(const char *dir, const char *suffix, char names[][32], int
     if (d == NULL) return -1;
     while ((e = readdir(d)) != NULL && n < cap) {
         size_t nl = strlen(e->d_name);
-        if (nl == 16 + sl && strcmp(e->d_name + 16, suffix) == 0)
-            snprintf(names[n++], 32, "%s", e->d_name);
+        if (nl == 16 + sl && nl < 32 && strcmp(e->d_name + 16, suffix) == 0)
+            memcpy(names[n++], e->d_name, nl + 1);
     }
     closedir(d);
     for (i = 1; i < n; i++) /* insertion sort */

@@ -111,7 +111,8 @@ fn compiler(cpp: bool) -> Command {
         .host(&triple)
         .opt_level(0)
         .debug(false)
-        .warnings(false)
+        // Not `.warnings(false)`: for GCC that adds `-w`, which silences
+        // the -Wall -Wextra -Wpedantic -Werror the tests ask for.
         .cpp(cpp)
         .get_compiler()
         .to_command()
