@@ -592,7 +592,7 @@ static inline int check_finish(void) {
  * error. */
 static inline bc_stats get_stats(bc_db *db) {
     bc_stats s;
-    memset(&s, 0, sizeof s);
+    memset(&s, 0xA5, sizeof s); /* so that an unwritten reserved shows */
     s.struct_size = (uint32_t)sizeof s;
     CHECK_STATUS(bc_get_stats(db, &s), BC_OK);
     CHECK_MSG(s.reserved == 0, "bc_stats.reserved = %lu, expected 0", (unsigned long)s.reserved);

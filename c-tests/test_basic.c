@@ -54,12 +54,16 @@ static void test_empty_value(void) {
     CHECK_STATUS(bc_put(db, K("ptr-empty"), some, 0), BC_OK);
 
     vlen = 12345;
+    val = NULL;
     CHECK_STATUS(bc_get(db, K("null-empty"), &val, &vlen), BC_OK);
     CHECK_MSG(vlen == 0, "empty value: expected *vlen 0, got %zu", vlen);
+    CHECK_MSG(val != NULL, "empty value: *val must be a non-NULL pointer");
     bc_free(val, vlen);
     vlen = 12345;
+    val = NULL;
     CHECK_STATUS(bc_get(db, K("ptr-empty"), &val, &vlen), BC_OK);
     CHECK_MSG(vlen == 0, "empty value: expected *vlen 0, got %zu", vlen);
+    CHECK_MSG(val != NULL, "empty value: *val must be a non-NULL pointer");
     bc_free(val, vlen);
 
     /* Found-but-empty is not "not found". */
