@@ -1,0 +1,396 @@
+//! Memory for the keydir: slot tables and arena chunks, carved from
+//! 2 MiB-aligned regions that the kernel is asked to back with transparent
+//! huge pages.
+//!
+//! Why: a large keydir is hundreds of megabytes touched at random. With
+//! 4 KiB pages nearly every lookup also misses the TLB (a two-dimensional
+//! page walk under virtualisation), and building the keydir at open takes
+//! one page fault per 4 KiB. A 2 MiB page cuts both by 512.
+//!
+//! Blocks of at least `UNIT` bytes come from the pool; smaller ones (small
+//! databases, a shard's first chunks) from the global allocator, so a small
+//! keydir maps no region at all. A pooled block handed back with
+//! `Pool::recycle` is cut into `UNIT`-sized arena chunks for reuse; the
+//! regions themselves go back to the system when the keydir is dropped.
+//! Where huge pages are unavailable (disabled, or another kernel) the
+//! regions are ordinary memory, touched page by page as before.
+
+use parking_lot::Mutex;
+use std::alloc::{alloc_zeroed, dealloc, handle_alloc_error, Layout};
+use std::ops::{Deref, DerefMut};
+use std::ptr::NonNull;
+
+/// The size of a full arena chunk, and the smallest pooled block.
+pub(crate) const UNIT: usize = 64 << 10;
+/// The huge page size the regions are aligned to.
+const REGION: usize = 2 << 20;
+
+/// A block of keydir memory: pooled (owned by its `Pool`, which must
+/// outlive it) or from the global allocator (freed on drop).
+pub struct Block {
+    ptr: NonNull<u8>,
+    len: usize,
+    pooled: bool,
+}
+
+// SAFETY: a Block is a unique handle to its bytes, like a Box<[u8]>.
+unsafe impl Send for Block {}
+// SAFETY: shared access only reads through `&self`.
+unsafe impl Sync for Block {}
+
+impl Block {
+    const EMPTY: Block = Block {
+        // Aligned for the u64 view of an empty table.
+        ptr: NonNull::<u64>::dangling().cast(),
+        len: 0,
+        pooled: false,
+    };
+
+    fn heap(len: usize) -> Block {
+        if len == 0 {
+            return Block::EMPTY;
+        }
+        let layout = Layout::from_size_align(len, 8).expect("keydir block size");
+        // SAFETY: the layout has a non-zero size. Zeroed, so every byte a
+        // slice of the block covers is initialised.
+        let ptr = NonNull::new(unsafe { alloc_zeroed(layout) })
+            .unwrap_or_else(|| handle_alloc_error(layout));
+        Block {
+            ptr,
+            len,
+            pooled: false,
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: `ptr` points at `len` bytes this block owns (or is a
+        // dangling pointer with len 0); they were initialised when the
+        // block was made (zeroed by the allocator or the kernel, or
+        // written before it was recycled).
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `bytes`; `&mut self` makes the access unique.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for Block {
+    fn drop(&mut self) {
+        if !self.pooled && self.len > 0 {
+            // SAFETY: a non-pooled block of non-zero length was allocated
+            // in `heap` with exactly this layout, and is freed once.
+            unsafe {
+                dealloc(
+                    self.ptr.as_ptr(),
+                    Layout::from_size_align_unchecked(self.len, 8),
+                )
+            }
+        }
+    }
+}
+
+/// A shard's slot table: a zeroed array of `u64` slots.
+pub struct Table(Block);
+
+impl Table {
+    pub fn empty() -> Table {
+        Table(Block::EMPTY)
+    }
+
+    pub fn zeroed(pool: &Pool, slots: usize) -> Table {
+        let mut block = pool.take(slots * 8);
+        // Zeroed by writing, even where the memory is fresh: a page first
+        // read by a probe would map the shared zero page, and the write
+        // after it would fault again and flush every core's TLB. (Touching
+        // one byte per page instead measured no faster.)
+        block.bytes_mut().fill(0);
+        Table(block)
+    }
+
+    pub fn into_block(self) -> Block {
+        self.0
+    }
+
+    /// Bytes that came from the global allocator (pooled bytes are counted
+    /// by the pool).
+    pub fn heap_bytes(&self) -> usize {
+        if self.0.pooled {
+            0
+        } else {
+            self.0.len
+        }
+    }
+}
+
+impl Deref for Table {
+    type Target = [u64];
+    fn deref(&self) -> &[u64] {
+        let b = self.0.bytes();
+        // SAFETY: blocks are 8-byte aligned (pool blocks are UNIT-aligned,
+        // heap blocks use align 8) and every u64 bit pattern is valid.
+        unsafe { std::slice::from_raw_parts(b.as_ptr() as *const u64, b.len() / 8) }
+    }
+}
+
+impl DerefMut for Table {
+    fn deref_mut(&mut self) -> &mut [u64] {
+        let b = self.0.bytes_mut();
+        // SAFETY: as in `deref`; the borrow is unique.
+        unsafe { std::slice::from_raw_parts_mut(b.as_mut_ptr() as *mut u64, b.len() / 8) }
+    }
+}
+
+/// An arena chunk: a block filled from the front.
+pub struct Chunk {
+    block: Block,
+    len: usize,
+}
+
+impl Chunk {
+    pub fn with_capacity(pool: &Pool, cap: usize) -> Chunk {
+        Chunk {
+            block: pool.alloc(cap),
+            len: 0,
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.block.len
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Appends `bytes`; the caller checked that they fit.
+    pub fn extend_from_slice(&mut self, bytes: &[u8]) {
+        let end = self.len + bytes.len();
+        self.block.bytes_mut()[self.len..end].copy_from_slice(bytes);
+        self.len = end;
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut self.block.bytes_mut()[..self.len]
+    }
+
+    pub fn into_block(self) -> Block {
+        self.block
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        if self.block.pooled {
+            0
+        } else {
+            self.block.len
+        }
+    }
+}
+
+impl Deref for Chunk {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.block.bytes()[..self.len]
+    }
+}
+
+/// The regions of one keydir.
+#[derive(Default)]
+pub struct Pool {
+    regions: Mutex<Regions>,
+}
+
+#[derive(Default)]
+struct Regions {
+    /// Every mapping, unmapped when the pool drops.
+    maps: Vec<(usize, usize)>,
+    /// The unused tail of the newest region.
+    bump: usize,
+    left: usize,
+    /// Recycled UNIT-sized blocks.
+    free: Vec<usize>,
+    mapped: usize,
+}
+
+impl Pool {
+    /// A block of `len` bytes, of unspecified content (callers write before
+    /// they read). Pooled when `len` is `UNIT` or a larger power of two
+    /// (full arena chunks and big slot tables); otherwise, or if the system
+    /// refuses a mapping, from the global allocator.
+    pub fn alloc(&self, len: usize) -> Block {
+        let mut block = self.take(len);
+        if cfg!(debug_assertions) && block.pooled {
+            // Recycled memory holds old entries; callers must not rely on
+            // its content, so tests see garbage.
+            block.bytes_mut().fill(0xA5);
+        }
+        block
+    }
+
+    /// As `alloc`, without the debug fill.
+    fn take(&self, len: usize) -> Block {
+        if len < UNIT || !len.is_power_of_two() {
+            return Block::heap(len);
+        }
+        let mut r = self.regions.lock();
+        let addr = if len == UNIT && !r.free.is_empty() {
+            r.free.pop()
+        } else if len >= REGION {
+            r.map(len)
+        } else {
+            if r.left < len {
+                // Region sizes and block sizes are powers of two, so the
+                // tail left behind is whole units: keep them for chunks.
+                let (bump, left) = (r.bump, r.left);
+                r.free.extend((0..left / UNIT).map(|i| bump + i * UNIT));
+                match r.map(REGION) {
+                    Some(a) => (r.bump, r.left) = (a, REGION),
+                    None => (r.bump, r.left) = (0, 0),
+                }
+            }
+            (r.left >= len).then(|| {
+                let a = r.bump;
+                r.bump += len;
+                r.left -= len;
+                a
+            })
+        };
+        match addr.and_then(|a| NonNull::new(a as *mut u8)) {
+            Some(ptr) => Block {
+                ptr,
+                len,
+                pooled: true,
+            },
+            None => Block::heap(len),
+        }
+    }
+
+    /// Takes back a block: pooled blocks become chunks for reuse, others
+    /// are freed.
+    pub fn recycle(&self, block: Block) {
+        if !block.pooled {
+            return;
+        }
+        let (start, len) = (block.ptr.as_ptr() as usize, block.len);
+        if len > UNIT {
+            // An outgrown slot table. Every shard outgrows its table at
+            // about the same time, so the arena may never need this much
+            // again: give the pages back now (they refault as zero pages
+            // if reused). Failure only keeps them resident.
+            // SAFETY: the range is this block's, which `block` (consumed
+            // here) was the only handle to; its content is dead.
+            unsafe {
+                libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED);
+            }
+        }
+        self.regions
+            .lock()
+            .free
+            .extend((0..len / UNIT).map(|i| start + i * UNIT));
+    }
+
+    /// Bytes mapped for this pool (touched or not).
+    pub fn mapped_bytes(&self) -> usize {
+        self.regions.lock().mapped
+    }
+}
+
+impl Regions {
+    /// Maps `len` bytes (a multiple of REGION) at a REGION-aligned address
+    /// and asks for huge pages there. None if the system refuses.
+    fn map(&mut self, len: usize) -> Option<usize> {
+        let span = len + REGION;
+        // SAFETY: a fresh private anonymous mapping at an address the kernel
+        // picks; nothing else refers to it yet.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                span,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return None;
+        }
+        let start = p as usize;
+        let aligned = (start + REGION - 1) & !(REGION - 1);
+        // SAFETY: both ranges lie inside the mapping just made and outside
+        // the aligned `len` bytes kept; nothing points into them.
+        unsafe {
+            if aligned > start {
+                libc::munmap(p, aligned - start);
+            }
+            let tail = start + span - (aligned + len);
+            if tail > 0 {
+                libc::munmap((aligned + len) as *mut libc::c_void, tail);
+            }
+        }
+        #[cfg(target_os = "linux")]
+        // SAFETY: advice on a range this pool owns; it changes how the
+        // kernel backs the memory, never its content. Failure (no THP in
+        // this kernel) leaves ordinary pages, which is fine.
+        unsafe {
+            libc::madvise(aligned as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
+        }
+        self.maps.push((aligned, len));
+        self.mapped += len;
+        Some(aligned)
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        for &(addr, len) in &self.regions.get_mut().maps {
+            // SAFETY: each mapping was made by `map` and is unmapped once;
+            // the keydir that owned the pool has dropped every block first
+            // (its shards are declared before its pool).
+            unsafe {
+                libc::munmap(addr as *mut libc::c_void, len);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_blocks_come_from_the_heap_and_units_are_reused() {
+        let pool = Pool::default();
+        let small = pool.alloc(UNIT / 2);
+        assert!(!small.pooled);
+        assert_eq!(pool.mapped_bytes(), 0);
+        let a = pool.alloc(UNIT);
+        assert!(a.pooled);
+        assert_eq!(pool.mapped_bytes(), REGION);
+        assert_eq!(a.ptr.as_ptr() as usize % REGION, 0);
+        let addr = a.ptr.as_ptr() as usize;
+        pool.recycle(a);
+        assert_eq!(pool.alloc(UNIT).ptr.as_ptr() as usize, addr);
+    }
+
+    #[test]
+    fn a_recycled_table_becomes_chunks_and_big_tables_get_their_own_region() {
+        let pool = Pool::default();
+        let t = Table::zeroed(&pool, 4 * UNIT / 8);
+        assert!(t.iter().all(|&s| s == 0));
+        pool.recycle(t.into_block());
+        for _ in 0..4 {
+            pool.alloc(UNIT);
+        }
+        assert_eq!(pool.mapped_bytes(), REGION);
+        let big = Table::zeroed(&pool, 2 * REGION / 8);
+        assert_eq!(big.len(), 2 * REGION / 8);
+        assert_eq!(pool.mapped_bytes(), 3 * REGION);
+        // The first region's tail (2 MiB - 4 units) is still there.
+        let mut c = Chunk::with_capacity(&pool, UNIT);
+        c.extend_from_slice(b"abc");
+        assert_eq!(&c[..], b"abc");
+        assert_eq!(pool.mapped_bytes(), 3 * REGION);
+    }
+}
