@@ -295,8 +295,11 @@ bc_status bc_open(const char *path, const struct bc_options *opts, struct bc_db 
  *
  * @param[in] db the handle; it is freed whatever the result, and must not
  *            be used again nor be in use by another thread.
- * @return BC_OK; BC_IO if the final flush or sync failed (the data written
- *         since the last successful sync may be lost).
+ * @return BC_OK; BC_IO if the final flush or sync failed, or an earlier
+ *         sync of this handle did (the data written since the last
+ *         successful sync may be lost; after an earlier failure close
+ *         leaves the active file for the next open to check record by
+ *         record).
  */
 bc_status bc_close(struct bc_db *db);
 
@@ -406,8 +409,11 @@ bc_status bc_contains(struct bc_db *db, const uint8_t *key, size_t klen);
  * put and delete that returned before this call is then durable. A no-op
  * on a read-only handle.
  *
- * @return BC_OK; BC_INVALID_ARGUMENT (NULL db); BC_IO (after a failed
- *         fsync the handle refuses writes: reopen it).
+ * @return BC_OK; BC_INVALID_ARGUMENT (NULL db); BC_IO (the fsync failed,
+ *         or an earlier one of this handle did: from the first failure on,
+ *         bc_sync and every write return BC_IO, since a retried fsync may
+ *         report success for data the kernel has dropped; reopen the
+ *         database, which checks what reached the disk).
  * Thread-safe.
  */
 bc_status bc_sync(struct bc_db *db);

@@ -637,15 +637,13 @@ impl Inner {
                 format!("{} was opened read-only", self.dir.display()),
             ));
         }
-        if self.failed.load(Ordering::Acquire) {
-            let cause = self.failure.lock().clone();
-            let (status, msg) = match cause {
-                Some(e) => (e.status(), e.message().to_string()),
-                None => (Status::Internal, "unknown".to_string()),
-            };
+        if let Some(e) = self.failure() {
             return Err(Error::new(
-                status,
-                format!("writes refused after an earlier failure (reopen the database): {msg}"),
+                e.status(),
+                format!(
+                    "writes refused after an earlier failure (reopen the database): {}",
+                    e.message()
+                ),
             ));
         }
         Ok(())
@@ -863,6 +861,11 @@ impl Inner {
             if file.is_synced_to(end) {
                 return Ok(());
             }
+            // The fsync this caller waited on failed: a retry cannot vouch
+            // for the record (see `sync`).
+            if let Some(e) = self.failure() {
+                return Err(e);
+            }
             if !*leading {
                 break;
             }
@@ -905,6 +908,10 @@ impl Inner {
         if self.opts.read_only {
             return Ok(());
         }
+        // Once an fsync has failed, no later one can vouch for the data
+        // written before it (the kernel may have dropped those pages and
+        // report success on a retry).
+        self.check_writable()?;
         let (active, retired) = {
             let w = self.writer.lock();
             let active = w.active.as_ref().map(|a| (a.clone(), a.len()));
@@ -923,15 +930,37 @@ impl Inner {
         if self.opts.read_only {
             return Ok(());
         }
-        // Seal the active file (a reopen never appends to an old file) and
-        // write its hint now, so the next open need not scan it.
         let active = self.writer.lock().active.take();
-        let sealed = match active {
-            Some(a) => self.seal_file(&a),
-            None => Ok(()),
+        let sealed = if let Some(err) = self.failure() {
+            // After a failed fsync nothing tells what reached the disk (a
+            // retried fsync may report success for pages the kernel has
+            // dropped): leave the active file unsealed and unhinted, so the
+            // next open scans and checks every record of it, and report
+            // the failure rather than a clean close.
+            Err(err)
+        } else {
+            // Seal the active file (a reopen never appends to an old file)
+            // and write its hint now, so the next open need not scan it.
+            match active {
+                Some(a) => self.seal_file(&a),
+                None => Ok(()),
+            }
         };
         self.lock.lock().take();
         sealed
+    }
+
+    /// The error that failed the handle, if one did.
+    fn failure(&self) -> Option<Error> {
+        if !self.failed.load(Ordering::Acquire) {
+            return None;
+        }
+        Some(
+            self.failure
+                .lock()
+                .clone()
+                .unwrap_or_else(|| Error::internal("the handle failed")),
+        )
     }
 
     pub(crate) fn with_value<R>(

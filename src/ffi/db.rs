@@ -108,8 +108,11 @@ pub extern "C" fn bc_open(
 ///
 /// @param[in] db the handle; it is freed whatever the result, and must not
 ///            be used again nor be in use by another thread.
-/// @return BC_OK; BC_IO if the final flush or sync failed (the data written
-///         since the last successful sync may be lost).
+/// @return BC_OK; BC_IO if the final flush or sync failed, or an earlier
+///         sync of this handle did (the data written since the last
+///         successful sync may be lost; after an earlier failure close
+///         leaves the active file for the next open to check record by
+///         record).
 #[no_mangle]
 pub extern "C" fn bc_close(db: *mut bc_db) -> bc_status {
     if db.is_null() {
@@ -321,8 +324,11 @@ pub extern "C" fn bc_contains(db: *mut bc_db, key: *const u8, klen: usize) -> bc
 /// put and delete that returned before this call is then durable. A no-op
 /// on a read-only handle.
 ///
-/// @return BC_OK; BC_INVALID_ARGUMENT (NULL db); BC_IO (after a failed
-///         fsync the handle refuses writes: reopen it).
+/// @return BC_OK; BC_INVALID_ARGUMENT (NULL db); BC_IO (the fsync failed,
+///         or an earlier one of this handle did: from the first failure on,
+///         bc_sync and every write return BC_IO, since a retried fsync may
+///         report success for data the kernel has dropped; reopen the
+///         database, which checks what reached the disk).
 /// Thread-safe.
 #[no_mangle]
 pub extern "C" fn bc_sync(db: *mut bc_db) -> bc_status {
