@@ -356,6 +356,34 @@ static inline int count_files_with_suffix(const char *dir, const char *suffix,
     return count;
 }
 
+/* A fingerprint of a directory's entries: names, sizes and contents (FNV-1a
+ * per file, summed, so readdir order does not matter). Equal fingerprints
+ * mean no file was added, removed, renamed, truncated or rewritten. */
+static inline uint64_t dir_fingerprint(const char *dir) {
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    uint64_t sum = 0;
+    if (d == NULL) return 0;
+    while ((e = readdir(d)) != NULL) {
+        char full[4096];
+        uint64_t h = 1469598103934665603ULL;
+        const char *c;
+        FILE *f;
+        int ch;
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        for (c = e->d_name; *c; c++) h = (h ^ (uint8_t)*c) * 1099511628211ULL;
+        snprintf(full, sizeof full, "%s/%s", dir, e->d_name);
+        f = fopen(full, "rb");
+        if (f != NULL) {
+            while ((ch = fgetc(f)) != EOF) h = (h ^ (uint8_t)ch) * 1099511628211ULL;
+            fclose(f);
+        }
+        sum += h;
+    }
+    closedir(d);
+    return sum;
+}
+
 /* Reads a whole small file into buf (NUL-terminated); returns length or -1. */
 static inline long read_small_file(const char *path, char *buf, size_t cap) {
     FILE *f = fopen(path, "rb");

@@ -1,7 +1,8 @@
 /* test_corruption.c - BC_CORRUPTION for a foreign data file, a bad data-file
  * header CRC and a flipped byte inside a record of an older file (message names
  * the file); the repair option opens such databases (damaged record skipped
- * and counted, unreadable file renamed to *.data.corrupt, the rest intact);
+ * and counted, unreadable file renamed to *.data.corrupt, the rest intact;
+ * read-only, it skips them in memory and leaves every file untouched);
  * a torn (partial) record at the end of the newest file is cut off by a
  * normal open and counted in bc_stats.recovered_bytes_dropped. */
 #include "check.h"
@@ -186,6 +187,45 @@ static void test_repair_flipped_record(void) {
     close_db(db);
 }
 
+/* read-only repair: damaged records are skipped in memory only: no file is
+ * rewritten, renamed, truncated or given a hint, and a later read-write
+ * repair still finds the damage. */
+static void test_read_only_repair_touches_nothing(void) {
+    const char *dir = make_rotated_db();
+    char name[64], last[64];
+    unsigned char junk[4] = {0xde, 0xad, 0xbe, 0xef};
+    uint64_t before;
+    bc_options *o = repair_opts();
+    bc_db *db;
+    bc_stats s;
+    damage_victim_value(dir, name, sizeof name);
+    /* Also an unreadable header in the newest file (read-write repair
+     * renames that file to *.data.corrupt). */
+    CHECK(data_file_name(dir, 1, last, sizeof last));
+    patch_file(path_join(dir, last), 12, junk, 4);
+    CHECK_STATUS(bc_options_set_read_only(o, true), BC_OK);
+    before = dir_fingerprint(dir);
+
+    db = open_db(dir, o);
+    s = stats_of(db);
+    CHECK_MSG(s.repaired_records_skipped >= 1, "repaired_records_skipped = %llu, expected >= 1",
+              (unsigned long long)s.repaired_records_skipped);
+    CHECK_ABSENT(db, K("victim"));
+    CHECK_GET(db, K("filler-0"), "filler value bytes .............", 32);
+    close_db(db);
+    CHECK_MSG(dir_fingerprint(dir) == before, "a read-only repair changed the directory");
+
+    /* The damage is still there for a read-write repair to find. */
+    CHECK_STATUS(bc_options_set_read_only(o, false), BC_OK);
+    db = open_db(dir, o);
+    bc_options_free(o);
+    s = stats_of(db);
+    CHECK_MSG(s.repaired_records_skipped >= 1, "read-write repair after a read-only one found "
+              "nothing: %llu", (unsigned long long)s.repaired_records_skipped);
+    close_db(db);
+    CHECK_MSG(dir_fingerprint(dir) != before, "a read-write repair changed nothing");
+}
+
 /* repair: a file with an unreadable header is set aside as *.data.corrupt. */
 static void test_repair_bad_header(void) {
     const char *dir = make_rotated_db();
@@ -251,6 +291,7 @@ int main(int argc, char **argv) {
     RUN(test_bad_header_crc);
     RUN(test_flipped_record_byte);
     RUN(test_repair_flipped_record);
+    RUN(test_read_only_repair_touches_nothing);
     RUN(test_repair_bad_header);
     RUN(test_torn_tail_recovered);
     return check_finish();
