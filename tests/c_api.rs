@@ -309,7 +309,7 @@ c_tests!(
     test_basic,
     test_corruption,
     test_fd_limit,
-    test_fsync_failure,
+    test_fsync,
     test_full_disk,
     test_get_into,
     test_hints,

@@ -1,8 +1,13 @@
-/* test_fsync_failure.c - a failing fsync, as a dying disk or a full thin
- * volume reports it (EIO). This program defines fsync and fdatasync itself:
- * a definition in the executable comes first in symbol lookup, so
- * libbitcask.so's calls land here. They pass through to the kernel until a
- * test arms them, then fail with EIO. Checked:
+/* test_fsync.c - what the library asks of fsync, seen from fsync itself.
+ * This program defines fsync and fdatasync: a definition in the executable
+ * comes first in symbol lookup, so libbitcask.so's calls land here. They
+ * count the calls and pass through to the kernel, and on demand they wait
+ * (a slow disk) or fail with EIO (a dying disk or a full thin volume).
+ * Checked:
+ * - BC_SYNC_ALWAYS: a put returns only after an fsync that began after its
+ *   record was written; 8 threads of durable puts share fsyncs (group
+ *   commit): far fewer fsyncs than puts when each fsync takes 2 ms;
+ * - BC_SYNC_NONE: puts call no fsync;
  * - bc_sync returns BC_IO naming the data file, and from then on the handle
  *   refuses writes (even once fsync works again: a retried fsync may report
  *   success for pages the kernel dropped), still serves reads, and bc_close
@@ -21,9 +26,15 @@
 #include <sys/syscall.h>
 
 static atomic_int fail_syncs;
+static atomic_int slow_syncs_us;
 static atomic_long sync_calls;
+/* fsync/fdatasync calls begun (sync_calls: returned). */
+static atomic_long sync_calls_started;
 
 static int intercepted(long nr, int fd) {
+    int slow = atomic_load(&slow_syncs_us);
+    atomic_fetch_add(&sync_calls_started, 1);
+    if (slow > 0) usleep((useconds_t)slow);
     atomic_fetch_add(&sync_calls, 1);
     if (atomic_load(&fail_syncs)) {
         errno = EIO;
@@ -58,6 +69,89 @@ static void check_reopen(const char *dir, const char *const *synced, int n, cons
         CHECK_GET(db, U8(synced[i]), len, U8(synced[i]), len);
     }
     if (absent != NULL) CHECK_ABSENT(db, U8(absent), strlen(absent));
+    close_db(db);
+}
+
+static void always_mode_put_waits_for_an_fsync(void) {
+    const char *dir = make_temp_dir();
+    bc_db *db = open_with(dir, BC_SYNC_ALWAYS, 0);
+    char key[32];
+    int i;
+    for (i = 0; i < 20; i++) {
+        int kl = snprintf(key, sizeof key, "k%d", i);
+        long before = atomic_load(&sync_calls);
+        CHECK_STATUS(bc_put(db, U8(key), (size_t)kl, U8(key), (size_t)kl), BC_OK);
+        /* One thread, no other writer: an fsync that returned during
+         * bc_put ran after its record was appended. */
+        CHECK_MSG(atomic_load(&sync_calls) > before,
+                  "put %d in BC_SYNC_ALWAYS returned without an fsync after it", i);
+    }
+    close_db(db);
+}
+
+static void none_mode_puts_do_not_fsync(void) {
+    const char *dir = make_temp_dir();
+    bc_db *db = open_with(dir, BC_SYNC_NONE, 0);
+    char key[32];
+    long before;
+    int i;
+    CHECK_STATUS(bc_put(db, K("first"), K("first")), BC_OK); /* file created */
+    before = atomic_load(&sync_calls_started);
+    for (i = 0; i < 200; i++) {
+        int kl = snprintf(key, sizeof key, "k%d", i);
+        CHECK_STATUS(bc_put(db, U8(key), (size_t)kl, U8(key), (size_t)kl), BC_OK);
+    }
+    CHECK_MSG(atomic_load(&sync_calls_started) == before,
+              "%ld fsyncs during 200 BC_SYNC_NONE puts", atomic_load(&sync_calls_started) - before);
+    close_db(db);
+}
+
+#define GC_THREADS 8
+#define GC_PUTS 25
+
+struct writer {
+    bc_db *db;
+    int id;
+};
+
+static void *group_writer(void *arg) {
+    const struct writer *w = (const struct writer *)arg;
+    char key[32];
+    int i;
+    for (i = 0; i < GC_PUTS; i++) {
+        int kl = snprintf(key, sizeof key, "t%d-%d", w->id, i);
+        CHECK_STATUS(bc_put(w->db, U8(key), (size_t)kl, U8(key), (size_t)kl), BC_OK);
+    }
+    return NULL;
+}
+
+static void concurrent_durable_puts_share_fsyncs(void) {
+    const char *dir = make_temp_dir();
+    bc_db *db = open_with(dir, BC_SYNC_ALWAYS, 0);
+    struct writer args[GC_THREADS];
+    pthread_t th[GC_THREADS];
+    long before;
+    int t;
+    CHECK_STATUS(bc_put(db, K("first"), K("first")), BC_OK);
+    /* Each fsync takes 2 ms: while one runs, the other writers append and
+     * wait, and the next fsync covers all of them. */
+    atomic_store(&slow_syncs_us, 2000);
+    before = atomic_load(&sync_calls_started);
+    for (t = 0; t < GC_THREADS; t++) {
+        args[t].db = db;
+        args[t].id = t;
+        CHECK(pthread_create(&th[t], NULL, group_writer, &args[t]) == 0);
+    }
+    for (t = 0; t < GC_THREADS; t++) CHECK(pthread_join(th[t], NULL) == 0);
+    atomic_store(&slow_syncs_us, 0);
+    {
+        long syncs = atomic_load(&sync_calls_started) - before;
+        /* Without sharing: one fsync per put (200). */
+        CHECK_MSG(syncs > 0 && syncs <= GC_THREADS * GC_PUTS / 3,
+                  "%ld fsyncs for %d durable puts from %d threads", syncs,
+                  GC_THREADS * GC_PUTS, GC_THREADS);
+        printf("group commit: %ld fsyncs for %d puts\n", syncs, GC_THREADS * GC_PUTS);
+    }
     close_db(db);
 }
 
@@ -150,6 +244,9 @@ static void background_sync_failure_fails_later_writes(void) {
 
 int main(int argc, char **argv) {
     check_init(argc, argv);
+    RUN(always_mode_put_waits_for_an_fsync);
+    RUN(none_mode_puts_do_not_fsync);
+    RUN(concurrent_durable_puts_share_fsyncs);
     RUN(sync_failure_fails_the_handle);
     RUN(close_reports_its_failed_sync_and_frees);
     RUN(always_mode_put_fails_with_its_fsync);
