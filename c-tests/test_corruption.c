@@ -3,6 +3,8 @@
  * the file); the repair option opens such databases (damaged record skipped
  * and counted, unreadable file renamed to *.data.corrupt, the rest intact;
  * read-only, it skips them in memory and leaves every file untouched);
+ * with maps off, a data file truncated behind the library's back gives
+ * BC_IO or BC_CORRUPTION, not a crash;
  * a torn (partial) record at the end of the newest file is cut off by a
  * normal open and counted in bc_stats.recovered_bytes_dropped. */
 #include "check.h"
@@ -226,6 +228,46 @@ static void test_read_only_repair_touches_nothing(void) {
     CHECK_MSG(dir_fingerprint(dir) != before, "a read-write repair changed nothing");
 }
 
+/* A data file truncated behind the library's back while the database is
+ * open. With maps off, the get of a record past the new end fails with
+ * BC_IO or BC_CORRUPTION naming the file: no crash, no wrong bytes, and the
+ * handle goes on serving the other files. (With maps on, the default on
+ * 64-bit, the same get raises SIGBUS, as the header warns.) */
+static void test_truncated_behind_our_back_without_maps(void) {
+    const char *dir = make_temp_dir();
+    char name[64], key[32];
+    uint8_t val[200];
+    bc_options *o = make_opts(1u << 20, 0, 0);
+    bc_db *db;
+    uint8_t *v = (uint8_t *)(uintptr_t)0x1;
+    size_t vlen = 777;
+    bc_status st;
+    int i, kl = 0;
+    memset(val, 'v', sizeof val);
+    CHECK_STATUS(bc_options_set_mmap(o, false), BC_OK);
+    /* One sealed file of ~220 KiB: the last key's record is ~50 pages in. */
+    db = open_db(dir, o);
+    for (i = 0; i < 1000; i++) {
+        kl = snprintf(key, sizeof key, "k%04d", i);
+        CHECK_STATUS(bc_put(db, U8(key), (size_t)kl, val, sizeof val), BC_OK);
+    }
+    close_db(db);
+    CHECK(data_file_name(dir, 0, name, sizeof name));
+    db = open_db(dir, o);
+    bc_options_free(o);
+    CHECK_STATUS(bc_put(db, K("fresh"), V("in the newer file")), BC_OK);
+    CHECK_GET(db, U8(key), (size_t)kl, val, sizeof val);
+    CHECK_MSG(truncate(path_join(dir, name), 20) == 0, "truncate: %s", strerror(errno));
+
+    st = bc_get(db, U8(key), (size_t)kl, &v, &vlen);
+    CHECK_MSG(st == BC_IO || st == BC_CORRUPTION,
+              "get of a record cut off behind the library's back: %s", status_name(st));
+    CHECK_STR_CONTAINS(bc_last_error(), name);
+    CHECK_MSG(v == (uint8_t *)(uintptr_t)0x1 && vlen == 777, "a failed bc_get wrote its outputs");
+    CHECK_GET(db, K("fresh"), V("in the newer file"));
+    close_db(db);
+}
+
 /* repair: a file with an unreadable header is set aside as *.data.corrupt. */
 static void test_repair_bad_header(void) {
     const char *dir = make_rotated_db();
@@ -292,6 +334,7 @@ int main(int argc, char **argv) {
     RUN(test_flipped_record_byte);
     RUN(test_repair_flipped_record);
     RUN(test_read_only_repair_touches_nothing);
+    RUN(test_truncated_behind_our_back_without_maps);
     RUN(test_repair_bad_header);
     RUN(test_torn_tail_recovered);
     return check_finish();
