@@ -293,9 +293,9 @@ impl Inner {
             let mut r = FileReader::open(&path)?;
             match recovery::check_header(&mut r) {
                 Ok(true) => {}
-                // A newest file too short for a header is a torn creation:
-                // check_data_file handles it.
-                Ok(false) if i + 1 == ids.len() => continue,
+                // A torn creation (a file too short for its header that
+                // may never have been synced): check_data_file handles it.
+                Ok(false) if self.may_be_torn(id, i + 1 == ids.len()) => continue,
                 _ => {
                     recovery::set_aside(&self.dir, &path)?;
                     self.repaired_records_skipped += 1;
@@ -408,8 +408,11 @@ impl Inner {
             Err(e) => return Err(e),
         };
         if !has_header {
-            if newest {
-                // Crash while the file was being created: it holds no record.
+            if self.may_be_torn(id, newest) {
+                // A crash before the file's creation reached the disk (the
+                // newest file, or an older one never sealed, whose name a
+                // later directory fsync made durable before its bytes): it
+                // holds no record.
                 self.recovered_bytes_dropped += r.len;
                 if !self.opts.read_only {
                     datafile::remove_file(&path)?;

@@ -319,6 +319,7 @@ c_tests!(
     test_merge,
     test_merge_policy,
     test_options,
+    test_power_loss,
     test_readonly,
     test_reopen,
     test_stats,

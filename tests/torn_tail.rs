@@ -306,6 +306,57 @@ fn torn_file_creation() {
     }
 }
 
+/// A power loss can also leave an *older* file without its header: a file
+/// retired but not yet sealed (BC_SYNC_NONE), whose name a later directory
+/// fsync made durable before its bytes. It has no hint (hints follow the
+/// seal's fsync), so open drops it like a torn newest file; the same file
+/// with a hint beside it was sealed, and its loss is corruption.
+#[test]
+fn torn_creation_of_a_never_sealed_older_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pristine = tmp.path().join("pristine");
+    let ws = many_writes(60);
+    build(&pristine, 4096, &ws);
+    let model = model_of(&ws);
+    let keys = all_keys(&ws);
+    let files = data_files(&pristine);
+    let newest = file_name(files.last().unwrap());
+    let next_id = u64::from_str_radix(&newest[..16], 16).unwrap() + 1;
+    let header = fs::read(files.last().unwrap()).unwrap()[..16].to_vec();
+    let make = |label: &str| {
+        let dir = tmp.path().join(label);
+        copy_dir(&pristine, &dir);
+        fs::write(dir.join(format!("{next_id:016x}.data")), b"").unwrap();
+        // A newer file, so the empty one is not the newest.
+        fs::write(dir.join(format!("{:016x}.data", next_id + 1)), &header).unwrap();
+        dir
+    };
+
+    let dir = make("unsealed");
+    let ctx = "an empty older file without a hint";
+    let db = ok(Db::open(&dir, opts(4096, SyncMode::None)), ctx);
+    verify(&db, &model, &keys, ctx);
+    ok(db.close(), ctx);
+    assert!(
+        !dir.join(format!("{next_id:016x}.data")).exists(),
+        "{ctx}: not removed"
+    );
+
+    let dir = make("sealed");
+    let some_hint = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "hint"))
+        .expect("the pristine database has hints");
+    fs::copy(&some_hint, dir.join(format!("{next_id:016x}.hint"))).unwrap();
+    let err = Db::open(&dir, opts(4096, SyncMode::None)).err();
+    assert_eq!(
+        err.map(|e| e.status()),
+        Some(bitcask::Status::Corruption),
+        "an empty older file with a hint beside it"
+    );
+}
+
 fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
