@@ -7,35 +7,47 @@
  * This program defines fsync and fdatasync itself (a definition in the
  * executable comes first in symbol lookup, so libbitcask.so's calls land
  * here): each call records the durable state of the file or directory
- * before passing through to the kernel. At chosen instants the test writes
- * that durable state out as a new directory, as a machine would find it
- * after losing power at that instant, while the database keeps running.
+ * before passing through to the kernel, and then takes a snapshot of the
+ * whole durable state: the directory a machine would find after losing
+ * power just after that fsync. Snapshots are also taken between operations.
+ * After the workload, each snapshot is written out as a directory and
+ * opened.
  *
- * Checked at every instant, with BC_SYNC_ALWAYS, through file rotations,
- * hint writes and full merges (whose unsynced unlinks bring merged-away
- * files back): the directory opens without repair, every acknowledged put
- * is there with its value, and every acknowledged delete stays deleted.
- * With BC_SYNC_NONE the directory also opens without repair, and every key
- * found holds a value once stored under it. */
+ * Checked at every instant (every fsync of puts, deletes, file rotations,
+ * hint writes and full merges, whose unsynced unlinks bring merged-away
+ * files back): the directory opens without repair; with BC_SYNC_ALWAYS
+ * every acknowledged put is there with its value and every acknowledged
+ * delete stays deleted (the operation in flight may or may not have
+ * happened); with BC_SYNC_NONE and BC_SYNC_INTERVAL every key found holds a
+ * value once stored under it. */
 #define _GNU_SOURCE
 #include "check.h"
 
+#include <sys/stat.h>
 #include <sys/syscall.h>
 
 #define MAX_INODES 1024
 #define MAX_NAMES 256
 #define NAME_CAP 96
 
-struct durable_file {
-    dev_t dev;
+/* A file is known by its inode number and birth time: a merge deletes
+ * files and creates others, and a new file may get a deleted one's inode
+ * number, never its content. */
+struct file_id {
     ino_t ino;
+    long long birth_sec;
+    unsigned birth_nsec;
+};
+
+struct durable_file {
+    struct file_id id;
     uint8_t *bytes;
     size_t len;
 };
 
 struct durable_name {
     char name[NAME_CAP];
-    ino_t ino;
+    struct file_id id;
 };
 
 static pthread_mutex_t disk_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -46,6 +58,21 @@ static int nnames;
 static char watched[4096]; /* the database directory; "" = record nothing */
 static struct stat watched_st;
 static int model_overflow;
+
+/* The identity of the file at dirfd/name (name "" = dirfd itself). */
+static int file_id_of(int dirfd, const char *name, struct file_id *out) {
+    struct statx sx;
+    int flags = AT_SYMLINK_NOFOLLOW | (name[0] == '\0' ? AT_EMPTY_PATH : 0);
+    if (statx(dirfd, name, flags, STATX_INO | STATX_BTIME, &sx) != 0) return -1;
+    out->ino = (ino_t)sx.stx_ino;
+    out->birth_sec = (sx.stx_mask & STATX_BTIME) ? (long long)sx.stx_btime.tv_sec : 0;
+    out->birth_nsec = (sx.stx_mask & STATX_BTIME) ? sx.stx_btime.tv_nsec : 0;
+    return 0;
+}
+
+static int same_file(const struct file_id *a, const struct file_id *b) {
+    return a->ino == b->ino && a->birth_sec == b->birth_sec && a->birth_nsec == b->birth_nsec;
+}
 
 static void record_dir(void) {
     DIR *d = opendir(watched);
@@ -62,7 +89,7 @@ static void record_dir(void) {
             break;
         }
         memcpy(names[nnames].name, e->d_name, n + 1);
-        names[nnames].ino = st.st_ino;
+        if (file_id_of(dirfd(d), e->d_name, &names[nnames].id) != 0) continue;
         nnames++;
     }
     closedir(d);
@@ -70,7 +97,9 @@ static void record_dir(void) {
 
 static void record_file(int fd, const struct stat *st) {
     char path[64];
+    struct file_id id;
     int rfd, i;
+    if (file_id_of(fd, "", &id) != 0) return;
     uint8_t *buf;
     size_t len = (size_t)st->st_size, got = 0;
     snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
@@ -84,7 +113,7 @@ static void record_file(int fd, const struct stat *st) {
     }
     close(rfd);
     for (i = 0; i < nfiles; i++)
-        if (files[i].dev == st->st_dev && files[i].ino == st->st_ino) break;
+        if (same_file(&files[i].id, &id)) break;
     if (i == nfiles) {
         if (nfiles == MAX_INODES) {
             model_overflow = 1;
@@ -95,10 +124,72 @@ static void record_file(int fd, const struct stat *st) {
     } else {
         free(files[i].bytes);
     }
-    files[i].dev = st->st_dev;
-    files[i].ino = st->st_ino;
+    files[i].id = id;
     files[i].bytes = buf;
     files[i].len = got;
+}
+
+/* ---- snapshots of the durable state --------------------------------------- */
+
+#define KEYS 40
+#define MAX_SNAPS 1200
+
+/* version[k]: 0 = absent, v > 0 = the value of operation number v. */
+struct state {
+    int version[KEYS];
+};
+
+/* What the workload had acknowledged when a snapshot was taken, and the
+ * operation in flight (key -1: none that changes data). */
+struct context {
+    struct state acked;
+    int key, version;
+    int exact; /* every acknowledged write must be there */
+};
+
+struct snap_file {
+    char name[NAME_CAP];
+    uint8_t *bytes;
+    size_t len;
+};
+
+struct snapshot {
+    struct context ctx;
+    int n;
+    struct snap_file *files;
+};
+
+static struct context current;
+static struct snapshot snaps[MAX_SNAPS];
+static int nsnaps;
+
+static void take_snapshot_locked(void) {
+    struct snapshot *sn;
+    int i, j;
+    if (nsnaps == MAX_SNAPS) return;
+    sn = &snaps[nsnaps++];
+    sn->ctx = current;
+    sn->n = nnames;
+    sn->files = (struct snap_file *)calloc((size_t)(nnames ? nnames : 1), sizeof *sn->files);
+    if (sn->files == NULL) {
+        model_overflow = 1;
+        sn->n = 0;
+        return;
+    }
+    for (i = 0; i < nnames; i++) {
+        memcpy(sn->files[i].name, names[i].name, NAME_CAP);
+        for (j = 0; j < nfiles; j++) {
+            if (!same_file(&files[j].id, &names[i].id)) continue;
+            sn->files[i].bytes = (uint8_t *)malloc(files[j].len ? files[j].len : 1);
+            if (sn->files[i].bytes == NULL) {
+                model_overflow = 1;
+                break;
+            }
+            memcpy(sn->files[i].bytes, files[j].bytes, files[j].len);
+            sn->files[i].len = files[j].len;
+            break;
+        }
+    }
 }
 
 static void record(int fd) {
@@ -107,6 +198,7 @@ static void record(int fd) {
     if (watched[0] != '\0' && fstat(fd, &st) == 0 && st.st_dev == watched_st.st_dev) {
         if (S_ISDIR(st.st_mode) && st.st_ino == watched_st.st_ino) record_dir();
         if (S_ISREG(st.st_mode)) record_file(fd, &st);
+        take_snapshot_locked();
     }
     pthread_mutex_unlock(&disk_mu);
 }
@@ -131,6 +223,7 @@ static void watch(const char *dir) {
     pthread_mutex_unlock(&disk_mu);
 }
 
+/* Stops recording and forgets the disk (the snapshots stay). */
 static void unwatch(void) {
     int i;
     pthread_mutex_lock(&disk_mu);
@@ -142,47 +235,34 @@ static void unwatch(void) {
     CHECK_MSG(!model_overflow, "the disk model ran out of room");
 }
 
-/* Writes the durable state, as of now, into a fresh directory. */
-static const char *power_loss_now(void) {
-    const char *out = make_temp_dir();
-    int i, j;
+/* Sets what is acknowledged and what is in flight; snapshots taken from now
+ * on carry it. With snap, also takes a snapshot now (between operations). */
+static void set_context(const struct state *acked, int key, int version, int exact, int snap) {
     pthread_mutex_lock(&disk_mu);
-    for (i = 0; i < nnames; i++) {
-        FILE *f = fopen(path_join(out, names[i].name), "wb");
-        CHECK(f != NULL);
-        for (j = 0; j < nfiles; j++) {
-            if (files[j].ino == names[i].ino) {
-                CHECK(fwrite(files[j].bytes, 1, files[j].len, f) == files[j].len);
-                break;
-            }
-        }
-        CHECK(fclose(f) == 0);
-    }
+    current.acked = *acked;
+    current.key = key;
+    current.version = version;
+    current.exact = exact;
+    if (snap) take_snapshot_locked();
     pthread_mutex_unlock(&disk_mu);
-    return out;
+}
+
+static void free_snapshots(void) {
+    int i, j;
+    for (i = 0; i < nsnaps; i++) {
+        for (j = 0; j < snaps[i].n; j++) free(snaps[i].files[j].bytes);
+        free(snaps[i].files);
+    }
+    nsnaps = 0;
 }
 
 /* ---- the workload and its model ------------------------------------------ */
 
-#define KEYS 40
 #define OPS 360
-#define CRASH_EVERY 30
-#define MAX_CRASHES 24
-
-/* version[k]: 0 = absent, v > 0 = the value of put number v. */
-struct state {
-    int version[KEYS];
-};
-
-struct crash {
-    const char *dir;
-    struct state acked;
-    int exact; /* every acknowledged write must be there */
-};
 
 static int key_of(char *buf, int k) { return snprintf(buf, 32, "key-%02d", k); }
 
-/* The value of the put with version v (of key k): 20..400 bytes. */
+/* The value of operation v (a put of key k): 20..400 bytes. */
 static size_t value_of(uint8_t *buf, int k, int v) {
     size_t n = 20 + (size_t)((k * 131 + v * 977) % 381), i;
     for (i = 0; i < n; i++) buf[i] = (uint8_t)('a' + (k + v + (int)i) % 26);
@@ -190,7 +270,7 @@ static size_t value_of(uint8_t *buf, int k, int v) {
     return n;
 }
 
-/* The value found for key k, if it is one ever put (versions 1..max_v). */
+/* The operation whose value is found for key k (1..max_v), or -1. */
 static int version_found(const uint8_t *val, size_t len, int k, int max_v) {
     uint8_t want[512];
     int v;
@@ -201,14 +281,24 @@ static int version_found(const uint8_t *val, size_t len, int k, int max_v) {
     return -1;
 }
 
-static void check_crash_dir(const struct crash *c, int max_v) {
-    bc_db *db = open_db(c->dir, NULL); /* no repair option */
-    bc_stats s;
+/* Writes snapshot `sn` out as directory `dir`, opens it (no repair) and
+ * checks every key against what was acknowledged. */
+static void check_snapshot(const struct snapshot *sn, const char *dir, int max_v) {
+    bc_db *db;
     char key[32];
-    int k;
-    memset(&s, 0, sizeof s);
-    s.struct_size = (uint32_t)sizeof s;
-    CHECK_STATUS(bc_get_stats(db, &s), BC_OK);
+    int k, i;
+    CHECK_MSG(mkdir(dir, 0700) == 0, "mkdir %s: %s", dir, strerror(errno));
+    for (i = 0; i < sn->n; i++) {
+        char path[4096 + NAME_CAP + 2];
+        FILE *f;
+        snprintf(path, sizeof path, "%s/%s", dir, sn->files[i].name);
+        f = fopen(path, "wb");
+        CHECK(f != NULL);
+        CHECK(fwrite(sn->files[i].bytes ? (const void *)sn->files[i].bytes : "", 1,
+                     sn->files[i].len, f) == sn->files[i].len);
+        CHECK(fclose(f) == 0);
+    }
+    db = open_db(dir, NULL); /* no repair option */
     for (k = 0; k < KEYS; k++) {
         int kl = key_of(key, k), v;
         uint8_t *val = NULL;
@@ -219,27 +309,30 @@ static void check_crash_dir(const struct crash *c, int max_v) {
         v = st == BC_OK ? version_found(val, vlen, k, max_v) : 0;
         if (st == BC_OK) bc_free(val, vlen);
         CHECK_MSG(v >= 0, "%s holds a value never stored under it", key);
-        if (c->exact)
-            CHECK_MSG(v == c->acked.version[k],
-                      "%s after power loss: version %d, acknowledged %d (%s)", key, v,
-                      c->acked.version[k], c->dir);
+        if (sn->ctx.exact)
+            CHECK_MSG(v == sn->ctx.acked.version[k] || (k == sn->ctx.key && v == sn->ctx.version),
+                      "%s after power loss: version %d, acknowledged %d", key, v,
+                      sn->ctx.acked.version[k]);
     }
     close_db(db);
+    CHECK_MSG(remove_tree(dir) == 0, "cleaning %s", dir);
 }
 
-static void run_workload(int32_t mode) {
+static void run_workload(int32_t mode, uint32_t interval_ms) {
     const char *dir = make_temp_dir();
+    const char *out = make_temp_dir();
     bc_options *o = make_opts(8192, 0, 0);
-    struct crash crashes[MAX_CRASHES];
     struct state now;
-    int ncrashes = 0, op, i;
+    int op, i, exact = mode == BC_SYNC_ALWAYS, merges = 0;
     uint8_t val[512];
     char key[32];
     uint32_t x = 12345;
     bc_db *db;
     memset(&now, 0, sizeof now);
-    CHECK_STATUS(bc_options_set_sync(o, mode, 0), BC_OK);
+    free_snapshots(); /* left by a sub-test that failed */
+    CHECK_STATUS(bc_options_set_sync(o, mode, interval_ms), BC_OK);
     watch(dir);
+    set_context(&now, -1, 0, exact, 0);
     db = open_db(dir, o);
     bc_options_free(o);
     for (op = 1; op <= OPS; op++) {
@@ -248,37 +341,49 @@ static void run_workload(int32_t mode) {
         k = (int)((x >> 8) % KEYS);
         kl = key_of(key, k);
         if ((x >> 20) % 5 == 0) {
-            bc_status st = bc_delete(db, U8(key), (size_t)kl);
+            bc_status st;
+            set_context(&now, k, 0, exact, 0);
+            st = bc_delete(db, U8(key), (size_t)kl);
             CHECK_MSG(st == BC_OK || st == BC_NOT_FOUND, "delete: %s", status_name(st));
             now.version[k] = 0;
         } else {
             size_t n = value_of(val, k, op);
+            set_context(&now, k, op, exact, 0);
             CHECK_STATUS(bc_put(db, U8(key), (size_t)kl, val, n), BC_OK);
             now.version[k] = op;
         }
-        if (op % 120 == 0) CHECK_STATUS(bc_merge(db), BC_OK);
-        if ((op % CRASH_EVERY == 0 || op % 120 == 1) && ncrashes < MAX_CRASHES - 1) {
-            crashes[ncrashes].dir = power_loss_now();
-            crashes[ncrashes].exact = mode == BC_SYNC_ALWAYS;
-            crashes[ncrashes++].acked = now;
+        set_context(&now, -1, 0, exact, op % 10 == 0);
+        if (op % 120 == 0) {
+            CHECK_STATUS(bc_merge(db), BC_OK);
+            merges++;
         }
     }
     close_db(db);
     /* After a clean close everything is durable, whatever the mode. */
-    crashes[ncrashes].dir = power_loss_now();
-    crashes[ncrashes].exact = 1;
-    crashes[ncrashes++].acked = now;
+    set_context(&now, -1, 0, 1, 1);
     unwatch();
-    for (i = 0; i < ncrashes; i++) check_crash_dir(&crashes[i], OPS);
+    CHECK_MSG(nsnaps > OPS / 10 + merges, "only %d snapshots", nsnaps);
+    printf("mode %d: %d power-loss instants checked\n", (int)mode, nsnaps);
+    for (i = 0; i < nsnaps; i++) {
+        char sub[4096 + 16];
+        /* Under valgrind, every fourth instant (and the last). */
+        if (under_valgrind() && i % 4 != 0 && i != nsnaps - 1) continue;
+        snprintf(sub, sizeof sub, "%s/%d", out, i);
+        check_snapshot(&snaps[i], sub, OPS);
+    }
+    free_snapshots();
 }
 
-static void sync_always_keeps_every_acknowledged_write(void) { run_workload(BC_SYNC_ALWAYS); }
+static void sync_always_keeps_every_acknowledged_write(void) { run_workload(BC_SYNC_ALWAYS, 0); }
 
-static void sync_none_opens_without_repair(void) { run_workload(BC_SYNC_NONE); }
+static void sync_interval_opens_without_repair(void) { run_workload(BC_SYNC_INTERVAL, 2); }
+
+static void sync_none_opens_without_repair(void) { run_workload(BC_SYNC_NONE, 0); }
 
 int main(int argc, char **argv) {
     check_init(argc, argv);
     RUN(sync_always_keeps_every_acknowledged_write);
+    RUN(sync_interval_opens_without_repair);
     RUN(sync_none_opens_without_repair);
     return check_finish();
 }
