@@ -266,21 +266,45 @@ fn torn_tail_only_record_in_newest_file() {
     );
 }
 
+/// A database of several 4 KiB files, with what a test of a new file needs.
+struct Pristine {
+    dir: PathBuf,
+    model: Model,
+    keys: Vec<Vec<u8>>,
+    /// The id a next data file would get.
+    next_id: u64,
+    /// A valid data-file header.
+    header: Vec<u8>,
+}
+
+fn pristine(tmp: &Path) -> Pristine {
+    let dir = tmp.join("pristine");
+    let ws = many_writes(60);
+    build(&dir, 4096, &ws);
+    let files = data_files(&dir);
+    let newest = file_name(files.last().unwrap());
+    Pristine {
+        model: model_of(&ws),
+        keys: all_keys(&ws),
+        next_id: u64::from_str_radix(&newest[..16], 16).unwrap() + 1,
+        header: fs::read(files.last().unwrap()).unwrap()[..16].to_vec(),
+        dir,
+    }
+}
+
 /// A crash while a new data file was being created leaves a newest file
 /// shorter than its 16-byte header: open drops it (counting its bytes) and
 /// keeps every record of the older files.
 #[test]
 fn torn_file_creation() {
     let tmp = tempfile::tempdir().unwrap();
-    let pristine = tmp.path().join("pristine");
-    let ws = many_writes(60);
-    build(&pristine, 4096, &ws);
-    let model = model_of(&ws);
-    let keys = all_keys(&ws);
-    let files = data_files(&pristine);
-    let newest = file_name(files.last().unwrap());
-    let next_id = u64::from_str_radix(&newest[..16], 16).unwrap() + 1;
-    let header = fs::read(files.last().unwrap()).unwrap()[..16].to_vec();
+    let Pristine {
+        dir: pristine,
+        model,
+        keys,
+        next_id,
+        header,
+    } = pristine(tmp.path());
     for len in 0..16usize {
         let ctx = format!("partial header of {len} bytes in a new newest file");
         let dir = tmp.path().join(format!("hdr{len}"));
@@ -314,15 +338,13 @@ fn torn_file_creation() {
 #[test]
 fn torn_creation_of_a_never_sealed_older_file() {
     let tmp = tempfile::tempdir().unwrap();
-    let pristine = tmp.path().join("pristine");
-    let ws = many_writes(60);
-    build(&pristine, 4096, &ws);
-    let model = model_of(&ws);
-    let keys = all_keys(&ws);
-    let files = data_files(&pristine);
-    let newest = file_name(files.last().unwrap());
-    let next_id = u64::from_str_radix(&newest[..16], 16).unwrap() + 1;
-    let header = fs::read(files.last().unwrap()).unwrap()[..16].to_vec();
+    let Pristine {
+        dir: pristine,
+        model,
+        keys,
+        next_id,
+        header,
+    } = pristine(tmp.path());
     let make = |label: &str| {
         let dir = tmp.path().join(label);
         copy_dir(&pristine, &dir);
@@ -352,7 +374,7 @@ fn torn_creation_of_a_never_sealed_older_file() {
     let err = Db::open(&dir, opts(4096, SyncMode::None)).err();
     assert_eq!(
         err.map(|e| e.status()),
-        Some(bitcask::Status::Corruption),
+        Some(Status::Corruption),
         "an empty older file with a hint beside it"
     );
 }
