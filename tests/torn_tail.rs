@@ -298,31 +298,25 @@ fn pristine(tmp: &Path) -> Pristine {
 #[test]
 fn torn_file_creation() {
     let tmp = tempfile::tempdir().unwrap();
-    let Pristine {
-        dir: pristine,
-        model,
-        keys,
-        next_id,
-        header,
-    } = pristine(tmp.path());
+    let p = pristine(tmp.path());
     for len in 0..16usize {
-        let ctx = format!("partial header of {len} bytes in a new newest file");
+        let ctx = format!("partial p.header of {len} bytes in a new newest file");
         let dir = tmp.path().join(format!("hdr{len}"));
-        copy_dir(&pristine, &dir);
-        let torn = dir.join(format!("{next_id:016x}.data"));
-        fs::write(&torn, &header[..len]).unwrap();
+        copy_dir(&p.dir, &dir);
+        let torn = dir.join(format!("{:016x}.data", p.next_id));
+        fs::write(&torn, &p.header[..len]).unwrap();
         let db = ok(Db::open(&dir, opts(4096, SyncMode::None)), &ctx);
         assert_eq!(
             db.stats().recovered_bytes_dropped,
             len as u64,
             "{ctx}: recovered_bytes_dropped"
         );
-        verify(&db, &model, &keys, &ctx);
+        verify(&db, &p.model, &p.keys, &ctx);
         ok(db.put(b"after", b"x"), &ctx);
         ok(db.close(), &ctx);
         let db = ok(Db::open(&dir, opts(4096, SyncMode::None)), &ctx);
         assert_eq!(db.stats().recovered_bytes_dropped, 0, "{ctx}: second open");
-        let (m2, k2) = plus_put(&model, &keys, b"after", b"x");
+        let (m2, k2) = plus_put(&p.model, &p.keys, b"after", b"x");
         verify(&db, &m2, &k2, &format!("{ctx} (second open)"));
         for f in data_files(&dir) {
             parse_data_file(&f); // every data file left is well-formed
@@ -338,29 +332,23 @@ fn torn_file_creation() {
 #[test]
 fn torn_creation_of_a_never_sealed_older_file() {
     let tmp = tempfile::tempdir().unwrap();
-    let Pristine {
-        dir: pristine,
-        model,
-        keys,
-        next_id,
-        header,
-    } = pristine(tmp.path());
+    let p = pristine(tmp.path());
     let make = |label: &str| {
         let dir = tmp.path().join(label);
-        copy_dir(&pristine, &dir);
-        fs::write(dir.join(format!("{next_id:016x}.data")), b"").unwrap();
+        copy_dir(&p.dir, &dir);
+        fs::write(dir.join(format!("{:016x}.data", p.next_id)), b"").unwrap();
         // A newer file, so the empty one is not the newest.
-        fs::write(dir.join(format!("{:016x}.data", next_id + 1)), &header).unwrap();
+        fs::write(dir.join(format!("{:016x}.data", p.next_id + 1)), &p.header).unwrap();
         dir
     };
 
     let dir = make("unsealed");
     let ctx = "an empty older file without a hint";
     let db = ok(Db::open(&dir, opts(4096, SyncMode::None)), ctx);
-    verify(&db, &model, &keys, ctx);
+    verify(&db, &p.model, &p.keys, ctx);
     ok(db.close(), ctx);
     assert!(
-        !dir.join(format!("{next_id:016x}.data")).exists(),
+        !dir.join(format!("{:016x}.data", p.next_id)).exists(),
         "{ctx}: not removed"
     );
 
@@ -369,8 +357,8 @@ fn torn_creation_of_a_never_sealed_older_file() {
         .unwrap()
         .map(|e| e.unwrap().path())
         .find(|p| p.extension().is_some_and(|x| x == "hint"))
-        .expect("the pristine database has hints");
-    fs::copy(&some_hint, dir.join(format!("{next_id:016x}.hint"))).unwrap();
+        .expect("the p.dir database has hints");
+    fs::copy(&some_hint, dir.join(format!("{:016x}.hint", p.next_id))).unwrap();
     let err = Db::open(&dir, opts(4096, SyncMode::None)).err();
     assert_eq!(
         err.map(|e| e.status()),
