@@ -700,6 +700,7 @@ impl Inner {
             0 => 0,
             ttl => self.now().saturating_add(ttl),
         };
+        let hashed = self.keydir.prepare(key);
         let a = {
             let mut w = self.writer.lock();
             let a = self.append(&mut w, key, value, expiry, 0)?;
@@ -709,7 +710,7 @@ impl Inner {
                 value_len: value.len() as u32,
                 expiry,
             };
-            if let Some(old) = self.keydir.insert(key, loc) {
+            if let Some(old) = self.keydir.insert_hashed(key, hashed, loc) {
                 self.mark_dead(old, key.len());
             }
             a
