@@ -50,6 +50,15 @@ struct Tail {
     pending: Vec<u8>,
 }
 
+/// A zero-sized field that starts a new cache line in a `repr(C)` struct.
+#[derive(Default)]
+#[repr(align(64))]
+struct CacheLine;
+
+/// `repr(C)` keeps the fields in this order: what every get reads first,
+/// then, on lines of their own, what the writer changes on every append.
+/// Sharing a line, each put would take it away from the readers' cores.
+#[repr(C)]
 pub struct DataFile {
     /// In-memory handle stored in the keydir; never reused within a process.
     pub fnum: u32,
@@ -79,6 +88,7 @@ pub struct DataFile {
     /// taken by the first `sync_data`.
     dir: Option<PathBuf>,
     dir_synced: AtomicBool,
+    _writer_side: CacheLine,
     tail: RwLock<Tail>,
     /// Record bytes in the file (everything after the header).
     pub record_bytes: AtomicU64,
@@ -164,6 +174,7 @@ impl DataFile {
             sealed: AtomicBool::new(sealed),
             dir: None,
             dir_synced: AtomicBool::new(false),
+            _writer_side: CacheLine,
             tail: RwLock::new(Tail {
                 base: len,
                 pending: Vec::new(),

@@ -684,11 +684,19 @@ impl Inner {
         self.files.read().get(&fnum).cloned()
     }
 
+    /// `mark_dead` for the writer: a record in the active file is found
+    /// without the file table's lock, which every get takes too.
+    fn mark_dead_by_writer(&self, w: &Writer, old: Location, key_len: usize) {
+        match &w.active {
+            Some(a) if a.fnum == old.file => add_dead(a, old, key_len),
+            _ => self.mark_dead(old, key_len),
+        }
+    }
+
     /// Adds the record a keydir entry pointed at to its file's dead bytes.
     pub(crate) fn mark_dead(&self, old: Location, key_len: usize) {
         if let Some(f) = self.files.read().get(&old.file) {
-            f.dead_bytes
-                .fetch_add(record_len(key_len, old.value_len), Ordering::Relaxed);
+            add_dead(f, old, key_len);
         }
     }
 
@@ -711,7 +719,7 @@ impl Inner {
                 expiry,
             };
             if let Some(old) = self.keydir.insert_hashed(key, hashed, loc) {
-                self.mark_dead(old, key.len());
+                self.mark_dead_by_writer(&w, old, key.len());
             }
             a
         };
@@ -729,7 +737,7 @@ impl Inner {
             }
             let a = self.append(&mut w, key, &[], 0, FLAG_TOMBSTONE)?;
             if let Some(old) = self.keydir.remove(key) {
-                self.mark_dead(old, key.len());
+                self.mark_dead_by_writer(&w, old, key.len());
             }
             a
         };
@@ -1126,4 +1134,10 @@ struct Found {
     newest: bool,
     len: u64,
     hint: Option<Hint>,
+}
+
+/// Counts the record `old` as dead in its file `f`.
+fn add_dead(f: &DataFile, old: Location, key_len: usize) {
+    f.dead_bytes
+        .fetch_add(record_len(key_len, old.value_len), Ordering::Relaxed);
 }
