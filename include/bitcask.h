@@ -208,7 +208,9 @@ typedef struct bc_stats {
      */
     uint64_t merges;
     /**
-     * Memory held by the keydir, in bytes.
+     * Memory held by the keydir, in bytes: its heap blocks plus its 2 MiB
+     * regions counted whole (the region being filled, and memory freed by
+     * deletes and kept for later keys, included).
      */
     uint64_t keydir_bytes;
 } bc_stats;

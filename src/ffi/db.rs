@@ -424,7 +424,9 @@ pub struct bc_stats {
     pub repaired_records_skipped: u64,
     /// Merges completed by this handle.
     pub merges: u64,
-    /// Memory held by the keydir, in bytes.
+    /// Memory held by the keydir, in bytes: its heap blocks plus its 2 MiB
+    /// regions counted whole (the region being filled, and memory freed by
+    /// deletes and kept for later keys, included).
     pub keydir_bytes: u64,
 }
 
