@@ -274,8 +274,9 @@ const char *bc_last_error(void);
  * (unless bc_options_set_create_if_missing said otherwise), and rebuilds
  * the keydir from its data files. A record torn by a crash at the end of
  * the newest file (or of a file never sealed, which has no hint) is cut
- * off (bc_stats.recovered_bytes_dropped counts the bytes); any other damage fails the open with BC_CORRUPTION unless the
- * repair option is set.
+ * off (bc_stats.recovered_bytes_dropped counts the bytes); any other
+ * damage fails the open with BC_CORRUPTION unless the repair option is
+ * set.
  *
  * @param[in]  path a NUL-terminated directory path, read during the call.
  * @param[in]  opts options, or NULL for the defaults; read during the
@@ -289,9 +290,7 @@ const char *bc_last_error(void);
  *         or foreign file: the message names the file and offset).
  * Thread-safe (opens of different directories may run in parallel).
  */
-bc_status bc_open(const char *path,
-                  const struct bc_options *opts,
-                  struct bc_db **out);
+bc_status bc_open(const char *path, const struct bc_options *opts, struct bc_db **out);
 
 /**
  * Flushes and syncs what is buffered, releases the directory lock and

@@ -51,7 +51,6 @@ struct Tail {
 }
 
 /// A zero-sized field that starts a new cache line in a `repr(C)` struct.
-#[derive(Default)]
 #[repr(align(64))]
 struct CacheLine;
 

@@ -38,14 +38,9 @@ pub fn load(
     sources: &[Source],
     threads: usize,
 ) -> Result<std::result::Result<Loaded, Vec<usize>>> {
-    // Entries carry their hash: only hints under the keydir's seed apply.
-    let seed = keydir.seed();
-    let foreign: Vec<usize> = (0..sources.len())
-        .filter(|&i| sources[i].hint.seed != seed)
-        .collect();
-    if !foreign.is_empty() {
-        return Ok(Err(foreign));
-    }
+    // Entries carry their hash: the caller passes only hints under the
+    // keydir's seed (it scans the others).
+    debug_assert!(sources.iter().all(|s| s.hint.seed == keydir.seed()));
     let ranges = keydir.split(threads);
     let results: Vec<(Loaded, Vec<RangeSeen>)> = std::thread::scope(|scope| {
         // One thread reads the hints ahead of the loaders, oldest first, so

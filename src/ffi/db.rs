@@ -63,8 +63,9 @@ pub(crate) fn found(b: bool) -> Result<bc_status, Error> {
 /// (unless bc_options_set_create_if_missing said otherwise), and rebuilds
 /// the keydir from its data files. A record torn by a crash at the end of
 /// the newest file (or of a file never sealed, which has no hint) is cut
-/// off (bc_stats.recovered_bytes_dropped counts the bytes); any other damage fails the open with BC_CORRUPTION unless the
-/// repair option is set.
+/// off (bc_stats.recovered_bytes_dropped counts the bytes); any other
+/// damage fails the open with BC_CORRUPTION unless the repair option is
+/// set.
 ///
 /// @param[in]  path a NUL-terminated directory path, read during the call.
 /// @param[in]  opts options, or NULL for the defaults; read during the

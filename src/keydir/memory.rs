@@ -62,6 +62,15 @@ impl Block {
         }
     }
 
+    /// Bytes from the global allocator (pooled bytes are the pool's).
+    fn heap_bytes(&self) -> usize {
+        if self.pooled {
+            0
+        } else {
+            self.len
+        }
+    }
+
     fn bytes(&self) -> &[u8] {
         // SAFETY: `ptr` points at `len` bytes this block owns (or is a
         // dangling pointer with len 0); they were initialised when the
@@ -113,14 +122,8 @@ impl Table {
         self.0
     }
 
-    /// Bytes that came from the global allocator (pooled bytes are counted
-    /// by the pool).
     pub fn heap_bytes(&self) -> usize {
-        if self.0.pooled {
-            0
-        } else {
-            self.0.len
-        }
+        self.0.heap_bytes()
     }
 }
 
@@ -180,11 +183,7 @@ impl Chunk {
     }
 
     pub fn heap_bytes(&self) -> usize {
-        if self.block.pooled {
-            0
-        } else {
-            self.block.len
-        }
+        self.block.heap_bytes()
     }
 }
 
@@ -210,7 +209,6 @@ struct Regions {
     left: usize,
     /// Recycled UNIT-sized blocks.
     free: Vec<usize>,
-    mapped: usize,
 }
 
 impl Pool {
@@ -292,7 +290,7 @@ impl Pool {
 
     /// Bytes mapped for this pool (touched or not).
     pub fn mapped_bytes(&self) -> usize {
-        self.regions.lock().mapped
+        self.regions.lock().maps.iter().map(|&(_, len)| len).sum()
     }
 }
 
@@ -337,7 +335,6 @@ impl Regions {
             libc::madvise(aligned as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
         }
         self.maps.push((aligned, len));
-        self.mapped += len;
         Some(aligned)
     }
 }
