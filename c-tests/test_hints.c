@@ -538,9 +538,10 @@ static void test_checker_refuses_every_change(void) {
         CHECK(spit(hint_of(dir, g_names[1]), b, len) == 0);
         why = hint_problem(dir, g_names[1], seed);
         CHECK_MSG(why != NULL, "a hint with byte %zu of %zu changed passes the checks", at, len);
+        /* Undone with its CRC, so the next byte starts from a valid hint. */
         b[at] ^= (uint8_t)(1u << (at % 8));
+        put32(b + len - 4, crc32_ieee(b, len - 4));
     }
-    put32(b + len - 4, crc32_ieee(b, len - 4));
     CHECK(spit(hint_of(dir, g_names[1]), b, len) == 0);
     CHECK(hint_problem(dir, g_names[1], seed) == NULL);
     free(b);
@@ -573,7 +574,6 @@ static void flip(const char *hint, long at_from_start, long at_from_end, int fix
     CHECK(spit(hint, b, len) == 0);
     free(b);
 }
-#define flip_at(hint, from_start, from_end) flip((hint), (from_start), (from_end), 0)
 
 /* The size of a hint file (at least header + trailer). */
 static long hint_size(const char *hint) {
@@ -613,7 +613,7 @@ static void d_half(const char *dir, const char *hint, int i, int n) {
 }
 static void d_flip_magic(const char *dir, const char *hint, int i, int n) {
     (void)dir, (void)i, (void)n;
-    flip_at(hint, 3, -1);
+    flip(hint, 3, -1, 0);
 }
 /* Version 2 ^ 0x10 = 18, with the header CRC and the file CRC recomputed:
  * the version is all that is wrong. */
@@ -623,12 +623,12 @@ static void d_flip_version(const char *dir, const char *hint, int i, int n) {
 }
 static void d_flip_entry(const char *dir, const char *hint, int i, int n) {
     (void)dir, (void)n;
-    flip_at(hint, FILE_HDR + 8 + (i % 4), -1); /* the first entry's value_len */
+    flip(hint, FILE_HDR + 8 + (i % 4), -1, 0); /* the first entry's value_len */
 }
 static void d_flip_middle(const char *dir, const char *hint, int i, int n) {
     long len = hint_size(hint);
     (void)dir, (void)i, (void)n;
-    flip_at(hint, FILE_HDR + (len - FILE_HDR - TRAILER) / 2, -1); /* the middle of the entries */
+    flip(hint, FILE_HDR + (len - FILE_HDR - TRAILER) / 2, -1, 0); /* the middle of the entries */
 }
 /* The end of partition 31 moved by 16 bytes, the CRC recomputed: only the
  * table is wrong (it no longer matches the entries). */
@@ -644,7 +644,7 @@ static void d_flip_data_len(const char *dir, const char *hint, int i, int n) {
 }
 static void d_flip_crc(const char *dir, const char *hint, int i, int n) {
     (void)dir, (void)i, (void)n;
-    flip_at(hint, 0, 0);
+    flip(hint, 0, 0, 0);
 }
 /* A third of the hints under one other seed, their CRCs recomputed: valid
  * but for the seed (their hashes are the old seed's), and outvoted by the
@@ -656,7 +656,8 @@ static void d_reseed(const char *dir, const char *hint, int i, int n) {
     if (i % 3 != 1) return;
     b = slurp(hint, &len);
     CHECK(b != NULL && len >= FILE_HDR + TRAILER);
-    put64(b + len - 36, le64(b + len - 36) ^ UINT64_C(0x5eed5eed5eed5eed)); /* seed_k0 */
+    /* seed_k0, just after the partition table */
+    put64(b + len - TRAILER + TABLE, le64(b + len - TRAILER + TABLE) ^ UINT64_C(0x5eed5eed5eed5eed));
     fix_crcs(b, len);
     CHECK(spit(hint, b, len) == 0);
     free(b);
