@@ -28,14 +28,15 @@ static int needs_merge(bc_db *db) {
                   cn_got_ ? "true" : "false", cn_exp_ ? "true" : "false");                \
     } while (0)
 
-/* A read-only handle on dir gives the same bc_needs_merge answer; sets o's
- * read_only flag (left set). */
+/* A read-only handle on dir gives the same bc_needs_merge answer (o is
+ * left as it was, read-write). */
 static void check_needs_read_only(const char *dir, bc_options *o, int expected) {
     bc_db *db;
     CHECK_STATUS(bc_options_set_read_only(o, true), BC_OK);
     db = open_db(dir, o);
     CHECK_NEEDS(db, expected);
     close_db(db);
+    CHECK_STATUS(bc_options_set_read_only(o, false), BC_OK);
 }
 
 /* Records of 19 + 8 + 100 = 127 bytes: "key%05d" and a 100-byte value. */
@@ -211,7 +212,6 @@ static void test_needs_merge_sealed_files_only(void) {
     close_db(db);
 
     check_needs_read_only(dir, o, 1);
-    CHECK_STATUS(bc_options_set_read_only(o, false), BC_OK);
 
     db = open_db(dir, o);
     bc_options_free(o);
