@@ -5,13 +5,15 @@
  * (a slow disk) or fail with EIO (a dying disk or a full thin volume).
  * Checked:
  * - BC_SYNC_ALWAYS: a put returns only after an fsync that began after its
- *   record was written; 8 threads of durable puts share fsyncs (group
- *   commit): far fewer fsyncs than puts when each fsync takes 2 ms;
+ *   record was written has succeeded; 8 threads of durable puts share
+ *   fsyncs (group commit): far fewer fsyncs than puts when each fsync
+ *   takes 2 ms, and still each put waits for one begun after it;
  * - BC_SYNC_NONE: puts call no fsync;
  * - bc_sync returns BC_IO naming the data file, and from then on the handle
  *   refuses writes (even once fsync works again: a retried fsync may report
  *   success for pages the kernel dropped), still serves reads, and bc_close
- *   reports BC_IO;
+ *   reports BC_IO; no file is sealed or hinted after the failure, neither
+ *   the active file at close nor retired files the worker had queued;
  * - bc_close returns BC_IO when its own final sync fails, and still frees
  *   the handle and releases the directory lock (the directory reopens;
  *   valgrind and ASan see no leak);
@@ -28,16 +30,25 @@
 static atomic_int fail_syncs;
 static atomic_int slow_syncs_us;
 static atomic_long sync_calls; /* fsync/fdatasync calls begun */
+/* The highest number (1, 2, ... in the order they began) of a call that
+ * has returned success. */
+static atomic_long synced_upto;
 
 static int intercepted(long nr, int fd) {
     int slow = atomic_load(&slow_syncs_us);
-    atomic_fetch_add(&sync_calls, 1);
+    int fail = atomic_load(&fail_syncs); /* decided when the call begins */
+    long n = atomic_fetch_add(&sync_calls, 1) + 1, done;
+    int rc;
     if (slow > 0) usleep((useconds_t)slow);
-    if (atomic_load(&fail_syncs)) {
+    if (fail) {
         errno = EIO;
         return -1;
     }
-    return (int)syscall(nr, fd);
+    rc = (int)syscall(nr, fd);
+    done = atomic_load(&synced_upto);
+    while (rc == 0 && done < n && !atomic_compare_exchange_weak(&synced_upto, &done, n)) {
+    }
+    return rc;
 }
 
 int fsync(int fd) { return intercepted(SYS_fsync, fd); }
@@ -113,7 +124,12 @@ static void *group_writer(void *arg) {
     int i;
     for (i = 0; i < GC_PUTS; i++) {
         int kl = snprintf(key, sizeof key, "t%d-%d", w->id, i);
+        long before = atomic_load(&sync_calls);
         CHECK_STATUS(bc_put(w->db, U8(key), (size_t)kl, U8(key), (size_t)kl), BC_OK);
+        /* Whoever led it, an fsync that began after this put did (so after
+         * its record was appended) succeeded before the put returned. */
+        CHECK_MSG(atomic_load(&synced_upto) > before,
+                  "a durable put returned before an fsync begun after it had succeeded");
     }
     return NULL;
 }
@@ -175,10 +191,47 @@ static void sync_failure_fails_the_handle(void) {
     CHECK_GET(db, K("a"), K("a"));
     CHECK_GET(db, K("c"), K("c"));
     CHECK_STATUS(bc_close(db), BC_IO);
+    /* Close did not seal the active file: no hint vouches for it. */
+    CHECK_MSG(count_files_with_suffix(dir, ".hint", NULL, NULL) == 0,
+              "a hint was written after the failure");
 
     /* "c" was written but its sync failed: it may be there or not (here,
      * the page cache kept it); "d" was refused. */
     check_reopen(dir, synced, 2, "d");
+}
+
+/* Files retired before a failure and still queued for the worker to seal
+ * are not sealed or hinted after it, even once fsync works again. */
+static void queued_files_are_not_sealed_after_a_failure(void) {
+    const char *dir = make_temp_dir();
+    bc_options *o = make_opts(4096, 0, 0); /* small files: puts retire many */
+    bc_db *db;
+    bc_status st = BC_OK;
+    char key[32];
+    uint8_t val[512];
+    int i, files;
+    memset(val, 'v', sizeof val);
+    CHECK_STATUS(bc_options_set_sync(o, BC_SYNC_NONE, 0), BC_OK);
+    db = open_db(dir, o);
+    bc_options_free(o);
+    /* Every fsync begun from now on fails after 20 ms: while the worker's
+     * first seal waits, the writer retires more files behind it. */
+    atomic_store(&slow_syncs_us, 20000);
+    atomic_store(&fail_syncs, 1);
+    for (i = 0; i < 100000 && st == BC_OK; i++) {
+        int kl = snprintf(key, sizeof key, "k%d", i);
+        st = bc_put(db, U8(key), (size_t)kl, val, sizeof val);
+    }
+    CHECK_STATUS(st, BC_IO);
+    /* fsync works again: the seals still queued would now succeed. */
+    atomic_store(&fail_syncs, 0);
+    atomic_store(&slow_syncs_us, 0);
+    files = count_files_with_suffix(dir, ".data", NULL, NULL);
+    CHECK_MSG(files > 2, "only %d data files: nothing was queued", files);
+    CHECK_STATUS(bc_close(db), BC_IO);
+    CHECK_MSG(count_files_with_suffix(dir, ".hint", NULL, NULL) == 0,
+              "hints written after the failure for some of %d data files", files);
+    check_reopen(dir, NULL, 0, NULL);
 }
 
 static void close_reports_its_failed_sync_and_frees(void) {
@@ -241,6 +294,7 @@ int main(int argc, char **argv) {
     RUN(none_mode_puts_do_not_fsync);
     RUN(concurrent_durable_puts_share_fsyncs);
     RUN(sync_failure_fails_the_handle);
+    RUN(queued_files_are_not_sealed_after_a_failure);
     RUN(close_reports_its_failed_sync_and_frees);
     RUN(always_mode_put_fails_with_its_fsync);
     RUN(background_sync_failure_fails_later_writes);

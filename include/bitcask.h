@@ -301,8 +301,8 @@ bc_status bc_open(const char *path, const struct bc_options *opts, struct bc_db 
  * @return BC_OK; BC_IO if the final flush or sync failed, or an earlier
  *         sync of this handle did (the data written since the last
  *         successful sync may be lost; after an earlier failure close
- *         leaves the active file for the next open to check record by
- *         record).
+ *         neither flushes nor seals anything: the next open scans the
+ *         files never sealed).
  */
 bc_status bc_close(struct bc_db *db);
 
@@ -430,7 +430,9 @@ bc_status bc_sync(struct bc_db *db);
  * with the same data. With nothing to reclaim it returns BC_OK at once.
  *
  * @return BC_OK; BC_INVALID_ARGUMENT; BC_READ_ONLY; BC_IO (the database
- *         stays consistent; a later merge retries); BC_CORRUPTION (a record
+ *         stays consistent; a later merge retries, unless the failure was
+ *         a failed fsync, which fails the handle: see bc_sync);
+ *         BC_CORRUPTION (a record
  *         that fails its checksum: nothing was deleted); BC_INTERNAL.
  * Thread-safe; one merge runs at a time (a second waits for the first).
  */

@@ -841,6 +841,14 @@ impl Inner {
     /// job, and merge's for files the worker has not reached yet). A hint
     /// that cannot be written only costs a scan at the next open.
     pub(crate) fn seal_file(&self, file: &DataFile) -> Result<()> {
+        // After a failed fsync nothing tells what reached the disk: a
+        // retried fsync may report success for pages the kernel dropped.
+        // So no file is sealed or hinted any more (not the active file at
+        // close, not a retired one the worker still has queued): the next
+        // open scans them and checks every record.
+        if let Some(e) = self.failure() {
+            return Err(e);
+        }
         if !file.is_sealed() {
             self.synced(file.seal())?;
         }
@@ -942,24 +950,16 @@ impl Inner {
         if self.opts.read_only {
             return Ok(());
         }
+        // Seal the active file (a reopen never appends to an old file) and
+        // write its hint now, so the next open need not scan it.
         let active = self.writer.lock().active.take();
-        let sealed = if let Some(err) = self.failure() {
-            // After a failed fsync nothing tells what reached the disk (a
-            // retried fsync may report success for pages the kernel has
-            // dropped): leave the active file unsealed and unhinted, so the
-            // next open scans and checks every record of it, and report
-            // the failure rather than a clean close.
-            Err(err)
-        } else {
-            // Seal the active file (a reopen never appends to an old file)
-            // and write its hint now, so the next open need not scan it.
-            match active {
-                Some(a) => self.seal_file(&a),
-                None => Ok(()),
-            }
+        let sealed = match active {
+            Some(a) => self.seal_file(&a),
+            None => Ok(()),
         };
         self.lock.lock().take();
-        sealed
+        // A handle that failed reports it, with or without an active file.
+        sealed.and(self.failure().map_or(Ok(()), Err))
     }
 
     /// The error that failed the handle, if one did.

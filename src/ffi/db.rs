@@ -112,8 +112,8 @@ pub extern "C" fn bc_open(
 /// @return BC_OK; BC_IO if the final flush or sync failed, or an earlier
 ///         sync of this handle did (the data written since the last
 ///         successful sync may be lost; after an earlier failure close
-///         leaves the active file for the next open to check record by
-///         record).
+///         neither flushes nor seals anything: the next open scans the
+///         files never sealed).
 #[no_mangle]
 pub extern "C" fn bc_close(db: *mut bc_db) -> bc_status {
     if db.is_null() {
@@ -347,7 +347,9 @@ pub extern "C" fn bc_sync(db: *mut bc_db) -> bc_status {
 /// with the same data. With nothing to reclaim it returns BC_OK at once.
 ///
 /// @return BC_OK; BC_INVALID_ARGUMENT; BC_READ_ONLY; BC_IO (the database
-///         stays consistent; a later merge retries); BC_CORRUPTION (a record
+///         stays consistent; a later merge retries, unless the failure was
+///         a failed fsync, which fails the handle: see bc_sync);
+///         BC_CORRUPTION (a record
 ///         that fails its checksum: nothing was deleted); BC_INTERNAL.
 /// Thread-safe; one merge runs at a time (a second waits for the first).
 #[no_mangle]
