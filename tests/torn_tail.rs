@@ -333,37 +333,81 @@ fn torn_file_creation() {
 fn torn_creation_of_a_never_sealed_older_file() {
     let tmp = tempfile::tempdir().unwrap();
     let p = pristine(tmp.path());
-    let make = |label: &str| {
+    let torn = |dir: &Path| dir.join(format!("{:016x}.data", p.next_id));
+    let make = |label: &str, header_len: usize| {
         let dir = tmp.path().join(label);
         copy_dir(&p.dir, &dir);
-        fs::write(dir.join(format!("{:016x}.data", p.next_id)), b"").unwrap();
-        // A newer file, so the empty one is not the newest.
+        fs::write(torn(&dir), &p.header[..header_len]).unwrap();
+        // A newer file, so the torn one is not the newest.
         fs::write(dir.join(format!("{:016x}.data", p.next_id + 1)), &p.header).unwrap();
         dir
     };
 
-    let dir = make("unsealed");
-    let ctx = "an empty older file without a hint";
-    let db = ok(Db::open(&dir, opts(4096, SyncMode::None)), ctx);
-    verify(&db, &p.model, &p.keys, ctx);
-    ok(db.close(), ctx);
-    assert!(
-        !dir.join(format!("{:016x}.data", p.next_id)).exists(),
-        "{ctx}: not removed"
-    );
+    for len in 0..16usize {
+        let ctx = format!("an older file without a hint, {len} bytes of its header");
+        let dir = make(&format!("unsealed{len}"), len);
+        let db = ok(Db::open(&dir, opts(4096, SyncMode::None)), &ctx);
+        assert_eq!(db.stats().recovered_bytes_dropped, len as u64, "{ctx}");
+        verify(&db, &p.model, &p.keys, &ctx);
+        ok(db.close(), &ctx);
+        assert!(!torn(&dir).exists(), "{ctx}: not removed");
+    }
 
-    let dir = make("sealed");
+    let dir = make("sealed", 0);
     let some_hint = fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .find(|p| p.extension().is_some_and(|x| x == "hint"))
-        .expect("the p.dir database has hints");
+        .expect("the pristine database has hints");
     fs::copy(&some_hint, dir.join(format!("{:016x}.hint", p.next_id))).unwrap();
     let err = Db::open(&dir, opts(4096, SyncMode::None)).err();
     assert_eq!(
         err.map(|e| e.status()),
         Some(Status::Corruption),
         "an empty older file with a hint beside it"
+    );
+}
+
+/// The same for a record cut short at the end of an older file: without
+/// its hint (never sealed) it is a torn tail and dropped; with its hint the
+/// file was sealed, so the cut is corruption.
+#[test]
+fn torn_tail_of_a_never_sealed_older_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = pristine(tmp.path());
+    let make = |label: &str, keep_hint: bool| {
+        let dir = tmp.path().join(label);
+        copy_dir(&p.dir, &dir);
+        let files = data_files(&dir);
+        let older = files.last().unwrap().clone();
+        let last = parse_data_file(&older).pop().expect("records");
+        let cut_to = last.offset + last.len() - 3;
+        OpenOptions::new()
+            .write(true)
+            .open(&older)
+            .unwrap()
+            .set_len(cut_to)
+            .unwrap();
+        let hint = older.with_extension("hint");
+        assert!(hint.exists(), "the pristine database has hints");
+        if !keep_hint {
+            fs::remove_file(&hint).unwrap();
+        }
+        fs::write(dir.join(format!("{:016x}.data", p.next_id)), &p.header).unwrap();
+        (dir, cut_to - last.offset)
+    };
+
+    let (dir, dropped) = make("unsealed", false);
+    let db = ok(Db::open(&dir, opts(4096, SyncMode::None)), "cut, no hint");
+    assert_eq!(db.stats().recovered_bytes_dropped, dropped, "cut, no hint");
+    ok(db.close(), "cut, no hint");
+
+    let (dir, _) = make("sealed", true);
+    let err = Db::open(&dir, opts(4096, SyncMode::None)).err();
+    assert_eq!(
+        err.map(|e| e.status()),
+        Some(Status::Corruption),
+        "a cut older file with its hint beside it"
     );
 }
 
