@@ -155,8 +155,9 @@ static void concurrent_durable_puts_share_fsyncs(void) {
     atomic_store(&slow_syncs_us, 0);
     {
         long syncs = atomic_load(&sync_calls) - before;
-        /* Without sharing: one fsync per put (200). */
-        CHECK_MSG(syncs > 0 && syncs <= GC_THREADS * GC_PUTS / 3,
+        /* Without sharing: one fsync per put (200); with each leader
+         * gathering the group: 26 (25 at best), 29-30 under valgrind. */
+        CHECK_MSG(syncs > 0 && syncs <= GC_THREADS * GC_PUTS / 5,
                   "%ld fsyncs for %d durable puts from %d threads", syncs,
                   GC_THREADS * GC_PUTS, GC_THREADS);
         printf("group commit: %ld fsyncs for %d puts\n", syncs, GC_THREADS * GC_PUTS);

@@ -1,6 +1,7 @@
 //! The database handle: open (recovery), the write path, reads, sync and
 //! close. Merge lives in `merge.rs`.
 
+use crate::commit::GroupCommit;
 use crate::datafile::{self, sync_dir, DataFile, MAJOR_SHIFT};
 use crate::error::{Error, Result, Status};
 use crate::format::{self, record_len, FILE_HEADER_LEN, FLAG_TOMBSTONE, RECORD_HEADER_LEN};
@@ -11,7 +12,7 @@ use crate::lock::DirLock;
 use crate::options::{Options, SyncMode};
 use crate::recovery::{self, FileReader};
 use crate::worker::{Queue, Worker};
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::{Mutex, RwLock};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -63,10 +64,8 @@ pub(crate) struct Inner {
     pub(crate) files: RwLock<FileTable>,
     /// Serialises appends; owns the active file.
     pub(crate) writer: Mutex<Writer>,
-    /// Group commit: true while a leader flushes and fsyncs; the writers
-    /// waiting on `synced_cv` share its fsync or lead the next one.
-    syncing: Mutex<bool>,
-    synced_cv: Condvar,
+    /// BC_SYNC_ALWAYS writers share fsyncs through it.
+    commit: GroupCommit,
     pub(crate) merge_lock: Mutex<()>,
     next_fnum: AtomicU32,
     failed: AtomicBool,
@@ -263,8 +262,7 @@ impl Inner {
                 active: None,
                 next_major: ids.last().map_or(1, |id| (id >> MAJOR_SHIFT) + 1),
             }),
-            syncing: Mutex::new(false),
-            synced_cv: Condvar::new(),
+            commit: GroupCommit::default(),
             merge_lock: Mutex::new(()),
             next_fnum: AtomicU32::new(1),
             failed: AtomicBool::new(false),
@@ -868,44 +866,25 @@ impl Inner {
         }
     }
 
-    /// Group commit: returns once `file` is synced up to `end`. One caller
-    /// at a time leads: it flushes the buffer and fsyncs, covering every
-    /// record appended before its flush. The others wait and are all woken
-    /// when it finishes; those it covered return at once, and one of the
-    /// rest leads the next fsync for all of them. Waking them together
-    /// (not one by one through a mutex) is what lets the records appended
-    /// during one fsync ride the next.
+    /// Returns once `file` is synced up to `end`, sharing the fsync with
+    /// the other writers waiting (see `commit`).
     fn sync_upto(&self, file: &DataFile, end: u64) -> Result<()> {
-        let mut leading = self.syncing.lock();
-        loop {
-            if file.is_synced_to(end) {
-                return Ok(());
-            }
+        self.commit.commit(
+            || file.is_synced_to(end),
             // The fsync this caller waited on failed: a retry cannot vouch
             // for the record (see `sync`).
-            if let Some(e) = self.failure() {
-                return Err(e);
-            }
-            if !*leading {
-                break;
-            }
-            self.synced_cv.wait(&mut leading);
-        }
-        *leading = true;
-        drop(leading);
-        let result = (|| {
-            {
-                let _w = self.writer.lock();
-                if file.is_sealed() {
-                    return Ok(());
+            || self.failure(),
+            || {
+                {
+                    let _w = self.writer.lock();
+                    if file.is_sealed() {
+                        return Ok(());
+                    }
+                    file.flush()?;
                 }
-                file.flush()?;
-            }
-            self.synced(file.sync_data())
-        })();
-        *self.syncing.lock() = false;
-        self.synced_cv.notify_all();
-        result
+                self.synced(file.sync_data())
+            },
+        )
     }
 
     /// Files the writer has moved away from that are not sealed yet. Taking

@@ -13,9 +13,11 @@
 //! - `recovery`: scanning data files (at open when a hint is missing, and for
 //!   merge and repair).
 //! - `merge`: rewriting data files without dead records.
+//! - `commit`: group commit, BC_SYNC_ALWAYS writers sharing fsyncs.
 //! - `db`: the handle tying them together; `lock`: the directory lock;
 //!   `worker`: the background thread (sync, hints, auto-merge).
 
+mod commit;
 mod datafile;
 mod db;
 mod error;

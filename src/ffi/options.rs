@@ -16,7 +16,10 @@ pub struct bc_options {
 /// loses what is in the page cache.
 pub const BC_SYNC_NONE: i32 = 0;
 /// Every put and delete is on stable storage before it returns BC_OK.
-/// Concurrent writers share one fsync (group commit).
+/// Concurrent writers share one fsync (group commit). The thread that leads
+/// an fsync first waits for the threads that were committing to append
+/// their records, for at most half the last fsync's duration (never over
+/// 1 ms); a single writer never waits.
 pub const BC_SYNC_ALWAYS: i32 = 1;
 /// A background thread flushes and fsyncs every interval_ms milliseconds:
 /// a crash loses at most that much.
