@@ -83,6 +83,7 @@ static inline const char *status_name(bc_status st) {
     case BC_BUFFER_TOO_SMALL: return "BC_BUFFER_TOO_SMALL";
     case BC_READ_ONLY: return "BC_READ_ONLY";
     case BC_INTERNAL: return "BC_INTERNAL";
+    case BC_VERSION_MISMATCH: return "BC_VERSION_MISMATCH";
     default: return "(unknown status)";
     }
 }
@@ -354,6 +355,19 @@ static inline int count_files_with_suffix(const char *dir, const char *suffix,
     }
     closedir(d);
     return count;
+}
+
+/* CRC-32 (IEEE, the one the files use), bit by bit: for tests that change
+ * a field and recompute its checksum, so that only the field is wrong. */
+static inline uint32_t crc32_ieee(const uint8_t *p, size_t n) {
+    uint32_t c = 0xFFFFFFFFu;
+    size_t i;
+    int k;
+    for (i = 0; i < n; i++) {
+        c ^= p[i];
+        for (k = 0; k < 8; k++) c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
+    }
+    return ~c;
 }
 
 /* A fingerprint of a directory's entries: names, sizes and contents (FNV-1a

@@ -1,6 +1,7 @@
 /* test_corruption.c - BC_CORRUPTION for a foreign data file, a bad data-file
  * header CRC and a flipped byte inside a record of an older file (message names
- * the file); the repair option opens such databases (damaged record skipped
+ * the file); BC_VERSION_MISMATCH for a data file of a newer format version,
+ * which repair refuses too and leaves untouched; the repair option opens such databases (damaged record skipped
  * and counted, unreadable file renamed to *.data.corrupt, the rest intact;
  * read-only, it skips them in memory and leaves every file untouched);
  * with maps off, a data file truncated behind the library's back gives
@@ -285,6 +286,61 @@ static void test_repair_bad_header(void) {
     close_db(db);
 }
 
+/* Sets the format version in the header of data file path, with the header
+ * CRC recomputed so that the version is all that differs. */
+static void set_data_version(const char *path, uint32_t version) {
+    uint8_t h[16];
+    uint32_t crc;
+    int k;
+    FILE *f = fopen(path, "rb");
+    CHECK(f != NULL);
+    CHECK(fread(h, 1, sizeof h, f) == sizeof h);
+    fclose(f);
+    for (k = 0; k < 4; k++) h[8 + k] = (uint8_t)(version >> (8 * k));
+    crc = crc32_ieee(h, 12);
+    for (k = 0; k < 4; k++) h[12 + k] = (uint8_t)(crc >> (8 * k));
+    patch_file(path, 0, h, sizeof h);
+}
+
+/* A data file of a format version this library does not read (a newer
+ * release wrote it) is refused with BC_VERSION_MISMATCH naming the file and
+ * the version, by a normal open and by repair, read-only or not, and nothing
+ * in the directory changes: setting the file aside would lose its records.
+ * With the version put back, everything is there. */
+static void test_newer_data_version_refused(void) {
+    const char *dir = make_rotated_db();
+    char name[64];
+    const char *path;
+    bc_options *o = repair_opts();
+    bc_db *sentinel = (bc_db *)(uintptr_t)0x3333;
+    bc_db *db = sentinel;
+    uint64_t before;
+    int read_only;
+    CHECK(data_file_name(dir, 0, name, sizeof name));
+    path = path_join(dir, name);
+    set_data_version(path, 2);
+    before = dir_fingerprint(dir);
+
+    CHECK_STATUS(bc_open(dir, NULL, &db), BC_VERSION_MISMATCH);
+    CHECK_STR_CONTAINS(bc_last_error(), name);
+    CHECK_STR_CONTAINS(bc_last_error(), "version 2");
+    CHECK_MSG(db == sentinel, "failed bc_open wrote *out");
+    for (read_only = 1; read_only >= 0; read_only--) {
+        CHECK_STATUS(bc_options_set_read_only(o, read_only), BC_OK);
+        CHECK_STATUS(bc_open(dir, o, &db), BC_VERSION_MISMATCH);
+        CHECK_STR_CONTAINS(bc_last_error(), name);
+        CHECK_MSG(db == sentinel, "failed bc_open wrote *out");
+    }
+    bc_options_free(o);
+    CHECK_MSG(dir_fingerprint(dir) == before, "a refused open changed the directory");
+
+    set_data_version(path, 1);
+    db = open_db(dir, NULL);
+    CHECK_GET(db, K("victim"), "MARKER-VALUE-0123456789", 23);
+    CHECK_GET(db, K("filler-299"), "filler value bytes .............", 32);
+    close_db(db);
+}
+
 /* A crash in the middle of an append leaves a partial record at the end of the
  * newest file; a normal open drops it and keeps every complete record. */
 static void test_torn_tail_recovered(void) {
@@ -332,6 +388,7 @@ int main(int argc, char **argv) {
     RUN(test_read_only_repair_touches_nothing);
     RUN(test_truncated_behind_our_back_without_maps);
     RUN(test_repair_bad_header);
+    RUN(test_newer_data_version_refused);
     RUN(test_torn_tail_recovered);
     return check_finish();
 }

@@ -120,6 +120,14 @@ enum bc_status
      * refuses writes; reads may still work. Close and reopen it.
      */
     BC_INTERNAL = 9,
+    /**
+     * A data file is in a format version this library does not read (a
+     * newer release wrote it); the message names the file and both
+     * versions. Nothing was changed: open it with that release. Not
+     * damage: the repair option refuses such a file too, rather than set
+     * it aside and lose its records.
+     */
+    BC_VERSION_MISMATCH = 10,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -290,7 +298,10 @@ const char *bc_last_error(void);
  *         BC_IO (missing directory without create_if_missing, permission,
  *         disk errors); BC_LOCKED (another read-write handle holds the
  *         directory: the message names its pid); BC_CORRUPTION (a damaged
- *         or foreign file: the message names the file and offset).
+ *         or foreign file: the message names the file and offset);
+ *         BC_VERSION_MISMATCH (a data file of a format version this
+ *         library does not read, also with the repair option: nothing is
+ *         changed).
  * Thread-safe (opens of different directories may run in parallel).
  */
 bc_status bc_open(const char *path, const struct bc_options *opts, struct bc_db **out);

@@ -294,6 +294,9 @@ impl Inner {
                 // A torn creation (a file too short for its header that
                 // may never have been synced): check_data_file handles it.
                 Ok(false) if self.may_be_torn(id, i + 1 == ids.len()) => continue,
+                // Written by a newer release: setting it aside would lose
+                // its records (and bring back older values of its keys).
+                Err(e) if e.status() == Status::VersionMismatch => return Err(e),
                 _ => {
                     recovery::set_aside(&self.dir, &path)?;
                     self.repaired_records_skipped += 1;
@@ -399,7 +402,8 @@ impl Inner {
         // for its records: a hint never makes a foreign file acceptable.
         let has_header = match recovery::check_header(&mut r) {
             Ok(h) => h,
-            Err(_) if self.opts.repair => {
+            // A newer release's file is not damage: repair leaves it too.
+            Err(e) if self.opts.repair && e.status() != Status::VersionMismatch => {
                 self.repaired_records_skipped += 1;
                 return Ok(None);
             }

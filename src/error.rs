@@ -20,10 +20,11 @@ pub enum Status {
     BufferTooSmall = 7,
     ReadOnly = 8,
     Internal = 9,
+    VersionMismatch = 10,
 }
 
 impl Status {
-    const ALL: [Status; 10] = [
+    const ALL: [Status; 11] = [
         Status::Ok,
         Status::NotFound,
         Status::InvalidArgument,
@@ -34,6 +35,7 @@ impl Status {
         Status::BufferTooSmall,
         Status::ReadOnly,
         Status::Internal,
+        Status::VersionMismatch,
     ];
 
     /// The status with this numeric value, if any.
@@ -54,6 +56,7 @@ impl Status {
             Status::BufferTooSmall => c"buffer too small",
             Status::ReadOnly => c"database is read-only",
             Status::Internal => c"internal error",
+            Status::VersionMismatch => c"data file format version not supported",
         }
     }
 

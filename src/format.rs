@@ -7,7 +7,7 @@
 //! Record: `crc32 u32 | timestamp u32 | expiry u32 | key_len u16 |
 //! value_len u32 | flags u8 | key | value`; the CRC covers every byte after it.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Status};
 use std::path::Path;
 
 /// Version of the data file format.
@@ -72,10 +72,11 @@ pub fn check_file_header(buf: &[u8], magic: &[u8; 8], path: &Path) -> Result<()>
     let version = u32_at(buf, 8);
     let supported = version_of(magic);
     if version != supported {
-        return Err(Error::corruption(format!(
+        let message = format!(
             "{}: {what} format version {version} is not supported (this library reads version {supported})",
             path.display()
-        )));
+        );
+        return Err(Error::new(Status::VersionMismatch, message));
     }
     Ok(())
 }
@@ -202,6 +203,7 @@ mod tests {
         let crc = crc32fast::hash(&v2[..12]);
         v2[12..16].copy_from_slice(&crc.to_le_bytes());
         let e = check_file_header(&v2, &DATA_MAGIC, p).unwrap_err();
+        assert_eq!(e.status(), Status::VersionMismatch);
         assert!(e.message().contains("version 2"), "{e:?}");
     }
 }

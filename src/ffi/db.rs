@@ -76,7 +76,10 @@ pub(crate) fn found(b: bool) -> Result<bc_status, Error> {
 ///         BC_IO (missing directory without create_if_missing, permission,
 ///         disk errors); BC_LOCKED (another read-write handle holds the
 ///         directory: the message names its pid); BC_CORRUPTION (a damaged
-///         or foreign file: the message names the file and offset).
+///         or foreign file: the message names the file and offset);
+///         BC_VERSION_MISMATCH (a data file of a format version this
+///         library does not read, also with the repair option: nothing is
+///         changed).
 /// Thread-safe (opens of different directories may run in parallel).
 #[no_mangle]
 pub extern "C" fn bc_open(

@@ -60,6 +60,12 @@ pub enum bc_status {
     /// A bug was caught (a panic or a broken invariant). The handle then
     /// refuses writes; reads may still work. Close and reopen it.
     BC_INTERNAL = 9,
+    /// A data file is in a format version this library does not read (a
+    /// newer release wrote it); the message names the file and both
+    /// versions. Nothing was changed: open it with that release. Not
+    /// damage: the repair option refuses such a file too, rather than set
+    /// it aside and lose its records.
+    BC_VERSION_MISMATCH = 10,
 }
 
 impl From<Status> for bc_status {
@@ -75,6 +81,7 @@ impl From<Status> for bc_status {
             Status::BufferTooSmall => bc_status::BC_BUFFER_TOO_SMALL,
             Status::ReadOnly => bc_status::BC_READ_ONLY,
             Status::Internal => bc_status::BC_INTERNAL,
+            Status::VersionMismatch => bc_status::BC_VERSION_MISMATCH,
         }
     }
 }
@@ -305,6 +312,7 @@ mod tests {
             }
         }
         assert_eq!(Status::from_code(9), Some(Status::Internal));
+        assert_eq!(Status::from_code(10), Some(Status::VersionMismatch));
     }
 
     #[test]
