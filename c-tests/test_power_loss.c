@@ -13,6 +13,13 @@
  * After the workload, each snapshot is written out as a directory and
  * opened.
  *
+ * A power loss may also keep part of what was written since a file's last
+ * fsync: each snapshot gives every file that has grown since its last
+ * fsync one of three fates, in turn: nothing more (the model above), a
+ * prefix of the unsynced bytes (the disk wrote some of the pages), or that
+ * many zero bytes (the size reached the disk but the data did not, as
+ * after a delayed allocation).
+ *
  * Checked at every instant (every fsync of puts, deletes, file rotations,
  * hint writes and full merges, whose unsynced unlinks bring merged-away
  * files back): the directory opens without repair; with BC_SYNC_ALWAYS
@@ -161,6 +168,50 @@ struct snapshot {
 static struct context current;
 static struct snapshot snaps[MAX_SNAPS];
 static int nsnaps;
+static uint32_t tear_seed = 777;
+static int torn_files; /* files given unsynced bytes, over all snapshots */
+
+/* Gives sf (the durable bytes of file id) the fate described at the top,
+ * if the file still exists and has grown by appends since its last fsync. */
+static void tear(struct snap_file *sf, const struct file_id *id) {
+    DIR *d;
+    struct dirent *e;
+    uint8_t *cur = NULL;
+    size_t cur_len = 0;
+    uint32_t fate;
+    tear_seed = tear_seed * 1103515245u + 12345u;
+    fate = (tear_seed >> 16) % 3;
+    if (fate == 0 || (d = opendir(watched)) == NULL) return;
+    while ((e = readdir(d)) != NULL) {
+        struct file_id fid;
+        struct stat st;
+        int fd;
+        if (file_id_of(dirfd(d), e->d_name, &fid) != 0 || !same_file(&fid, id)) continue;
+        fd = openat(dirfd(d), e->d_name, O_RDONLY);
+        if (fd >= 0 && fstat(fd, &st) == 0 && (size_t)st.st_size > sf->len) {
+            cur_len = (size_t)st.st_size;
+            cur = (uint8_t *)malloc(cur_len);
+            if (cur != NULL && pread(fd, cur, cur_len, 0) != (ssize_t)cur_len) {
+                free(cur);
+                cur = NULL;
+            }
+        }
+        if (fd >= 0) close(fd);
+        break;
+    }
+    closedir(d);
+    /* Only appends: a file rewritten since its fsync is left as it was. */
+    if (cur != NULL && (sf->len == 0 || memcmp(cur, sf->bytes, sf->len) == 0)) {
+        size_t keep = sf->len + 1 + (size_t)(tear_seed >> 4) % (cur_len - sf->len);
+        if (fate == 2) memset(cur + sf->len, 0, keep - sf->len);
+        free(sf->bytes);
+        sf->bytes = cur;
+        sf->len = keep;
+        torn_files++;
+        return;
+    }
+    free(cur);
+}
 
 static void take_snapshot_locked(void) {
     struct snapshot *sn;
@@ -191,6 +242,9 @@ static void take_snapshot_locked(void) {
             sn->files[i].len = files[j].len;
             break;
         }
+        /* A name whose file was never synced has no durable bytes. */
+        if (sn->files[i].bytes == NULL) sn->files[i].bytes = (uint8_t *)calloc(1, 1);
+        if (sn->files[i].bytes != NULL) tear(&sn->files[i], &names[i].id);
     }
 }
 
@@ -365,7 +419,10 @@ static void run_workload(int32_t mode, uint32_t interval_ms) {
     set_context(&now, -1, 0, 1, 1);
     unwatch();
     CHECK_MSG(nsnaps > OPS / 10 + merges, "only %d snapshots", nsnaps);
-    printf("mode %d: %d power-loss instants checked\n", (int)mode, nsnaps);
+    CHECK_MSG(torn_files > nsnaps / 10, "only %d files were given unsynced bytes", torn_files);
+    printf("mode %d: %d power-loss instants checked, %d files with unsynced bytes\n", (int)mode,
+           nsnaps, torn_files);
+    torn_files = 0;
     for (i = 0; i < nsnaps; i++) {
         char sub[4096 + 16];
         /* Under valgrind, every fourth instant (and the last). */

@@ -413,8 +413,9 @@ impl Inner {
             if self.may_be_torn(id, newest) {
                 // A crash before the file's creation reached the disk (the
                 // newest file, or an older one never sealed, whose name a
-                // later directory fsync made durable before its bytes): it
-                // holds no record.
+                // later directory fsync made durable before its bytes). No
+                // record in it was ever synced: the header is written
+                // first, so any fsync that covered a record covered it.
                 self.recovered_bytes_dropped += r.len;
                 if !self.opts.read_only {
                     datafile::remove_file(&path)?;
@@ -423,7 +424,8 @@ impl Inner {
                 return Ok(None);
             }
             return Err(Error::corruption(format!(
-                "{}: file is {} bytes, shorter than its {FILE_HEADER_LEN}-byte header",
+                "{}: offset 0: no file header (the file is {} bytes; its first \
+                 {FILE_HEADER_LEN} are missing or zero)",
                 path.display(),
                 r.len
             )));

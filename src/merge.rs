@@ -222,7 +222,12 @@ impl Inner {
         next_id: &mut u64,
     ) -> Result<()> {
         let mut r = FileReader::open(&input.path)?;
-        recovery::check_header(&mut r)?;
+        if !recovery::check_header(&mut r)? {
+            return Err(Error::corruption(format!(
+                "{}: offset 0: no file header",
+                input.path.display()
+            )));
+        }
         let now = self.now();
         let mut off = FILE_HEADER_LEN;
         let mut tombstone = Vec::new();

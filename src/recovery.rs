@@ -205,11 +205,14 @@ pub fn damage_error(path: &Path, d: &Damage) -> Error {
     ))
 }
 
-/// Checks a data file's header. `Ok(false)` means too short to hold one.
+/// Checks a data file's header. `Ok(false)` means no header reached the
+/// disk: the file is too short to hold one, or its header bytes are zeros
+/// (a power loss can keep a file's size but not its data).
 pub fn check_header(r: &mut FileReader) -> Result<bool> {
     let path = r.path.clone();
     match r.bytes(0, FILE_HEADER_LEN as usize)? {
         None => Ok(false),
+        Some(h) if h.iter().all(|&b| b == 0) => Ok(false),
         Some(h) => format::check_file_header(h, &format::DATA_MAGIC, &path).map(|_| true),
     }
 }

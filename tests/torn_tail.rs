@@ -368,6 +368,75 @@ fn torn_creation_of_a_never_sealed_older_file() {
     );
 }
 
+/// A power loss can keep a new file's size but not its data: a header of
+/// zero bytes, with more zeros or with records behind it (later pages
+/// written, the first not). Like a short header, that is a torn creation
+/// when the file may be torn (newest, or older without a hint): dropped
+/// with its bytes counted. With a hint beside it, it is corruption.
+#[test]
+fn zero_header_is_a_torn_creation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = pristine(tmp.path());
+    // A whole small data file of the pristine database, header zeroed.
+    let records = fs::read(data_files(&p.dir)[0].clone()).unwrap();
+    let mut zeroed_records = records.clone();
+    zeroed_records[..16].fill(0);
+    let bodies: [(&str, Vec<u8>); 3] = [
+        ("16 zero bytes", vec![0; 16]),
+        ("4 KiB of zeros", vec![0; 4096]),
+        ("records behind a zero header", zeroed_records),
+    ];
+    for (what, body) in &bodies {
+        for older in [false, true] {
+            let ctx = format!(
+                "{what}, {}",
+                if older {
+                    "older file without a hint"
+                } else {
+                    "newest file"
+                }
+            );
+            let dir = tmp.path().join(format!("zero-{}-{older}", body.len()));
+            copy_dir(&p.dir, &dir);
+            let torn = dir.join(format!("{:016x}.data", p.next_id));
+            fs::write(&torn, body).unwrap();
+            if older {
+                fs::write(dir.join(format!("{:016x}.data", p.next_id + 1)), &p.header).unwrap();
+            }
+            let db = ok(Db::open(&dir, opts(4096, SyncMode::None)), &ctx);
+            assert_eq!(
+                db.stats().recovered_bytes_dropped,
+                body.len() as u64,
+                "{ctx}: recovered_bytes_dropped"
+            );
+            verify(&db, &p.model, &p.keys, &ctx);
+            ok(db.close(), &ctx);
+            assert!(!torn.exists(), "{ctx}: not removed");
+        }
+    }
+
+    let dir = tmp.path().join("zero-with-hint");
+    copy_dir(&p.dir, &dir);
+    fs::write(
+        dir.join(format!("{:016x}.data", p.next_id)),
+        vec![0u8; 4096],
+    )
+    .unwrap();
+    fs::write(dir.join(format!("{:016x}.data", p.next_id + 1)), &p.header).unwrap();
+    let some_hint = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "hint"))
+        .expect("the pristine database has hints");
+    fs::copy(&some_hint, dir.join(format!("{:016x}.hint", p.next_id))).unwrap();
+    let err = Db::open(&dir, opts(4096, SyncMode::None)).err();
+    assert_eq!(
+        err.map(|e| e.status()),
+        Some(Status::Corruption),
+        "a zero-header older file with a hint beside it"
+    );
+}
+
 /// The same for a record cut short at the end of an older file: without
 /// its hint (never sealed) it is a torn tail and dropped; with its hint the
 /// file was sealed, so the cut is corruption.
