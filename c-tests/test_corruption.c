@@ -305,18 +305,21 @@ static void set_data_version(const char *path, uint32_t version) {
 /* A data file of a format version this library does not read (a newer
  * release wrote it) is refused with BC_VERSION_MISMATCH naming the file and
  * the version, by a normal open and by repair, read-only or not, and nothing
- * in the directory changes: setting the file aside would lose its records.
- * With the version put back, everything is there. */
+ * in the directory changes, not even the damage repair would fix in an
+ * older file: open checks every version before it changes anything, and
+ * setting the newer file aside would lose its records. With the version
+ * put back, repair does its work and the newest file's data is there. */
 static void test_newer_data_version_refused(void) {
     const char *dir = make_rotated_db();
-    char name[64];
+    char name[64], damaged[64];
     const char *path;
     bc_options *o = repair_opts();
     bc_db *sentinel = (bc_db *)(uintptr_t)0x3333;
     bc_db *db = sentinel;
     uint64_t before;
     int read_only;
-    CHECK(data_file_name(dir, 0, name, sizeof name));
+    damage_victim_value(dir, damaged, sizeof damaged);
+    CHECK(data_file_name(dir, 1, name, sizeof name));
     path = path_join(dir, name);
     set_data_version(path, 2);
     before = dir_fingerprint(dir);
@@ -331,14 +334,15 @@ static void test_newer_data_version_refused(void) {
         CHECK_STR_CONTAINS(bc_last_error(), name);
         CHECK_MSG(db == sentinel, "failed bc_open wrote *out");
     }
-    bc_options_free(o);
     CHECK_MSG(dir_fingerprint(dir) == before, "a refused open changed the directory");
 
     set_data_version(path, 1);
-    db = open_db(dir, NULL);
-    CHECK_GET(db, K("victim"), "MARKER-VALUE-0123456789", 23);
+    db = open_db(dir, o);
+    bc_options_free(o);
+    CHECK_ABSENT(db, K("victim"));
     CHECK_GET(db, K("filler-299"), "filler value bytes .............", 32);
     close_db(db);
+    CHECK_MSG(dir_fingerprint(dir) != before, "the repair found nothing to do");
 }
 
 /* A crash in the middle of an append leaves a partial record at the end of the

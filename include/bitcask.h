@@ -54,7 +54,8 @@
  * Concurrent writers share one fsync (group commit). The thread that leads
  * an fsync first waits for the threads that were committing to append
  * their records, for at most half the last fsync's duration (never over
- * 1 ms); a single writer never waits.
+ * 1 ms); a single writer does not wait (only once, right after the others
+ * stopped writing).
  */
 #define BC_SYNC_ALWAYS 1
 

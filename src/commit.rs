@@ -12,8 +12,10 @@
 //! record, so each fsync carries about half of them. So a leader first
 //! gathers: it waits until as many callers have joined as were committing
 //! when the last fsync ended, or for half that fsync's duration at most.
-//! A lone writer never waits (it is the whole group), and a writer that
-//! stops costs the group one bounded wait, after which it is not counted.
+//! A lone writer does not wait (it is the whole group); a writer that
+//! stops costs the others one bounded wait, after which it is not counted.
+//! Callers with nothing to wait for (a `bc_sync` with nothing pending) are
+//! not counted at all.
 
 use crate::error::{Error, Result};
 // std's Condvar, not parking_lot's: its notify_all wakes every waiter at
@@ -42,6 +44,11 @@ struct State {
     /// Callers that joined since the last flush began: their records may
     /// not be covered by any fsync yet.
     joined: usize,
+    /// Counts flushes begun: a caller that joined in the current epoch is
+    /// one of `joined`.
+    epoch: u64,
+    /// Counts leads ended: each sets `group` from `joined`.
+    ends: u64,
     /// Callers committing when the last fsync ended (those it covered and
     /// those that joined during it): the group a leader gathers.
     group: usize,
@@ -61,26 +68,45 @@ impl GroupCommit {
         sync: impl FnOnce() -> Result<()>,
     ) -> Result<()> {
         let mut s = self.lock();
+        // A caller with nothing to wait for is not a committer.
+        if covered() {
+            return Ok(());
+        }
+        if let Some(e) = failure() {
+            return Err(e);
+        }
         s.joined += 1;
+        let (epoch, ends) = (s.epoch, s.ends);
         // Wake a gathering leader only when the group is complete: on a
         // small machine each wake-up costs a context switch.
         if s.joined == s.group {
             self.joined.notify_one();
         }
         loop {
-            if covered() {
-                return Ok(());
-            }
-            if let Some(e) = failure() {
-                return Err(e);
-            }
-            if !s.leading {
+            let done = if covered() {
+                Ok(())
+            } else if let Some(e) = failure() {
+                Err(e)
+            } else if !s.leading {
                 break;
+            } else {
+                s = self.synced.wait(s).unwrap_or_else(|e| e.into_inner());
+                continue;
+            };
+            // Covered by a flush that began before this caller joined (it
+            // appended first): it is not one of the next group, nor of the
+            // group that flush's end counted it in.
+            if s.epoch == epoch {
+                s.joined -= 1;
+                if s.ends != ends {
+                    s.group = s.group.saturating_sub(1);
+                }
             }
-            s = self.synced.wait(s).unwrap_or_else(|e| e.into_inner());
+            return done;
         }
         s.leading = true;
         s = self.gather(s);
+        s.epoch += 1;
         let _lead = Lead {
             gc: self,
             covering: std::mem::take(&mut s.joined),
@@ -131,6 +157,7 @@ impl Drop for Lead<'_> {
         s.leading = false;
         s.last_sync = self.start.elapsed();
         s.group = self.covering + s.joined;
+        s.ends += 1;
         self.gc.synced.notify_all();
     }
 }
@@ -214,11 +241,44 @@ mod tests {
 
     #[test]
     fn a_failure_is_returned_to_every_waiter() {
-        let gc = GroupCommit::default();
-        let err = gc.commit(|| false, || None, || Err(Error::internal("fsync failed")));
-        assert!(err.is_err());
-        let err = gc.commit(|| false, || Some(Error::internal("failed")), || Ok(()));
-        assert!(err.is_err());
+        let gc = Arc::new(GroupCommit::default());
+        let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let (gc, failed) = (gc.clone(), failed.clone());
+                std::thread::spawn(move || {
+                    gc.commit(
+                        || false,
+                        || {
+                            failed
+                                .load(Ordering::SeqCst)
+                                .then(|| Error::internal("failed"))
+                        },
+                        || {
+                            // The first leader fails while the others wait.
+                            std::thread::sleep(Duration::from_millis(20));
+                            failed.store(true, Ordering::SeqCst);
+                            Err(Error::internal("fsync failed"))
+                        },
+                    )
+                })
+            })
+            .collect();
+        for h in handles {
+            assert!(h.join().unwrap().is_err());
+        }
+    }
+
+    #[test]
+    fn callers_already_covered_do_not_count() {
+        let (gc, log) = (GroupCommit::default(), Log::default());
+        put(&gc, &log, Duration::ZERO).unwrap();
+        for _ in 0..10 {
+            // A bc_sync with nothing pending: covered at once.
+            gc.commit(|| true, || None, || unreachable!()).unwrap();
+        }
+        assert_eq!(gc.lock().joined, 0);
+        assert_eq!(group(&gc), 1);
     }
 
     #[test]

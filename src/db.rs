@@ -244,6 +244,10 @@ impl Inner {
             .filter_map(|n| datafile::parse_data_name(n))
             .collect();
         ids.sort_unstable();
+        // Before anything is changed (torn files removed, repairs): a file
+        // from a newer release fails the open and leaves the directory as
+        // it was.
+        recovery::check_versions(dir, &ids)?;
         if !opts.read_only {
             recovery::remove_temporaries(dir, &names)?;
             // Hints whose data file a merge deleted.
@@ -291,9 +295,9 @@ impl Inner {
             let mut r = FileReader::open(&path)?;
             match recovery::check_header(&mut r) {
                 Ok(true) => {}
-                // A torn creation (a file too short for its header that
-                // may never have been synced): check_data_file handles it.
-                Ok(false) if self.may_be_torn(id, i + 1 == ids.len()) => continue,
+                // A torn creation (no header reached the disk, and no hint
+                // says the file was synced): check_data_file handles it.
+                Ok(false) if self.torn_creation_possible(id) => continue,
                 // Written by a newer release: setting it aside would lose
                 // its records (and bring back older values of its keys).
                 Err(e) if e.status() == Status::VersionMismatch => return Err(e),
@@ -410,7 +414,7 @@ impl Inner {
             Err(e) => return Err(e),
         };
         if !has_header {
-            if self.may_be_torn(id, newest) {
+            if self.torn_creation_possible(id) {
                 // A crash before the file's creation reached the disk (the
                 // newest file, or an older one never sealed, whose name a
                 // later directory fsync made durable before its bytes). No
@@ -423,9 +427,14 @@ impl Inner {
                 }
                 return Ok(None);
             }
+            if self.opts.repair {
+                // Read-only repair (read-write repair set it aside).
+                self.repaired_records_skipped += 1;
+                return Ok(None);
+            }
             return Err(Error::corruption(format!(
-                "{}: offset 0: no file header (the file is {} bytes; its first \
-                 {FILE_HEADER_LEN} are missing or zero)",
+                "{}: offset 0: no file header (the file is {} bytes, shorter than \
+                 a {FILE_HEADER_LEN}-byte header or all zeros) but it has a hint",
                 path.display(),
                 r.len
             )));
@@ -551,6 +560,13 @@ impl Inner {
     /// Whether a crash may have cut data file `id` short: the newest file,
     /// or one whose sealing never finished. A hint is written only after the
     /// seal's fsync, so a file without one was never completely sealed.
+    /// Whether a data file without a header may be a torn creation: only
+    /// without a hint, which is written after the file's fsync (so a file
+    /// with one had its header on disk, newest or not).
+    fn torn_creation_possible(&self, id: u64) -> bool {
+        !hint::hint_path(&self.dir, id).exists()
+    }
+
     fn may_be_torn(&self, id: u64, newest: bool) -> bool {
         newest || !hint::hint_path(&self.dir, id).exists()
     }

@@ -7,7 +7,7 @@
 //! pass for a torn tail and truncate good records away.
 
 use crate::datafile::{self, sync_dir};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Status};
 use crate::format::{self, RecordHeader, FILE_HEADER_LEN, KNOWN_FLAGS, RECORD_HEADER_LEN};
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -206,15 +206,50 @@ pub fn damage_error(path: &Path, d: &Damage) -> Error {
 }
 
 /// Checks a data file's header. `Ok(false)` means no header reached the
-/// disk: the file is too short to hold one, or its header bytes are zeros
-/// (a power loss can keep a file's size but not its data).
+/// disk: the file is too short to hold one, or it is zero bytes throughout
+/// (a power loss can keep a file's size but not its data). Either way it
+/// holds no record.
 pub fn check_header(r: &mut FileReader) -> Result<bool> {
     let path = r.path.clone();
+    if all_zero(r)? {
+        return Ok(false);
+    }
     match r.bytes(0, FILE_HEADER_LEN as usize)? {
         None => Ok(false),
-        Some(h) if h.iter().all(|&b| b == 0) => Ok(false),
         Some(h) => format::check_file_header(h, &format::DATA_MAGIC, &path).map(|_| true),
     }
+}
+
+/// Whether every byte is zero; stops at the first one that is not (at once
+/// for any file with a header, whose magic is not zero).
+fn all_zero(r: &mut FileReader) -> Result<bool> {
+    let mut off = 0;
+    while off < r.len {
+        let n = (r.len - off).min(WINDOW as u64) as usize;
+        let bytes = r.bytes(off, n)?.expect("within the length");
+        if bytes.iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        off += n as u64;
+    }
+    Ok(true)
+}
+
+/// Refuses, before open changes anything, a directory holding a data file
+/// of a format version this library does not read (`VersionMismatch`).
+/// Every other header problem is left to the checks that follow.
+pub fn check_versions(dir: &Path, ids: &[u64]) -> Result<()> {
+    for &id in ids {
+        let path = dir.join(datafile::data_name(id));
+        let mut r = FileReader::open(&path)?;
+        if let Some(h) = r.bytes(0, FILE_HEADER_LEN as usize)? {
+            match format::check_file_header(h, &format::DATA_MAGIC, &path) {
+                Err(e) if e.status() == Status::VersionMismatch => return Err(e),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Repair: rewrites a damaged data file keeping only its valid records, in

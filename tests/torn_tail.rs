@@ -368,73 +368,100 @@ fn torn_creation_of_a_never_sealed_older_file() {
     );
 }
 
-/// A power loss can keep a new file's size but not its data: a header of
-/// zero bytes, with more zeros or with records behind it (later pages
-/// written, the first not). Like a short header, that is a torn creation
-/// when the file may be torn (newest, or older without a hint): dropped
-/// with its bytes counted. With a hint beside it, it is corruption.
+/// A power loss can keep a new file's size but not its data: a file of
+/// zero bytes throughout. Like one shorter than its header, it is a torn
+/// creation when no hint says it was synced (newest or older): dropped, its
+/// bytes counted. Zero header bytes with records behind them are not what a
+/// power loss leaves (nothing of the file was synced, so nothing of it is
+/// kept in order): that is corruption, and so is any file without a header
+/// that has a hint, newest included (hints are written after the fsync).
 #[test]
-fn zero_header_is_a_torn_creation() {
+fn zero_file_is_a_torn_creation() {
     let tmp = tempfile::tempdir().unwrap();
     let p = pristine(tmp.path());
-    // A whole small data file of the pristine database, header zeroed.
-    let records = fs::read(data_files(&p.dir)[0].clone()).unwrap();
-    let mut zeroed_records = records.clone();
-    zeroed_records[..16].fill(0);
-    let bodies: [(&str, Vec<u8>); 3] = [
-        ("16 zero bytes", vec![0; 16]),
-        ("4 KiB of zeros", vec![0; 4096]),
-        ("records behind a zero header", zeroed_records),
-    ];
-    for (what, body) in &bodies {
+    let make = |label: &str, body: &[u8], older: bool, hint: bool| {
+        let dir = tmp.path().join(label);
+        copy_dir(&p.dir, &dir);
+        fs::write(dir.join(format!("{:016x}.data", p.next_id)), body).unwrap();
+        if older {
+            fs::write(dir.join(format!("{:016x}.data", p.next_id + 1)), &p.header).unwrap();
+        }
+        if hint {
+            let some_hint = fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .find(|p| p.extension().is_some_and(|x| x == "hint"))
+                .expect("the pristine database has hints");
+            fs::copy(&some_hint, dir.join(format!("{:016x}.hint", p.next_id))).unwrap();
+        }
+        dir
+    };
+    for len in [16usize, 4096, 70000] {
         for older in [false, true] {
             let ctx = format!(
-                "{what}, {}",
-                if older {
-                    "older file without a hint"
-                } else {
-                    "newest file"
-                }
+                "{len} zero bytes, {}",
+                if older { "older file" } else { "newest file" }
             );
-            let dir = tmp.path().join(format!("zero-{}-{older}", body.len()));
-            copy_dir(&p.dir, &dir);
-            let torn = dir.join(format!("{:016x}.data", p.next_id));
-            fs::write(&torn, body).unwrap();
-            if older {
-                fs::write(dir.join(format!("{:016x}.data", p.next_id + 1)), &p.header).unwrap();
-            }
+            let dir = make(&format!("zero-{len}-{older}"), &vec![0; len], older, false);
             let db = ok(Db::open(&dir, opts(4096, SyncMode::None)), &ctx);
             assert_eq!(
                 db.stats().recovered_bytes_dropped,
-                body.len() as u64,
+                len as u64,
                 "{ctx}: recovered_bytes_dropped"
             );
             verify(&db, &p.model, &p.keys, &ctx);
             ok(db.close(), &ctx);
-            assert!(!torn.exists(), "{ctx}: not removed");
+            assert!(
+                !dir.join(format!("{:016x}.data", p.next_id)).exists(),
+                "{ctx}: not removed"
+            );
         }
     }
 
-    let dir = tmp.path().join("zero-with-hint");
-    copy_dir(&p.dir, &dir);
-    fs::write(
-        dir.join(format!("{:016x}.data", p.next_id)),
-        vec![0u8; 4096],
-    )
-    .unwrap();
-    fs::write(dir.join(format!("{:016x}.data", p.next_id + 1)), &p.header).unwrap();
-    let some_hint = fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|x| x == "hint"))
-        .expect("the pristine database has hints");
-    fs::copy(&some_hint, dir.join(format!("{:016x}.hint", p.next_id))).unwrap();
-    let err = Db::open(&dir, opts(4096, SyncMode::None)).err();
-    assert_eq!(
-        err.map(|e| e.status()),
-        Some(Status::Corruption),
-        "a zero-header older file with a hint beside it"
-    );
+    let mut zero_header = fs::read(data_files(&p.dir)[0].clone()).unwrap();
+    zero_header[..16].fill(0);
+    let corrupt = [
+        (
+            "records behind a zero header, newest",
+            make("zh-newest", &zero_header, false, false),
+        ),
+        (
+            "records behind a zero header, older",
+            make("zh-older", &zero_header, true, false),
+        ),
+        (
+            "zeros with a hint, newest",
+            make("zero-hint-newest", &[0; 4096], false, true),
+        ),
+        (
+            "zeros with a hint, older",
+            make("zero-hint-older", &[0; 4096], true, true),
+        ),
+        (
+            "8 bytes with a hint, newest",
+            make("short-hint-newest", &p.header[..8], false, true),
+        ),
+    ];
+    for (ctx, dir) in &corrupt {
+        let err = Db::open(dir, opts(4096, SyncMode::None)).err();
+        assert_eq!(err.map(|e| e.status()), Some(Status::Corruption), "{ctx}");
+        // Read-only repair skips the file and changes nothing.
+        let mut o = opts(4096, SyncMode::None);
+        o.repair = true;
+        o.read_only = true;
+        let db = ok(Db::open(dir, o), ctx);
+        assert_eq!(
+            db.stats().repaired_records_skipped,
+            1,
+            "{ctx}: read-only repair"
+        );
+        verify(&db, &p.model, &p.keys, ctx);
+        ok(db.close(), ctx);
+        assert!(
+            dir.join(format!("{:016x}.data", p.next_id)).exists(),
+            "{ctx}: removed"
+        );
+    }
 }
 
 /// The same for a record cut short at the end of an older file: without

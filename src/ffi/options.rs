@@ -19,7 +19,8 @@ pub const BC_SYNC_NONE: i32 = 0;
 /// Concurrent writers share one fsync (group commit). The thread that leads
 /// an fsync first waits for the threads that were committing to append
 /// their records, for at most half the last fsync's duration (never over
-/// 1 ms); a single writer never waits.
+/// 1 ms); a single writer does not wait (only once, right after the others
+/// stopped writing).
 pub const BC_SYNC_ALWAYS: i32 = 1;
 /// A background thread flushes and fsyncs every interval_ms milliseconds:
 /// a crash loses at most that much.
