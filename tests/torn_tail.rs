@@ -292,6 +292,30 @@ fn pristine(tmp: &Path) -> Pristine {
     }
 }
 
+/// Puts a copy of one of the directory's hints beside data file `id`, as
+/// if that file had been sealed.
+fn give_hint(dir: &Path, id: u64) {
+    let some_hint = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "hint"))
+        .expect("the pristine database has hints");
+    fs::copy(&some_hint, dir.join(format!("{id:016x}.hint"))).unwrap();
+}
+
+/// Opens `dir`, which holds the pristine data plus one torn file of
+/// `dropped` bytes: the torn bytes are counted and every key is intact.
+fn open_dropping(dir: &Path, p: &Pristine, dropped: u64, ctx: &str) -> Db {
+    let db = ok(Db::open(dir, opts(4096, SyncMode::None)), ctx);
+    assert_eq!(
+        db.stats().recovered_bytes_dropped,
+        dropped,
+        "{ctx}: recovered_bytes_dropped"
+    );
+    verify(&db, &p.model, &p.keys, ctx);
+    db
+}
+
 /// A crash while a new data file was being created leaves a newest file
 /// shorter than its 16-byte header: open drops it (counting its bytes) and
 /// keeps every record of the older files.
@@ -305,13 +329,7 @@ fn torn_file_creation() {
         copy_dir(&p.dir, &dir);
         let torn = dir.join(format!("{:016x}.data", p.next_id));
         fs::write(&torn, &p.header[..len]).unwrap();
-        let db = ok(Db::open(&dir, opts(4096, SyncMode::None)), &ctx);
-        assert_eq!(
-            db.stats().recovered_bytes_dropped,
-            len as u64,
-            "{ctx}: recovered_bytes_dropped"
-        );
-        verify(&db, &p.model, &p.keys, &ctx);
+        let db = open_dropping(&dir, &p, len as u64, &ctx);
         ok(db.put(b"after", b"x"), &ctx);
         ok(db.close(), &ctx);
         let db = ok(Db::open(&dir, opts(4096, SyncMode::None)), &ctx);
@@ -346,20 +364,13 @@ fn torn_creation_of_a_never_sealed_older_file() {
     for len in 0..16usize {
         let ctx = format!("an older file without a hint, {len} bytes of its header");
         let dir = make(&format!("unsealed{len}"), len);
-        let db = ok(Db::open(&dir, opts(4096, SyncMode::None)), &ctx);
-        assert_eq!(db.stats().recovered_bytes_dropped, len as u64, "{ctx}");
-        verify(&db, &p.model, &p.keys, &ctx);
+        let db = open_dropping(&dir, &p, len as u64, &ctx);
         ok(db.close(), &ctx);
         assert!(!torn(&dir).exists(), "{ctx}: not removed");
     }
 
     let dir = make("sealed", 0);
-    let some_hint = fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|x| x == "hint"))
-        .expect("the pristine database has hints");
-    fs::copy(&some_hint, dir.join(format!("{:016x}.hint", p.next_id))).unwrap();
+    give_hint(&dir, p.next_id);
     let err = Db::open(&dir, opts(4096, SyncMode::None)).err();
     assert_eq!(
         err.map(|e| e.status()),
@@ -387,12 +398,7 @@ fn zero_file_is_a_torn_creation() {
             fs::write(dir.join(format!("{:016x}.data", p.next_id + 1)), &p.header).unwrap();
         }
         if hint {
-            let some_hint = fs::read_dir(&dir)
-                .unwrap()
-                .map(|e| e.unwrap().path())
-                .find(|p| p.extension().is_some_and(|x| x == "hint"))
-                .expect("the pristine database has hints");
-            fs::copy(&some_hint, dir.join(format!("{:016x}.hint", p.next_id))).unwrap();
+            give_hint(&dir, p.next_id);
         }
         dir
     };
@@ -403,13 +409,7 @@ fn zero_file_is_a_torn_creation() {
                 if older { "older file" } else { "newest file" }
             );
             let dir = make(&format!("zero-{len}-{older}"), &vec![0; len], older, false);
-            let db = ok(Db::open(&dir, opts(4096, SyncMode::None)), &ctx);
-            assert_eq!(
-                db.stats().recovered_bytes_dropped,
-                len as u64,
-                "{ctx}: recovered_bytes_dropped"
-            );
-            verify(&db, &p.model, &p.keys, &ctx);
+            let db = open_dropping(&dir, &p, len as u64, &ctx);
             ok(db.close(), &ctx);
             assert!(
                 !dir.join(format!("{:016x}.data", p.next_id)).exists(),
