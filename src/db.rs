@@ -298,9 +298,8 @@ impl Inner {
                 // A torn creation (no header reached the disk, and no hint
                 // says the file was synced): check_data_file handles it.
                 Ok(false) if self.torn_creation_possible(id) => continue,
-                // Written by a newer release: setting it aside would lose
-                // its records (and bring back older values of its keys).
-                Err(e) if e.status() == Status::VersionMismatch => return Err(e),
+                // (A newer release's file never gets here: open refused it
+                // in `check_versions` before any repair.)
                 _ => {
                     recovery::set_aside(&self.dir, &path)?;
                     self.repaired_records_skipped += 1;
@@ -406,8 +405,8 @@ impl Inner {
         // for its records: a hint never makes a foreign file acceptable.
         let has_header = match recovery::check_header(&mut r) {
             Ok(h) => h,
-            // A newer release's file is not damage: repair leaves it too.
-            Err(e) if self.opts.repair && e.status() != Status::VersionMismatch => {
+            // (Not a newer release's file: `check_versions` refused it.)
+            Err(_) if self.opts.repair => {
                 self.repaired_records_skipped += 1;
                 return Ok(None);
             }
@@ -557,9 +556,6 @@ impl Inner {
         })
     }
 
-    /// Whether a crash may have cut data file `id` short: the newest file,
-    /// or one whose sealing never finished. A hint is written only after the
-    /// seal's fsync, so a file without one was never completely sealed.
     /// Whether a data file without a header may be a torn creation: only
     /// without a hint, which is written after the file's fsync (so a file
     /// with one had its header on disk, newest or not).
@@ -567,8 +563,11 @@ impl Inner {
         !hint::hint_path(&self.dir, id).exists()
     }
 
+    /// Whether a crash may have cut data file `id` short: the newest file,
+    /// or one whose sealing never finished. A hint is written only after the
+    /// seal's fsync, so a file without one was never completely sealed.
     fn may_be_torn(&self, id: u64, newest: bool) -> bool {
-        newest || !hint::hint_path(&self.dir, id).exists()
+        newest || self.torn_creation_possible(id)
     }
 
     fn add_sealed(&self, fnum: u32, id: u64, path: PathBuf, len: u64) {

@@ -238,15 +238,21 @@ fn all_zero(r: &mut FileReader) -> Result<bool> {
 /// Refuses, before open changes anything, a directory holding a data file
 /// of a format version this library does not read (`VersionMismatch`).
 /// Every other header problem is left to the checks that follow.
+/// Reads only the 16 header bytes of each file (not a read-ahead window).
 pub fn check_versions(dir: &Path, ids: &[u64]) -> Result<()> {
     for &id in ids {
         let path = dir.join(datafile::data_name(id));
-        let mut r = FileReader::open(&path)?;
-        if let Some(h) = r.bytes(0, FILE_HEADER_LEN as usize)? {
-            match format::check_file_header(h, &format::DATA_MAGIC, &path) {
-                Err(e) if e.status() == Status::VersionMismatch => return Err(e),
-                _ => {}
-            }
+        let file = File::open(&path).map_err(|e| Error::io("opening", &path, e))?;
+        let mut h = [0u8; FILE_HEADER_LEN as usize];
+        match file.read_exact_at(&mut h, 0) {
+            Ok(()) => {}
+            // Too short for a header: the checks that follow judge it.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => continue,
+            Err(e) => return Err(Error::io("reading offset 0 of", &path, e)),
+        }
+        match format::check_file_header(&h, &format::DATA_MAGIC, &path) {
+            Err(e) if e.status() == Status::VersionMismatch => return Err(e),
+            _ => {}
         }
     }
     Ok(())
