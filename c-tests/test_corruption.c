@@ -42,6 +42,14 @@ static void patch_file(const char *path, long offset, const void *bytes, size_t 
     CHECK(fclose(f) == 0);
 }
 
+/* Reads n bytes at offset of path into buf. */
+static void read_at(const char *path, long offset, void *buf, size_t n) {
+    FILE *f = fopen(path, "rb");
+    CHECK_MSG(f != NULL, "cannot open %s", path);
+    CHECK(fseek(f, offset, SEEK_SET) == 0 && fread(buf, 1, n, f) == n);
+    fclose(f);
+}
+
 /* Offset of needle in file, or -1. */
 static long find_in_file(const char *path, const char *needle) {
     static unsigned char buf[1 << 16];
@@ -106,13 +114,9 @@ static void test_bad_header_crc(void) {
     unsigned char crc[4];
     bc_db *db = NULL;
     const char *path;
-    FILE *f;
     CHECK(data_file_name(dir, 0, name, sizeof name));
     path = path_join(dir, name);
-    f = fopen(path, "rb");
-    CHECK(f != NULL);
-    CHECK(fseek(f, 12, SEEK_SET) == 0 && fread(crc, 1, 4, f) == 4);
-    fclose(f);
+    read_at(path, 12, crc, 4);
     crc[0] ^= 0x55;
     patch_file(path, 12, crc, 4);
     CHECK_STATUS(bc_open(dir, NULL, &db), BC_CORRUPTION);
@@ -290,15 +294,9 @@ static void test_repair_bad_header(void) {
  * CRC recomputed so that the version is all that differs. */
 static void set_data_version(const char *path, uint32_t version) {
     uint8_t h[16];
-    uint32_t crc;
-    int k;
-    FILE *f = fopen(path, "rb");
-    CHECK(f != NULL);
-    CHECK(fread(h, 1, sizeof h, f) == sizeof h);
-    fclose(f);
-    for (k = 0; k < 4; k++) h[8 + k] = (uint8_t)(version >> (8 * k));
-    crc = crc32_ieee(h, 12);
-    for (k = 0; k < 4; k++) h[12 + k] = (uint8_t)(crc >> (8 * k));
+    read_at(path, 0, h, sizeof h);
+    put32(h + 8, version);
+    put32(h + 12, crc32_ieee(h, 12));
     patch_file(path, 0, h, sizeof h);
 }
 
@@ -327,6 +325,7 @@ static void test_newer_data_version_refused(void) {
     CHECK_STATUS(bc_open(dir, NULL, &db), BC_VERSION_MISMATCH);
     CHECK_STR_CONTAINS(bc_last_error(), name);
     CHECK_STR_CONTAINS(bc_last_error(), "version 2");
+    CHECK_STR_CONTAINS(bc_last_error(), "reads version 1");
     CHECK_MSG(db == sentinel, "failed bc_open wrote *out");
     for (read_only = 1; read_only >= 0; read_only--) {
         CHECK_STATUS(bc_options_set_read_only(o, read_only), BC_OK);

@@ -7,7 +7,8 @@
  * - BC_SYNC_ALWAYS: a put returns only after an fsync that began after its
  *   record was written has succeeded; 8 threads of durable puts share
  *   fsyncs (group commit): far fewer fsyncs than puts when each fsync
- *   takes 2 ms, and still each put waits for one begun after it;
+ *   takes 2 ms, and still each put waits for one begun after it was
+ *   called;
  * - BC_SYNC_NONE: puts call no fsync;
  * - bc_sync returns BC_IO naming the data file, and from then on the handle
  *   refuses writes (even once fsync works again: a retried fsync may report
@@ -19,6 +20,8 @@
  *   valgrind and ASan see no leak);
  * - in BC_SYNC_ALWAYS mode the put whose fsync fails returns BC_IO;
  * - in BC_SYNC_INTERVAL mode a failed background sync fails later writes;
+ * - a merge whose fsync fails returns BC_IO and fails the handle;
+ * - after a failure, bc_close writes nothing to the directory;
  * - each time, the directory reopens with every record synced before the
  *   failure, and no damage. */
 #define _GNU_SOURCE
@@ -54,13 +57,31 @@ static int intercepted(long nr, int fd) {
 int fsync(int fd) { return intercepted(SYS_fsync, fd); }
 int fdatasync(int fd) { return intercepted(SYS_fdatasync, fd); }
 
+/* A healthy disk again: a sub-test that failed midway may have left it
+ * slow or failing. */
+static void disk_ok(void) {
+    atomic_store(&fail_syncs, 0);
+    atomic_store(&slow_syncs_us, 0);
+}
+
 static bc_db *open_with(const char *dir, int32_t mode, uint32_t interval_ms) {
     bc_options *o = make_opts(0, 0, 0);
     bc_db *db;
+    disk_ok();
     CHECK_STATUS(bc_options_set_sync(o, mode, interval_ms), BC_OK);
     db = open_db(dir, o);
     bc_options_free(o);
     return db;
+}
+
+/* Puts key "<prefix><i>" with val (vlen bytes), or with the key itself as
+ * its value when val is NULL. */
+static bc_status put_numbered(bc_db *db, const char *prefix, int i, const uint8_t *val,
+                              size_t vlen) {
+    char key[48];
+    int kl = snprintf(key, sizeof key, "%s%d", prefix, i);
+    return bc_put(db, U8(key), (size_t)kl, val != NULL ? val : U8(key),
+                  val != NULL ? vlen : (size_t)kl);
 }
 
 /* Reopens dir with default options: it must open (no repair), hold every
@@ -79,16 +100,15 @@ static void check_reopen(const char *dir, const char *const *synced, int n, cons
 static void always_mode_put_waits_for_an_fsync(void) {
     const char *dir = make_temp_dir();
     bc_db *db = open_with(dir, BC_SYNC_ALWAYS, 0);
-    char key[32];
     int i;
     for (i = 0; i < 20; i++) {
-        int kl = snprintf(key, sizeof key, "k%d", i);
         long before = atomic_load(&sync_calls);
-        CHECK_STATUS(bc_put(db, U8(key), (size_t)kl, U8(key), (size_t)kl), BC_OK);
-        /* One thread, no other writer: an fsync called during bc_put came
-         * after its record was appended (a put appends, syncs, returns). */
-        CHECK_MSG(atomic_load(&sync_calls) > before,
-                  "put %d in BC_SYNC_ALWAYS returned without an fsync after it", i);
+        CHECK_STATUS(put_numbered(db, "k", i, NULL, 0), BC_OK);
+        /* One thread, no other writer: an fsync begun during bc_put came
+         * after its record was appended (a put appends, syncs, returns),
+         * and it succeeded before the put returned. */
+        CHECK_MSG(atomic_load(&synced_upto) > before,
+                  "put %d in BC_SYNC_ALWAYS returned before an fsync after it succeeded", i);
     }
     close_db(db);
 }
@@ -96,15 +116,11 @@ static void always_mode_put_waits_for_an_fsync(void) {
 static void none_mode_puts_do_not_fsync(void) {
     const char *dir = make_temp_dir();
     bc_db *db = open_with(dir, BC_SYNC_NONE, 0);
-    char key[32];
     long before;
     int i;
     CHECK_STATUS(bc_put(db, K("first"), K("first")), BC_OK); /* file created */
     before = atomic_load(&sync_calls);
-    for (i = 0; i < 200; i++) {
-        int kl = snprintf(key, sizeof key, "k%d", i);
-        CHECK_STATUS(bc_put(db, U8(key), (size_t)kl, U8(key), (size_t)kl), BC_OK);
-    }
+    for (i = 0; i < 200; i++) CHECK_STATUS(put_numbered(db, "k", i, NULL, 0), BC_OK);
     CHECK_MSG(atomic_load(&sync_calls) == before,
               "%ld fsyncs during 200 BC_SYNC_NONE puts", atomic_load(&sync_calls) - before);
     close_db(db);
@@ -115,19 +131,20 @@ static void none_mode_puts_do_not_fsync(void) {
 
 struct writer {
     bc_db *db;
-    int id;
+    char prefix[16]; /* "t<id>-" */
 };
 
 static void *group_writer(void *arg) {
     const struct writer *w = (const struct writer *)arg;
-    char key[32];
     int i;
     for (i = 0; i < GC_PUTS; i++) {
-        int kl = snprintf(key, sizeof key, "t%d-%d", w->id, i);
         long before = atomic_load(&sync_calls);
-        CHECK_STATUS(bc_put(w->db, U8(key), (size_t)kl, U8(key), (size_t)kl), BC_OK);
-        /* Whoever led it, an fsync that began after this put did (so after
-         * its record was appended) succeeded before the put returned. */
+        CHECK_STATUS(put_numbered(w->db, w->prefix, i, NULL, 0), BC_OK);
+        /* Whoever led it, an fsync begun after this put was called
+         * succeeded before the put returned. (With other writers, such an
+         * fsync may have begun before this put appended its record: this
+         * catches a put that returns without waiting, not one that waits
+         * for too early an fsync.) */
         CHECK_MSG(atomic_load(&synced_upto) > before,
                   "a durable put returned before an fsync begun after it had succeeded");
     }
@@ -148,7 +165,7 @@ static void concurrent_durable_puts_share_fsyncs(void) {
     before = atomic_load(&sync_calls);
     for (t = 0; t < GC_THREADS; t++) {
         args[t].db = db;
-        args[t].id = t;
+        snprintf(args[t].prefix, sizeof args[t].prefix, "t%d-", t);
         CHECK(pthread_create(&th[t], NULL, group_writer, &args[t]) == 0);
     }
     for (t = 0; t < GC_THREADS; t++) CHECK(pthread_join(th[t], NULL) == 0);
@@ -170,6 +187,7 @@ static void sync_failure_fails_the_handle(void) {
     static const char *const synced[] = {"a", "b"};
     bc_db *db = open_with(dir, BC_SYNC_NONE, 0);
     long before;
+    uint64_t before_close;
     CHECK_STATUS(bc_put(db, K("a"), K("a")), BC_OK);
     CHECK_STATUS(bc_put(db, K("b"), K("b")), BC_OK);
     before = atomic_load(&sync_calls);
@@ -191,7 +209,10 @@ static void sync_failure_fails_the_handle(void) {
     /* Reads are still served, from what the handle knows. */
     CHECK_GET(db, K("a"), K("a"));
     CHECK_GET(db, K("c"), K("c"));
+    before_close = dir_fingerprint(dir);
     CHECK_STATUS(bc_close(db), BC_IO);
+    /* Close wrote nothing more: no flush, no seal, no hint. */
+    CHECK_MSG(dir_fingerprint(dir) == before_close, "close after a failure wrote to the directory");
     /* Close did not seal the active file: no hint vouches for it. */
     CHECK_MSG(count_files_with_suffix(dir, ".hint", NULL, NULL) == 0,
               "a hint was written after the failure");
@@ -208,10 +229,11 @@ static void queued_files_are_not_sealed_after_a_failure(void) {
     bc_options *o = make_opts(4096, 0, 0); /* small files: puts retire many */
     bc_db *db;
     bc_status st = BC_OK;
-    char key[32];
     uint8_t val[512];
+    uint64_t before_close;
     int i, files;
     memset(val, 'v', sizeof val);
+    disk_ok();
     CHECK_STATUS(bc_options_set_sync(o, BC_SYNC_NONE, 0), BC_OK);
     db = open_db(dir, o);
     bc_options_free(o);
@@ -219,17 +241,16 @@ static void queued_files_are_not_sealed_after_a_failure(void) {
      * first seal waits, the writer retires more files behind it. */
     atomic_store(&slow_syncs_us, 20000);
     atomic_store(&fail_syncs, 1);
-    for (i = 0; i < 100000 && st == BC_OK; i++) {
-        int kl = snprintf(key, sizeof key, "k%d", i);
-        st = bc_put(db, U8(key), (size_t)kl, val, sizeof val);
-    }
+    for (i = 0; i < 100000 && st == BC_OK; i++) st = put_numbered(db, "k", i, val, sizeof val);
     CHECK_STATUS(st, BC_IO);
     /* fsync works again: the seals still queued would now succeed. */
     atomic_store(&fail_syncs, 0);
     atomic_store(&slow_syncs_us, 0);
     files = count_files_with_suffix(dir, ".data", NULL, NULL);
     CHECK_MSG(files > 2, "only %d data files: nothing was queued", files);
+    before_close = dir_fingerprint(dir);
     CHECK_STATUS(bc_close(db), BC_IO);
+    CHECK_MSG(dir_fingerprint(dir) == before_close, "close after a failure wrote to the directory");
     CHECK_MSG(count_files_with_suffix(dir, ".hint", NULL, NULL) == 0,
               "hints written after the failure for some of %d data files", files);
     check_reopen(dir, NULL, 0, NULL);
@@ -271,15 +292,13 @@ static void background_sync_failure_fails_later_writes(void) {
     bc_db *db = open_with(dir, BC_SYNC_INTERVAL, 5);
     bc_status st = BC_OK;
     int i;
-    char key[32];
     CHECK_STATUS(bc_put(db, K("a"), K("a")), BC_OK);
     CHECK_STATUS(bc_sync(db), BC_OK);
     atomic_store(&fail_syncs, 1);
     /* The worker syncs every 5 ms: within a few seconds one of its syncs
      * fails, and the handle starts refusing puts. */
     for (i = 0; i < 5000 && st == BC_OK; i++) {
-        int kl = snprintf(key, sizeof key, "later%d", i);
-        st = bc_put(db, U8(key), (size_t)kl, U8(key), (size_t)kl);
+        st = put_numbered(db, "later", i, NULL, 0);
         if (st == BC_OK) usleep(1000);
     }
     atomic_store(&fail_syncs, 0);
@@ -287,6 +306,26 @@ static void background_sync_failure_fails_later_writes(void) {
     CHECK_STR_CONTAINS(bc_last_error(), "reopen");
     CHECK_STATUS(bc_close(db), BC_IO);
     check_reopen(dir, synced, 1, NULL);
+}
+
+/* A merge whose fsync fails returns BC_IO and fails the handle like any
+ * failed fsync (bc_merge's header): writes and close report it after. */
+static void merge_fsync_failure_fails_the_handle(void) {
+    const char *dir = make_temp_dir();
+    static const char *const synced[] = {"a", "b"};
+    bc_db *db = open_with(dir, BC_SYNC_NONE, 0);
+    CHECK_STATUS(bc_put(db, K("a"), K("old")), BC_OK);
+    CHECK_STATUS(bc_put(db, K("a"), K("a")), BC_OK);
+    CHECK_STATUS(bc_put(db, K("b"), K("b")), BC_OK);
+    CHECK_STATUS(bc_sync(db), BC_OK);
+    atomic_store(&fail_syncs, 1);
+    CHECK_STATUS(bc_merge(db), BC_IO);
+    atomic_store(&fail_syncs, 0);
+    CHECK_STATUS(bc_put(db, K("c"), K("c")), BC_IO);
+    CHECK_STR_CONTAINS(bc_last_error(), "reopen");
+    CHECK_GET(db, K("a"), K("a"));
+    CHECK_STATUS(bc_close(db), BC_IO);
+    check_reopen(dir, synced, 2, "c");
 }
 
 int main(int argc, char **argv) {
@@ -299,5 +338,6 @@ int main(int argc, char **argv) {
     RUN(close_reports_its_failed_sync_and_frees);
     RUN(always_mode_put_fails_with_its_fsync);
     RUN(background_sync_failure_fails_later_writes);
+    RUN(merge_fsync_failure_fails_the_handle);
     return check_finish();
 }

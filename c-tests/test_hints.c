@@ -169,10 +169,6 @@ static int spit(const char *path, const uint8_t *buf, size_t len) {
 static uint32_t le16(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8; }
 static uint32_t le32(const uint8_t *p) { return le16(p) | le16(p + 2) << 16; }
 static uint64_t le64(const uint8_t *p) { return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32; }
-static void put32(uint8_t *p, uint32_t v) {
-    int k;
-    for (k = 0; k < 4; k++) p[k] = (uint8_t)(v >> (8 * k));
-}
 static void put64(uint8_t *p, uint64_t v) {
     put32(p, (uint32_t)v);
     put32(p + 4, (uint32_t)(v >> 32));
