@@ -5,7 +5,7 @@ mod common;
 
 use bitcask::{Db, Status, SyncMode};
 use common::*;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 
@@ -270,6 +270,8 @@ fn torn_tail_only_record_in_newest_file() {
 struct Pristine {
     dir: PathBuf,
     model: Model,
+    /// The model without the last write (the newest file's last record).
+    before_last: Model,
     keys: Vec<Vec<u8>>,
     /// The id a next data file would get.
     next_id: u64,
@@ -285,11 +287,55 @@ fn pristine(tmp: &Path) -> Pristine {
     let newest = file_name(files.last().unwrap());
     Pristine {
         model: model_of(&ws),
+        before_last: model_of(&ws[..ws.len() - 1]),
         keys: all_keys(&ws),
         next_id: u64::from_str_radix(&newest[..16], 16).unwrap() + 1,
         header: fs::read(files.last().unwrap()).unwrap()[..16].to_vec(),
         dir,
     }
+}
+
+impl Pristine {
+    /// The data file `next_id` in a copy of the pristine database.
+    fn new_file(&self, dir: &Path) -> PathBuf {
+        dir.join(format!("{:016x}.data", self.next_id))
+    }
+
+    /// Copies the pristine database to `root/label` and adds data file
+    /// `next_id` holding `body`; `older`: with a newer file (a header only)
+    /// after it; `hint`: with a hint beside it, as if it had been sealed.
+    fn copy_with_file(
+        &self,
+        root: &Path,
+        label: &str,
+        body: &[u8],
+        older: bool,
+        hint: bool,
+    ) -> PathBuf {
+        let dir = root.join(label);
+        copy_dir(&self.dir, &dir);
+        fs::write(self.new_file(&dir), body).unwrap();
+        if older {
+            fs::write(
+                dir.join(format!("{:016x}.data", self.next_id + 1)),
+                &self.header,
+            )
+            .unwrap();
+        }
+        if hint {
+            give_hint(&dir, self.next_id);
+        }
+        dir
+    }
+}
+
+/// Every file of `dir` by name, with its bytes.
+fn dir_bytes(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| (p.clone(), fs::read(&p).unwrap()))
+        .collect()
 }
 
 /// Puts a copy of one of the directory's hints beside data file `id`, as
@@ -324,7 +370,7 @@ fn torn_file_creation() {
     let tmp = tempfile::tempdir().unwrap();
     let p = pristine(tmp.path());
     for len in 0..16usize {
-        let ctx = format!("partial p.header of {len} bytes in a new newest file");
+        let ctx = format!("partial header of {len} bytes in a new newest file");
         let dir = tmp.path().join(format!("hdr{len}"));
         copy_dir(&p.dir, &dir);
         let torn = dir.join(format!("{:016x}.data", p.next_id));
@@ -351,31 +397,25 @@ fn torn_file_creation() {
 fn torn_creation_of_a_never_sealed_older_file() {
     let tmp = tempfile::tempdir().unwrap();
     let p = pristine(tmp.path());
-    let torn = |dir: &Path| dir.join(format!("{:016x}.data", p.next_id));
-    let make = |label: &str, header_len: usize| {
-        let dir = tmp.path().join(label);
-        copy_dir(&p.dir, &dir);
-        fs::write(torn(&dir), &p.header[..header_len]).unwrap();
-        // A newer file, so the torn one is not the newest.
-        fs::write(dir.join(format!("{:016x}.data", p.next_id + 1)), &p.header).unwrap();
-        dir
-    };
-
     for len in 0..16usize {
         let ctx = format!("an older file without a hint, {len} bytes of its header");
-        let dir = make(&format!("unsealed{len}"), len);
+        let dir = p.copy_with_file(
+            tmp.path(),
+            &format!("unsealed{len}"),
+            &p.header[..len],
+            true,
+            false,
+        );
         let db = open_dropping(&dir, &p, len as u64, &ctx);
         ok(db.close(), &ctx);
-        assert!(!torn(&dir).exists(), "{ctx}: not removed");
+        assert!(!p.new_file(&dir).exists(), "{ctx}: not removed");
     }
 
-    let dir = make("sealed", 0);
-    give_hint(&dir, p.next_id);
-    let err = Db::open(&dir, opts(4096, SyncMode::None)).err();
-    assert_eq!(
-        err.map(|e| e.status()),
-        Some(Status::Corruption),
-        "an empty older file with a hint beside it"
+    let dir = p.copy_with_file(tmp.path(), "sealed", &[], true, true);
+    corruption_naming(
+        Db::open(&dir, opts(4096, SyncMode::None)),
+        &file_name(&p.new_file(&dir)),
+        "an empty older file with a hint beside it",
     );
 }
 
@@ -391,16 +431,7 @@ fn zero_file_is_a_torn_creation() {
     let tmp = tempfile::tempdir().unwrap();
     let p = pristine(tmp.path());
     let make = |label: &str, body: &[u8], older: bool, hint: bool| {
-        let dir = tmp.path().join(label);
-        copy_dir(&p.dir, &dir);
-        fs::write(dir.join(format!("{:016x}.data", p.next_id)), body).unwrap();
-        if older {
-            fs::write(dir.join(format!("{:016x}.data", p.next_id + 1)), &p.header).unwrap();
-        }
-        if hint {
-            give_hint(&dir, p.next_id);
-        }
-        dir
+        p.copy_with_file(tmp.path(), label, body, older, hint)
     };
     for len in [16usize, 4096, 70000] {
         for older in [false, true] {
@@ -411,10 +442,7 @@ fn zero_file_is_a_torn_creation() {
             let dir = make(&format!("zero-{len}-{older}"), &vec![0; len], older, false);
             let db = open_dropping(&dir, &p, len as u64, &ctx);
             ok(db.close(), &ctx);
-            assert!(
-                !dir.join(format!("{:016x}.data", p.next_id)).exists(),
-                "{ctx}: not removed"
-            );
+            assert!(!p.new_file(&dir).exists(), "{ctx}: not removed");
         }
     }
 
@@ -443,9 +471,13 @@ fn zero_file_is_a_torn_creation() {
         ),
     ];
     for (ctx, dir) in &corrupt {
-        let err = Db::open(dir, opts(4096, SyncMode::None)).err();
-        assert_eq!(err.map(|e| e.status()), Some(Status::Corruption), "{ctx}");
+        corruption_naming(
+            Db::open(dir, opts(4096, SyncMode::None)),
+            &file_name(&p.new_file(dir)),
+            ctx,
+        );
         // Read-only repair skips the file and changes nothing.
+        let before = dir_bytes(dir);
         let mut o = opts(4096, SyncMode::None);
         o.repair = true;
         o.read_only = true;
@@ -458,8 +490,8 @@ fn zero_file_is_a_torn_creation() {
         verify(&db, &p.model, &p.keys, ctx);
         ok(db.close(), ctx);
         assert!(
-            dir.join(format!("{:016x}.data", p.next_id)).exists(),
-            "{ctx}: removed"
+            dir_bytes(dir) == before,
+            "{ctx}: read-only repair changed the directory"
         );
     }
 }
@@ -489,21 +521,27 @@ fn torn_tail_of_a_never_sealed_older_file() {
         if !keep_hint {
             fs::remove_file(&hint).unwrap();
         }
-        fs::write(dir.join(format!("{:016x}.data", p.next_id)), &p.header).unwrap();
-        (dir, cut_to - last.offset)
+        fs::write(p.new_file(&dir), &p.header).unwrap();
+        (dir, cut_to - last.offset, older)
     };
 
-    let (dir, dropped) = make("unsealed", false);
-    let db = ok(Db::open(&dir, opts(4096, SyncMode::None)), "cut, no hint");
-    assert_eq!(db.stats().recovered_bytes_dropped, dropped, "cut, no hint");
-    ok(db.close(), "cut, no hint");
+    // The cut record is the last write: without it, the data is as before it.
+    let (dir, dropped, _) = make("unsealed", false);
+    let ctx = "cut, no hint";
+    let db = ok(Db::open(&dir, opts(4096, SyncMode::None)), ctx);
+    assert_eq!(db.stats().recovered_bytes_dropped, dropped, "{ctx}");
+    verify(&db, &p.before_last, &p.keys, ctx);
+    ok(db.close(), ctx);
+    let db = ok(Db::open(&dir, opts(4096, SyncMode::None)), ctx);
+    assert_eq!(db.stats().recovered_bytes_dropped, 0, "{ctx}: second open");
+    verify(&db, &p.before_last, &p.keys, ctx);
+    ok(db.close(), ctx);
 
-    let (dir, _) = make("sealed", true);
-    let err = Db::open(&dir, opts(4096, SyncMode::None)).err();
-    assert_eq!(
-        err.map(|e| e.status()),
-        Some(Status::Corruption),
-        "a cut older file with its hint beside it"
+    let (dir, _, older) = make("sealed", true);
+    corruption_naming(
+        Db::open(&dir, opts(4096, SyncMode::None)),
+        &file_name(&older),
+        "a cut older file with its hint beside it",
     );
 }
 
