@@ -371,10 +371,13 @@ fn torn_file_creation() {
     let p = pristine(tmp.path());
     for len in 0..16usize {
         let ctx = format!("partial header of {len} bytes in a new newest file");
-        let dir = tmp.path().join(format!("hdr{len}"));
-        copy_dir(&p.dir, &dir);
-        let torn = dir.join(format!("{:016x}.data", p.next_id));
-        fs::write(&torn, &p.header[..len]).unwrap();
+        let dir = p.copy_with_file(
+            tmp.path(),
+            &format!("hdr{len}"),
+            &p.header[..len],
+            false,
+            false,
+        );
         let db = open_dropping(&dir, &p, len as u64, &ctx);
         ok(db.put(b"after", b"x"), &ctx);
         ok(db.close(), &ctx);
