@@ -443,3 +443,47 @@ fn example_threads() {
 fn example_sensors() {
     run_example("sensors");
 }
+
+/// The ctypes wrapper in examples/python runs its checked demonstration
+/// against this run's library. Skipped under valgrind and ASan (they would
+/// instrument the interpreter, not the library), and without python3
+/// outside CI (the README's test command needs only Rust and a C compiler).
+#[test]
+fn example_python_ctypes() {
+    if valgrind() || asan() {
+        return;
+    }
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    if Command::new(&python).arg("--version").output().is_err() {
+        assert!(
+            !env_flag_set("CI"),
+            "{python} not found; CI installs python3 for this test"
+        );
+        eprintln!("note: {python} not found: skipped examples/python/bitcask.py");
+        return;
+    }
+    let lib = lib_dir().join(if cfg!(target_os = "macos") {
+        "libbitcask.dylib"
+    } else {
+        "libbitcask.so"
+    });
+    let dir = scratch_dir("python");
+    let out = Command::new(&python)
+        .arg(manifest_path("examples/python/bitcask.py"))
+        .arg(&lib)
+        .arg(dir.join("db"))
+        .output()
+        .expect("run python3");
+    let text = format!(
+        "--- stdout ---\n{}--- stderr ---\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "examples/python/bitcask.py failed\n{text}");
+    assert!(text.contains("from Python: 1000 keys"), "unexpected output\n{text}");
+    let _ = fs::remove_dir_all(&dir);
+}
+
+fn env_flag_set(name: &str) -> bool {
+    std::env::var_os(name).is_some_and(|v| !v.is_empty() && v != "0" && v != "false")
+}
