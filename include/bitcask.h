@@ -118,7 +118,8 @@ enum bc_status
     BC_READ_ONLY = 8,
     /**
      * A bug was caught (a panic or a broken invariant). The handle then
-     * refuses writes; reads may still work. Close and reopen it.
+     * refuses writes; reads may still work. Close it (which still writes
+     * out every put acknowledged before) and reopen it.
      */
     BC_INTERNAL = 9,
     /**
@@ -315,9 +316,11 @@ bc_status bc_open(const char *path, const struct bc_options *opts, struct bc_db 
  *            be used again nor be in use by another thread.
  * @return BC_OK; BC_IO if the final flush or sync failed, or an earlier
  *         sync of this handle did (the data written since the last
- *         successful sync may be lost; after an earlier failure close
+ *         successful sync may be lost; after a failed sync close
  *         neither flushes nor seals anything: the next open scans the
- *         files never sealed).
+ *         files never sealed); BC_INTERNAL if a bug was caught on this
+ *         handle earlier (close then still writes out every acknowledged
+ *         put, but seals nothing: the next open scans that file).
  */
 bc_status bc_close(struct bc_db *db);
 

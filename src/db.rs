@@ -70,6 +70,9 @@ pub(crate) struct Inner {
     next_fnum: AtomicU32,
     failed: AtomicBool,
     failure: Mutex<Option<Error>>,
+    /// The failure was a failed fsync (not a caught bug): what the disk
+    /// holds is unknown, so close writes nothing more.
+    sync_failed: AtomicBool,
     recovered_bytes_dropped: u64,
     repaired_records_skipped: u64,
     pub(crate) merges: AtomicU64,
@@ -271,6 +274,7 @@ impl Inner {
             next_fnum: AtomicU32::new(1),
             failed: AtomicBool::new(false),
             failure: Mutex::new(None),
+            sync_failed: AtomicBool::new(false),
             recovered_bytes_dropped: 0,
             repaired_records_skipped: 0,
             merges: AtomicU64::new(0),
@@ -684,6 +688,7 @@ impl Inner {
     /// Maps a failed fsync to a failed handle.
     pub(crate) fn synced(&self, r: Result<()>) -> Result<()> {
         if let Err(e) = &r {
+            self.sync_failed.store(true, Ordering::Relaxed);
             self.fail(e.clone());
         }
         r
@@ -954,6 +959,15 @@ impl Inner {
         // write its hint now, so the next open need not scan it.
         let active = self.writer.lock().active.take();
         let sealed = match active {
+            // After a caught bug the disk is fine and the records in the
+            // buffer were acknowledged: write them out, but seal nothing
+            // (the handle's state is unknown), so the next open scans the
+            // file and checks every record (a record a panic cut short is
+            // a torn tail there). After a failed fsync nothing is written.
+            Some(a) if self.failure().is_some() => match self.sync_failed.load(Ordering::Relaxed) {
+                true => Ok(()),
+                false => a.flush(),
+            },
             Some(a) => self.seal_file(&a),
             None => Ok(()),
         };

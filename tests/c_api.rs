@@ -479,8 +479,14 @@ fn example_python_ctypes() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "examples/python/bitcask.py failed\n{text}");
-    assert!(text.contains("from Python: 1000 keys"), "unexpected output\n{text}");
+    assert!(
+        out.status.success(),
+        "examples/python/bitcask.py failed\n{text}"
+    );
+    assert!(
+        text.contains("from Python: 1000 keys"),
+        "unexpected output\n{text}"
+    );
     let _ = fs::remove_dir_all(&dir);
 }
 

@@ -114,9 +114,11 @@ pub extern "C" fn bc_open(
 ///            be used again nor be in use by another thread.
 /// @return BC_OK; BC_IO if the final flush or sync failed, or an earlier
 ///         sync of this handle did (the data written since the last
-///         successful sync may be lost; after an earlier failure close
+///         successful sync may be lost; after a failed sync close
 ///         neither flushes nor seals anything: the next open scans the
-///         files never sealed).
+///         files never sealed); BC_INTERNAL if a bug was caught on this
+///         handle earlier (close then still writes out every acknowledged
+///         put, but seals nothing: the next open scans that file).
 #[no_mangle]
 pub extern "C" fn bc_close(db: *mut bc_db) -> bc_status {
     if db.is_null() {
@@ -491,4 +493,64 @@ pub extern "C" fn bc_get_stats(db: *mut bc_db, out: *mut bc_stats) -> bc_status 
         };
         Ok(bc_status::BC_OK)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CString;
+
+    fn put(db: *mut bc_db, k: &[u8], v: &[u8]) -> bc_status {
+        bc_put(db, k.as_ptr(), k.len(), v.as_ptr(), v.len())
+    }
+
+    /// A panic inside a call on a handle (a bug) is reported as BC_INTERNAL
+    /// and leaves the handle refusing writes, while reads go on, and close
+    /// still frees it: the handle's state after a bug is unknown, so
+    /// nothing more is written with it.
+    #[test]
+    fn a_caught_panic_fails_the_handle_for_writes_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = CString::new(dir.path().join("db").to_str().unwrap()).unwrap();
+        let mut db = std::ptr::null_mut();
+        assert_eq!(
+            bc_open(path.as_ptr(), std::ptr::null(), &mut db),
+            bc_status::BC_OK
+        );
+        assert_eq!(put(db, b"k", b"before"), bc_status::BC_OK);
+
+        let st = with_db(db, |_| panic!("injected bug"));
+        assert_eq!(st, bc_status::BC_INTERNAL);
+
+        assert_eq!(put(db, b"k", b"after"), bc_status::BC_INTERNAL);
+        // SAFETY: bc_last_error returns a valid NUL-terminated string.
+        let msg = unsafe { CStr::from_ptr(super::super::bc_last_error()) };
+        let msg = msg.to_str().unwrap();
+        assert!(
+            msg.contains("writes refused") && msg.contains("injected bug"),
+            "{msg}"
+        );
+        assert_eq!(bc_delete(db, b"k".as_ptr(), 1), bc_status::BC_INTERNAL);
+        let mut buf = [0u8; 16];
+        let mut len = 0usize;
+        assert_eq!(
+            bc_get_into(db, b"k".as_ptr(), 1, buf.as_mut_ptr(), buf.len(), &mut len),
+            bc_status::BC_OK
+        );
+        assert_eq!(&buf[..len], b"before");
+        assert_eq!(bc_close(db), bc_status::BC_INTERNAL);
+
+        // The records written before the bug are intact on reopen.
+        assert_eq!(
+            bc_open(path.as_ptr(), std::ptr::null(), &mut db),
+            bc_status::BC_OK
+        );
+        assert_eq!(
+            bc_get_into(db, b"k".as_ptr(), 1, buf.as_mut_ptr(), buf.len(), &mut len),
+            bc_status::BC_OK
+        );
+        assert_eq!(&buf[..len], b"before");
+        assert_eq!(put(db, b"k", b"again"), bc_status::BC_OK);
+        assert_eq!(bc_close(db), bc_status::BC_OK);
+    }
 }

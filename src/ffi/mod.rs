@@ -58,7 +58,8 @@ pub enum bc_status {
     /// A write on a handle opened read-only.
     BC_READ_ONLY = 8,
     /// A bug was caught (a panic or a broken invariant). The handle then
-    /// refuses writes; reads may still work. Close and reopen it.
+    /// refuses writes; reads may still work. Close it (which still writes
+    /// out every put acknowledged before) and reopen it.
     BC_INTERNAL = 9,
     /// A data file is in a format version this library does not read (a
     /// newer release wrote it); the message names the file and both
