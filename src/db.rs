@@ -165,7 +165,7 @@ impl Db {
 
     /// Live (unexpired) keys.
     pub fn count(&self) -> u64 {
-        self.inner.keydir.len() as u64 - self.inner.expired_keys()
+        self.inner.live_keys()
     }
 
     /// An iterator over a snapshot of the live keys starting with
@@ -1029,9 +1029,10 @@ impl Inner {
         ))
     }
 
-    /// Keys present in the keydir but past their expiry.
-    pub(crate) fn expired_keys(&self) -> u64 {
-        self.expired_by_file().values().map(|(n, _)| n).sum()
+    /// Keys in the keydir that have not expired.
+    pub(crate) fn live_keys(&self) -> u64 {
+        let now = self.now();
+        self.keydir.len_unexpired(|expiry| expired(expiry, now)) as u64
     }
 
     /// Per data file: expired keys and their record bytes.
@@ -1052,7 +1053,9 @@ impl Inner {
         let expired = self.expired_by_file();
         let files = self.files.read();
         let mut s = Stats {
-            live_keys: self.keydir.len() as u64,
+            // Counted apart from `expired` (writes go on meanwhile), in
+            // one pass that cannot go below zero.
+            live_keys: self.live_keys(),
             data_files: files.len() as u64,
             recovered_bytes_dropped: self.recovered_bytes_dropped,
             repaired_records_skipped: self.repaired_records_skipped,
@@ -1064,7 +1067,6 @@ impl Inner {
             let records = f.record_bytes.load(Ordering::Relaxed);
             let (n_expired, expired_bytes) = expired.get(&f.fnum).copied().unwrap_or_default();
             s.expired_keys += n_expired;
-            s.live_keys -= n_expired;
             let dead = (f.dead_bytes.load(Ordering::Relaxed) + expired_bytes).min(records);
             s.total_bytes += FILE_HEADER_LEN + records;
             s.dead_bytes += dead;

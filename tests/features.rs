@@ -346,3 +346,48 @@ fn stats_count_what_is_on_disk() {
         Status::InvalidArgument
     );
 }
+
+/// `count` and `stats().live_keys` while keys are put and expire: the live
+/// count was the keydir's size minus expired keys counted a moment later,
+/// which went below zero (wrapping to ~2^64, or a panic in a debug build)
+/// when keys put in between had already expired.
+#[test]
+fn live_count_stays_in_range_while_keys_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Arc::new(AtomicU32::new(1_000));
+    let db = Arc::new(
+        Db::open(
+            dir.path(),
+            Options {
+                max_file_size: 1 << 20,
+                ..opts_with_clock(&now)
+            },
+        )
+        .unwrap(),
+    );
+    const N: u64 = 20_000;
+    let writer = {
+        let (db, now) = (db.clone(), now.clone());
+        std::thread::spawn(move || {
+            for i in 0..N {
+                db.put_ttl(format!("k{i}").as_bytes(), b"v", 1).unwrap();
+                // Every key has expired by the next put.
+                now.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    let mut checks = 0;
+    while !writer.is_finished() {
+        let c = db.count();
+        assert!(c <= N, "count {c} out of range");
+        let s = db.stats();
+        assert!(s.live_keys <= N, "live_keys {} out of range", s.live_keys);
+        checks += 1;
+    }
+    writer.join().unwrap();
+    assert!(checks > 10, "the writer finished before the check ran");
+    now.fetch_add(10, Ordering::Relaxed);
+    assert_eq!(db.count(), 0);
+    let s = db.stats();
+    assert_eq!((s.live_keys, s.expired_keys), (0, N));
+}

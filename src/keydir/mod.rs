@@ -180,8 +180,28 @@ impl Keydir {
         true
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.shards.iter().map(|s| s.read().len).sum()
+    }
+
+    /// Keys whose expiry time `is_expired` does not reject, counted shard
+    /// by shard under one lock each, so that concurrent writes cannot make
+    /// the count go below zero (as `len` minus a separate count could).
+    pub fn len_unexpired(&self, is_expired: impl Fn(u32) -> bool) -> usize {
+        let mut n = 0;
+        for shard in self.shards.iter() {
+            let shard = shard.read();
+            let mut expired = 0;
+            if shard.expiring != 0 {
+                for &slot in shard.slots.iter().filter(|&&s| s != 0) {
+                    let expiry = shard.arena.location(slot_pos(slot)).expiry;
+                    expired += (expiry != 0 && is_expired(expiry)) as usize;
+                }
+            }
+            n += shard.len - expired;
+        }
+        n
     }
 
     /// Bytes of memory held by the keydir.
