@@ -119,7 +119,7 @@ enum bc_status
     /**
      * A bug was caught (a panic or a broken invariant). The handle then
      * refuses writes; reads may still work. Close it (which still writes
-     * out every put acknowledged before) and reopen it.
+     * out and syncs every put acknowledged before) and reopen it.
      */
     BC_INTERNAL = 9,
     /**
@@ -319,8 +319,9 @@ bc_status bc_open(const char *path, const struct bc_options *opts, struct bc_db 
  *         successful sync may be lost; after a failed sync close
  *         neither flushes nor seals anything: the next open scans the
  *         files never sealed); BC_INTERNAL if a bug was caught on this
- *         handle earlier (close then still writes out every acknowledged
- *         put, but seals nothing: the next open scans that file).
+ *         handle earlier (close then still writes out and syncs every
+ *         acknowledged put, but seals nothing: the next open scans those
+ *         files).
  */
 bc_status bc_close(struct bc_db *db);
 
@@ -434,7 +435,9 @@ bc_status bc_contains(struct bc_db *db, const uint8_t *key, size_t klen);
  *         or an earlier one of this handle did: from the first failure on,
  *         bc_sync and every write return BC_IO, since a retried fsync may
  *         report success for data the kernel has dropped; reopen the
- *         database, which checks what reached the disk).
+ *         database, which checks what reached the disk); BC_INTERNAL (a
+ *         bug was caught on this handle earlier: bc_close writes out and
+ *         syncs what was acknowledged; then reopen).
  * Thread-safe.
  */
 bc_status bc_sync(struct bc_db *db);

@@ -957,23 +957,36 @@ impl Inner {
         }
         // Seal the active file (a reopen never appends to an old file) and
         // write its hint now, so the next open need not scan it.
-        let active = self.writer.lock().active.take();
+        let (active, retired) = {
+            let mut w = self.writer.lock();
+            let retired = self.unsealed_retired(&w);
+            (w.active.take(), retired)
+        };
         let sealed = match active {
-            // After a caught bug the disk is fine and the records in the
-            // buffer were acknowledged: write them out, but seal nothing
-            // (the handle's state is unknown), so the next open scans the
-            // file and checks every record (a record a panic cut short is
-            // a torn tail there). After a failed fsync nothing is written.
-            Some(a) if self.failure().is_some() => match self.sync_failed.load(Ordering::Relaxed) {
-                true => Ok(()),
-                false => a.flush(),
-            },
+            Some(a) if self.failure().is_some() => self.close_after_failure(&a, &retired),
             Some(a) => self.seal_file(&a),
             None => Ok(()),
         };
         self.lock.lock().take();
         // A handle that failed reports it, with or without an active file.
         sealed.and(self.failure().map_or(Ok(()), Err))
+    }
+
+    /// Close's work on a failed handle. After a failed fsync nothing more
+    /// is written. After a caught bug the disk is not in doubt and the
+    /// records in the buffer were acknowledged: they are written and every
+    /// unsealed file synced, but nothing is sealed or hinted (the handle's
+    /// state is unknown), so the next open scans those files and checks
+    /// every record; a record a panic cut short is a torn tail there.
+    fn close_after_failure(&self, active: &DataFile, retired: &[Arc<DataFile>]) -> Result<()> {
+        if self.sync_failed.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        active.flush()?;
+        for f in retired {
+            f.sync_data()?;
+        }
+        active.sync_data()
     }
 
     /// The error that failed the handle, if one did.

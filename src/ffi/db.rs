@@ -117,8 +117,9 @@ pub extern "C" fn bc_open(
 ///         successful sync may be lost; after a failed sync close
 ///         neither flushes nor seals anything: the next open scans the
 ///         files never sealed); BC_INTERNAL if a bug was caught on this
-///         handle earlier (close then still writes out every acknowledged
-///         put, but seals nothing: the next open scans that file).
+///         handle earlier (close then still writes out and syncs every
+///         acknowledged put, but seals nothing: the next open scans those
+///         files).
 #[no_mangle]
 pub extern "C" fn bc_close(db: *mut bc_db) -> bc_status {
     if db.is_null() {
@@ -334,7 +335,9 @@ pub extern "C" fn bc_contains(db: *mut bc_db, key: *const u8, klen: usize) -> bc
 ///         or an earlier one of this handle did: from the first failure on,
 ///         bc_sync and every write return BC_IO, since a retried fsync may
 ///         report success for data the kernel has dropped; reopen the
-///         database, which checks what reached the disk).
+///         database, which checks what reached the disk); BC_INTERNAL (a
+///         bug was caught on this handle earlier: bc_close writes out and
+///         syncs what was acknowledged; then reopen).
 /// Thread-safe.
 #[no_mangle]
 pub extern "C" fn bc_sync(db: *mut bc_db) -> bc_status {

@@ -59,7 +59,7 @@ pub enum bc_status {
     BC_READ_ONLY = 8,
     /// A bug was caught (a panic or a broken invariant). The handle then
     /// refuses writes; reads may still work. Close it (which still writes
-    /// out every put acknowledged before) and reopen it.
+    /// out and syncs every put acknowledged before) and reopen it.
     BC_INTERNAL = 9,
     /// A data file is in a format version this library does not read (a
     /// newer release wrote it); the message names the file and both
