@@ -291,10 +291,57 @@ static void test_last_error_is_per_thread(void) {
     db = NULL;
 }
 
+static pthread_key_t exit_key;
+static int exit_get_status = -1, exit_null_status = -1, exit_msg_ok;
+
+/* A thread-exit destructor that uses the database (e.g. to flush a
+ * per-thread batch) runs after the library's own thread-locals are gone. */
+static void at_thread_exit(void *arg) {
+    uint8_t buf[16];
+    size_t len;
+    (void)arg;
+    exit_get_status = bc_get_into(db, K("k"), buf, sizeof buf, &len);
+    exit_null_status = bc_get_into(db, NULL, 1, buf, sizeof buf, &len);
+    exit_msg_ok = bc_last_error() != NULL;
+}
+
+static void *exiting_thread(void *arg) {
+    uint8_t buf[16];
+    size_t len;
+    (void)arg;
+    pthread_setspecific(exit_key, (void *)1);
+    /* Uses the thread-locals first: a failing call, then a get. */
+    CHECK_STATUS(bc_get_into(db, NULL, 1, buf, sizeof buf, &len), BC_INVALID_ARGUMENT);
+    CHECK_STATUS(bc_get_into(db, K("k"), buf, sizeof buf, &len), BC_OK);
+    return NULL;
+}
+
+/* Calls from a pthread-key destructor neither abort the process nor fail
+ * the handle (they used to: the panic of a destroyed thread-local). */
+static void test_calls_during_thread_exit(void) {
+    pthread_t t;
+    db = open_db(make_temp_dir(), NULL);
+    CHECK_STATUS(bc_put(db, K("k"), V("v")), BC_OK);
+    CHECK(pthread_key_create(&exit_key, at_thread_exit) == 0);
+    CHECK(pthread_create(&t, NULL, exiting_thread, NULL) == 0);
+    CHECK(pthread_join(t, NULL) == 0);
+    CHECK_MSG(thread_failures() == 0, "the exiting thread failed (see above)");
+    CHECK_MSG(exit_get_status == BC_OK, "get during thread exit: %d", exit_get_status);
+    CHECK_MSG(exit_null_status == BC_INVALID_ARGUMENT, "NULL key during thread exit: %d",
+              exit_null_status);
+    CHECK(exit_msg_ok);
+    CHECK_STATUS(bc_put(db, K("k2"), V("v")), BC_OK);
+    CHECK_GET(db, K("k"), V("v"));
+    pthread_key_delete(exit_key);
+    close_db(db);
+    db = NULL;
+}
+
 int main(int argc, char **argv) {
     check_init(argc, argv);
     RUN(test_readers_beside_writer_and_merger);
     RUN(test_concurrent_writers);
     RUN(test_last_error_is_per_thread);
+    RUN(test_calls_during_thread_exit);
     return check_finish();
 }

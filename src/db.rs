@@ -1018,13 +1018,12 @@ impl Inner {
             let Some(file) = self.file(loc.file) else {
                 continue;
             };
-            return READ_BUF.with(|buf| {
-                let mut buf = buf.borrow_mut();
+            let mut read = Some(|buf: &mut Vec<u8>| {
                 let len = record_len(key.len(), loc.value_len) as usize;
                 let out = file.with_bytes(
                     loc.offset as u64,
                     len,
-                    &mut buf,
+                    buf,
                     || self.fd(&file),
                     |rec| {
                         check_record(rec, key, &file, loc.offset)?;
@@ -1036,6 +1035,13 @@ impl Inner {
                 }
                 Ok(Some(out))
             });
+            let mut take = || read.take().expect("called once");
+            return match READ_BUF.try_with(|buf| take()(&mut buf.borrow_mut())) {
+                Ok(r) => r,
+                // A get while the thread exits (from a C thread-exit
+                // destructor): its buffer is gone, so it uses a fresh one.
+                Err(_) => take()(&mut Vec::new()),
+            };
         }
         Err(Error::internal(
             "the keydir kept pointing at retired files".to_string(),

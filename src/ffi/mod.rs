@@ -96,7 +96,9 @@ thread_local! {
 
 fn set_last_error(message: &str) {
     let c = CString::new(message.replace('\0', "\\0")).unwrap_or_default();
-    LAST_ERROR.with(|e| *e.borrow_mut() = c);
+    // A call from a thread-exit destructor (after Rust's thread-locals are
+    // gone) keeps its status; only the message is lost.
+    let _ = LAST_ERROR.try_with(|e| *e.borrow_mut() = c);
 }
 
 /// Installs, once, a panic hook that is silent for panics inside exports
@@ -106,7 +108,7 @@ fn install_quiet_panic_hook() {
     ONCE.call_once(|| {
         let previous = panic::take_hook();
         panic::set_hook(Box::new(move |info| {
-            if !IN_CALL.with(|c| c.get()) {
+            if !IN_CALL.try_with(|c| c.get()).unwrap_or(false) {
                 previous(info);
             }
         }));
@@ -121,9 +123,11 @@ pub(crate) fn boundary(
     body: impl FnOnce() -> Result<bc_status, Error>,
 ) -> bc_status {
     install_quiet_panic_hook();
-    IN_CALL.with(|c| c.set(true));
+    // try_with: C may call in from a thread-exit destructor, after this
+    // thread's thread-locals are gone.
+    let _ = IN_CALL.try_with(|c| c.set(true));
     let outcome = panic::catch_unwind(AssertUnwindSafe(body));
-    IN_CALL.with(|c| c.set(false));
+    let _ = IN_CALL.try_with(|c| c.set(false));
     match outcome {
         Ok(Ok(status)) => status,
         Ok(Err(e)) => {
@@ -290,7 +294,9 @@ pub extern "C" fn bc_status_str(status: i32) -> *const c_char {
 pub extern "C" fn bc_last_error() -> *const c_char {
     // The pointer stays valid while the thread-local string is unchanged:
     // only a later failing call on this thread replaces it.
-    LAST_ERROR.with(|e| e.borrow().as_ptr())
+    LAST_ERROR
+        .try_with(|e| e.borrow().as_ptr())
+        .unwrap_or(c"(no message: the thread is exiting)".as_ptr())
 }
 
 #[cfg(test)]
