@@ -298,7 +298,7 @@ const char *bc_last_error(void);
  *             bc_close. Written only on BC_OK.
  * @return BC_OK; BC_INVALID_ARGUMENT (NULL path or out, empty path);
  *         BC_IO (missing directory without create_if_missing, permission,
- *         disk errors); BC_LOCKED (another read-write handle holds the
+ *         disk errors, the system refused a thread); BC_LOCKED (another read-write handle holds the
  *         directory: the message names its pid); BC_CORRUPTION (a damaged
  *         or foreign file: the message names the file and offset);
  *         BC_VERSION_MISMATCH (a data file of a format version this

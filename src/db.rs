@@ -467,24 +467,31 @@ impl Inner {
     ) -> Result<Vec<Scan>> {
         let next = AtomicUsize::new(0);
         let this = &*self;
+        let work = || {
+            let mut out = Vec::new();
+            loop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                let Some(&i) = which.get(k) else { break };
+                out.push((k, this.scan_file(found[i].id, found[i].newest, seed)));
+            }
+            out
+        };
         let mut done: Vec<(usize, Result<Scan>)> = std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..threads.min(which.len()))
-                .map(|_| {
-                    scope.spawn(|| {
-                        let mut out = Vec::new();
-                        loop {
-                            let k = next.fetch_add(1, Ordering::Relaxed);
-                            let Some(&i) = which.get(k) else { break };
-                            out.push((k, this.scan_file(found[i].id, found[i].newest, seed)));
-                        }
-                        out
-                    })
+            // Helpers beside the calling thread, which scans too: a helper
+            // the system cannot start (a thread limit) is simply missing.
+            let helpers: Vec<_> = (1..threads.min(which.len()))
+                .filter_map(|_| {
+                    std::thread::Builder::new()
+                        .name("bitcask-scan".into())
+                        .spawn_scoped(scope, work)
+                        .ok()
                 })
                 .collect();
-            workers
-                .into_iter()
-                .flat_map(|w| w.join().unwrap_or_default())
-                .collect()
+            let mut done = work();
+            for h in helpers {
+                done.extend(h.join().unwrap_or_default());
+            }
+            done
         });
         if done.len() != which.len() {
             return Err(Error::internal("a scanning thread panicked"));
