@@ -239,6 +239,11 @@ impl Inner {
         for entry in fs::read_dir(dir).map_err(|e| Error::io("listing", dir, e))? {
             let entry = entry.map_err(|e| Error::io("listing", dir, e))?;
             if let Ok(name) = entry.file_name().into_string() {
+                if datafile::parse_data_name(&name).is_some()
+                    || hint::parse_hint_name(&name).is_some()
+                {
+                    check_regular(&entry.path())?;
+                }
                 names.push(name);
             }
         }
@@ -1136,6 +1141,19 @@ struct Appended {
     offset: u64,
     /// Offset just past the record.
     end: u64,
+}
+
+/// Refuses a file named like a data or hint file that is not a regular
+/// file (opening a FIFO would block the open forever).
+fn check_regular(path: &Path) -> Result<()> {
+    let meta = fs::metadata(path).map_err(|e| Error::io("checking", path, e))?;
+    if meta.is_file() {
+        return Ok(());
+    }
+    Err(Error::corruption(format!(
+        "{} is not a regular file (bitcask's data and hint files are); move it away",
+        path.display()
+    )))
 }
 
 /// Whether an expiry time (0 = never) has passed at `now`.

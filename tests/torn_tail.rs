@@ -1020,3 +1020,45 @@ fn bad_header_crc_and_version() {
         );
     }
 }
+
+/// Something named like a data or hint file that is not a regular file (a
+/// FIFO blocked the open forever; a directory failed it with an I/O
+/// error) is reported as corruption naming it, in every mode, at once.
+#[test]
+fn a_non_regular_file_is_refused_not_opened() {
+    use std::os::unix::ffi::OsStrExt;
+    for (name, fifo) in [
+        ("00000000ffffffff.data", true),
+        ("00000000ffffffff.hint", true),
+        ("00000000ffffffff.data", false),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), Default::default()).unwrap();
+        db.put(b"k", b"v").unwrap();
+        db.close().unwrap();
+        let path = dir.path().join(name);
+        if fifo {
+            let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+            // SAFETY: a valid NUL-terminated path.
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        } else {
+            fs::create_dir(&path).unwrap();
+        }
+        for read_only in [false, true] {
+            let ctx = format!("{name} (fifo {fifo}, read-only {read_only})");
+            let (tx, rx) = std::sync::mpsc::channel();
+            let d = dir.path().to_path_buf();
+            std::thread::spawn(move || {
+                let opts = bitcask::Options {
+                    read_only,
+                    ..Default::default()
+                };
+                let _ = tx.send(Db::open(&d, opts).map(|_| ()));
+            });
+            let r = rx
+                .recv_timeout(std::time::Duration::from_secs(20))
+                .unwrap_or_else(|_| panic!("{ctx}: open hung"));
+            corruption_naming(r, name, &ctx);
+        }
+    }
+}
