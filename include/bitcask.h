@@ -592,7 +592,9 @@ bc_status bc_options_set_sync(struct bc_options *opts, int32_t mode, uint32_t in
  * Opens without the write lock: any number of read-only handles can share
  * a database, also beside a read-write handle in another process. A
  * read-only handle sees the data as of its open and refuses writes with
- * BC_READ_ONLY.
+ * BC_READ_ONLY. It opens data files at first read, so after a merge by
+ * the read-write handle a get may return BC_IO saying the file it needs
+ * was deleted: reopen the read-only handle to see the merged files.
  *
  * @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL.
  */

@@ -621,7 +621,22 @@ impl Inner {
                 .store(self.fd_tick.load(Ordering::Relaxed), Ordering::Relaxed);
             return Ok(fd);
         }
-        let (fd, opened) = file.open_fd()?;
+        let (fd, opened) = file.open_fd().map_err(|e| {
+            if self.opts.read_only && !file.path.exists() {
+                // Files are opened at first read; a writer's merge may have
+                // deleted this one since the read-only open.
+                Error::new(
+                    Status::Io,
+                    format!(
+                        "{} was deleted after this read-only handle opened (a merge by \
+                         the read-write handle); reopen the read-only handle",
+                        file.path.display()
+                    ),
+                )
+            } else {
+                e
+            }
+        })?;
         let tick = self.fd_tick.fetch_add(1, Ordering::Relaxed) + 1;
         file.last_used.store(tick, Ordering::Relaxed);
         if opened {

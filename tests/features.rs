@@ -391,3 +391,46 @@ fn live_count_stays_in_range_while_keys_expire() {
     let s = db.stats();
     assert_eq!((s.live_keys, s.expired_keys), (0, N));
 }
+
+/// A read-only handle beside a writer that merges: files are opened at
+/// first read, so a file the merge deleted gives an I/O error that says
+/// to reopen (documented); the reopened handle reads the merged files.
+#[test]
+fn read_only_handle_after_a_writers_merge_says_to_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = Options {
+        max_file_size: 4096,
+        ..Options::default()
+    };
+    let writer = Db::open(dir.path(), small.clone()).unwrap();
+    for i in 0..200 {
+        writer.put(format!("k{i}").as_bytes(), &[i as u8; 64]).unwrap();
+    }
+    for i in 0..100 {
+        writer.delete(format!("k{i}").as_bytes()).unwrap();
+    }
+    writer.sync().unwrap();
+    let ro = |()| {
+        Db::open(
+            dir.path(),
+            Options {
+                read_only: true,
+                ..small.clone()
+            },
+        )
+        .unwrap()
+    };
+    let reader = ro(());
+    writer.merge().unwrap();
+    let err = reader.get(b"k150").unwrap_err();
+    assert_eq!(err.status(), Status::Io, "{}", err.message());
+    assert!(
+        err.message().contains(".data was deleted") && err.message().contains("reopen"),
+        "{}",
+        err.message()
+    );
+    drop(reader);
+    let reader = ro(());
+    assert_eq!(reader.get(b"k150").unwrap(), Some(vec![150u8; 64]));
+    assert_eq!(reader.get(b"k50").unwrap(), None);
+}
