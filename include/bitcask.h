@@ -322,6 +322,7 @@ bc_status bc_open(const char *path, const struct bc_options *opts, struct bc_db 
  *         handle earlier (close then still writes out and syncs every
  *         acknowledged put, but seals nothing: the next open scans those
  *         files).
+ * Not thread-safe: no other call may run on db during or after it.
  */
 bc_status bc_close(struct bc_db *db);
 
@@ -533,6 +534,11 @@ bc_status bc_iter_value(struct bc_iter *it, uint8_t **val, size_t *vlen);
 
 /**
  * Frees an iterator. NULL is a no-op.
+ *
+ * @param[in] it the iterator; must not be used again. The key pointer its
+ *            last bc_iter_next returned becomes invalid. Values it handed
+ *            out (bc_iter_value) stay valid until bc_free.
+ * Not thread-safe: call it on the thread that uses the iterator.
  */
 void bc_iter_free(struct bc_iter *it);
 
@@ -545,11 +551,17 @@ void bc_iter_free(struct bc_iter *it);
  *             frees them with bc_options_free (after bc_open if it likes:
  *             bc_open copies what it needs).
  * @return BC_OK, or BC_INVALID_ARGUMENT if out is NULL.
+ * Thread-safe.
  */
 bc_status bc_options_new(struct bc_options **out);
 
 /**
  * Frees options made by bc_options_new. NULL is a no-op.
+ *
+ * @param[in] opts the options; must not be used again, nor be in use by
+ *            another thread. Handles opened with them are not affected
+ *            (bc_open copied what it needed).
+ * Not thread-safe: no other call may use opts during or after it.
  */
 void bc_options_free(struct bc_options *opts);
 
@@ -559,6 +571,8 @@ void bc_options_free(struct bc_options *opts);
  *
  * @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL or bytes is outside
  *         4096 ..= 4294967295.
+ * Not thread-safe: calls on one bc_options must not overlap (set it
+ * up on one thread); different bc_options are independent.
  */
 bc_status bc_options_set_max_file_size(struct bc_options *opts, uint64_t bytes);
 
@@ -568,6 +582,8 @@ bc_status bc_options_set_max_file_size(struct bc_options *opts, uint64_t bytes);
  *
  * @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL or bytes is outside
  *         1 ..= 65535.
+ * Not thread-safe: calls on one bc_options must not overlap (set it
+ * up on one thread); different bc_options are independent.
  */
 bc_status bc_options_set_max_key_size(struct bc_options *opts, uint32_t bytes);
 
@@ -576,6 +592,8 @@ bc_status bc_options_set_max_key_size(struct bc_options *opts, uint32_t bytes);
  *
  * @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL or bytes is outside
  *         1 ..= 2147483647.
+ * Not thread-safe: calls on one bc_options must not overlap (set it
+ * up on one thread); different bc_options are independent.
  */
 bc_status bc_options_set_max_value_size(struct bc_options *opts, uint32_t bytes);
 
@@ -585,6 +603,8 @@ bc_status bc_options_set_max_value_size(struct bc_options *opts, uint32_t bytes)
  *
  * @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL, the mode is
  *         unknown, or the interval is 0 with BC_SYNC_INTERVAL.
+ * Not thread-safe: calls on one bc_options must not overlap (set it
+ * up on one thread); different bc_options are independent.
  */
 bc_status bc_options_set_sync(struct bc_options *opts, int32_t mode, uint32_t interval_ms);
 
@@ -597,6 +617,8 @@ bc_status bc_options_set_sync(struct bc_options *opts, int32_t mode, uint32_t in
  * was deleted: reopen the read-only handle to see the merged files.
  *
  * @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL.
+ * Not thread-safe: calls on one bc_options must not overlap (set it
+ * up on one thread); different bc_options are independent.
  */
 bc_status bc_options_set_read_only(struct bc_options *opts, bool read_only);
 
@@ -604,6 +626,8 @@ bc_status bc_options_set_read_only(struct bc_options *opts, bool read_only);
  * Whether bc_open creates a missing directory (default true).
  *
  * @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL.
+ * Not thread-safe: calls on one bc_options must not overlap (set it
+ * up on one thread); different bc_options are independent.
  */
 bc_status bc_options_set_create_if_missing(struct bc_options *opts, bool create);
 
@@ -615,6 +639,8 @@ bc_status bc_options_set_create_if_missing(struct bc_options *opts, bool create)
  * Data in damaged records is lost: copy the directory first if it matters.
  *
  * @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL.
+ * Not thread-safe: calls on one bc_options must not overlap (set it
+ * up on one thread); different bc_options are independent.
  */
 bc_status bc_options_set_repair(struct bc_options *opts, bool repair);
 
@@ -623,6 +649,8 @@ bc_status bc_options_set_repair(struct bc_options *opts, bool repair);
  * sets its own). 0, the default, means values never expire.
  *
  * @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL.
+ * Not thread-safe: calls on one bc_options must not overlap (set it
+ * up on one thread); different bc_options are independent.
  */
 bc_status bc_options_set_default_ttl(struct bc_options *opts, uint32_t ttl_secs);
 
@@ -637,6 +665,8 @@ bc_status bc_options_set_default_ttl(struct bc_options *opts, uint32_t ttl_secs)
  * @param[in] ctx passed to `now` unchanged; owned by the caller and kept
  *            alive as long as `now` may be called.
  * @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL.
+ * Not thread-safe: calls on one bc_options must not overlap (set it
+ * up on one thread); different bc_options are independent.
  */
 bc_status bc_options_set_clock(struct bc_options *opts, bc_clock_fn now, void *ctx);
 
@@ -647,6 +677,8 @@ bc_status bc_options_set_clock(struct bc_options *opts, bc_clock_fn now, void *c
  * bc_close stops the thread, abandoning a merge in progress safely.
  *
  * @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL.
+ * Not thread-safe: calls on one bc_options must not overlap (set it
+ * up on one thread); different bc_options are independent.
  */
 bc_status bc_options_set_auto_merge(struct bc_options *opts, uint32_t interval_ms);
 
@@ -657,6 +689,8 @@ bc_status bc_options_set_auto_merge(struct bc_options *opts, uint32_t interval_m
  *
  * @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL, frag is outside
  *         0..1, or a trigger is below its threshold.
+ * Not thread-safe: calls on one bc_options must not overlap (set it
+ * up on one thread); different bc_options are independent.
  */
 bc_status bc_options_set_merge_triggers(struct bc_options *opts, double frag, uint64_t dead_bytes);
 
@@ -668,6 +702,8 @@ bc_status bc_options_set_merge_triggers(struct bc_options *opts, double frag, ui
  *
  * @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL, frag is outside
  *         0..1, or a threshold is above its trigger.
+ * Not thread-safe: calls on one bc_options must not overlap (set it
+ * up on one thread); different bc_options are independent.
  */
 bc_status bc_options_set_merge_thresholds(struct bc_options *opts,
                                           double frag,
@@ -681,6 +717,8 @@ bc_status bc_options_set_merge_thresholds(struct bc_options *opts,
  * `ulimit -n`. The active file and files being merged come on top.
  *
  * @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL or n < 4.
+ * Not thread-safe: calls on one bc_options must not overlap (set it
+ * up on one thread); different bc_options are independent.
  */
 bc_status bc_options_set_max_open_files(struct bc_options *opts, uint32_t n);
 
@@ -694,6 +732,8 @@ bc_status bc_options_set_max_open_files(struct bc_options *opts, uint32_t n);
  * pread everywhere.
  *
  * @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL.
+ * Not thread-safe: calls on one bc_options must not overlap (set it
+ * up on one thread); different bc_options are independent.
  */
 bc_status bc_options_set_mmap(struct bc_options *opts, bool mmap);
 

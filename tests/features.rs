@@ -404,7 +404,9 @@ fn read_only_handle_after_a_writers_merge_says_to_reopen() {
     };
     let writer = Db::open(dir.path(), small.clone()).unwrap();
     for i in 0..200 {
-        writer.put(format!("k{i}").as_bytes(), &[i as u8; 64]).unwrap();
+        writer
+            .put(format!("k{i}").as_bytes(), &[i as u8; 64])
+            .unwrap();
     }
     for i in 0..100 {
         writer.delete(format!("k{i}").as_bytes()).unwrap();

@@ -44,3 +44,50 @@ fn version_macros_match_cargo_toml() {
         macro_value("BC_VERSION_NUMBER")
     );
 }
+
+/// Every exported function's comment says which statuses it returns (if it
+/// returns any) and whether it may be called from several threads.
+#[test]
+fn every_function_documents_statuses_and_threads() {
+    let lines: Vec<&str> = GENERATED.lines().collect();
+    let mut checked = 0;
+    for (i, line) in lines.iter().enumerate() {
+        let Some(name) = line
+            .split('(')
+            .next()
+            .and_then(|head| head.rsplit([' ', '*']).next())
+            .filter(|n| {
+                n.starts_with("bc_")
+                    && line.contains('(')
+                    && line.starts_with(|c: char| c.is_ascii_alphabetic())
+            })
+        else {
+            continue;
+        };
+        if line.starts_with("typedef") {
+            continue;
+        }
+        // The comment block right above the declaration.
+        let end = i.checked_sub(1).filter(|&e| lines[e].trim_end() == " */");
+        let Some(end) = end else {
+            panic!("{name}: no comment right above its declaration");
+        };
+        let start = (0..end)
+            .rev()
+            .find(|&s| lines[s].starts_with("/**"))
+            .unwrap();
+        let doc = lines[start..end].join("\n").to_lowercase();
+        assert!(doc.contains("thread-safe"), "{name}: no thread-safety line");
+        if line.starts_with("bc_status ") {
+            assert!(
+                doc.contains("@return") || doc.contains("statuses as for"),
+                "{name}: no @return line"
+            );
+        }
+        checked += 1;
+    }
+    assert!(
+        checked >= 30,
+        "only {checked} functions found in the header"
+    );
+}

@@ -120,6 +120,7 @@ pub extern "C" fn bc_open(
 ///         handle earlier (close then still writes out and syncs every
 ///         acknowledged put, but seals nothing: the next open scans those
 ///         files).
+/// Not thread-safe: no other call may run on db during or after it.
 #[no_mangle]
 pub extern "C" fn bc_close(db: *mut bc_db) -> bc_status {
     if db.is_null() {

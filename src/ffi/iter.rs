@@ -117,6 +117,11 @@ pub extern "C" fn bc_iter_value(
 }
 
 /// Frees an iterator. NULL is a no-op.
+///
+/// @param[in] it the iterator; must not be used again. The key pointer its
+///            last bc_iter_next returned becomes invalid. Values it handed
+///            out (bc_iter_value) stay valid until bc_free.
+/// Not thread-safe: call it on the thread that uses the iterator.
 #[no_mangle]
 pub extern "C" fn bc_iter_free(it: *mut bc_iter) {
     if !it.is_null() {

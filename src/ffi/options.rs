@@ -48,6 +48,7 @@ fn with_opts(
 ///             frees them with bc_options_free (after bc_open if it likes:
 ///             bc_open copies what it needs).
 /// @return BC_OK, or BC_INVALID_ARGUMENT if out is NULL.
+/// Thread-safe.
 #[no_mangle]
 pub extern "C" fn bc_options_new(out: *mut *mut bc_options) -> bc_status {
     boundary_free(|| {
@@ -62,6 +63,11 @@ pub extern "C" fn bc_options_new(out: *mut *mut bc_options) -> bc_status {
 }
 
 /// Frees options made by bc_options_new. NULL is a no-op.
+///
+/// @param[in] opts the options; must not be used again, nor be in use by
+///            another thread. Handles opened with them are not affected
+///            (bc_open copied what it needed).
+/// Not thread-safe: no other call may use opts during or after it.
 #[no_mangle]
 pub extern "C" fn bc_options_free(opts: *mut bc_options) {
     if !opts.is_null() {
@@ -76,6 +82,8 @@ pub extern "C" fn bc_options_free(opts: *mut bc_options) {
 ///
 /// @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL or bytes is outside
 ///         4096 ..= 4294967295.
+/// Not thread-safe: calls on one bc_options must not overlap (set it
+/// up on one thread); different bc_options are independent.
 #[no_mangle]
 pub extern "C" fn bc_options_set_max_file_size(opts: *mut bc_options, bytes: u64) -> bc_status {
     with_opts(opts, |o| {
@@ -90,6 +98,8 @@ pub extern "C" fn bc_options_set_max_file_size(opts: *mut bc_options, bytes: u64
 ///
 /// @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL or bytes is outside
 ///         1 ..= 65535.
+/// Not thread-safe: calls on one bc_options must not overlap (set it
+/// up on one thread); different bc_options are independent.
 #[no_mangle]
 pub extern "C" fn bc_options_set_max_key_size(opts: *mut bc_options, bytes: u32) -> bc_status {
     with_opts(opts, |o| {
@@ -103,6 +113,8 @@ pub extern "C" fn bc_options_set_max_key_size(opts: *mut bc_options, bytes: u32)
 ///
 /// @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL or bytes is outside
 ///         1 ..= 2147483647.
+/// Not thread-safe: calls on one bc_options must not overlap (set it
+/// up on one thread); different bc_options are independent.
 #[no_mangle]
 pub extern "C" fn bc_options_set_max_value_size(opts: *mut bc_options, bytes: u32) -> bc_status {
     with_opts(opts, |o| {
@@ -117,6 +129,8 @@ pub extern "C" fn bc_options_set_max_value_size(opts: *mut bc_options, bytes: u3
 ///
 /// @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL, the mode is
 ///         unknown, or the interval is 0 with BC_SYNC_INTERVAL.
+/// Not thread-safe: calls on one bc_options must not overlap (set it
+/// up on one thread); different bc_options are independent.
 #[no_mangle]
 pub extern "C" fn bc_options_set_sync(
     opts: *mut bc_options,
@@ -147,6 +161,8 @@ pub extern "C" fn bc_options_set_sync(
 /// was deleted: reopen the read-only handle to see the merged files.
 ///
 /// @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL.
+/// Not thread-safe: calls on one bc_options must not overlap (set it
+/// up on one thread); different bc_options are independent.
 #[no_mangle]
 pub extern "C" fn bc_options_set_read_only(opts: *mut bc_options, read_only: bool) -> bc_status {
     with_opts(opts, |o| {
@@ -158,6 +174,8 @@ pub extern "C" fn bc_options_set_read_only(opts: *mut bc_options, read_only: boo
 /// Whether bc_open creates a missing directory (default true).
 ///
 /// @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL.
+/// Not thread-safe: calls on one bc_options must not overlap (set it
+/// up on one thread); different bc_options are independent.
 #[no_mangle]
 pub extern "C" fn bc_options_set_create_if_missing(
     opts: *mut bc_options,
@@ -176,6 +194,8 @@ pub extern "C" fn bc_options_set_create_if_missing(
 /// Data in damaged records is lost: copy the directory first if it matters.
 ///
 /// @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL.
+/// Not thread-safe: calls on one bc_options must not overlap (set it
+/// up on one thread); different bc_options are independent.
 #[no_mangle]
 pub extern "C" fn bc_options_set_repair(opts: *mut bc_options, repair: bool) -> bc_status {
     with_opts(opts, |o| {
@@ -203,6 +223,8 @@ pub(crate) unsafe fn options_or_default(opts: *const bc_options) -> Options {
 /// sets its own). 0, the default, means values never expire.
 ///
 /// @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL.
+/// Not thread-safe: calls on one bc_options must not overlap (set it
+/// up on one thread); different bc_options are independent.
 #[no_mangle]
 pub extern "C" fn bc_options_set_default_ttl(opts: *mut bc_options, ttl_secs: u32) -> bc_status {
     with_opts(opts, |o| {
@@ -244,6 +266,8 @@ unsafe impl Sync for ForeignClock {}
 /// @param[in] ctx passed to `now` unchanged; owned by the caller and kept
 ///            alive as long as `now` may be called.
 /// @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL.
+/// Not thread-safe: calls on one bc_options must not overlap (set it
+/// up on one thread); different bc_options are independent.
 #[no_mangle]
 pub extern "C" fn bc_options_set_clock(
     opts: *mut bc_options,
@@ -268,6 +292,8 @@ pub extern "C" fn bc_options_set_clock(
 /// bc_close stops the thread, abandoning a merge in progress safely.
 ///
 /// @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL.
+/// Not thread-safe: calls on one bc_options must not overlap (set it
+/// up on one thread); different bc_options are independent.
 #[no_mangle]
 pub extern "C" fn bc_options_set_auto_merge(opts: *mut bc_options, interval_ms: u32) -> bc_status {
     with_opts(opts, |o| {
@@ -285,6 +311,8 @@ pub extern "C" fn bc_options_set_auto_merge(opts: *mut bc_options, interval_ms: 
 ///
 /// @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL, frag is outside
 ///         0..1, or a trigger is below its threshold.
+/// Not thread-safe: calls on one bc_options must not overlap (set it
+/// up on one thread); different bc_options are independent.
 #[no_mangle]
 pub extern "C" fn bc_options_set_merge_triggers(
     opts: *mut bc_options,
@@ -308,6 +336,8 @@ pub extern "C" fn bc_options_set_merge_triggers(
 ///
 /// @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL, frag is outside
 ///         0..1, or a threshold is above its trigger.
+/// Not thread-safe: calls on one bc_options must not overlap (set it
+/// up on one thread); different bc_options are independent.
 #[no_mangle]
 pub extern "C" fn bc_options_set_merge_thresholds(
     opts: *mut bc_options,
@@ -332,6 +362,8 @@ pub extern "C" fn bc_options_set_merge_thresholds(
 /// `ulimit -n`. The active file and files being merged come on top.
 ///
 /// @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL or n < 4.
+/// Not thread-safe: calls on one bc_options must not overlap (set it
+/// up on one thread); different bc_options are independent.
 #[no_mangle]
 pub extern "C" fn bc_options_set_max_open_files(opts: *mut bc_options, n: u32) -> bc_status {
     with_opts(opts, |o| {
@@ -350,6 +382,8 @@ pub extern "C" fn bc_options_set_max_open_files(opts: *mut bc_options, n: u32) -
 /// pread everywhere.
 ///
 /// @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL.
+/// Not thread-safe: calls on one bc_options must not overlap (set it
+/// up on one thread); different bc_options are independent.
 #[no_mangle]
 pub extern "C" fn bc_options_set_mmap(opts: *mut bc_options, mmap: bool) -> bc_status {
     with_opts(opts, |o| {
