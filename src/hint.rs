@@ -79,7 +79,14 @@ impl HintWriter {
 
     /// Adds the entry of the next record, which starts at `offset`.
     pub fn add(&mut self, offset: u64, hdr: &RecordHeader, key: &[u8]) -> Result<()> {
-        if offset < self.next_offset || offset > u32::MAX as u64 {
+        if offset > u32::MAX as u64 {
+            return Err(Error::corruption(format!(
+                "data file {:016x}: a record at offset {offset}, past 4 GiB, where bitcask \
+                 never writes one",
+                self.id
+            )));
+        }
+        if offset < self.next_offset {
             return Err(Error::internal(format!(
                 "hint of data file {:016x}: entry for offset {offset} after {}",
                 self.id, self.next_offset

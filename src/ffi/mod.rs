@@ -102,13 +102,18 @@ fn set_last_error(message: &str) {
 }
 
 /// Installs, once, a panic hook that is silent for panics inside exports
-/// and defers to the previous hook for everything else in the host.
+/// and on the library's own threads (named `bitcask-*`; they catch their
+/// panics too), and defers to the previous hook for everything else in the
+/// host.
 fn install_quiet_panic_hook() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let previous = panic::take_hook();
         panic::set_hook(Box::new(move |info| {
-            if !IN_CALL.try_with(|c| c.get()).unwrap_or(false) {
+            let ours = std::thread::current()
+                .name()
+                .is_some_and(|n| n.starts_with("bitcask-"));
+            if !ours && !IN_CALL.try_with(|c| c.get()).unwrap_or(false) {
                 previous(info);
             }
         }));
