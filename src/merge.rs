@@ -17,8 +17,9 @@
 //! This is the fix for the deleted-keys-return bug of partial merges.
 //!
 //! Crash safety: outputs (and their hints) are written under `*.tmp` names
-//! and renamed into place only once synced; inputs are deleted oldest
-//! first after every output is in place. At any crash point the directory
+//! and renamed into place only once synced; the records that made input
+//! records unneeded (newer values, tombstones) are synced too; inputs are
+//! deleted oldest first after every output is in place. At any crash point the directory
 //! holds the inputs, or the inputs and complete outputs (copies of the same
 //! records, resolved by id order), or the outputs and the newer inputs,
 //! whose tombstones still shadow older values.
@@ -163,13 +164,18 @@ impl Inner {
 
     /// Merges `inputs` (a subset of `sealed`; both sorted by id).
     fn merge_files(&self, inputs: &[Arc<DataFile>], sealed: &[Arc<DataFile>]) -> Result<()> {
-        // An input may drop tombstones when every older file is an input.
+        // An input may drop tombstones when every older file is an input:
+        // every file of the table counts, also retired files the worker
+        // has not sealed yet (the writer seals a newer one itself when the
+        // worker lags, so sealed files need not be the oldest).
         let input_ids: HashSet<u64> = inputs.iter().map(|f| f.id).collect();
+        let mut all: Vec<u64> = self.files.read().values().map(|f| f.id).collect();
+        all.sort_unstable();
         let mut prefix = true;
         let mut may_drop = HashMap::new();
-        for f in sealed {
-            prefix &= input_ids.contains(&f.id);
-            may_drop.insert(f.id, prefix);
+        for id in all {
+            prefix &= input_ids.contains(&id);
+            may_drop.insert(id, prefix);
         }
         let mut next_id = sealed.last().map_or(0, |f| f.id) + 1;
         let mut out: Option<Output> = None;
@@ -194,6 +200,11 @@ impl Inner {
             }
             return Err(e);
         }
+        // Records were left out because a newer record of their key (or a
+        // newer tombstone) exists; it may still be in the write buffer or
+        // not yet synced. Make it durable before the inputs go, or a crash
+        // would bring back an older value, or lose the key.
+        self.sync()?;
         // Retire the inputs: out of the file table first (a reader that
         // misses a file looks in the keydir again), then off the disk,
         // oldest first so surviving tombstones always shadow older values;
