@@ -68,12 +68,16 @@ impl GroupCommit {
         sync: impl FnOnce() -> Result<()>,
     ) -> Result<()> {
         let mut s = self.lock();
+        // The failure first: an fsync of the same file by another thread
+        // (the worker's seal) may have failed while the one that covered
+        // this record succeeded, since Linux reports a writeback error to
+        // one caller only.
+        if let Some(e) = failure() {
+            return Err(e);
+        }
         // A caller with nothing to wait for is not a committer.
         if covered() {
             return Ok(());
-        }
-        if let Some(e) = failure() {
-            return Err(e);
         }
         s.joined += 1;
         let (epoch, ends) = (s.epoch, s.ends);
@@ -83,10 +87,10 @@ impl GroupCommit {
             self.joined.notify_one();
         }
         loop {
-            let done = if covered() {
-                Ok(())
-            } else if let Some(e) = failure() {
+            let done = if let Some(e) = failure() {
                 Err(e)
+            } else if covered() {
+                Ok(())
             } else if !s.leading {
                 break;
             } else {
@@ -113,7 +117,9 @@ impl GroupCommit {
             start: Instant::now(),
         };
         drop(s);
-        sync()
+        sync()?;
+        // Another thread's fsync of the file may have failed meanwhile.
+        failure().map_or(Ok(()), Err)
     }
 
     /// The state; a panic elsewhere (caught at the C boundary) leaves it

@@ -903,6 +903,12 @@ impl Inner {
         if !file.is_sealed() {
             self.synced(file.seal())?;
         }
+        // Another thread's fsync of this file may have failed while this
+        // one succeeded (Linux reports a writeback error once): no hint
+        // may then vouch for the file.
+        if let Some(e) = self.failure() {
+            return Err(e);
+        }
         let _ = self.write_hint(file);
         // Its descriptor, open since the file was created, may be closed
         // now like any other.
@@ -974,7 +980,8 @@ impl Inner {
         }
         match active {
             Some((file, end)) => self.sync_upto(&file, end),
-            None => Ok(()),
+            // As in `seal_file`: an fsync elsewhere may have failed.
+            None => self.failure().map_or(Ok(()), Err),
         }
     }
 
