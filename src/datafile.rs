@@ -123,8 +123,12 @@ impl DataFile {
             .map_err(|e| Error::io("creating data file", create_at, e))?;
         // No fsync here, under the writer lock: the first `sync_data`
         // makes the header and the directory entry durable with the data.
-        file.write_all_at(&format::file_header(&format::DATA_MAGIC), 0)
-            .map_err(|e| Error::io("writing header of", create_at, e))?;
+        if let Err(e) = file.write_all_at(&format::file_header(&format::DATA_MAGIC), 0) {
+            // Leave no file behind under this name: the next attempt (the
+            // disk may have room again by then) creates it anew.
+            let _ = fs::remove_file(create_at);
+            return Err(Error::io("writing header of", create_at, e));
+        }
         open_fds.fetch_add(1, Ordering::Relaxed);
         let map = map_len.and_then(|n| Map::new(&file, n));
         let mut f =
