@@ -1042,6 +1042,9 @@ impl Inner {
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<Option<R>> {
         self.check_key(key)?;
+        // Called at most once (a read that fails never reaches it), but
+        // the loop below may read more than once.
+        let mut f = Some(f);
         // A merge may retire the file between the keydir lookup and the
         // file lookup; it moves the keydir first, so looking again finds
         // the new location.
@@ -1061,6 +1064,7 @@ impl Inner {
                     || self.fd(&file),
                     |rec| {
                         check_record(rec, key, &file, loc.offset)?;
+                        let f = f.take().expect("a value is handed out once");
                         Ok(f(&rec[RECORD_HEADER_LEN + key.len()..]))
                     },
                 )?;
@@ -1070,12 +1074,18 @@ impl Inner {
                 Ok(Some(out))
             });
             let mut take = || read.take().expect("called once");
-            return match READ_BUF.try_with(|buf| take()(&mut buf.borrow_mut())) {
+            let r = match READ_BUF.try_with(|buf| take()(&mut buf.borrow_mut())) {
                 Ok(r) => r,
                 // A get while the thread exits (from a C thread-exit
                 // destructor): its buffer is gone, so it uses a fresh one.
                 Err(_) => take()(&mut Vec::new()),
             };
+            // The file may have had to be opened, and a merge may have
+            // deleted it since it was looked up: then look again.
+            if r.is_err() && self.file(loc.file).is_none() {
+                continue;
+            }
+            return r;
         }
         Err(Error::internal(
             "the keydir kept pointing at retired files".to_string(),
