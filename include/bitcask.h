@@ -671,10 +671,11 @@ bc_status bc_options_set_default_ttl(struct bc_options *opts, uint32_t ttl_secs)
 bc_status bc_options_set_clock(struct bc_options *opts, bc_clock_fn now, void *ctx);
 
 /**
- * Auto-merge: a background thread checks the merge triggers every
- * interval_ms milliseconds and merges the files the thresholds select when
- * they fire. 0, the default, turns it off (merge only with bc_merge).
- * bc_close stops the thread, abandoning a merge in progress safely.
+ * Auto-merge: a background thread of its own checks the merge triggers
+ * every interval_ms milliseconds and merges the files the thresholds
+ * select when they fire. 0, the default, turns it off (merge only with
+ * bc_merge). bc_close stops the thread, abandoning a merge in progress
+ * safely within a few thousand records.
  *
  * @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL.
  * Not thread-safe: calls on one bc_options must not overlap (set it

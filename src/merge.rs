@@ -182,10 +182,7 @@ impl Inner {
         let result = (|| {
             for input in inputs {
                 if self.queue.stopping() {
-                    return Err(Error::new(
-                        Status::Io,
-                        "merge interrupted: the database is closing",
-                    ));
+                    return Err(closing());
                 }
                 self.copy_needed(input, may_drop[&input.id], &mut out, &mut next_id)?;
             }
@@ -250,6 +247,10 @@ impl Inner {
             copied = copied.wrapping_add(1);
             if copied % 2048 == 0 {
                 std::thread::yield_now();
+                // Close waits for an auto-merge: not for a whole file.
+                if self.queue.stopping() {
+                    return Err(closing());
+                }
             }
             let hdr = match recovery::probe(&mut r, off)? {
                 Probe::End => return Ok(()),
@@ -372,4 +373,8 @@ impl Inner {
         }
         Ok(())
     }
+}
+
+fn closing() -> Error {
+    Error::new(Status::Io, "merge interrupted: the database is closing")
 }

@@ -1,9 +1,11 @@
-//! The background thread of a read-write handle: syncs, seals and writes
-//! the hint files of data files the writer moved away from, flushes and
-//! syncs in BC_SYNC_INTERVAL mode, and runs auto-merge when its triggers
-//! fire. Close stops it cleanly: a merge
-//! in progress is abandoned at the next record (its outputs are removed or
-//! are complete and valid).
+//! The background threads of a read-write handle. `bitcask-worker` syncs,
+//! seals and writes the hint files of data files the writer moved away
+//! from, and flushes and syncs in BC_SYNC_INTERVAL mode. `bitcask-merge`
+//! (with auto-merge on) runs a merge when its triggers fire: on a thread of
+//! its own, so that a long merge holds up neither the interval sync (what
+//! a crash may lose) nor sealing. Close stops both cleanly: a merge in
+//! progress is abandoned within a few thousand records (its outputs are
+//! removed or are complete and valid).
 
 use crate::datafile::DataFile;
 use crate::db::Inner;
@@ -25,7 +27,10 @@ pub(crate) struct Jobs {
 #[derive(Default)]
 pub(crate) struct Queue {
     jobs: Mutex<Jobs>,
+    /// Wakes the worker (a seal queued, or stop).
     wake: Condvar,
+    /// Wakes the merge thread (stop).
+    wake_merge: Condvar,
 }
 
 impl Queue {
@@ -41,29 +46,52 @@ impl Queue {
 }
 
 pub(crate) struct Worker {
-    thread: JoinHandle<()>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl Worker {
     pub fn start(inner: Arc<Inner>) -> Result<Worker> {
+        let mut worker = Worker {
+            threads: Vec::new(),
+        };
+        let started =
+            worker
+                .spawn(&inner, "bitcask-worker", run)
+                .and_then(|_| match inner.opts.auto_merge {
+                    Some(_) => worker.spawn(&inner, "bitcask-merge", run_merges),
+                    None => Ok(()),
+                });
+        if let Err(e) = started {
+            worker.stop(&inner.queue);
+            return Err(e);
+        }
+        Ok(worker)
+    }
+
+    fn spawn(&mut self, inner: &Arc<Inner>, name: &str, job: fn(&Inner)) -> Result<()> {
+        let inner = inner.clone();
         let thread = std::thread::Builder::new()
-            .name("bitcask-worker".into())
+            .name(name.into())
             .spawn(move || {
                 // A bug here must not leave files unsealed without anyone
                 // knowing: the handle then refuses writes (BC_INTERNAL).
-                let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&inner)));
+                let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&inner)));
                 if caught.is_err() {
-                    inner.fail(Error::internal("the background thread panicked"));
+                    inner.fail(Error::internal("a background thread panicked"));
                 }
             })
-            .map_err(|e| Error::new(Status::Io, format!("starting the background thread: {e}")))?;
-        Ok(Worker { thread })
+            .map_err(|e| Error::new(Status::Io, format!("starting a background thread: {e}")))?;
+        self.threads.push(thread);
+        Ok(())
     }
 
     pub fn stop(self, queue: &Queue) {
         queue.jobs.lock().stop = true;
         queue.wake.notify_all();
-        let _ = self.thread.join();
+        queue.wake_merge.notify_all();
+        for t in self.threads {
+            let _ = t.join();
+        }
     }
 }
 
@@ -85,9 +113,7 @@ fn run(inner: &Inner) {
         SyncMode::Interval(d) => Some(d),
         _ => None,
     };
-    let merge_every = inner.opts.auto_merge;
     let mut next_sync = sync_every.map(|d| Instant::now() + d);
-    let mut next_merge = merge_every.map(|d| Instant::now() + d);
     loop {
         let (seals, stop) = {
             let mut jobs = inner.queue.jobs.lock();
@@ -98,8 +124,7 @@ fn run(inner: &Inner) {
                     break (std::mem::take(&mut jobs.seals), jobs.stop);
                 }
                 let now = Instant::now();
-                let due = [next_sync, next_merge].into_iter().flatten().min();
-                match due {
+                match next_sync {
                     Some(t) if t <= now => break (Vec::new(), false),
                     Some(t) => {
                         inner.queue.wake.wait_for(&mut jobs, t - now);
@@ -123,13 +148,32 @@ fn run(inner: &Inner) {
                 next_sync = Some(now + every);
             }
         }
-        if let (Some(t), Some(every)) = (next_merge, merge_every) {
-            if t <= now {
-                if inner.needs_merge() {
-                    let _ = inner.merge_selected();
-                }
-                next_merge = Some(Instant::now() + every.max(Duration::from_millis(1)));
+    }
+}
+
+/// Auto-merge: every interval, a merge of what the thresholds select if a
+/// trigger fires.
+fn run_merges(inner: &Inner) {
+    lower_priority();
+    let every = inner
+        .opts
+        .auto_merge
+        .unwrap_or(Duration::from_secs(1))
+        .max(Duration::from_millis(1));
+    loop {
+        {
+            let mut jobs = inner.queue.jobs.lock();
+            let until = Instant::now() + every;
+            while !jobs.stop && Instant::now() < until {
+                inner.queue.wake_merge.wait_until(&mut jobs, until);
             }
+            if jobs.stop {
+                return;
+            }
+        }
+        if inner.needs_merge() {
+            // A failure shows in the stats and at the next merge.
+            let _ = inner.merge_selected();
         }
     }
 }

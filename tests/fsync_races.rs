@@ -1,18 +1,21 @@
-//! Two fsyncs of one file, one failing: Linux reports a writeback error to
-//! one caller only, so the other's success must not be trusted once the
-//! handle has failed. (Found by review; both tests failed before the fix.)
+//! fsyncs that fail or stall. Two fsyncs of one file, one failing: Linux
+//! reports a writeback error to one caller only, so the other's success
+//! must not be trusted once the handle has failed. A worker stuck in an
+//! fsync: the writer seals newer files itself, and merge must still see
+//! the older, unsealed ones. (Found by review; each failed before its fix.)
 //!
 //! fdatasync is defined here, so the engine's File::sync_data calls reach it:
 //! when armed, the worker's and the writer "P"'s calls are delayed and one of
-//! them fails with EIO.
+//! them fails with EIO, or the worker's waits until disarmed.
 mod common;
-use bitcask::SyncMode;
+use bitcask::{Db, MergePolicy, SyncMode};
 use common::*;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 /// 0: off. 1: worker fails (after 20 ms), P succeeds (after 200 ms).
 /// 2: P fails (after 20 ms), worker succeeds (after 200 ms).
+/// 3: the worker's calls wait until MODE changes.
 static MODE: AtomicU8 = AtomicU8::new(0);
 
 #[no_mangle]
@@ -41,6 +44,12 @@ pub extern "C" fn fdatasync(fd: libc::c_int) -> libc::c_int {
             std::thread::sleep(Duration::from_millis(200));
             false
         }
+        (3, 'w') => {
+            while MODE.load(Ordering::SeqCst) == 3 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            false
+        }
         _ => false,
     };
     if fail {
@@ -52,14 +61,18 @@ pub extern "C" fn fdatasync(fd: libc::c_int) -> libc::c_int {
     unsafe { libc::syscall(libc::SYS_fdatasync, fd) as libc::c_int }
 }
 
+/// MODE is global: the tests of this file take turns.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// P puts into F1 and leads its group commit; Q's put retires F1, whose seal
 /// by the worker fails (EIO) while P's fsync is running. P's fsync then
 /// reports success and P's put returns Ok on a handle that has failed, for
 /// a record whose page the failed writeback may have dropped.
 fn race(mode: u8) -> (bool, bitcask::Result<()>, tempfile::TempDir) {
-    // MODE is global: the tests of this file take turns.
-    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = serial();
     let dir = tempfile::tempdir().unwrap();
     let db = std::sync::Arc::new(open(dir.path(), &opts(4096, SyncMode::Always)));
     ok(db.put(b"warm", b"x"), "warm up (first fsync of the file)");
@@ -109,5 +122,64 @@ fn no_hint_vouches_for_a_file_after_a_failed_fsync() {
     assert!(
         hints.is_empty(),
         "hints written after the failed fsync: {hints:?}"
+    );
+}
+
+fn files(db: &Db) -> u64 {
+    db.stats().data_files
+}
+
+/// Back-pressure seals a newer retired file on the writer's thread while an
+/// older one waits in the queue of a worker stuck in an fsync. merge_selected sees only
+/// sealed files, so it thinks every file older than the newer one is an
+/// input and drops its tombstone; the older, unsealed file still holds the
+/// deleted value, which comes back at the next open. No crash involved.
+#[test]
+fn merge_keeps_tombstones_while_an_older_file_waits_to_be_sealed() {
+    let _turn = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(4096, SyncMode::None);
+    o.max_open_files = 4;
+    o.mmap = true;
+    o.merge = MergePolicy {
+        frag_trigger: 0.5,
+        dead_bytes_trigger: u64::MAX,
+        frag_threshold: 0.5,
+        dead_bytes_threshold: u64::MAX,
+        small_file_threshold: 0,
+    };
+    // The worker stalls in its first fsync (sealing F1) until released.
+    MODE.store(3, Ordering::SeqCst);
+    let db = open(dir.path(), &o);
+    ok(db.put(b"k", b"V1"), "put V1");
+    let mut i = 0;
+    while files(&db) == 1 {
+        ok(db.put(format!("a{i}").as_bytes(), &[1u8; 100]), "fill F1");
+        i += 1;
+    }
+    // F1, F2, F3 retired (the worker stuck on F1; fds 2, 3, 4 open).
+    while files(&db) < 4 {
+        ok(
+            db.put(format!("a{i}").as_bytes(), &[1u8; 100]),
+            "fill F2, F3",
+        );
+        i += 1;
+    }
+    // F4 active: delete k, garbage.
+    ok(db.delete(b"k"), "delete");
+    while files(&db) == 4 {
+        ok(db.put(b"b", &[2u8; 100]), "garbage F2");
+    }
+    // F4 was sealed by the writer (5 fds open > max_open_files 4).
+    assert!(ok(db.merge_if_needed(), "merge"), "a merge ran");
+    assert_eq!(ok(db.get(b"k"), "get"), None);
+    MODE.store(0, Ordering::SeqCst);
+    ok(db.close(), "close");
+    let db2 = open(dir.path(), &o);
+    let got = ok(db2.get(b"k"), "get after reopen");
+    assert_eq!(
+        got.map(|v| String::from_utf8_lossy(&v).into_owned()),
+        None,
+        "deleted key came back"
     );
 }
