@@ -27,7 +27,7 @@
 use crate::datafile::{self, sync_dir, DataFile};
 use crate::db::{expired, Inner, WRITE_BUFFER};
 use crate::error::{Error, Result, Status};
-use crate::format::{self, FILE_HEADER_LEN, FLAG_TOMBSTONE, RECORD_HEADER_LEN};
+use crate::format::{self, record_len, FILE_HEADER_LEN, FLAG_TOMBSTONE, RECORD_HEADER_LEN};
 use crate::hint::{self, HintWriter};
 use crate::keydir::Location;
 use crate::recovery::{self, FileReader, Probe};
@@ -285,7 +285,10 @@ impl Inner {
             } else if current != Some(here) {
                 continue; // overwritten or deleted
             } else if expired(here.expiry, now) {
-                self.keydir.replace_if(key, here, None);
+                if self.keydir.replace_if(key, here, None) {
+                    // No longer counted as expired: count it as dead.
+                    input.dead_bytes.fetch_add(len, Ordering::Relaxed);
+                }
                 if may_drop {
                     continue;
                 }
@@ -366,9 +369,21 @@ impl Inner {
         let _ = o.hint.finish(o.file.len(), &self.dir);
         self.files.write().insert(o.file.fnum, o.file.clone());
         self.evict_fds(u32::MAX);
+        // Each move leaves a dead record behind: the input's copy if the
+        // move is made, the output's if a writer overwrote the key first.
+        // (The inputs' counts matter if this merge fails later: they stay.)
+        let mut input_dead: HashMap<u32, u64> = HashMap::new();
         for (key, from, to) in &o.moves {
-            if !self.keydir.replace_if(key, *from, Some(*to)) {
+            if self.keydir.replace_if(key, *from, Some(*to)) {
+                *input_dead.entry(from.file).or_default() += record_len(key.len(), from.value_len);
+            } else {
                 self.mark_dead(*to, key.len());
+            }
+        }
+        let files = self.files.read();
+        for (fnum, bytes) in input_dead {
+            if let Some(f) = files.get(&fnum) {
+                f.dead_bytes.fetch_add(bytes, Ordering::Relaxed);
             }
         }
         Ok(())
