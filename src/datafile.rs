@@ -337,8 +337,12 @@ impl DataFile {
         let mut at = start;
         let fd = self.write_fd()?;
         for part in parts {
-            fd.write_all_at(part, at)
-                .map_err(|e| Error::io(&format!("writing offset {at} of"), &self.path, e))?;
+            if let Err(e) = fd.write_all_at(part, at) {
+                // Cut what part of the record reached the file: a later
+                // record written at `start` must not leave its tail behind.
+                let _ = fd.set_len(start);
+                return Err(Error::io(&format!("writing offset {at} of"), &self.path, e));
+            }
             at += part.len() as u64;
         }
         drop(tail);
@@ -356,9 +360,17 @@ impl DataFile {
             return Ok(());
         }
         let (base, n) = (tail.base, tail.pending.len() as u64);
-        self.write_fd()?
-            .write_all_at(&tail.pending, base)
-            .map_err(|e| Error::io(&format!("writing offset {base} of"), &self.path, e))?;
+        let fd = self.write_fd()?;
+        if let Err(e) = fd.write_all_at(&tail.pending, base) {
+            // The file ends where its last whole flush did (the buffer
+            // is kept and written there again).
+            let _ = fd.set_len(base);
+            return Err(Error::io(
+                &format!("writing offset {base} of"),
+                &self.path,
+                e,
+            ));
+        }
         drop(tail);
         let mut tail = self.tail.write();
         tail.pending.clear();
