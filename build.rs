@@ -15,6 +15,12 @@ fn main() {
     println!("cargo:rerun-if-changed=cbindgen.toml");
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=CI");
+    // The C tests compile for the target the Rust code is built for (a
+    // cross build under qemu-user included): tests/c_api.rs reads this.
+    println!(
+        "cargo:rustc-env=BITCASK_BUILD_TARGET={}",
+        env::var("TARGET").unwrap()
+    );
 
     let version = |part: &str| -> u32 {
         env::var(format!("CARGO_PKG_VERSION_{part}"))

@@ -24,6 +24,12 @@
 #ifndef _XOPEN_SOURCE
 #define _XOPEN_SOURCE 700
 #endif
+/* 64-bit offsets on 32-bit targets too: stat() of a data file over 2 GiB,
+ * and readdir() of a directory whose entry offsets pass 2^31 (ext4 under
+ * qemu-user), fail with EOVERFLOW otherwise. */
+#ifndef _FILE_OFFSET_BITS
+#define _FILE_OFFSET_BITS 64
+#endif
 
 #include <dirent.h>
 #include <errno.h>

@@ -81,6 +81,9 @@ static const char *const absurd_names[ABSURD_CASES] = {
     "bc_contains(db, small, 65536)",
 };
 
+/* 1 TiB where size_t has 64 bits, 2 GiB where it has 32. */
+#define HUGE_LEN ((size_t)((uint64_t)SIZE_MAX > ((uint64_t)1 << 40) ? ((uint64_t)1 << 40) : ((uint64_t)1 << 31)))
+
 static bc_status absurd_call(bc_db *db, int which) {
     uint8_t small[4] = {1, 2, 3, 4};
     uint8_t *val;
@@ -88,12 +91,12 @@ static bc_status absurd_call(bc_db *db, int which) {
     switch (which) {
     case 0: return bc_put(db, small, SIZE_MAX, V("v"));
     case 1: return bc_put(db, K("k"), small, SIZE_MAX);
-    case 2: return bc_put(db, K("k"), small, (size_t)1 << 40);
+    case 2: return bc_put(db, K("k"), small, HUGE_LEN);
     case 3: return bc_get(db, small, SIZE_MAX, &val, &vlen);
     case 4: return bc_get_into(db, small, SIZE_MAX, small, 4, &vlen);
     case 5: return bc_delete(db, small, SIZE_MAX);
     case 6: return bc_contains(db, small, SIZE_MAX);
-    case 7: return bc_delete(db, small, (size_t)1 << 40);
+    case 7: return bc_delete(db, small, HUGE_LEN);
     default: return bc_contains(db, small, 65536);
     }
 }

@@ -87,6 +87,10 @@ fn host_triple() -> String {
     if let Ok(t) = std::env::var("TARGET") {
         return t;
     }
+    // The target this test was built for, from build.rs.
+    if let Some(t) = option_env!("BITCASK_BUILD_TARGET") {
+        return t.to_string();
+    }
     let arch = std::env::consts::ARCH;
     match std::env::consts::OS {
         "linux" if cfg!(target_env = "musl") => format!("{arch}-unknown-linux-musl"),
