@@ -466,6 +466,25 @@ fn example_python_ctypes() {
         eprintln!("note: {python} not found: skipped examples/python/bitcask.py");
         return;
     }
+    // A cross build (tests run under qemu-user) cannot be loaded into the
+    // host's interpreter.
+    let machine = Command::new(&python)
+        .args(["-c", "import platform; print(platform.machine())"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let same_arch = match std::env::consts::ARCH {
+        "arm" => machine.starts_with("arm"),
+        "aarch64" => machine == "aarch64" || machine == "arm64",
+        "x86" => machine.len() == 4 && machine.starts_with('i') && machine.ends_with("86"),
+        arch => machine == arch,
+    };
+    if !same_arch {
+        eprintln!(
+            "note: {python} runs on {machine}, this build is for another architecture: skipped"
+        );
+        return;
+    }
     let lib = lib_dir().join(if cfg!(target_os = "macos") {
         "libbitcask.dylib"
     } else {

@@ -77,7 +77,7 @@ fn a_partly_written_record_is_cut_off() {
     let file = data_files(dir.path()).pop().unwrap();
     let len = std::fs::metadata(&file).unwrap().len();
     // Room for 100 KB of the 800 KB record (written directly, unbuffered).
-    set_file_size_limit(len + (100 << 10));
+    set_file_size_limit((len + (100 << 10)) as libc::rlim_t);
     let r = db.put(b"big", &vec![2u8; 800 << 10]);
     set_file_size_limit(libc::RLIM_INFINITY);
     err(r, "a put the disk has no room for");
