@@ -8,7 +8,7 @@
 //! when armed, the worker's and the writer "P"'s calls are delayed and one of
 //! them fails with EIO, or the worker's waits until disarmed.
 mod common;
-use bitcask::{Db, MergePolicy, SyncMode};
+use bitcask::{Db, SyncMode};
 use common::*;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
@@ -141,30 +141,13 @@ fn merge_keeps_tombstones_while_an_older_file_waits_to_be_sealed() {
     let mut o = opts(4096, SyncMode::None);
     o.max_open_files = 4;
     o.mmap = true;
-    o.merge = MergePolicy {
-        frag_trigger: 0.5,
-        dead_bytes_trigger: u64::MAX,
-        frag_threshold: 0.5,
-        dead_bytes_threshold: u64::MAX,
-        small_file_threshold: 0,
-    };
+    o.merge = merge_when_half_dead();
     // The worker stalls in its first fsync (sealing F1) until released.
     MODE.store(3, Ordering::SeqCst);
     let db = open(dir.path(), &o);
     ok(db.put(b"k", b"V1"), "put V1");
-    let mut i = 0;
-    while files(&db) == 1 {
-        ok(db.put(format!("a{i}").as_bytes(), &[1u8; 100]), "fill F1");
-        i += 1;
-    }
     // F1, F2, F3 retired (the worker stuck on F1; fds 2, 3, 4 open).
-    while files(&db) < 4 {
-        ok(
-            db.put(format!("a{i}").as_bytes(), &[1u8; 100]),
-            "fill F2, F3",
-        );
-        i += 1;
-    }
+    fill_until_files(&db, 4, &mut 0);
     // F4 active: delete k, garbage.
     ok(db.delete(b"k"), "delete");
     while files(&db) == 4 {

@@ -5,7 +5,7 @@
 //! fix: a deleted value came back, or an overwritten key was lost.)
 
 mod common;
-use bitcask::{Db, MergePolicy, SyncMode};
+use bitcask::{Db, SyncMode};
 use common::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -22,21 +22,11 @@ fn files(db: &Db) -> u64 {
 fn partial_merge_then_crash_never_resurrects_a_deleted_value() {
     let dir = tempfile::tempdir().unwrap();
     let mut o = opts(4096, SyncMode::None);
-    o.merge = MergePolicy {
-        frag_trigger: 0.5,
-        dead_bytes_trigger: u64::MAX,
-        frag_threshold: 0.5,
-        dead_bytes_threshold: u64::MAX,
-        small_file_threshold: 0,
-    };
+    o.merge = merge_when_half_dead();
     let db = open(dir.path(), &o);
     // File A: k=V1 and live fillers.
     ok(db.put(b"k", b"V1"), "put V1");
-    let mut i = 0;
-    while files(&db) == 1 {
-        ok(db.put(format!("a{i}").as_bytes(), &[1u8; 100]), "fill A");
-        i += 1;
-    }
+    fill_until_files(&db, 2, &mut 0);
     // File B (now active, holds the last filler): delete k, then garbage.
     ok(db.delete(b"k"), "delete");
     while files(&db) == 2 {

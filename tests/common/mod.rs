@@ -1,7 +1,7 @@
 //! Shared helpers for the integration tests (model, crash, torn_tail).
 #![allow(dead_code)]
 
-use bitcask::{Db, Options, Result, SyncMode};
+use bitcask::{Db, MergePolicy, Options, Result, SyncMode};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -220,4 +220,24 @@ pub fn mentions_offset(msg: &str, off: u64) -> bool {
     lower.contains(&format!("0x{off:x}"))
         || lower.contains(&format!("0x{off:08x}"))
         || lower.contains(&format!("0x{off:016x}"))
+}
+
+/// A merge policy that takes a file once half of it is dead, and only then.
+pub fn merge_when_half_dead() -> MergePolicy {
+    MergePolicy {
+        frag_trigger: 0.5,
+        dead_bytes_trigger: u64::MAX,
+        frag_threshold: 0.5,
+        dead_bytes_threshold: u64::MAX,
+        small_file_threshold: 0,
+    }
+}
+
+/// Puts live filler keys `a{i}` (from `*i` on) until the database has at
+/// least `files` data files.
+pub fn fill_until_files(db: &Db, files: u64, i: &mut usize) {
+    while db.stats().data_files < files {
+        ok(db.put(format!("a{i}").as_bytes(), &[1u8; 100]), "filler");
+        *i += 1;
+    }
 }
