@@ -95,6 +95,17 @@ thread_local! {
     static READ_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Runs `read` with this thread's read buffer, or with a fresh one during
+/// thread exit (a get from a C thread-exit destructor), when it is gone.
+fn with_read_buf<R>(read: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    let mut read = Some(read);
+    let mut run = |buf: &mut Vec<u8>| read.take().expect("runs once")(buf);
+    match READ_BUF.try_with(|b| run(&mut b.borrow_mut())) {
+        Ok(r) => r,
+        Err(_) => run(&mut Vec::new()),
+    }
+}
+
 impl Db {
     /// Opens (or creates) the database in directory `path`, rebuilding the
     /// keydir from its data files.
@@ -242,7 +253,7 @@ impl Inner {
                 if datafile::parse_data_name(&name).is_some()
                     || hint::parse_hint_name(&name).is_some()
                 {
-                    check_regular(&entry.path())?;
+                    check_regular(&entry)?;
                 }
                 names.push(name);
             }
@@ -991,13 +1002,9 @@ impl Inner {
         }
         // Seal the active file (a reopen never appends to an old file) and
         // write its hint now, so the next open need not scan it.
-        let (active, retired) = {
-            let mut w = self.writer.lock();
-            let retired = self.unsealed_retired(&w);
-            (w.active.take(), retired)
-        };
+        let active = self.writer.lock().active.take();
         let sealed = match active {
-            Some(a) if self.failure().is_some() => self.close_after_failure(&a, &retired),
+            Some(a) if self.failure().is_some() => self.close_after_failure(&a),
             Some(a) => self.seal_file(&a),
             None => Ok(()),
         };
@@ -1012,15 +1019,17 @@ impl Inner {
     /// unsealed file synced, but nothing is sealed or hinted (the handle's
     /// state is unknown), so the next open scans those files and checks
     /// every record; a record a panic cut short is a torn tail there.
-    fn close_after_failure(&self, active: &DataFile, retired: &[Arc<DataFile>]) -> Result<()> {
+    fn close_after_failure(&self, active: &DataFile) -> Result<()> {
         if self.sync_failed.load(Ordering::Relaxed) {
             return Ok(());
         }
         active.flush()?;
-        for f in retired {
+        // The active file is no longer the writer's: it is one of these.
+        let unsealed = self.unsealed_retired(&self.writer.lock());
+        for f in unsealed {
             f.sync_data()?;
         }
-        active.sync_data()
+        Ok(())
     }
 
     /// The error that failed the handle, if one did.
@@ -1055,7 +1064,7 @@ impl Inner {
             let Some(file) = self.file(loc.file) else {
                 continue;
             };
-            let mut read = Some(|buf: &mut Vec<u8>| {
+            let r = with_read_buf(|buf| {
                 let len = record_len(key.len(), loc.value_len) as usize;
                 let out = file.with_bytes(
                     loc.offset as u64,
@@ -1073,13 +1082,6 @@ impl Inner {
                 }
                 Ok(Some(out))
             });
-            let mut take = || read.take().expect("called once");
-            let r = match READ_BUF.try_with(|buf| take()(&mut buf.borrow_mut())) {
-                Ok(r) => r,
-                // A get while the thread exits (from a C thread-exit
-                // destructor): its buffer is gone, so it uses a fresh one.
-                Err(_) => take()(&mut Vec::new()),
-            };
             // The file may have had to be opened, and a merge may have
             // deleted it since it was looked up: then look again.
             if r.is_err() && self.file(loc.file).is_none() {
@@ -1176,10 +1178,16 @@ struct Appended {
 }
 
 /// Refuses a file named like a data or hint file that is not a regular
-/// file (opening a FIFO would block the open forever).
-fn check_regular(path: &Path) -> Result<()> {
-    let meta = fs::metadata(path).map_err(|e| Error::io("checking", path, e))?;
-    if meta.is_file() {
+/// file (opening a FIFO would block the open forever). The directory entry
+/// tells its type without a system call; only a symbolic link is followed.
+fn check_regular(entry: &fs::DirEntry) -> Result<()> {
+    let path = entry.path();
+    let io = |e| Error::io("checking", &path, e);
+    let mut kind = entry.file_type().map_err(io)?;
+    if kind.is_symlink() {
+        kind = fs::metadata(&path).map_err(io)?.file_type();
+    }
+    if kind.is_file() {
         return Ok(());
     }
     Err(Error::corruption(format!(
