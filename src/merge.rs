@@ -19,8 +19,8 @@
 //! Crash safety: outputs (and their hints) are written under `*.tmp` names
 //! and renamed into place only once synced; the records that made input
 //! records unneeded (newer values, tombstones) are synced too; inputs are
-//! deleted oldest first after every output is in place. At any crash point the directory
-//! holds the inputs, or the inputs and complete outputs (copies of the same
+//! deleted oldest first after every output is in place. At any crash point
+//! the directory holds the inputs, or the inputs and complete outputs (copies of the same
 //! records, resolved by id order), or the outputs and the newer inputs,
 //! whose tombstones still shadow older values.
 
@@ -181,9 +181,6 @@ impl Inner {
         let mut out: Option<Output> = None;
         let result = (|| {
             for input in inputs {
-                if self.queue.stopping() {
-                    return Err(closing());
-                }
                 self.copy_needed(input, may_drop[&input.id], &mut out, &mut next_id)?;
             }
             if let Some(o) = out.take() {
@@ -241,16 +238,20 @@ impl Inner {
         let mut tombstone = Vec::new();
         let mut copied = 0u32;
         loop {
+            // Close waits for an auto-merge: not for a whole file. (Checked
+            // at each file's first record, then every 2048.)
+            if copied % 2048 == 0 && self.queue.stopping() {
+                return Err(Error::new(
+                    Status::Io,
+                    "merge interrupted: the database is closing",
+                ));
+            }
             // Copying is CPU-bound and long: give a waiting writer the
             // core now and then, so its puts are not held up for a whole
             // scheduler time slice.
             copied = copied.wrapping_add(1);
             if copied % 2048 == 0 {
                 std::thread::yield_now();
-                // Close waits for an auto-merge: not for a whole file.
-                if self.queue.stopping() {
-                    return Err(closing());
-                }
             }
             let hdr = match recovery::probe(&mut r, off)? {
                 Probe::End => return Ok(()),
@@ -388,8 +389,4 @@ impl Inner {
         }
         Ok(())
     }
-}
-
-fn closing() -> Error {
-    Error::new(Status::Io, "merge interrupted: the database is closing")
 }

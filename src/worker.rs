@@ -54,13 +54,10 @@ impl Worker {
         let mut worker = Worker {
             threads: Vec::new(),
         };
-        let started =
-            worker
-                .spawn(&inner, "bitcask-worker", run)
-                .and_then(|_| match inner.opts.auto_merge {
-                    Some(_) => worker.spawn(&inner, "bitcask-merge", run_merges),
-                    None => Ok(()),
-                });
+        let mut started = worker.spawn(&inner, "bitcask-worker", run);
+        if started.is_ok() && inner.opts.auto_merge.is_some() {
+            started = worker.spawn(&inner, "bitcask-merge", run_merges);
+        }
         if let Err(e) = started {
             worker.stop(&inner.queue);
             return Err(e);
@@ -155,11 +152,10 @@ fn run(inner: &Inner) {
 /// trigger fires.
 fn run_merges(inner: &Inner) {
     lower_priority();
-    let every = inner
-        .opts
-        .auto_merge
-        .unwrap_or(Duration::from_secs(1))
-        .max(Duration::from_millis(1));
+    let Some(every) = inner.opts.auto_merge else {
+        return;
+    };
+    let every = every.max(Duration::from_millis(1));
     loop {
         {
             let mut jobs = inner.queue.jobs.lock();
