@@ -110,10 +110,13 @@ fn install_quiet_panic_hook() {
     ONCE.call_once(|| {
         let previous = panic::take_hook();
         panic::set_hook(Box::new(move |info| {
-            let ours = std::thread::current()
-                .name()
-                .is_some_and(|n| n.starts_with("bitcask-"));
-            if !ours && !IN_CALL.try_with(|c| c.get()).unwrap_or(false) {
+            // A thread whose thread-locals are gone is in a call from a
+            // thread-exit destructor; `current()` is not asked then.
+            let quiet = IN_CALL.try_with(|c| c.get()).unwrap_or(true)
+                || std::thread::current()
+                    .name()
+                    .is_some_and(|n| n.starts_with("bitcask-"));
+            if !quiet {
                 previous(info);
             }
         }));

@@ -192,13 +192,10 @@ impl Keydir {
         let mut n = 0;
         for shard in self.shards.iter() {
             let shard = shard.read();
-            let mut expired = 0;
-            if shard.expiring != 0 {
-                for &slot in shard.slots.iter().filter(|&&s| s != 0) {
-                    let expiry = shard.arena.location(slot_pos(slot)).expiry;
-                    expired += (expiry != 0 && is_expired(expiry)) as usize;
-                }
-            }
+            let expired = shard
+                .expiring_entries()
+                .filter(|(_, loc)| is_expired(loc.expiry))
+                .count();
             n += shard.len - expired;
         }
         n
@@ -232,15 +229,8 @@ impl Keydir {
     /// are skipped, so this is free for databases that do not use TTLs.
     pub fn for_each_expiring(&self, mut f: impl FnMut(&[u8], Location)) {
         for shard in self.shards.iter() {
-            let shard = shard.read();
-            if shard.expiring == 0 {
-                continue;
-            }
-            for &slot in shard.slots.iter().filter(|&&s| s != 0) {
-                let loc = shard.arena.location(slot_pos(slot));
-                if loc.expiry != 0 {
-                    f(shard.arena.key(slot_pos(slot)), loc);
-                }
+            for (key, loc) in shard.read().expiring_entries() {
+                f(key, loc);
             }
         }
     }
@@ -371,6 +361,16 @@ impl Shard {
         }
         self.arena.set_location(pos, loc);
         old
+    }
+
+    /// The entries with an expiry time; none at all to visit in a shard
+    /// without any (free for databases that do not use TTLs).
+    fn expiring_entries(&self) -> impl Iterator<Item = (&[u8], Location)> {
+        let slots: &[u64] = if self.expiring == 0 { &[] } else { &self.slots };
+        slots.iter().filter(|&&s| s != 0).filter_map(|&s| {
+            let loc = self.arena.location(slot_pos(s));
+            (loc.expiry != 0).then(|| (self.arena.key(slot_pos(s)), loc))
+        })
     }
 
     fn mask(&self) -> usize {
