@@ -7,9 +7,14 @@ mod common;
 use bitcask::SyncMode;
 use common::*;
 
+/// Takes this binary's turn with the limit, and makes an over-limit write
+/// fail with EFBIG instead of killing the process (SIGXFSZ ignored).
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+    let turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // SAFETY: sets the disposition of one signal; no handler runs.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+    turn
 }
 
 fn set_file_size_limit(n: libc::rlim_t) {
@@ -34,9 +39,6 @@ fn set_file_size_limit(n: libc::rlim_t) {
 #[test]
 fn rotation_works_again_once_the_disk_has_room() {
     let _turn = serial();
-    // SAFETY: ignoring SIGXFSZ makes an over-limit write fail with EFBIG
-    // instead of killing the process.
-    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     let dir = tempfile::tempdir().unwrap();
     let db = open(dir.path(), &opts(1 << 20, SyncMode::None));
     ok(
@@ -68,8 +70,6 @@ fn rotation_works_again_once_the_disk_has_room() {
 #[test]
 fn a_partly_written_record_is_cut_off() {
     let _turn = serial();
-    // SAFETY: as above.
-    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     let dir = tempfile::tempdir().unwrap();
     let db = open(dir.path(), &opts(8 << 20, SyncMode::None));
     ok(db.put(b"a", &[1u8; 1000]), "small put");

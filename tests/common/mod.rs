@@ -241,3 +241,11 @@ pub fn fill_until_files(db: &Db, files: u64, i: &mut usize) {
         *i += 1;
     }
 }
+
+/// Overwrites one key (`b`) until the database has at least `files` data
+/// files: the file being written fills with dead records.
+pub fn garbage_until_files(db: &Db, files: u64) {
+    while db.stats().data_files < files {
+        ok(db.put(b"b", &[2u8; 100]), "garbage");
+    }
+}
