@@ -32,8 +32,10 @@ const VALGRIND: &[&str] = &[
     "--quiet",
 ];
 
+/// Whether an environment variable is set to something other than "", "0"
+/// or "false" (`BITCASK_VALGRIND=1`, `CI=true`).
 fn env_flag(name: &str) -> bool {
-    std::env::var(name).map(|v| v == "1").unwrap_or(false)
+    std::env::var_os(name).is_some_and(|v| !v.is_empty() && v != "0" && v != "false")
 }
 
 fn asan() -> bool {
@@ -460,7 +462,7 @@ fn example_python_ctypes() {
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     if Command::new(&python).arg("--version").output().is_err() {
         assert!(
-            !env_flag_set("CI"),
+            !env_flag("CI"),
             "{python} not found; CI installs python3 for this test"
         );
         eprintln!("note: {python} not found: skipped examples/python/bitcask.py");
@@ -511,8 +513,4 @@ fn example_python_ctypes() {
         "unexpected output\n{text}"
     );
     let _ = fs::remove_dir_all(&dir);
-}
-
-fn env_flag_set(name: &str) -> bool {
-    std::env::var_os(name).is_some_and(|v| !v.is_empty() && v != "0" && v != "false")
 }
