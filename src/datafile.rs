@@ -233,6 +233,11 @@ impl DataFile {
         closed
     }
 
+    /// Where the file's memory map starts; 0 while it has none.
+    pub fn map_addr(&self) -> usize {
+        self.map.get().and_then(Option::as_ref).map_or(0, Map::addr)
+    }
+
     /// Runs `f` on the `len` bytes at `offset`: straight from the memory
     /// map when there is one, else read into `buf` (from the append buffer
     /// or with `pread`). `fd` supplies the descriptor when one is needed.

@@ -6,7 +6,7 @@ use crate::datafile::{self, sync_dir, DataFile, MAJOR_SHIFT};
 use crate::error::{Error, Result, Status};
 use crate::format::{self, record_len, FILE_HEADER_LEN, FLAG_TOMBSTONE, RECORD_HEADER_LEN};
 use crate::hint::{self, Hint, HintWriter};
-use crate::keydir::{Keydir, Location, Seed};
+use crate::keydir::{prefetch, Keydir, Location, Seed};
 use crate::load::{self, Source};
 use crate::lock::DirLock;
 use crate::options::{Options, SyncMode};
@@ -24,6 +24,9 @@ use std::sync::Arc;
 /// Appends are buffered up to this many bytes before a `pwrite`; a record
 /// at least this large is written straight from the caller's memory.
 pub(crate) const WRITE_BUFFER: usize = 256 << 10;
+/// Entries of `Inner::map_addrs`: more than the data files of most
+/// databases, in 8 KiB.
+const MAP_ADDRS: usize = 1024;
 
 /// Counters and sizes, as returned by [`Db::stats`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -80,6 +83,11 @@ pub(crate) struct Inner {
     open_fds: Arc<AtomicUsize>,
     fd_tick: AtomicU64,
     pub(crate) queue: Queue,
+    /// Map addresses of data files by handle (modulo the table size), for
+    /// prefetching a record while the keydir compares its key. Read
+    /// without locks and possibly stale: a prefetch of a wrong address
+    /// costs a wasted cache line, never a fault or a wrong result.
+    map_addrs: Box<[AtomicUsize]>,
     /// Released by close, even while an iterator still holds the handle.
     lock: Mutex<Option<DirLock>>,
 }
@@ -297,6 +305,7 @@ impl Inner {
             open_fds: Arc::new(AtomicUsize::new(0)),
             fd_tick: AtomicU64::new(0),
             queue: Queue::default(),
+            map_addrs: (0..MAP_ADDRS).map(|_| AtomicUsize::new(0)).collect(),
             lock: Mutex::new(lock),
             opts,
         };
@@ -734,7 +743,35 @@ impl Inner {
 
     /// The keydir entry of `key` if it is visible (not expired).
     pub(crate) fn live_location(&self, key: &[u8]) -> Option<Location> {
-        let loc = self.keydir.get(key)?;
+        self.live_location_fetching(key, |_, _| {})
+    }
+
+    /// `live_location` that starts loading the record of each candidate
+    /// location (see `Keydir::get_prefetching`) from its file's map.
+    fn live_location_prefetching(&self, key: &[u8]) -> Option<Location> {
+        self.live_location_fetching(key, |file, offset| {
+            let base = self.map_addrs[file as usize % MAP_ADDRS].load(Ordering::Relaxed);
+            if base != 0 {
+                // The header and key, and the next line of the record.
+                let at = base.wrapping_add(offset as usize);
+                prefetch(at);
+                prefetch(at.wrapping_add(64));
+            }
+        })
+    }
+
+    /// Notes where `file` is mapped, for `live_location_prefetching`.
+    fn note_map_addr(&self, file: &DataFile) {
+        let addr = file.map_addr();
+        let slot = &self.map_addrs[file.fnum as usize % MAP_ADDRS];
+        // Written only when it changes: the table is read by every get.
+        if addr != 0 && slot.load(Ordering::Relaxed) != addr {
+            slot.store(addr, Ordering::Relaxed);
+        }
+    }
+
+    fn live_location_fetching(&self, key: &[u8], fetch: impl Fn(u32, u32)) -> Option<Location> {
+        let loc = self.keydir.get_prefetching(key, fetch)?;
         // The clock is read only for keys that can expire.
         if loc.expiry != 0 && expired(loc.expiry, self.now()) {
             return None;
@@ -1058,7 +1095,7 @@ impl Inner {
         // file lookup; it moves the keydir first, so looking again finds
         // the new location.
         for _ in 0..16 {
-            let Some(loc) = self.live_location(key) else {
+            let Some(loc) = self.live_location_prefetching(key) else {
                 return Ok(None);
             };
             let Some(file) = self.file(loc.file) else {
@@ -1082,6 +1119,7 @@ impl Inner {
                 }
                 Ok(Some(out))
             });
+            self.note_map_addr(&file);
             // The file may have had to be opened, and a merge may have
             // deleted it since it was looked up: then look again.
             if r.is_err() && self.file(loc.file).is_none() {

@@ -1,10 +1,11 @@
 //! Loading the keydir from hint files at open.
 //!
-//! Each loader thread owns a range of keydir shards and reads the same
-//! partitions of every hint, oldest file first: no locks, no hand-offs, and
-//! since a hint's entries are sorted by the keydir's hash, each file is a
-//! sequential sweep through the loader's shards. A key lives in one shard,
-//! so its records apply in the order they were written.
+//! Each loader thread owns a range of keydir shards and fills them one at a
+//! time, from that shard's partition of every hint, oldest file first: no
+//! locks, no hand-offs, and since a hint's entries are sorted by the
+//! keydir's hash, each partition is a sequential sweep through the shard's
+//! table. A key lives in one shard, so its records apply in the order they
+//! were written.
 //!
 //! The loaders check the entries and CRC as they go; a hint found wrong
 //! only at the end has already touched the keydir, so the caller scans
@@ -91,37 +92,39 @@ pub fn load(
 }
 
 /// One loader thread: its partitions of every source, oldest first.
-/// (Taking the shards in cache-sized bands, each band from every file in
-/// turn, measured no faster than one sweep per file.)
+/// Partition by partition: a shard's table is made just before the files
+/// fill it and stays in cache while they do. (One sweep of the whole range
+/// per file instead measured 20-30% slower at 10 M keys in 6 files: every
+/// file streamed the tables through memory again.)
 fn load_range(mut range: ShardRange<'_>, sources: &[Source]) -> Result<(Loaded, Vec<RangeSeen>)> {
     let mut acc = Loaded::default();
     let mut seen: Vec<RangeSeen> = sources.iter().map(|_| RangeSeen::new()).collect();
-    let parts = range.partitions();
-    // Room for every entry at once: growing a shard step by step would
-    // copy it each time. Keys that repeat across files make this too
-    // much, which `shrink` gives back at the end.
-    for p in parts.clone() {
-        range.reserve(p, sources.iter().map(|s| s.hint.count(p)).sum());
-    }
     let mut buf = Vec::new();
-    for (s, seen) in sources.iter().zip(seen.iter_mut()) {
-        s.hint.read_parts(parts.clone(), &mut buf, seen, |e| {
-            let old = if e.hdr.is_tombstone() {
-                *acc.tombstones.entry(s.fnum).or_default() += e.hdr.record_len();
-                range.remove(e.hash, e.key)
-            } else {
-                let loc = Location {
-                    file: s.fnum,
-                    offset: e.offset as u32,
-                    value_len: e.hdr.value_len,
-                    expiry: e.hdr.expiry,
+    for p in range.partitions() {
+        // Room for every entry at once: growing a shard step by step would
+        // copy it each time. Keys that repeat across files make this too
+        // much, which `shrink` gives back at the end.
+        range.reserve(p, sources.iter().map(|s| s.hint.count(p)).sum());
+        for (s, seen) in sources.iter().zip(seen.iter_mut()) {
+            s.hint.read_parts(p..p + 1, &mut buf, seen, |e| {
+                let old = if e.hdr.is_tombstone() {
+                    *acc.tombstones.entry(s.fnum).or_default() += e.hdr.record_len();
+                    range.remove(e.hash, e.key)
+                } else {
+                    let loc = Location {
+                        file: s.fnum,
+                        offset: e.offset as u32,
+                        value_len: e.hdr.value_len,
+                        expiry: e.hdr.expiry,
+                    };
+                    range.upsert(e.hash, e.key, loc)
                 };
-                range.upsert(e.hash, e.key, loc)
-            };
-            if let Some(old) = old {
-                *acc.dead.entry(old.file).or_default() += record_len(e.key.len(), old.value_len);
-            }
-        });
+                if let Some(old) = old {
+                    *acc.dead.entry(old.file).or_default() +=
+                        record_len(e.key.len(), old.value_len);
+                }
+            });
+        }
     }
     range.shrink();
     Ok((acc, seen))

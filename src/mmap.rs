@@ -50,6 +50,11 @@ impl Map {
         })
     }
 
+    /// The address of the file's first byte.
+    pub fn addr(&self) -> usize {
+        self.ptr as usize
+    }
+
     /// Whether the map reaches `len` bytes into its file.
     pub fn covers(&self, len: u64) -> bool {
         len <= self.len as u64

@@ -40,8 +40,8 @@ unsafe impl Sync for Block {}
 
 impl Block {
     const EMPTY: Block = Block {
-        // Aligned for the u64 view of an empty table.
-        ptr: NonNull::<u64>::dangling().cast(),
+        // Aligned for the slot view of an empty table.
+        ptr: NonNull::<Slot>::dangling().cast(),
         len: 0,
         pooled: false,
     };
@@ -100,7 +100,19 @@ impl Drop for Block {
     }
 }
 
-/// A shard's slot table: a zeroed array of `u64` slots.
+/// One slot of a shard's index. `meta` is 0 for an empty slot, else the
+/// arena position of the entry + 1 (low bits) under hash bits (see the
+/// keydir); `file` and `offset` locate the key's newest record, so a get
+/// can start fetching the record while it compares the key in the arena.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct Slot {
+    pub meta: u64,
+    pub file: u32,
+    pub offset: u32,
+}
+
+/// A shard's slot table: a zeroed array of slots.
 pub struct Table(Block);
 
 impl Table {
@@ -109,7 +121,7 @@ impl Table {
     }
 
     pub fn zeroed(pool: &Pool, slots: usize) -> Table {
-        let mut block = pool.take(slots * 8);
+        let mut block = pool.take(slots * std::mem::size_of::<Slot>());
         // Zeroed by writing, even where the memory is fresh: a page first
         // read by a probe would map the shared zero page, and the write
         // after it would fault again and flush every core's TLB. (Touching
@@ -128,20 +140,31 @@ impl Table {
 }
 
 impl Deref for Table {
-    type Target = [u64];
-    fn deref(&self) -> &[u64] {
+    type Target = [Slot];
+    fn deref(&self) -> &[Slot] {
         let b = self.0.bytes();
         // SAFETY: blocks are 8-byte aligned (pool blocks are UNIT-aligned,
-        // heap blocks use align 8) and every u64 bit pattern is valid.
-        unsafe { std::slice::from_raw_parts(b.as_ptr() as *const u64, b.len() / 8) }
+        // heap blocks use align 8), as `Slot` needs; its fields are plain
+        // integers, so every bit pattern (the zeroed one too) is valid.
+        unsafe {
+            std::slice::from_raw_parts(
+                b.as_ptr() as *const Slot,
+                b.len() / std::mem::size_of::<Slot>(),
+            )
+        }
     }
 }
 
 impl DerefMut for Table {
-    fn deref_mut(&mut self) -> &mut [u64] {
+    fn deref_mut(&mut self) -> &mut [Slot] {
         let b = self.0.bytes_mut();
         // SAFETY: as in `deref`; the borrow is unique.
-        unsafe { std::slice::from_raw_parts_mut(b.as_mut_ptr() as *mut u64, b.len() / 8) }
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                b.as_mut_ptr() as *mut Slot,
+                b.len() / std::mem::size_of::<Slot>(),
+            )
+        }
     }
 }
 
@@ -213,8 +236,8 @@ struct Regions {
 
 impl Pool {
     /// A block of `len` bytes, of unspecified content (callers write before
-    /// they read). Pooled when `len` is `UNIT` or a larger power of two
-    /// (full arena chunks and big slot tables); otherwise, or if the system
+    /// they read). Pooled when `len` is a whole number of `UNIT`s (full
+    /// arena chunks and big slot tables); otherwise, or if the system
     /// refuses a mapping, from the global allocator.
     pub fn alloc(&self, len: usize) -> Block {
         let mut block = self.take(len);
@@ -228,7 +251,7 @@ impl Pool {
 
     /// As `alloc`, without the debug fill.
     fn take(&self, len: usize) -> Block {
-        if len < UNIT || !len.is_power_of_two() {
+        if len < UNIT || len % UNIT != 0 {
             return Block::heap(len);
         }
         let mut r = self.regions.lock();
@@ -238,8 +261,8 @@ impl Pool {
             r.map(len)
         } else {
             if r.left < len {
-                // Region sizes and block sizes are powers of two, so the
-                // tail left behind is whole units: keep them for chunks.
+                // Regions and blocks are whole units, so the tail left
+                // behind is too: keep it for chunks.
                 let (bump, left) = (r.bump, r.left);
                 r.free.extend((0..left / UNIT).map(|i| bump + i * UNIT));
                 match r.map(REGION) {
@@ -295,9 +318,11 @@ impl Pool {
 }
 
 impl Regions {
-    /// Maps `len` bytes (a multiple of REGION) at a REGION-aligned address
-    /// and asks for huge pages there. None if the system refuses.
-    fn map(&mut self, len: usize) -> Option<usize> {
+    /// Maps `len` bytes (whole units) at a REGION-aligned address and asks
+    /// for huge pages there; the units that round the mapping up to whole
+    /// regions are kept for chunks. None if the system refuses.
+    fn map(&mut self, want: usize) -> Option<usize> {
+        let len = want.next_multiple_of(REGION);
         let span = len + REGION;
         // SAFETY: a fresh private anonymous mapping at an address the kernel
         // picks; nothing else refers to it yet.
@@ -335,6 +360,8 @@ impl Regions {
             libc::madvise(aligned as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
         }
         self.maps.push((aligned, len));
+        self.free
+            .extend((want..len).step_by(UNIT).map(|off| aligned + off));
         Some(aligned)
     }
 }
@@ -374,20 +401,42 @@ mod tests {
     #[test]
     fn a_recycled_table_becomes_chunks_and_big_tables_get_their_own_region() {
         let pool = Pool::default();
-        let t = Table::zeroed(&pool, 4 * UNIT / 8);
-        assert!(t.iter().all(|&s| s == 0));
+        let t = Table::zeroed(&pool, 4 * UNIT / 16);
+        assert!(t.iter().all(|s| *s == Slot::default()));
         pool.recycle(t.into_block());
         for _ in 0..4 {
             pool.alloc(UNIT);
         }
         assert_eq!(pool.mapped_bytes(), REGION);
-        let big = Table::zeroed(&pool, 2 * REGION / 8);
-        assert_eq!(big.len(), 2 * REGION / 8);
+        let big = Table::zeroed(&pool, 2 * REGION / 16);
+        assert_eq!(big.len(), 2 * REGION / 16);
         assert_eq!(pool.mapped_bytes(), 3 * REGION);
         // The first region's tail (2 MiB - 4 units) is still there.
         let mut c = Chunk::with_capacity(&pool, UNIT);
         c.extend_from_slice(b"abc");
         assert_eq!(&c[..], b"abc");
         assert_eq!(pool.mapped_bytes(), 3 * REGION);
+    }
+
+    #[test]
+    fn a_table_of_one_and_a_half_regions_leaves_its_rounding_for_chunks() {
+        let pool = Pool::default();
+        let t = Table::zeroed(&pool, 3 * REGION / 2 / 16);
+        assert!(t.0.pooled);
+        assert_eq!(pool.mapped_bytes(), 2 * REGION);
+        // The half region after the table serves chunks before any new
+        // region is mapped.
+        for _ in 0..REGION / 2 / UNIT {
+            let c = pool.alloc(UNIT);
+            assert!(c.pooled);
+            let at = c.ptr.as_ptr() as usize;
+            assert!(
+                at >= t.0.ptr.as_ptr() as usize + t.0.len,
+                "a chunk inside the table"
+            );
+        }
+        assert_eq!(pool.mapped_bytes(), 2 * REGION);
+        // Not a whole number of units: from the heap.
+        assert!(!pool.alloc(UNIT + 8).pooled);
     }
 }

@@ -2,16 +2,27 @@
 //!
 //! Memory is the constraint (all keys live in RAM), so entries are packed:
 //! each shard keeps its entries in an arena of byte chunks
-//! (`file u32 | offset u32 | value_len u32 | expiry u32 | key_len u16 | key`,
-//! 18 bytes plus the key) and an open-addressing index of 8-byte slots
-//! (`arena position + 1` in the low 38 bits, 26 hash bits above). Linear
-//! probing with backward-shift deletion keeps the index free of graves.
+//! (`value_len u32 | key_len u16 | expiry u32 | key`, where only keys with
+//! a TTL have the expiry: 6 bytes plus the key for most) and an
+//! open-addressing index of 16-byte slots (`arena position + 1` in the low
+//! 37 bits, a has-expiry bit, 26 hash bits above; then the record's file
+//! and offset). Linear probing with backward-shift deletion keeps the index
+//! free of graves.
 //!
-//! Keys are placed by the *high* bits of their hash (shard, then home slot),
-//! so a shard's slots are in hash order: a hint file, whose entries are
-//! sorted by the same hash, loads as one sequential sweep through the
-//! table. For that the hash is SipHash-2-4 under a seed kept in the hint
-//! files, so it is the same in every process that opens the database.
+//! The location sits in the slot rather than in the arena entry so that a
+//! get touches memory twice in sequence, not three times: once the slot is
+//! found, the record (`Keydir::get_prefetching`) and the arena entry (for
+//! the key compare) are fetched from memory at the same time.
+//!
+//! Keys are placed by the *high* bits of their hash (shard, then home slot,
+//! a multiply-shift of the tag), so a shard's slots are in hash order: a
+//! hint file, whose entries are sorted by the same hash, loads as one
+//! sequential sweep through the table. For that the hash is SipHash-2-4
+//! under a seed kept in the hint files, so it is the same in every process
+//! that opens the database. Tables grow through powers of two and 1.5
+//! times them (16, 24, 32, 48, ...), so they are never under 1/2 full
+//! after growing: with 16-byte slots, whole doublings would leave some key
+//! counts at 7/16 and cost up to 37 bytes a key in slots alone.
 //!
 //! The keydir is split into shards, each behind its own `RwLock`: gets take a
 //! shard's read lock only for the lookup, so readers never wait for each
@@ -23,7 +34,7 @@
 
 mod memory;
 
-use memory::{Chunk, Pool, Table};
+use memory::{Chunk, Pool, Slot, Table};
 use parking_lot::RwLock;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -31,13 +42,17 @@ use std::hash::{BuildHasher, Hasher};
 pub(crate) const SHARD_BITS: u32 = 6;
 pub(crate) const SHARDS: usize = 1 << SHARD_BITS;
 const CHUNK: usize = memory::UNIT;
-const POS_BITS: u32 = 38;
+const POS_BITS: u32 = 37;
 const POS_MASK: u64 = (1 << POS_BITS) - 1;
+/// Set in a slot whose entry has an expiry time.
+const TIMED: u64 = 1 << POS_BITS;
+const TAG_SHIFT: u32 = POS_BITS + 1;
 /// Hash bits below the shard bits, kept in each slot: they place the key
 /// (home slot) and screen out most non-matching keys before a key compare.
 const TAG_BITS: u32 = 32 - SHARD_BITS;
 const TAG_MASK: u32 = (1 << TAG_BITS) - 1;
-const ENTRY_FIXED: usize = 18;
+/// `value_len u32 | key_len u16`, then `expiry u32` in timed entries.
+const ENTRY_FIXED: usize = 6;
 const MIN_SLOTS: usize = 16;
 
 /// Where the newest record of a key lives.
@@ -78,18 +93,19 @@ impl Seed {
 /// A key's hash, from `Keydir::prepare`.
 pub struct Hashed(u32);
 
-/// Starts loading the cache line of `slot` (a hint: no effect on results).
-fn prefetch(slot: &u64) {
+/// Starts loading the cache line at `addr` (a hint: no effect on results;
+/// any address will do, mapped or not).
+pub fn prefetch(addr: usize) {
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch never faults and changes no memory; the pointer
-    // comes from a reference. (Safe to call in newer Rust: hence the allow.)
+    // SAFETY: a prefetch never faults, whatever the address, and changes
+    // no memory. (Safe to call in newer Rust: hence the allow.)
     #[allow(unused_unsafe)]
     unsafe {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>(slot as *const u64 as *const i8);
+        _mm_prefetch::<_MM_HINT_T0>(addr as *const i8);
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = slot;
+    let _ = addr;
 }
 
 /// The shard (and hint partition) of a hash.
@@ -127,9 +143,20 @@ impl Keydir {
     }
 
     pub fn get(&self, key: &[u8]) -> Option<Location> {
+        self.get_prefetching(key, |_, _| {})
+    }
+
+    /// `get` that calls `fetch(file, offset)` with the location in each slot
+    /// whose hash bits match, before it compares that slot's key: the
+    /// caller can start loading the record then, while the key's arena
+    /// entry is loaded. (Usually one call; `fetch` must be quick and must
+    /// not call back into the keydir.)
+    pub fn get_prefetching(&self, key: &[u8], fetch: impl Fn(u32, u32)) -> Option<Location> {
         let h = self.hash(key);
         let shard = self.shard(h).read();
-        shard.find(key, h).map(|(_, pos)| shard.arena.location(pos))
+        shard
+            .find_fetching(key, h, fetch)
+            .map(|(i, _)| shard.location(i))
     }
 
     /// Points `key` at `loc`; returns where it pointed before.
@@ -144,7 +171,7 @@ impl Keydir {
         let h = self.hash(key);
         let shard = self.shard(h).read();
         if !shard.slots.is_empty() {
-            prefetch(&shard.slots[shard.home_of(h & TAG_MASK)]);
+            prefetch(&shard.slots[shard.home_of(h & TAG_MASK)] as *const Slot as usize);
         }
         Hashed(h)
     }
@@ -165,17 +192,17 @@ impl Keydir {
     pub fn replace_if(&self, key: &[u8], expected: Location, new: Option<Location>) -> bool {
         let h = self.hash(key);
         let mut shard = self.shard(h).write();
-        let Some((slot, pos)) = shard.find(key, h) else {
+        let Some((i, pos)) = shard.find(key, h) else {
             return false;
         };
-        if shard.arena.location(pos) != expected {
+        if shard.location(i) != expected {
             return false;
         }
         match new {
             Some(loc) => {
-                shard.set_location(pos, loc);
+                shard.set_location(&self.pool, i, loc);
             }
-            None => shard.remove_at(&self.pool, slot, pos),
+            None => shard.remove_at(&self.pool, i, pos),
         }
         true
     }
@@ -213,11 +240,13 @@ impl Keydir {
     pub fn for_each_prefix(&self, prefix: &[u8], mut f: impl FnMut(&[u8], Location)) {
         for shard in self.shards.iter() {
             let shard = shard.read();
-            for &slot in shard.slots.iter().filter(|&&s| s != 0) {
-                let pos = slot_pos(slot);
-                let key = shard.arena.key(pos);
+            for (i, slot) in shard.slots.iter().enumerate() {
+                if slot.meta == 0 {
+                    continue;
+                }
+                let key = shard.arena.key(ent(slot));
                 if key.starts_with(prefix) {
-                    f(key, shard.arena.location(pos));
+                    f(key, shard.location(i));
                 }
             }
         }
@@ -311,29 +340,63 @@ impl ShardRange<'_> {
     }
 }
 
-/// Slots a shard needs for `keys` keys: at most 7/8 full (probe sequences
-/// stay short with linear probing, and the table costs at most ~18 bytes a
-/// key), a power of two.
+/// The table size after `len`: 16, 24, 32, 48, 64, ... (a power of two,
+/// then 1.5 times it).
+fn next_size(len: usize) -> usize {
+    if len.is_power_of_two() {
+        len / 2 * 3
+    } else {
+        len / 3 * 4
+    }
+}
+
+/// The most keys a table of `len` slots takes: at 3/4 full an insert
+/// probes about 8 slots (2 cache lines) with linear probing, at 7/8 about
+/// 32, which measured in loads at open.
+fn capacity(len: usize) -> usize {
+    len / 4 * 3
+}
+
+/// Slots a shard needs for `keys` keys: the first size that holds them.
 fn slots_for(keys: usize) -> usize {
-    (keys * 8).div_ceil(7).next_power_of_two().max(MIN_SLOTS)
+    let mut len = MIN_SLOTS;
+    while capacity(len) < keys {
+        len = next_size(len);
+    }
+    len
 }
 
-fn slot_pos(slot: u64) -> usize {
-    ((slot & POS_MASK) - 1) as usize
+/// An arena entry: where it is, and whether it holds an expiry time.
+#[derive(Clone, Copy)]
+struct Ent {
+    pos: usize,
+    timed: bool,
 }
 
-fn make_slot(hash: u32, pos: usize) -> u64 {
-    (((hash & TAG_MASK) as u64) << POS_BITS) | (pos as u64 + 1)
+fn ent(slot: &Slot) -> Ent {
+    Ent {
+        pos: ((slot.meta & POS_MASK) - 1) as usize,
+        timed: slot.meta & TIMED != 0,
+    }
 }
 
-fn same_tag(slot: u64, hash: u32) -> bool {
-    (slot >> POS_BITS) as u32 == hash & TAG_MASK
+/// A slot's `meta` for entry `e` under `hash`.
+fn make_meta(hash: u32, e: Ent) -> u64 {
+    (((hash & TAG_MASK) as u64) << TAG_SHIFT) | ((e.timed as u64) << POS_BITS) | (e.pos as u64 + 1)
+}
+
+fn slot_tag(slot: &Slot) -> u32 {
+    (slot.meta >> TAG_SHIFT) as u32
+}
+
+fn same_tag(slot: &Slot, hash: u32) -> bool {
+    slot_tag(slot) == hash & TAG_MASK
 }
 
 struct Shard {
     slots: Table,
     len: usize,
-    /// The `len` at which the slots are 7/8 full and must grow.
+    /// The `len` at which the slots are 3/4 full and must grow.
     grow_at: usize,
     /// Entries with an expiry time.
     expiring: usize,
@@ -351,62 +414,105 @@ impl Shard {
         }
     }
 
-    /// Moves an entry; returns where it pointed before.
-    fn set_location(&mut self, pos: usize, loc: Location) -> Location {
-        let old = self.arena.location(pos);
-        // The shard header shares a cache line with its lock: write it only
-        // when the count changes, so readers of the shard keep their copy.
-        if (loc.expiry != 0) != (old.expiry != 0) {
-            self.expiring = self.expiring + (loc.expiry != 0) as usize - (old.expiry != 0) as usize;
+    /// The location of the key in slot `i` (which is not empty).
+    fn location(&self, i: usize) -> Location {
+        let slot = &self.slots[i];
+        let (value_len, expiry) = self.arena.sizes(ent(slot));
+        Location {
+            file: slot.file,
+            offset: slot.offset,
+            value_len,
+            expiry,
         }
-        self.arena.set_location(pos, loc);
+    }
+
+    /// Moves the key in slot `i`; returns where it pointed before.
+    fn set_location(&mut self, pool: &Pool, i: usize, loc: Location) -> Location {
+        let old = self.location(i);
+        let e = ent(&self.slots[i]);
+        if e.timed == (loc.expiry != 0) {
+            self.arena.set_sizes(e, loc.value_len, loc.expiry);
+        } else {
+            // The key gains or loses its expiry field: a new entry. (The
+            // shard header shares a cache line with its lock, so the count
+            // is written only here, when it changes.)
+            let key = self.arena.key(e).to_vec();
+            let moved = self.arena.push(pool, &key, loc.value_len, loc.expiry);
+            self.arena.free(e);
+            self.expiring = self.expiring + moved.timed as usize - e.timed as usize;
+            let slot = &mut self.slots[i];
+            slot.meta = (slot.meta & !(POS_MASK | TIMED)) | make_meta(0, moved);
+        }
+        let slot = &mut self.slots[i];
+        (slot.file, slot.offset) = (loc.file, loc.offset);
         old
     }
 
     /// The entries with an expiry time; none at all to visit in a shard
     /// without any (free for databases that do not use TTLs).
     fn expiring_entries(&self) -> impl Iterator<Item = (&[u8], Location)> {
-        let slots: &[u64] = if self.expiring == 0 { &[] } else { &self.slots };
-        slots.iter().filter(|&&s| s != 0).filter_map(|&s| {
-            let loc = self.arena.location(slot_pos(s));
-            (loc.expiry != 0).then(|| (self.arena.key(slot_pos(s)), loc))
-        })
+        let slots: &[Slot] = if self.expiring == 0 { &[] } else { &self.slots };
+        (0..slots.len())
+            .filter(|&i| slots[i].meta & TIMED != 0)
+            .map(|i| (self.arena.key(ent(&slots[i])), self.location(i)))
     }
 
-    fn mask(&self) -> usize {
-        self.slots.len().wrapping_sub(1)
-    }
-
-    /// The slot a tag wants to live in: its top bits, so slots are in hash
-    /// order. (A shard of more than 2^26 slots spreads tags evenly apart.)
-    fn home_of(&self, tag: u32) -> usize {
-        let bits = self.slots.len().trailing_zeros();
-        if bits <= TAG_BITS {
-            (tag >> (TAG_BITS - bits)) as usize
+    /// The slot after `i`, wrapping around.
+    fn next(&self, i: usize) -> usize {
+        if i + 1 == self.slots.len() {
+            0
         } else {
-            (tag as usize) << (bits - TAG_BITS)
+            i + 1
         }
     }
 
-    fn home(&self, slot: u64) -> usize {
-        self.home_of((slot >> POS_BITS) as u32)
+    /// Steps from slot `from` forward (wrapping) to slot `to`.
+    fn dist(&self, from: usize, to: usize) -> usize {
+        if to >= from {
+            to - from
+        } else {
+            to + self.slots.len() - from
+        }
     }
 
-    fn find(&self, key: &[u8], hash: u32) -> Option<(usize, usize)> {
+    /// The slot a tag wants to live in: the tag scaled to the table, so
+    /// slots are in hash order.
+    fn home_of(&self, tag: u32) -> usize {
+        ((tag as u64 * self.slots.len() as u64) >> TAG_BITS) as usize
+    }
+
+    fn home(&self, slot: &Slot) -> usize {
+        self.home_of(slot_tag(slot))
+    }
+
+    fn find(&self, key: &[u8], hash: u32) -> Option<(usize, Ent)> {
+        self.find_fetching(key, hash, |_, _| {})
+    }
+
+    /// The slot and arena entry of `key`; `fetch` sees the location of
+    /// each candidate before its key is compared.
+    fn find_fetching(
+        &self,
+        key: &[u8],
+        hash: u32,
+        fetch: impl Fn(u32, u32),
+    ) -> Option<(usize, Ent)> {
         if self.slots.is_empty() {
             return None;
         }
-        let mask = self.mask();
         let mut i = self.home_of(hash & TAG_MASK);
         loop {
-            let s = self.slots[i];
-            if s == 0 {
+            let s = &self.slots[i];
+            if s.meta == 0 {
                 return None;
             }
-            if same_tag(s, hash) && self.arena.key(slot_pos(s)) == key {
-                return Some((i, slot_pos(s)));
+            if same_tag(s, hash) {
+                fetch(s.file, s.offset);
+                if self.arena.key(ent(s)) == key {
+                    return Some((i, ent(s)));
+                }
             }
-            i = (i + 1) & mask;
+            i = self.next(i);
         }
     }
 
@@ -414,75 +520,77 @@ impl Shard {
     /// or at the empty slot where the key belongs. Returns the old location.
     fn upsert(&mut self, pool: &Pool, key: &[u8], hash: u32, loc: Location) -> Option<Location> {
         if self.len >= self.grow_at {
-            self.resize(pool, (self.slots.len() * 2).max(MIN_SLOTS));
+            let len = self.slots.len();
+            self.resize(pool, if len == 0 { MIN_SLOTS } else { next_size(len) });
         }
-        let mask = self.mask();
         let mut i = self.home_of(hash & TAG_MASK);
         loop {
-            let s = self.slots[i];
-            if s == 0 {
+            let s = &self.slots[i];
+            if s.meta == 0 {
                 break;
             }
-            if same_tag(s, hash) && self.arena.key(slot_pos(s)) == key {
-                return Some(self.set_location(slot_pos(s), loc));
+            if same_tag(s, hash) && self.arena.key(ent(s)) == key {
+                return Some(self.set_location(pool, i, loc));
             }
-            i = (i + 1) & mask;
+            i = self.next(i);
         }
-        let pos = self.arena.push(pool, key, loc);
-        self.slots[i] = make_slot(hash, pos);
+        let e = self.arena.push(pool, key, loc.value_len, loc.expiry);
+        self.slots[i] = Slot {
+            meta: make_meta(hash, e),
+            file: loc.file,
+            offset: loc.offset,
+        };
         self.len += 1;
         self.expiring += (loc.expiry != 0) as usize;
         None
     }
 
-    fn place(&mut self, slot: u64, home: usize) {
-        let mask = self.mask();
-        let mut i = home & mask;
-        while self.slots[i] != 0 {
-            i = (i + 1) & mask;
+    fn place(&mut self, slot: Slot, home: usize) {
+        let mut i = home;
+        while self.slots[i].meta != 0 {
+            i = self.next(i);
         }
         self.slots[i] = slot;
     }
 
     fn resize(&mut self, pool: &Pool, new_len: usize) {
         let old = std::mem::replace(&mut self.slots, Table::zeroed(pool, new_len));
-        self.grow_at = new_len / 8 * 7;
-        for &s in old.iter().filter(|&&s| s != 0) {
+        self.grow_at = capacity(new_len);
+        for s in old.iter().filter(|s| s.meta != 0) {
             let home = self.home(s);
-            self.place(s, home);
+            self.place(*s, home);
         }
         pool.recycle(old.into_block());
     }
 
     /// Removes `key`; returns where it pointed.
     fn remove(&mut self, pool: &Pool, key: &[u8], hash: u32) -> Option<Location> {
-        let (slot, pos) = self.find(key, hash)?;
-        let old = self.arena.location(pos);
-        self.remove_at(pool, slot, pos);
+        let (i, e) = self.find(key, hash)?;
+        let old = self.location(i);
+        self.remove_at(pool, i, e);
         Some(old)
     }
 
-    fn remove_at(&mut self, pool: &Pool, mut hole: usize, pos: usize) {
-        self.expiring -= (self.arena.location(pos).expiry != 0) as usize;
-        self.arena.free(pos);
+    fn remove_at(&mut self, pool: &Pool, mut hole: usize, e: Ent) {
+        self.expiring -= e.timed as usize;
+        self.arena.free(e);
         self.len -= 1;
         // Backward-shift: pull later members of the probe run into the hole.
-        let mask = self.mask();
-        let mut i = (hole + 1) & mask;
+        let mut i = self.next(hole);
         loop {
             let s = self.slots[i];
-            if s == 0 {
+            if s.meta == 0 {
                 break;
             }
-            let home = self.home(s);
+            let home = self.home(&s);
             // Move s if its home is not cyclically within (hole, i].
-            if (i.wrapping_sub(home) & mask) >= (i.wrapping_sub(hole) & mask) {
+            if self.dist(home, i) >= self.dist(hole, i) {
                 self.slots[hole] = s;
                 hole = i;
             }
-            i = (i + 1) & mask;
+            i = self.next(i);
         }
-        self.slots[hole] = 0;
+        self.slots[hole] = Slot::default();
         if self.arena.should_compact() {
             self.compact(pool);
         }
@@ -491,10 +599,11 @@ impl Shard {
     /// Rewrites the arena without the holes left by removed entries.
     fn compact(&mut self, pool: &Pool) {
         let mut fresh = Arena::default();
-        for s in self.slots.iter_mut().filter(|s| **s != 0) {
-            let pos = slot_pos(*s);
-            let new_pos = fresh.push(pool, self.arena.key(pos), self.arena.location(pos));
-            *s = (*s & !POS_MASK) | (new_pos as u64 + 1);
+        for s in self.slots.iter_mut().filter(|s| s.meta != 0) {
+            let e = ent(s);
+            let (value_len, expiry) = self.arena.sizes(e);
+            let moved = fresh.push(pool, self.arena.key(e), value_len, expiry);
+            s.meta = (s.meta & !POS_MASK) | (moved.pos as u64 + 1);
         }
         let old = std::mem::replace(&mut self.arena, fresh);
         for chunk in old.chunks {
@@ -519,8 +628,9 @@ struct Arena {
 }
 
 impl Arena {
-    fn push(&mut self, pool: &Pool, key: &[u8], loc: Location) -> usize {
-        let need = ENTRY_FIXED + key.len();
+    fn push(&mut self, pool: &Pool, key: &[u8], value_len: u32, expiry: u32) -> Ent {
+        let timed = expiry != 0;
+        let need = Arena::entry_len(timed, key.len());
         let fits = self
             .chunks
             .last()
@@ -538,48 +648,52 @@ impl Arena {
         let chunk = &mut self.chunks[idx];
         let pos = idx * CHUNK + chunk.len();
         let mut fixed = [0u8; ENTRY_FIXED];
-        fixed[0..4].copy_from_slice(&loc.file.to_le_bytes());
-        fixed[4..8].copy_from_slice(&loc.offset.to_le_bytes());
-        fixed[8..12].copy_from_slice(&loc.value_len.to_le_bytes());
-        fixed[12..16].copy_from_slice(&loc.expiry.to_le_bytes());
-        fixed[16..18].copy_from_slice(&(key.len() as u16).to_le_bytes());
+        fixed[0..4].copy_from_slice(&value_len.to_le_bytes());
+        fixed[4..6].copy_from_slice(&(key.len() as u16).to_le_bytes());
+        // Fixed-size copies: a copy of a computed length is a memmove call.
         chunk.extend_from_slice(&fixed);
+        if timed {
+            chunk.extend_from_slice(&expiry.to_le_bytes());
+        }
         chunk.extend_from_slice(key);
         self.live += need;
-        pos
+        Ent { pos, timed }
     }
 
-    fn entry(&self, pos: usize) -> &[u8] {
-        &self.chunks[pos / CHUNK][pos % CHUNK..]
+    fn entry_len(timed: bool, key_len: usize) -> usize {
+        ENTRY_FIXED + 4 * timed as usize + key_len
     }
 
-    fn key(&self, pos: usize) -> &[u8] {
-        let e = self.entry(pos);
-        let len = u16::from_le_bytes([e[16], e[17]]) as usize;
-        &e[ENTRY_FIXED..ENTRY_FIXED + len]
+    fn entry(&self, e: Ent) -> &[u8] {
+        &self.chunks[e.pos / CHUNK][e.pos % CHUNK..]
     }
 
-    fn location(&self, pos: usize) -> Location {
-        let e = self.entry(pos);
-        let word = |i: usize| u32::from_le_bytes([e[i], e[i + 1], e[i + 2], e[i + 3]]);
-        Location {
-            file: word(0),
-            offset: word(4),
-            value_len: word(8),
-            expiry: word(12),
+    fn key(&self, e: Ent) -> &[u8] {
+        let b = self.entry(e);
+        let len = u16::from_le_bytes([b[4], b[5]]) as usize;
+        let at = ENTRY_FIXED + 4 * e.timed as usize;
+        &b[at..at + len]
+    }
+
+    /// The entry's value length and expiry time (0 = none).
+    fn sizes(&self, e: Ent) -> (u32, u32) {
+        let b = self.entry(e);
+        let word = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        (word(0), if e.timed { word(6) } else { 0 })
+    }
+
+    /// Updates sizes in place: `e` must be timed exactly when `expiry` is set.
+    fn set_sizes(&mut self, e: Ent, value_len: u32, expiry: u32) {
+        debug_assert_eq!(e.timed, expiry != 0);
+        let b = &mut self.chunks[e.pos / CHUNK].as_mut_slice()[e.pos % CHUNK..];
+        b[0..4].copy_from_slice(&value_len.to_le_bytes());
+        if e.timed {
+            b[6..10].copy_from_slice(&expiry.to_le_bytes());
         }
     }
 
-    fn set_location(&mut self, pos: usize, loc: Location) {
-        let e = &mut self.chunks[pos / CHUNK].as_mut_slice()[pos % CHUNK..];
-        e[0..4].copy_from_slice(&loc.file.to_le_bytes());
-        e[4..8].copy_from_slice(&loc.offset.to_le_bytes());
-        e[8..12].copy_from_slice(&loc.value_len.to_le_bytes());
-        e[12..16].copy_from_slice(&loc.expiry.to_le_bytes());
-    }
-
-    fn free(&mut self, pos: usize) {
-        let n = ENTRY_FIXED + self.key(pos).len();
+    fn free(&mut self, e: Ent) {
+        let n = Arena::entry_len(e.timed, self.key(e).len());
         self.live -= n;
         self.dead += n;
     }
@@ -599,12 +713,14 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    /// Every fifth location has an expiry time, so overwrites move keys
+    /// between plain and timed arena entries.
     fn loc(n: u32) -> Location {
         Location {
             file: n,
             offset: n.wrapping_mul(3),
             value_len: n % 7,
-            expiry: 0,
+            expiry: if n % 5 == 0 { n | 1 } else { 0 },
         }
     }
 
@@ -634,6 +750,17 @@ mod tests {
             seen += 1;
         });
         assert_eq!(seen, model.len());
+        let mut timed = 0;
+        kd.for_each_expiring(|k, l| {
+            assert_eq!(model.get(k), Some(&l));
+            assert_ne!(l.expiry, 0);
+            timed += 1;
+        });
+        assert_eq!(timed, model.values().filter(|l| l.expiry != 0).count());
+        assert_eq!(
+            kd.len_unexpired(|e| e % 4 == 1),
+            model.values().filter(|l| l.expiry % 4 != 1).count()
+        );
     }
 
     #[test]
@@ -674,6 +801,46 @@ mod tests {
         for i in (0..300_000u32).filter(|i| i % 10 != 0) {
             assert_eq!(kd.get(&key(i)), None);
         }
+    }
+
+    #[test]
+    fn a_get_offers_the_location_before_it_compares_the_key() {
+        let kd = Keydir::new(Seed::random());
+        for i in 0..1000u32 {
+            kd.insert(format!("k{i}").as_bytes(), loc(i));
+        }
+        let offered = std::cell::RefCell::new(Vec::new());
+        let got = kd.get_prefetching(b"k77", |file, offset| {
+            offered.borrow_mut().push((file, offset))
+        });
+        assert_eq!(got, Some(loc(77)));
+        // Every candidate with matching hash bits, the key's own included.
+        assert!(
+            offered.borrow().contains(&(77, 77 * 3)),
+            "{:?}",
+            offered.borrow()
+        );
+        offered.borrow_mut().clear();
+        assert_eq!(
+            kd.get_prefetching(b"absent", |f, o| offered.borrow_mut().push((f, o))),
+            None
+        );
+        assert!(offered.borrow().len() <= 1, "a miss rarely matches any tag");
+    }
+
+    #[test]
+    fn table_sizes_alternate_between_powers_of_two_and_one_and_a_half_times() {
+        let mut sizes = vec![MIN_SLOTS];
+        while sizes.len() < 8 {
+            sizes.push(next_size(*sizes.last().unwrap()));
+        }
+        assert_eq!(sizes, [16, 24, 32, 48, 64, 96, 128, 192]);
+        assert_eq!(slots_for(0), 16);
+        assert_eq!(slots_for(12), 16);
+        assert_eq!(slots_for(13), 24);
+        // 1 M keys in 64 shards: 15,625 a shard fit 24,576 slots (64%
+        // full) rather than 32,768 (48%).
+        assert_eq!(slots_for(15_625), 24_576);
     }
 
     #[test]
