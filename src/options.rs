@@ -25,9 +25,16 @@ pub type Clock = Arc<dyn Fn() -> u32 + Send + Sync>;
 
 /// The system's wall clock, in whole seconds. The coarse clock is enough
 /// for second resolution and costs a fraction of the precise one, which
-/// matters because every put reads it.
+/// matters because every put reads it. Where `time_t` is 32 bits (armv7
+/// and other 32-bit glibc targets) that call fails after January 2038, so
+/// there the clock comes from std, which asks the kernel for 64-bit time.
 pub fn system_clock() -> Clock {
     Arc::new(|| {
+        if std::mem::size_of::<libc::time_t>() < 8 {
+            return std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs().min(u32::MAX as u64) as u32);
+        }
         let mut ts = libc::timespec {
             tv_sec: 0,
             tv_nsec: 0,
@@ -255,5 +262,19 @@ pub fn check_value_size(v: u32) -> Result<()> {
         Err(Error::invalid(format!(
             "max_value_size {v} is outside 1..={MAX_VALUE_LEN}"
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_system_clock_reads_unix_seconds() {
+        let std_now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let ours = super::system_clock()() as u64;
+        // The coarse clock may lag by a tick; 0 would mean the call failed.
+        assert!(ours.abs_diff(std_now) <= 2, "{ours} vs {std_now}");
     }
 }
