@@ -14,7 +14,7 @@ use crate::recovery::{self, FileReader};
 use crate::worker::{Queue, Worker};
 use parking_lot::{Mutex, RwLock};
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
@@ -387,6 +387,7 @@ impl Inner {
             self.add_sealed(fnum, f.id, self.dir.join(datafile::data_name(f.id)), len);
             sources.push(Source { fnum, hint });
         }
+        let mut rescanned = HashSet::new();
         loop {
             let mut keydir = Keydir::new(seed);
             match load::load(&mut keydir, &sources, threads)? {
@@ -406,9 +407,19 @@ impl Inner {
                     return Ok(());
                 }
                 // Found wrong while loading: scan those files and start
-                // over (a scanned file's hint is not checked again, so this
-                // ends).
+                // over. A scanned file's hint is not checked again, so only
+                // one that cannot be read back fails twice: an error, not
+                // another round.
                 Err(bad) => {
+                    if let Some(&i) = bad.iter().find(|&&i| !rescanned.insert(i)) {
+                        return Err(Error::new(
+                            Status::Io,
+                            format!(
+                                "{}: the hint written for it after a scan cannot be read",
+                                self.dir.join(datafile::data_name(found[i].id)).display()
+                            ),
+                        ));
+                    }
                     let scans = self.scan_files(&found, &bad, seed, threads)?;
                     for (i, scan) in bad.into_iter().zip(scans) {
                         if scan.len != sources[i].hint.data_len {
