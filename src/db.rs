@@ -27,6 +27,8 @@ pub(crate) const WRITE_BUFFER: usize = 256 << 10;
 /// Entries of `Inner::map_addrs`: more than the data files of most
 /// databases, in 8 KiB.
 const MAP_ADDRS: usize = 1024;
+/// The offset bits of a 4 KiB page (maps start on a page boundary).
+const PAGE_BITS: usize = 0xfff;
 
 /// Counters and sizes, as returned by [`Db::stats`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -84,9 +86,11 @@ pub(crate) struct Inner {
     fd_tick: AtomicU64,
     pub(crate) queue: Queue,
     /// Map addresses of data files by handle (modulo the table size), for
-    /// prefetching a record while the keydir compares its key. Read
-    /// without locks and possibly stale: a prefetch of a wrong address
-    /// costs a wasted cache line, never a fault or a wrong result.
+    /// prefetching a record while the keydir compares its key; the low 12
+    /// bits (a map starts on a page) hold the handle's low bits, so a
+    /// colliding file's map is not used. Read without locks and possibly
+    /// stale: a prefetch of a wrong address costs a wasted cache line,
+    /// never a fault or a wrong result.
     map_addrs: Box<[AtomicUsize]>,
     /// Released by close, even while an iterator still holds the handle.
     lock: Mutex<Option<DirLock>>,
@@ -761,8 +765,9 @@ impl Inner {
     /// location (see `Keydir::get_prefetching`) from its file's map.
     fn live_location_prefetching(&self, key: &[u8]) -> Option<Location> {
         self.live_location_fetching(key, |file, offset| {
-            let base = self.map_addrs[file as usize % MAP_ADDRS].load(Ordering::Relaxed);
-            if base != 0 {
+            let noted = self.map_addrs[file as usize % MAP_ADDRS].load(Ordering::Relaxed);
+            let base = noted & !PAGE_BITS;
+            if base != 0 && noted & PAGE_BITS == file as usize & PAGE_BITS {
                 // The header and key, and the next line of the record.
                 let at = base.wrapping_add(offset as usize);
                 prefetch(at);
@@ -774,10 +779,11 @@ impl Inner {
     /// Notes where `file` is mapped, for `live_location_prefetching`.
     fn note_map_addr(&self, file: &DataFile) {
         let addr = file.map_addr();
+        let noted = addr | (file.fnum as usize & PAGE_BITS);
         let slot = &self.map_addrs[file.fnum as usize % MAP_ADDRS];
         // Written only when it changes: the table is read by every get.
-        if addr != 0 && slot.load(Ordering::Relaxed) != addr {
-            slot.store(addr, Ordering::Relaxed);
+        if addr != 0 && slot.load(Ordering::Relaxed) != noted {
+            slot.store(noted, Ordering::Relaxed);
         }
     }
 

@@ -342,16 +342,12 @@ impl Hint {
     /// once more from a warm one.)
     pub fn will_need(&self, file: &File, p: usize) {
         let (at, end) = (self.start(p), self.table[p].1);
-        if end > at {
+        // (A range past a 32-bit off_t gets no advice.)
+        if let (Ok(at), Ok(len)) = (libc::off_t::try_from(at), libc::off_t::try_from(end - at)) {
             // SAFETY: advice about a range of a descriptor we own; it
             // changes no memory of ours. Failure only loses the head start.
             unsafe {
-                libc::posix_fadvise(
-                    file.as_raw_fd(),
-                    at as libc::off_t,
-                    (end - at) as libc::off_t,
-                    libc::POSIX_FADV_WILLNEED,
-                );
+                libc::posix_fadvise(file.as_raw_fd(), at, len, libc::POSIX_FADV_WILLNEED);
             }
         }
     }

@@ -1,8 +1,9 @@
 //! Loading the keydir from hint files at open.
 //!
 //! Each loader thread owns a range of keydir shards and fills them one at a
-//! time, from that shard's partition of every hint (eight files at a time,
-//! to bound the descriptors), oldest file first: no
+//! time, from that shard's partition of every hint, oldest file first (with
+//! more than eight files, eight at a time, to bound the descriptors: each
+//! group fills all the loader's shards before the next one): no
 //! locks, no hand-offs, and since a hint's entries are sorted by the
 //! keydir's hash, each partition is a sequential sweep through the shard's
 //! table. A key lives in one shard, so its records apply in the order they
@@ -10,7 +11,8 @@
 //!
 //! The loaders check the entries and CRC as they go; a hint found wrong
 //! only at the end has already touched the keydir, so the caller scans
-//! that file instead and loads again.
+//! that file instead and loads again (once: a hint it built by scanning
+//! that still cannot be read is an error).
 
 use crate::error::{Error, Result, Status};
 use crate::format::record_len;

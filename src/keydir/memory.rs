@@ -7,9 +7,9 @@
 //! page walk under virtualisation), and building the keydir at open takes
 //! one page fault per 4 KiB. A 2 MiB page cuts both by 512.
 //!
-//! Blocks of at least `UNIT` bytes come from the pool; smaller ones (small
-//! databases, a shard's first chunks) from the global allocator, so a small
-//! keydir maps no region at all. A pooled block handed back with
+//! Blocks of a whole number of `UNIT`s come from the pool; others (small
+//! databases, a shard's first chunks, a few small table sizes) from the
+//! global allocator, so a small keydir maps no region at all. A pooled block handed back with
 //! `Pool::recycle` is cut into `UNIT`-sized arena chunks for reuse; the
 //! regions themselves go back to the system when the keydir is dropped.
 //! Where huge pages are unavailable (disabled, or another kernel) the
@@ -101,9 +101,10 @@ impl Drop for Block {
 }
 
 /// One slot of a shard's index. `meta` is 0 for an empty slot, else the
-/// arena position of the entry + 1 (low bits) under hash bits (see the
-/// keydir); `file` and `offset` locate the key's newest record, so a get
-/// can start fetching the record while it compares the key in the arena.
+/// arena position of the entry + 1 (low bits), a bit set when the entry
+/// has an expiry time, and hash bits (see the keydir); `file` and `offset`
+/// locate the key's newest record, so a get can start fetching the record
+/// while it compares the key in the arena.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct Slot {
@@ -230,7 +231,8 @@ struct Regions {
     /// The unused tail of the newest region.
     bump: usize,
     left: usize,
-    /// Recycled UNIT-sized blocks.
+    /// UNIT-sized blocks to hand out again: recycled ones, and the units
+    /// that round a big mapping up to whole regions.
     free: Vec<usize>,
 }
 

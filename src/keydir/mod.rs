@@ -467,6 +467,11 @@ impl Shard {
         }
         let slot = &mut self.slots[i];
         (slot.file, slot.offset) = (loc.file, loc.offset);
+        // A key that gains or loses a TTL left its old entry behind: keys
+        // that keep doing so must not grow the arena without bound.
+        if self.arena.should_compact() {
+            self.compact(pool);
+        }
         old
     }
 
@@ -865,6 +870,39 @@ mod tests {
         // 1 M keys in 64 shards: 15,625 a shard fit 24,576 slots (64%
         // full) rather than 32,768 (48%).
         assert_eq!(slots_for(15_625), 24_576);
+    }
+
+    #[test]
+    fn keys_that_switch_between_ttl_and_none_do_not_grow_the_arena() {
+        let kd = Keydir::new(Seed::random());
+        let key = |i: u32| format!("{i:032}").into_bytes();
+        let at = |i: u32, ttl: bool| Location {
+            expiry: ttl as u32 * 1000,
+            ..loc(i * 5 + 1)
+        };
+        for i in 0..20_000 {
+            kd.insert(&key(i), at(i, false));
+        }
+        // Each round leaves every key's old entry behind (~14 KiB a
+        // shard): without compaction the dead bytes pass the threshold
+        // after about 18 rounds and keep growing.
+        for round in 0..40 {
+            for i in 0..20_000 {
+                kd.insert(&key(i), at(i, round % 2 == 0));
+            }
+            for shard in kd.shards.iter() {
+                let a = &shard.read().arena;
+                assert!(
+                    !a.should_compact(),
+                    "round {round}: {} dead, {} live",
+                    a.dead,
+                    a.live
+                );
+            }
+        }
+        for i in 0..20_000 {
+            assert_eq!(kd.get(&key(i)), Some(at(i, false)));
+        }
     }
 
     #[test]
