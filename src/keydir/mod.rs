@@ -401,9 +401,14 @@ fn ent(slot: &Slot) -> Ent {
     }
 }
 
-/// A slot's `meta` for entry `e` under `hash`.
-fn make_meta(hash: u32, e: Ent) -> u64 {
-    (((hash & TAG_MASK) as u64) << TAG_SHIFT) | ((e.timed as u64) << POS_BITS) | (e.pos as u64 + 1)
+/// The bits of a slot's `meta` that say where its entry is.
+fn ent_bits(e: Ent) -> u64 {
+    ((e.timed as u64) << POS_BITS) | (e.pos as u64 + 1)
+}
+
+/// Points slot `s` at entry `e`, keeping its hash bits.
+fn repoint(s: &mut Slot, e: Ent) {
+    s.meta = (s.meta & !(POS_MASK | TIMED)) | ent_bits(e);
 }
 
 fn slot_tag(slot: &Slot) -> u32 {
@@ -462,16 +467,13 @@ impl Shard {
             let moved = self.arena.push(pool, &key, loc.value_len, loc.expiry);
             self.arena.free(e);
             self.expiring = self.expiring + moved.timed as usize - e.timed as usize;
-            let slot = &mut self.slots[i];
-            slot.meta = (slot.meta & !(POS_MASK | TIMED)) | make_meta(0, moved);
+            repoint(&mut self.slots[i], moved);
+            // Keys that keep gaining and losing a TTL must not grow the
+            // arena without bound.
+            self.compact_if_needed(pool);
         }
         let slot = &mut self.slots[i];
         (slot.file, slot.offset) = (loc.file, loc.offset);
-        // A key that gains or loses a TTL left its old entry behind: keys
-        // that keep doing so must not grow the arena without bound.
-        if self.arena.should_compact() {
-            self.compact(pool);
-        }
         old
     }
 
@@ -516,8 +518,7 @@ impl Shard {
         self.find_fetching(key, hash, |_, _| {})
     }
 
-    /// The slot and arena entry of `key`; `fetch` sees the location of
-    /// each candidate before its key is compared.
+    /// `find` that shows `fetch` each candidate's location (see `probe`).
     fn find_fetching(
         &self,
         key: &[u8],
@@ -527,16 +528,29 @@ impl Shard {
         if self.slots.is_empty() {
             return None;
         }
+        self.probe(key, hash, fetch).ok()
+    }
+
+    /// One probe sequence for `key`: Ok(its slot and arena entry), or
+    /// Err(the empty slot where it belongs). `fetch` sees the location of
+    /// each candidate before its key is compared. The table must not be
+    /// empty.
+    fn probe(
+        &self,
+        key: &[u8],
+        hash: u32,
+        fetch: impl Fn(u32, u32),
+    ) -> Result<(usize, Ent), usize> {
         let mut i = self.home_of(hash & TAG_MASK);
         loop {
             let s = &self.slots[i];
             if s.meta == 0 {
-                return None;
+                return Err(i);
             }
             if same_tag(s, hash) {
                 fetch(s.file, s.offset);
                 if self.arena.key(ent(s)) == key {
-                    return Some((i, ent(s)));
+                    return Ok((i, ent(s)));
                 }
             }
             i = self.next(i);
@@ -550,20 +564,13 @@ impl Shard {
             let len = self.slots.len();
             self.resize(pool, if len == 0 { MIN_SLOTS } else { next_size(len) });
         }
-        let mut i = self.home_of(hash & TAG_MASK);
-        loop {
-            let s = &self.slots[i];
-            if s.meta == 0 {
-                break;
-            }
-            if same_tag(s, hash) && self.arena.key(ent(s)) == key {
-                return Some(self.set_location(pool, i, loc));
-            }
-            i = self.next(i);
-        }
+        let i = match self.probe(key, hash, |_, _| {}) {
+            Ok((i, _)) => return Some(self.set_location(pool, i, loc)),
+            Err(empty) => empty,
+        };
         let e = self.arena.push(pool, key, loc.value_len, loc.expiry);
         self.slots[i] = Slot {
-            meta: make_meta(hash, e),
+            meta: ((hash & TAG_MASK) as u64) << TAG_SHIFT | ent_bits(e),
             file: loc.file,
             offset: loc.offset,
         };
@@ -618,6 +625,12 @@ impl Shard {
             i = self.next(i);
         }
         self.slots[hole] = Slot::default();
+        self.compact_if_needed(pool);
+    }
+
+    /// Compacts the arena once its dead entries (removed keys, keys that
+    /// moved to a larger or smaller entry) outweigh its live ones.
+    fn compact_if_needed(&mut self, pool: &Pool) {
         if self.arena.should_compact() {
             self.compact(pool);
         }
@@ -630,7 +643,7 @@ impl Shard {
             let e = ent(s);
             let (value_len, expiry) = self.arena.sizes(e);
             let moved = fresh.push(pool, self.arena.key(e), value_len, expiry);
-            s.meta = (s.meta & !POS_MASK) | (moved.pos as u64 + 1);
+            repoint(s, moved);
         }
         let old = std::mem::replace(&mut self.arena, fresh);
         for chunk in old.chunks {
