@@ -6,10 +6,11 @@ use crate::datafile::{self, sync_dir, DataFile, MAJOR_SHIFT};
 use crate::error::{Error, Result, Status};
 use crate::format::{self, record_len, FILE_HEADER_LEN, FLAG_TOMBSTONE, RECORD_HEADER_LEN};
 use crate::hint::{self, Hint, HintWriter};
-use crate::keydir::{prefetch, Keydir, Location, Seed};
+use crate::keydir::{Keydir, Location, Seed};
 use crate::load::{self, Source};
 use crate::lock::DirLock;
 use crate::options::{Options, SyncMode};
+use crate::prefetch::MapAddrs;
 use crate::recovery::{self, FileReader};
 use crate::worker::{Queue, Worker};
 use parking_lot::{Mutex, RwLock};
@@ -24,11 +25,6 @@ use std::sync::Arc;
 /// Appends are buffered up to this many bytes before a `pwrite`; a record
 /// at least this large is written straight from the caller's memory.
 pub(crate) const WRITE_BUFFER: usize = 256 << 10;
-/// Entries of `Inner::map_addrs`: more than the data files of most
-/// databases, in 8 KiB.
-const MAP_ADDRS: usize = 1024;
-/// The offset bits of a 4 KiB page (maps start on a page boundary).
-const PAGE_BITS: usize = 0xfff;
 
 /// Counters and sizes, as returned by [`Db::stats`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -85,13 +81,8 @@ pub(crate) struct Inner {
     open_fds: Arc<AtomicUsize>,
     fd_tick: AtomicU64,
     pub(crate) queue: Queue,
-    /// Map addresses of data files by handle (modulo the table size), for
-    /// prefetching a record while the keydir compares its key; the low 12
-    /// bits (a map starts on a page) hold the handle's low bits, so a
-    /// colliding file's map is not used. Read without locks and possibly
-    /// stale: a prefetch of a wrong address costs a wasted cache line,
-    /// never a fault or a wrong result.
-    map_addrs: Box<[AtomicUsize]>,
+    /// Where data files are mapped, for prefetching records by location.
+    map_addrs: MapAddrs,
     /// Released by close, even while an iterator still holds the handle.
     lock: Mutex<Option<DirLock>>,
 }
@@ -309,7 +300,7 @@ impl Inner {
             open_fds: Arc::new(AtomicUsize::new(0)),
             fd_tick: AtomicU64::new(0),
             queue: Queue::default(),
-            map_addrs: (0..MAP_ADDRS).map(|_| AtomicUsize::new(0)).collect(),
+            map_addrs: MapAddrs::new(),
             lock: Mutex::new(lock),
             opts,
         };
@@ -761,32 +752,8 @@ impl Inner {
         self.live_location_fetching(key, |_, _| {})
     }
 
-    /// `live_location` that starts loading the record of each candidate
-    /// location (see `Keydir::get_prefetching`) from its file's map.
-    fn live_location_prefetching(&self, key: &[u8]) -> Option<Location> {
-        self.live_location_fetching(key, |file, offset| {
-            let noted = self.map_addrs[file as usize % MAP_ADDRS].load(Ordering::Relaxed);
-            let base = noted & !PAGE_BITS;
-            if base != 0 && noted & PAGE_BITS == file as usize & PAGE_BITS {
-                // The header and key, and the next line of the record.
-                let at = base.wrapping_add(offset as usize);
-                prefetch(at);
-                prefetch(at.wrapping_add(64));
-            }
-        })
-    }
-
-    /// Notes where `file` is mapped, for `live_location_prefetching`.
-    fn note_map_addr(&self, file: &DataFile) {
-        let addr = file.map_addr();
-        let noted = addr | (file.fnum as usize & PAGE_BITS);
-        let slot = &self.map_addrs[file.fnum as usize % MAP_ADDRS];
-        // Written only when it changes: the table is read by every get.
-        if addr != 0 && slot.load(Ordering::Relaxed) != noted {
-            slot.store(noted, Ordering::Relaxed);
-        }
-    }
-
+    /// `live_location` that shows `fetch` each candidate location first
+    /// (see `Keydir::get_prefetching`).
     fn live_location_fetching(&self, key: &[u8], fetch: impl Fn(u32, u32)) -> Option<Location> {
         let loc = self.keydir.get_prefetching(key, fetch)?;
         // The clock is read only for keys that can expire.
@@ -1112,7 +1079,9 @@ impl Inner {
         // file lookup; it moves the keydir first, so looking again finds
         // the new location.
         for _ in 0..16 {
-            let Some(loc) = self.live_location_prefetching(key) else {
+            // The record loads while the keydir compares the key.
+            let fetch = |file, offset| self.map_addrs.prefetch(file, offset);
+            let Some(loc) = self.live_location_fetching(key, fetch) else {
                 return Ok(None);
             };
             let Some(file) = self.file(loc.file) else {
@@ -1136,7 +1105,7 @@ impl Inner {
                 }
                 Ok(Some(out))
             });
-            self.note_map_addr(&file);
+            self.map_addrs.note(file.fnum, file.map_addr());
             // The file may have had to be opened, and a merge may have
             // deleted it since it was looked up: then look again.
             if r.is_err() && self.file(loc.file).is_none() {

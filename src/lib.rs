@@ -30,6 +30,7 @@ mod lock;
 mod merge;
 mod mmap;
 mod options;
+mod prefetch;
 mod recovery;
 mod worker;
 

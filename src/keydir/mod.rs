@@ -34,6 +34,7 @@
 
 mod memory;
 
+use crate::prefetch::prefetch;
 use memory::{Chunk, Pool, Slot, Table};
 use parking_lot::RwLock;
 use std::collections::hash_map::RandomState;
@@ -92,31 +93,6 @@ impl Seed {
 
 /// A key's hash, from `Keydir::prepare`.
 pub struct Hashed(u32);
-
-/// Starts loading the cache line at `addr` (a hint: no effect on results;
-/// any address will do, mapped or not).
-pub fn prefetch(addr: usize) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch never faults, whatever the address, and changes
-    // no memory. (Safe to call in newer Rust: hence the allow.)
-    #[allow(unused_unsafe)]
-    unsafe {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>(addr as *const i8);
-    }
-    #[cfg(target_arch = "aarch64")]
-    // SAFETY: PRFM is a hint, like x86's prefetch: it never faults, for any
-    // address, and writes no memory or flags.
-    unsafe {
-        std::arch::asm!(
-            "prfm pldl1keep, [{0}]",
-            in(reg) addr,
-            options(nostack, readonly, preserves_flags)
-        );
-    }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    let _ = addr;
-}
 
 /// The shard (and hint partition) of a hash.
 pub fn shard_of(hash: u32) -> usize {
