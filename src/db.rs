@@ -15,7 +15,7 @@ use crate::recovery::{self, FileReader};
 use crate::worker::{Queue, Worker};
 use parking_lot::{Mutex, RwLock};
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
@@ -382,7 +382,6 @@ impl Inner {
             self.add_sealed(fnum, f.id, self.dir.join(datafile::data_name(f.id)), len);
             sources.push(Source { fnum, hint });
         }
-        let mut rescanned = HashSet::new();
         loop {
             let mut keydir = Keydir::new(seed);
             match load::load(&mut keydir, &sources, threads)? {
@@ -402,11 +401,11 @@ impl Inner {
                     return Ok(());
                 }
                 // Found wrong while loading: scan those files and start
-                // over. A scanned file's hint is not checked again, so only
-                // one that cannot be read back fails twice: an error, not
+                // over. A hint built by a scan is not checked again, so one
+                // fails only if it cannot be read back: an error, not
                 // another round.
                 Err(bad) => {
-                    if let Some(&i) = bad.iter().find(|&&i| !rescanned.insert(i)) {
+                    if let Some(&i) = bad.iter().find(|&&i| sources[i].hint.built_here()) {
                         return Err(Error::new(
                             Status::Io,
                             format!(

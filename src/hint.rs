@@ -315,6 +315,12 @@ impl Hint {
         Ok(())
     }
 
+    /// Whether this process built the hint (by scanning its data file):
+    /// such a hint is trusted, not checked again as it loads.
+    pub fn built_here(&self) -> bool {
+        self.crc.is_none()
+    }
+
     /// The hint's file, opened for `read_parts` and `will_need`; None for
     /// a hint held in memory, or one that cannot be opened (`read_parts`
     /// then finds it unreadable, and open scans its data file). Running
