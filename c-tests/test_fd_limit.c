@@ -11,7 +11,9 @@
  *   - write hundreds of new files' worth of values, read and delete them;
  *   - bc_merge it and read everything again;
  * each followed by a reopen in the child and a full check in the parent,
- * which also checks every child's exit status.
+ * which also checks every child's exit status. A last child leaves open
+ * only 4 free descriptors, fewer than the hints open reads at once: open
+ * returns BC_IO naming a hint, and the database stays intact.
  *
  * Under valgrind the database is smaller (1800 keys, still over 512 files)
  * to keep the parent's part short; the children run natively (valgrind
@@ -119,6 +121,33 @@ static void lower_rlimit(void) {
     }
     CHECK_MSG(nfds < FD_LIMIT, "opened %d descriptors under a limit of %d", nfds, FD_LIMIT);
     while (nfds > 0) close(fds[--nfds]);
+}
+
+/* Lowers RLIMIT_NOFILE to leave `spare` descriptors free: too few for open
+ * to hold the hint files its loaders read at once. */
+static void starve_rlimit(int spare) {
+    struct rlimit rl;
+    int lowest = dup(0);
+    CHECK(lowest >= 0);
+    close(lowest);
+    CHECK(getrlimit(RLIMIT_NOFILE, &rl) == 0);
+    rl.rlim_cur = (rlim_t)(lowest + spare);
+    CHECK_MSG(setrlimit(RLIMIT_NOFILE, &rl) == 0, "setrlimit(RLIMIT_NOFILE): %s", strerror(errno));
+}
+
+/* "starved": descriptors run out while open reads the hints. Open must say
+ * so (BC_IO naming the hint), in bounded time and without touching the
+ * database: not take the hints for bad ones, rescan and rewrite them, and
+ * run out again, round after round. Exit 0 when it does. */
+static int child_starved(const char *dir) {
+    bc_options *o = db_opts(0);
+    bc_db *db = NULL;
+    starve_rlimit(4);
+    CHECK_STATUS(bc_open(dir, o, &db), BC_IO);
+    CHECK(db == NULL);
+    CHECK_STR_CONTAINS(bc_last_error(), "opening hint");
+    bc_options_free(o);
+    return 0;
 }
 
 /* Under RLIMIT_NOFILE 256, on a database of far more data files:
@@ -310,10 +339,24 @@ static void test_merge_under_low_rlimit(void) {
     verify_in_parent();
 }
 
+/* Out of descriptors while the hints load: BC_IO, and the data intact. */
+static void test_open_out_of_descriptors(void) {
+    const char *args[3];
+    int rc;
+    args[0] = "child-starved";
+    args[1] = shared_db();
+    args[2] = NULL;
+    rc = wait_child(spawn_self(args, NULL, NULL));
+    CHECK_MSG(rc == 0, "child \"starved\" exit status %d, expected 0 (its FAILED line is above)",
+              rc);
+    verify_in_parent();
+}
+
 int main(int argc, char **argv) {
     check_init(argc, argv);
     if (argc >= 2 && strncmp(argv[1], "child-", 6) == 0) {
         check_in_child();
+        if (strcmp(argv[1], "child-starved") == 0 && argc == 3) return child_starved(argv[2]);
         if (strcmp(argv[1], "child-low-rlimit") == 0 && argc == 6)
             return child_low_rlimit(argv[2], argv[3], atoi(argv[4]),
                                     (uint32_t)strtoul(argv[5], NULL, 10));
@@ -324,5 +367,6 @@ int main(int argc, char **argv) {
     RUN(test_read_under_low_rlimit);
     RUN(test_write_under_low_rlimit);
     RUN(test_merge_under_low_rlimit);
+    RUN(test_open_out_of_descriptors);
     return check_finish();
 }
