@@ -9,9 +9,10 @@
 //!
 //! Blocks of a whole number of `UNIT`s come from the pool; others (small
 //! databases, a shard's first chunks, a few small table sizes) from the
-//! global allocator, so a small keydir maps no region at all. A pooled block handed back with
-//! `Pool::recycle` is cut into `UNIT`-sized arena chunks for reuse; the
-//! regions themselves go back to the system when the keydir is dropped.
+//! global allocator, so a small keydir maps no region at all. A pooled
+//! block handed back with `Pool::recycle` is cut into `UNIT`-sized arena
+//! chunks for reuse; the regions themselves go back to the system when the
+//! keydir is dropped.
 //! Where huge pages are unavailable (disabled, or another kernel) the
 //! regions are ordinary memory, touched page by page as before.
 
