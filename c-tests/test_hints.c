@@ -1,20 +1,22 @@
-/* test_hints.c - hint files (docs/FORMAT.md, hint version 2). After
+/* test_hints.c - hint files (docs/FORMAT.md, hint version 3). After
  * bc_close (also after bc_merge, and after a reopen) every *.data file has a
  * *.hint file and no hint is left without its data file; each hint is
  * checked against docs/FORMAT.md byte for byte (header, trailer data_id and
  * data_len, CRC, the partition table tiling the body with the right counts,
  * every entry in its partition, sorted by (hash, offset), its hash the top
- * 32 bits of SipHash-2-4 of its key under the trailer's seed, the 0x80 flag
- * exactly when it carries an expiry, matching the record at its offset, the
- * records tiling the data file), and all hints of a database carry one seed,
+ * 32 bits of SipHash-2-4 of its key under the trailer's seed, its lengths
+ * and timestamp varints in their shortest form, the 0x80 flag exactly when
+ * it carries an expiry, matching the record at its offset, timestamp
+ * included, the records tiling the data file), and all hints of a database carry one seed,
  * which reopens and merges keep. Then hints are damaged in every way we can
  * think of (deleted, truncated to 0 / inside the header / header only / one
  * byte short / half, bytes flipped in the header, the version (CRCs fixed),
  * an entry, the middle of the entries, the partition table (CRC fixed) and
  * the trailer, garbage appended, replaced by the data file, only some
  * deleted, copied from another data file of the same length, written in the
- * version 1 layout of older releases, a third under another seed (CRC fixed,
- * so valid but for the seed), orphan hints with no data file): bc_open never
+ * version 1 and version 2 layouts of older releases, a third under another
+ * seed (CRC fixed, so valid but for the seed), orphan hints with no data
+ * file): bc_open never
  * fails, read-only and read-write, every key reads back exactly (values,
  * deletions, overwrites, TTLs on a fake clock), and a read-write open leaves
  * a valid hint for every data file again, all under one seed. */
@@ -263,11 +265,65 @@ enum {
     PARTS = 64,                      /* hint partitions: top 6 bits of the hash */
     ROW = 12,                        /* table row: count u32 | end u64 */
     TABLE = PARTS * ROW,             /* 768 */
-    TRAILER = TABLE + 36,            /* table, seed 2 x u64, data_id, data_len, crc */
-    ENTRY = 15,                      /* hash | offset | value_len | key_len | flags */
+    TRAILER = TABLE + 40,            /* table, seed 2 x u64, data_id, data_len, base, crc */
+    ENTRY = 9,                       /* hash | offset | flags, then the varints */
     EXPIRES = 0x80,                  /* entry flag: an expiry u32 follows */
     REC_HDR = 19                     /* data file record header */
 };
+
+/* One hint entry: hash u32 | offset u32 | flags u8 | key_len var |
+ * value_len var | timestamp - base var | [expiry u32 if flags & 0x80] |
+ * key, each var an unsigned LEB128 in its shortest form. */
+struct entry {
+    uint32_t hash, off, flags, kl, vl, ts, ex;
+    size_t key_at, end; /* where its key starts; where the entry ends */
+};
+
+/* The LEB128 at b[*pos..end), if it is in its shortest form and at most
+ * max: 0, else -1. */
+static int get_varint(const uint8_t *b, size_t *pos, size_t end, uint64_t max, uint32_t *out) {
+    uint64_t v = 0;
+    int shift;
+    for (shift = 0; shift <= 28; shift += 7) {
+        uint8_t c;
+        if (*pos >= end) return -1;
+        c = b[(*pos)++];
+        v |= (uint64_t)(c & 0x7f) << shift;
+        if ((c & 0x80) == 0) {
+            if ((c == 0 && shift > 0) || v > max) return -1;
+            *out = (uint32_t)v;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* The entry at h[pos..end), end its partition's end, base the trailer's
+ * timestamp base: NULL, or what is wrong with it. */
+static const char *parse_entry(const uint8_t *h, size_t pos, size_t end, uint32_t base,
+                               struct entry *e) {
+    uint32_t dt;
+    if (end - pos < ENTRY) return "is cut by its partition's end";
+    e->hash = le32(h + pos);
+    e->off = le32(h + pos + 4);
+    e->flags = h[pos + 8];
+    pos += ENTRY;
+    if (get_varint(h, &pos, end, 0xffff, &e->kl) != 0 ||
+        get_varint(h, &pos, end, 0xffffffffu, &e->vl) != 0 ||
+        get_varint(h, &pos, end, 0xffffffffu - base, &dt) != 0)
+        return "has a varint that is cut, too long or too large";
+    e->ts = base + dt;
+    e->ex = 0;
+    if (e->flags & EXPIRES) {
+        if (end - pos < 4) return "is cut by its partition's end";
+        e->ex = le32(h + pos);
+        pos += 4;
+    }
+    if (end - pos < e->kl) return "runs past its partition's end";
+    e->key_at = pos;
+    e->end = pos + e->kl;
+    return NULL;
+}
 
 /* A record of the data file, as an entry places it. */
 struct span {
@@ -284,7 +340,7 @@ static int span_cmp(const void *a, const void *b) {
 }
 
 /* NULL if the hint of data file `data_name` is valid per docs/FORMAT.md
- * (hint version 2) and describes exactly the records of the data file; else
+ * (hint version 3) and describes exactly the records of the data file; else
  * why not. On success, seed[] is the hint's seed (k0, k1). */
 static const char *hint_problem(const char *dir, const char *data_name, uint64_t seed[2]) {
     static char why[256];
@@ -292,6 +348,7 @@ static const char *hint_problem(const char *dir, const char *data_name, uint64_t
     uint8_t *h = slurp(hint_of(dir, data_name), &hl);
     uint8_t *d = slurp(pjoin(dir, data_name), &dl);
     uint64_t id = strtoull(data_name, NULL, 16), k0, k1, off, last = 0;
+    uint32_t base;
     struct span *recs = NULL;
     const char *r = NULL;
     int p;
@@ -303,7 +360,7 @@ static const char *hint_problem(const char *dir, const char *data_name, uint64_t
         le32(d + 12) != crc32_ieee(d, 12))
         BAD("%s: bad data file header", data_name);
     if (hl < FILE_HDR + TRAILER) BAD("hint of %s is %zu bytes", data_name, hl);
-    if (memcmp(h, "BITCASKH", 8) != 0 || le32(h + 8) != 2 || le32(h + 12) != crc32_ieee(h, 12))
+    if (memcmp(h, "BITCASKH", 8) != 0 || le32(h + 8) != 3 || le32(h + 12) != crc32_ieee(h, 12))
         BAD("hint of %s: bad header (version %u)", data_name, (unsigned)le32(h + 8));
     tab = hl - TRAILER;
     tail = tab + TABLE;
@@ -314,7 +371,8 @@ static const char *hint_problem(const char *dir, const char *data_name, uint64_t
     if (le64(h + tail + 24) != dl)
         BAD("hint of %s: data_len %llu, the file has %zu bytes", data_name,
             (unsigned long long)le64(h + tail + 24), dl);
-    if (tail + 32 != hl - 4 || le32(h + hl - 4) != crc32_ieee(h, hl - 4))
+    base = le32(h + tail + 32);
+    if (tail + 36 != hl - 4 || le32(h + hl - 4) != crc32_ieee(h, hl - 4))
         BAD("hint of %s: CRC mismatch", data_name);
     recs = (struct span *)malloc(sizeof *recs * (hl / ENTRY + 1));
     if (recs == NULL) BAD("out of memory");
@@ -327,52 +385,42 @@ static const char *hint_problem(const char *dir, const char *data_name, uint64_t
             BAD("hint of %s: partition %d ends at %llu (starts at %zu, table at %zu)", data_name,
                 p, (unsigned long long)end, pos, tab);
         while (pos < end) {
-            uint32_t hash, vl, kl, fl, ex = 0;
-            size_t key_at;
+            struct entry e;
+            const char *bad = parse_entry(h, pos, end, base, &e);
             const uint8_t *rec;
-            /* hash u32 | offset u32 | value_len u32 | key_len u16 | flags u8
-             * | [expiry u32 if flags & 0x80] | key */
-            if (end - pos < ENTRY) BAD("hint of %s: entry cut at %zu", data_name, pos);
-            hash = le32(h + pos);
-            off = le32(h + pos + 4);
-            vl = le32(h + pos + 8);
-            kl = le16(h + pos + 12);
-            fl = h[pos + 14];
-            key_at = pos + ENTRY + (fl & EXPIRES ? 4 : 0);
-            if (key_at + kl > end)
-                BAD("hint of %s: entry at %zu runs past its partition's end %llu", data_name, pos,
-                    (unsigned long long)end);
-            if (fl & EXPIRES) ex = le32(h + pos + ENTRY);
-            if (hash >> 26 != (uint32_t)p)
+            if (bad != NULL) BAD("hint of %s: entry at %zu %s", data_name, pos, bad);
+            off = e.off;
+            if (e.hash >> 26 != (uint32_t)p)
                 BAD("hint of %s: entry at %zu has hash %08x in partition %d", data_name, pos,
-                    (unsigned)hash, p);
-            if (n > 0 && ((uint64_t)hash << 32 | off) <= last)
+                    (unsigned)e.hash, p);
+            if (n > 0 && ((uint64_t)e.hash << 32 | off) <= last)
                 BAD("hint of %s: entry at %zu (hash %08x, offset %llu) not after the previous",
-                    data_name, pos, (unsigned)hash, (unsigned long long)off);
-            last = (uint64_t)hash << 32 | off;
-            if (hash != key_hash(k0, k1, h + key_at, kl))
+                    data_name, pos, (unsigned)e.hash, (unsigned long long)off);
+            last = (uint64_t)e.hash << 32 | off;
+            if (e.hash != key_hash(k0, k1, h + e.key_at, e.kl))
                 BAD("hint of %s: entry at %zu has hash %08x, its key hashes to %08x", data_name,
-                    pos, (unsigned)hash, (unsigned)key_hash(k0, k1, h + key_at, kl));
-            if (kl == 0 || (fl & 0x7e) != 0 || ((fl & 1) && vl != 0) || ((fl & EXPIRES) && ex == 0))
+                    pos, (unsigned)e.hash, (unsigned)key_hash(k0, k1, h + e.key_at, e.kl));
+            if (e.kl == 0 || (e.flags & 0x7e) != 0 || ((e.flags & 1) && e.vl != 0) ||
+                ((e.flags & EXPIRES) && e.ex == 0))
                 BAD("hint of %s: entry at %zu is insane (key_len %u, flags %02x, expiry %u)",
-                    data_name, pos, (unsigned)kl, (unsigned)fl, (unsigned)ex);
-            if (off < FILE_HDR || off + REC_HDR + kl + vl > dl)
+                    data_name, pos, (unsigned)e.kl, (unsigned)e.flags, (unsigned)e.ex);
+            if (off < FILE_HDR || off + REC_HDR + e.kl + e.vl > dl)
                 BAD("hint of %s: entry at %zu places a record at %llu, outside the data file",
                     data_name, pos, (unsigned long long)off);
             rec = d + off; /* crc | timestamp | expiry | key_len | value_len | flags | key */
-            if (le32(rec + 8) != ex || le16(rec + 12) != kl || le32(rec + 14) != vl ||
-                rec[18] != (fl & 0x7fu) || memcmp(rec + REC_HDR, h + key_at, kl) != 0)
+            if (le32(rec + 4) != e.ts || le32(rec + 8) != e.ex || le16(rec + 12) != e.kl ||
+                le32(rec + 14) != e.vl || rec[18] != (e.flags & 0x7fu) ||
+                memcmp(rec + REC_HDR, h + e.key_at, e.kl) != 0)
                 BAD("hint of %s: entry at %zu does not match the record at %llu", data_name, pos,
                     (unsigned long long)off);
-            g_seen_expiring += (fl & EXPIRES) != 0;
-            g_seen_tombstones += (fl & 1) != 0;
+            g_seen_expiring += (e.flags & EXPIRES) != 0;
+            g_seen_tombstones += (e.flags & 1) != 0;
             recs[n].off = off;
-            recs[n].len = REC_HDR + (uint64_t)kl + vl;
+            recs[n].len = REC_HDR + (uint64_t)e.kl + e.vl;
             n++;
             got++;
-            pos = key_at + kl;
-        }
-        if (got != count)
+            pos = e.end;
+        }        if (got != count)
             BAD("hint of %s: partition %d has %u entries, its row says %u", data_name, p,
                 (unsigned)got, (unsigned)count);
     }
@@ -600,7 +648,7 @@ static void d_flip_magic(const char *dir, const char *hint, int i, int n) {
     (void)dir, (void)i, (void)n;
     flip(hint, 3, -1, 0);
 }
-/* Version 2 ^ 0x10 = 18, with the header CRC and the file CRC recomputed:
+/* Version 3 ^ 0x10 = 19, with the header CRC and the file CRC recomputed:
  * the version is all that is wrong. */
 static void d_flip_version(const char *dir, const char *hint, int i, int n) {
     (void)dir, (void)i, (void)n;
@@ -608,7 +656,7 @@ static void d_flip_version(const char *dir, const char *hint, int i, int n) {
 }
 static void d_flip_entry(const char *dir, const char *hint, int i, int n) {
     (void)dir, (void)n;
-    flip(hint, FILE_HDR + 8 + (i % 4), -1, 0); /* the first entry's value_len */
+    flip(hint, FILE_HDR + 8 + (i % 4), -1, 0); /* the first entry's flags or varints */
 }
 static void d_flip_middle(const char *dir, const char *hint, int i, int n) {
     long len = hint_size(hint);
@@ -621,11 +669,11 @@ static void d_flip_table(const char *dir, const char *hint, int i, int n) {
     (void)dir, (void)i, (void)n;
     flip(hint, 0, TRAILER - 1 - (ROW * 31 + 4), 1);
 }
-/* The lowest byte of data_len (... | data_len u64 | crc u32), the CRC
- * recomputed: only the length no longer fits the data file. */
+/* The lowest byte of data_len (... | data_len u64 | base u32 | crc u32),
+ * the CRC recomputed: only the length no longer fits the data file. */
 static void d_flip_data_len(const char *dir, const char *hint, int i, int n) {
     (void)dir, (void)i, (void)n;
-    flip(hint, 0, 4 + 7, 1);
+    flip(hint, 0, 4 + 4 + 7, 1);
 }
 static void d_flip_crc(const char *dir, const char *hint, int i, int n) {
     (void)dir, (void)i, (void)n;
@@ -677,6 +725,58 @@ static void d_v1(const char *dir, const char *hint, int i, int n) {
     CHECK(spit(hint, b, len) == 0);
     free(b);
     free(d);
+}
+/* The hint the previous release wrote (hint version 2), made from this
+ * one: the same entries in the same partitions and order, each as hash u32
+ * | offset u32 | value_len u32 | key_len u16 | flags u8 | [expiry u32] |
+ * key, the table's ends moved to match, and no timestamp base. */
+static void d_v2(const char *dir, const char *hint, int i, int n) {
+    size_t hl = 0, pos = FILE_HDR, len = FILE_HDR, tab;
+    uint8_t *h = slurp(hint, &hl), *b;
+    uint64_t ends[PARTS];
+    uint32_t base;
+    int p;
+    (void)dir, (void)i, (void)n;
+    CHECK(h != NULL && hl >= FILE_HDR + TRAILER);
+    tab = hl - TRAILER;
+    base = le32(h + tab + TABLE + 32);
+    b = (uint8_t *)malloc(2 * hl); /* entries grow by at most 3 of their >= 13 bytes */
+    CHECK(b != NULL);
+    memcpy(b, h, FILE_HDR);
+    put32(b + 8, 2);
+    for (p = 0; p < PARTS; p++) {
+        size_t end = (size_t)le64(h + tab + (size_t)ROW * p + 4);
+        while (pos < end) {
+            struct entry e;
+            CHECK(parse_entry(h, pos, end, base, &e) == NULL);
+            put32(b + len, e.hash);
+            put32(b + len + 4, e.off);
+            put32(b + len + 8, e.vl);
+            b[len + 12] = (uint8_t)e.kl;
+            b[len + 13] = (uint8_t)(e.kl >> 8);
+            b[len + 14] = (uint8_t)e.flags;
+            len += 15;
+            if (e.flags & EXPIRES) {
+                put32(b + len, e.ex);
+                len += 4;
+            }
+            memcpy(b + len, h + e.key_at, e.kl);
+            len += e.kl;
+            pos = e.end;
+        }
+        ends[p] = len;
+    }
+    for (p = 0; p < PARTS; p++) {
+        memcpy(b + len, h + tab + (size_t)ROW * p, 4); /* count */
+        put64(b + len + 4, ends[p]);
+        len += ROW;
+    }
+    memcpy(b + len, h + tab + TABLE, 32); /* seed, data_id, data_len */
+    len += 32 + 4;
+    fix_crcs(b, len);
+    CHECK(spit(hint, b, len) == 0);
+    free(b);
+    free(h);
 }
 static void d_append(const char *dir, const char *hint, int i, int n) {
     FILE *f = fopen(hint, "ab");
@@ -822,6 +922,7 @@ static void test_hints_appended(void) { run_damage(d_append, "with garbage appen
 static void test_hints_are_data(void) { run_damage(d_data_copy, "replaced by the data files"); }
 static void test_hints_swapped(void) { run_damage(d_swap, "copied from other data files"); }
 static void test_hints_v1(void) { run_damage(d_v1, "of hint version 1"); }
+static void test_hints_v2(void) { run_damage(d_v2, "of hint version 2"); }
 
 /* Hints valid but for their seed are scanned, and the rewritten ones carry
  * the seed of the majority, the pristine hints' seed. */
@@ -905,6 +1006,7 @@ int main(int argc, char **argv) {
     RUN(test_equal_length_files_exist);
     RUN(test_hints_swapped);
     RUN(test_hints_v1);
+    RUN(test_hints_v2);
     RUN(test_hints_reseeded);
     RUN(test_orphan_hints);
     return check_finish();

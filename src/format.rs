@@ -12,8 +12,9 @@ use std::path::Path;
 
 /// Version of the data file format.
 pub(crate) const FORMAT_VERSION: u32 = 1;
-/// Version of the hint file format (2: entries sorted by key hash).
-pub(crate) const HINT_VERSION: u32 = 2;
+/// Version of the hint file format (3: sorted by key hash, varint
+/// lengths and timestamps).
+pub(crate) const HINT_VERSION: u32 = 3;
 pub(crate) const FILE_HEADER_LEN: u64 = 16;
 pub(crate) const DATA_MAGIC: [u8; 8] = *b"BITCASKD";
 pub(crate) const HINT_MAGIC: [u8; 8] = *b"BITCASKH";

@@ -2,16 +2,18 @@
 //! what it is, without the value), so open can rebuild the keydir without
 //! reading values.
 //!
-//! Layout (docs/FORMAT.md, hint version 2): the 16-byte file header with
+//! Layout (docs/FORMAT.md, hint version 3): the 16-byte file header with
 //! magic "BITCASKH", then the entries, then a trailer. An entry is
-//! `hash u32 | offset u32 | value_len u32 | key_len u16 | flags u8 |
-//! [expiry u32] | key`; the expiry is present only when flag 0x80 is set.
+//! `hash u32 | offset u32 | flags u8 | key_len var | value_len var |
+//! timestamp - base var | [expiry u32] | key`, `var` an unsigned LEB128 in
+//! its shortest form; the expiry is present only when flag 0x80 is set.
 //! Entries are sorted by key hash (the keydir's hash under the seed in the
 //! trailer), records of one key in file order, and so fall into
 //! `PARTITIONS` runs by the hash's top bits, the keydir's shards. The
 //! trailer is a table of `count u32 | end u64` per partition, then
-//! `seed 2 x u64 | data_id u64 | data_len u64 | crc32 u32`, the CRC
-//! covering every byte before it. A hint that is missing, truncated, fails
+//! `seed 2 x u64 | data_id u64 | data_len u64 | base u32 | crc32 u32`
+//! (`base` the smallest record timestamp), the CRC covering every byte
+//! before it. A hint that is missing, truncated, fails
 //! its CRC, or names another data file, length or seed is ignored and the
 //! data file scanned.
 
@@ -28,13 +30,18 @@ use std::sync::Arc;
 
 /// Runs of entries by the top bits of the hash: one per keydir shard.
 pub(crate) const PARTITIONS: usize = SHARDS;
-pub(crate) const ENTRY_FIXED: usize = 15;
+/// hash, offset, flags: the bytes before an entry's varints.
+const ENTRY_FIXED: usize = 9;
 /// Hint-only flag: the entry carries the record's expiry.
 pub(crate) const FLAG_EXPIRES: u8 = 0x80;
 const TABLE_ROW: usize = 12;
 const TABLE_LEN: u64 = (PARTITIONS * TABLE_ROW) as u64;
-/// Partition table, seed, data_id, data_len, crc.
-pub(crate) const TRAILER_LEN: u64 = TABLE_LEN + 36;
+/// Partition table, seed, data_id, data_len, timestamp base, crc.
+pub(crate) const TRAILER_LEN: u64 = TABLE_LEN + 40;
+/// An entry as the writer holds it until the base is known:
+/// `hash u32 | offset u32 | value_len u32 | timestamp u32 | key_len u16 |
+/// flags u8 | [expiry u32] | key`, the expiry there when flag 0x80 is.
+const RAW_FIXED: usize = 19;
 
 pub fn hint_path(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("{id:016x}.hint"))
@@ -59,12 +66,15 @@ struct Part {
 
 /// Builds the hint of one data file from its records, given in file order,
 /// and writes it sorted. It holds the entries in memory until then, about
-/// key + 23 bytes per record.
+/// key + 27 bytes per record (4 more with an expiry).
 pub struct HintWriter {
     id: u64,
     seed: Seed,
     /// Where the previous entry's record ended (offsets must increase).
     next_offset: u64,
+    /// The smallest record timestamp so far: entries store theirs as the
+    /// difference, mostly one or two bytes.
+    base: u32,
     parts: Vec<Part>,
 }
 
@@ -74,6 +84,7 @@ impl HintWriter {
             id,
             seed,
             next_offset: FILE_HEADER_LEN,
+            base: u32::MAX,
             parts: (0..PARTITIONS).map(|_| Part::default()).collect(),
         }
     }
@@ -94,13 +105,14 @@ impl HintWriter {
             )));
         }
         self.next_offset = offset + hdr.record_len();
+        self.base = self.base.min(hdr.timestamp);
         let hash = self.seed.hash(key);
         let part = &mut self.parts[shard_of(hash)];
         part.index.push((hash, part.bytes.len() as u32));
         let b = &mut part.bytes;
-        b.extend_from_slice(&hash.to_le_bytes());
-        b.extend_from_slice(&(offset as u32).to_le_bytes());
-        b.extend_from_slice(&hdr.value_len.to_le_bytes());
+        for field in [hash, offset as u32, hdr.value_len, hdr.timestamp] {
+            b.extend_from_slice(&field.to_le_bytes());
+        }
         b.extend_from_slice(&hdr.key_len.to_le_bytes());
         if hdr.expiry != 0 {
             b.push(hdr.flags | FLAG_EXPIRES);
@@ -112,6 +124,20 @@ impl HintWriter {
         Ok(())
     }
 
+    /// Appends the hint entry of the raw entry `e` (see `RAW_FIXED`) to
+    /// `out`.
+    fn encode(&self, e: &[u8], out: &mut Vec<u8>) {
+        let key_len = u16::from_le_bytes([e[16], e[17]]) as usize;
+        let flags = e[18];
+        let rest = RAW_FIXED + if flags & FLAG_EXPIRES != 0 { 4 } else { 0 };
+        out.extend_from_slice(&e[..8]);
+        out.push(flags);
+        put_varint(out, key_len as u32);
+        put_varint(out, format::u32_at(e, 8));
+        put_varint(out, format::u32_at(e, 12) - self.base);
+        out.extend_from_slice(&e[RAW_FIXED..rest + key_len]);
+    }
+
     /// The whole hint file for a data file of `data_len` bytes.
     fn write_to(mut self, out: &mut impl Write, data_len: u64) -> std::io::Result<()> {
         let mut crc = crc32fast::Hasher::new();
@@ -120,29 +146,34 @@ impl HintWriter {
             out.write_all(bytes)
         };
         put(out, &format::file_header(&HINT_MAGIC))?;
+        if self.parts.iter().all(|p| p.index.is_empty()) {
+            self.base = 0;
+        }
         let mut table = Vec::with_capacity(TABLE_LEN as usize);
         let mut end = FILE_HEADER_LEN;
-        for part in &mut self.parts {
+        let mut entries = Vec::new();
+        let mut parts = std::mem::take(&mut self.parts);
+        for part in &mut parts {
             // Positions grow in file order, so this keeps a key's records
             // in the order they were written.
             part.index.sort_unstable();
+            entries.clear();
             for &(_, at) in &part.index {
-                let e = &part.bytes[at as usize..];
-                let klen = u16::from_le_bytes([e[12], e[13]]) as usize;
-                let ext = if e[14] & FLAG_EXPIRES != 0 { 4 } else { 0 };
-                put(out, &e[..ENTRY_FIXED + ext + klen])?;
+                self.encode(&part.bytes[at as usize..], &mut entries);
             }
-            end += part.bytes.len() as u64;
+            put(out, &entries)?;
+            end += entries.len() as u64;
             table.extend_from_slice(&(part.index.len() as u32).to_le_bytes());
             table.extend_from_slice(&end.to_le_bytes());
             *part = Part::default();
         }
         put(out, &table)?;
-        let mut tail = [0u8; 32];
+        let mut tail = [0u8; 36];
         tail[0..8].copy_from_slice(&self.seed.0.to_le_bytes());
         tail[8..16].copy_from_slice(&self.seed.1.to_le_bytes());
         tail[16..24].copy_from_slice(&self.id.to_le_bytes());
         tail[24..32].copy_from_slice(&data_len.to_le_bytes());
+        tail[32..36].copy_from_slice(&self.base.to_le_bytes());
         put(out, &tail)?;
         out.write_all(&crc.finalize().to_le_bytes())
     }
@@ -160,12 +191,14 @@ impl HintWriter {
         let (id, seed) = (self.id, self.seed);
         self.write_to(&mut bytes, data_len)
             .expect("writing to memory cannot fail");
-        let table = read_table(&bytes[bytes.len() - TRAILER_LEN as usize..]);
+        let trailer = &bytes[bytes.len() - TRAILER_LEN as usize..];
+        let (table, base) = (read_table(trailer), read_base(trailer));
         Hint {
             src: Src::Mem(bytes.into()),
             path: PathBuf::from(format!("(hint of {id:016x} in memory)")),
             data_len,
             seed,
+            base,
             table,
             crc: None,
         }
@@ -213,6 +246,8 @@ pub struct Hint {
     pub path: PathBuf,
     pub data_len: u64,
     pub seed: Seed,
+    /// What entries' timestamps count from.
+    base: u32,
     /// Per partition: entry count and the offset where its entries end.
     table: Vec<(u32, u64)>,
     /// For a hint read from disk: the CRC of the trailer's bytes before
@@ -225,6 +260,10 @@ fn read_table(trailer: &[u8]) -> Vec<(u32, u64)> {
         .chunks(TABLE_ROW)
         .map(|r| (format::u32_at(r, 0), format::u64_at(r, 4)))
         .collect()
+}
+
+fn read_base(trailer: &[u8]) -> u32 {
+    format::u32_at(trailer, TRAILER_LEN as usize - 8)
 }
 
 /// Opens the hint of data file `data_id` of `data_len` bytes and checks
@@ -266,6 +305,7 @@ pub fn open(path: &Path, data_id: u64, data_len: u64) -> Option<Hint> {
         path: path.to_path_buf(),
         data_len,
         seed,
+        base: read_base(&t),
         table,
         crc: Some((tail_crc, format::u32_at(&t, crc_at))),
     })
@@ -410,9 +450,9 @@ impl Hint {
                 };
                 let mut i = 0;
                 while i < chunk.len() {
-                    let Some((e, len)) = parse(&chunk[i..]) else {
+                    let Some((e, len)) = parse(&chunk[i..], self.base) else {
                         // Cut by the window: read on from here; cut by the
-                        // partition's end: out of place.
+                        // partition's end, or malformed: out of place.
                         if i == 0 || want as u64 == end - at {
                             seen.sane = false;
                         }
@@ -474,35 +514,70 @@ impl Hint {
     }
 }
 
-/// The entry at the start of `b` and its length; None if `b` ends first.
-fn parse(b: &[u8]) -> Option<(Entry<'_>, usize)> {
-    if b.len() < ENTRY_FIXED {
-        return None;
+/// Appends `v` as an unsigned LEB128: 7 bits a byte, low bits first, the
+/// top bit set on every byte but the last.
+fn put_varint(out: &mut Vec<u8>, mut v: u32) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
     }
-    let flags = b[14];
-    let key_len = u16::from_le_bytes([b[12], b[13]]);
-    let (expiry, key_at) = if flags & FLAG_EXPIRES != 0 {
-        (
-            format::u32_at(b.get(..ENTRY_FIXED + 4)?, ENTRY_FIXED),
-            ENTRY_FIXED + 4,
-        )
+    out.push(v as u8);
+}
+
+/// The LEB128 at `b[*at..]`, moving `at` past it. None if `b` ends first,
+/// or the number is not in its shortest form or does not fit a u32.
+#[inline]
+fn varint(b: &[u8], at: &mut usize) -> Option<u32> {
+    let first = *b.get(*at)?;
+    *at += 1;
+    if first < 0x80 {
+        return Some(first as u32);
+    }
+    let mut v = (first & 0x7f) as u32;
+    for shift in [7, 14, 21, 28] {
+        let byte = *b.get(*at)?;
+        *at += 1;
+        if shift == 28 && byte > 0x0f {
+            return None;
+        }
+        v |= ((byte & 0x7f) as u32) << shift;
+        if byte < 0x80 {
+            return (byte != 0).then_some(v);
+        }
+    }
+    None
+}
+
+/// The entry at the start of `b` and its length, given the hint's
+/// timestamp base; None if `b` ends first or the entry is malformed.
+#[inline]
+fn parse(b: &[u8], base: u32) -> Option<(Entry<'_>, usize)> {
+    let fixed = b.get(..ENTRY_FIXED)?;
+    let flags = fixed[8];
+    let mut at = ENTRY_FIXED;
+    let key_len = u16::try_from(varint(b, &mut at)?).ok()?;
+    let value_len = varint(b, &mut at)?;
+    let timestamp = base.checked_add(varint(b, &mut at)?)?;
+    let expiry = if flags & FLAG_EXPIRES != 0 {
+        at += 4;
+        format::u32_at(b.get(..at)?, at - 4)
     } else {
-        (0, ENTRY_FIXED)
+        0
     };
-    let len = key_at + key_len as usize;
-    let key = b.get(key_at..len)?;
+    let len = at + key_len as usize;
+    let key = b.get(at..len)?;
     let hdr = RecordHeader {
         crc: 0,
-        timestamp: 0,
+        timestamp,
         expiry,
         key_len,
-        value_len: format::u32_at(b, 8),
+        value_len,
         flags: flags & !FLAG_EXPIRES,
     };
     Some((
         Entry {
-            hash: format::u32_at(b, 0),
-            offset: format::u32_at(b, 4) as u64,
+            hash: format::u32_at(fixed, 0),
+            offset: format::u32_at(fixed, 4) as u64,
             hdr,
             key,
         },
@@ -517,7 +592,7 @@ mod tests {
     fn hdr(key_len: u16, value_len: u32, flags: u8, expiry: u32) -> RecordHeader {
         RecordHeader {
             crc: 0,
-            timestamp: 5,
+            timestamp: 1_700_000_000 + value_len * 1000,
             expiry,
             key_len,
             value_len,
@@ -525,8 +600,8 @@ mod tests {
         }
     }
 
-    /// Offset, value length, expiry and key of each entry.
-    type Seen = Vec<(u64, u32, u32, Vec<u8>)>;
+    /// Offset, value length, expiry, timestamp and key of each entry.
+    type Seen = Vec<(u64, u32, u32, u32, Vec<u8>)>;
 
     fn read_all(h: &Hint) -> (Seen, bool) {
         let mut seen = Vec::new();
@@ -537,7 +612,13 @@ mod tests {
                 let mut range = RangeSeen::new();
                 let file = h.open().unwrap();
                 h.read_parts(r, file.as_ref(), &mut Vec::new(), &mut range, |e| {
-                    seen.push((e.offset, e.hdr.value_len, e.hdr.expiry, e.key.to_vec()))
+                    seen.push((
+                        e.offset,
+                        e.hdr.value_len,
+                        e.hdr.expiry,
+                        e.hdr.timestamp,
+                        e.key.to_vec(),
+                    ))
                 });
                 range
             })
@@ -560,10 +641,11 @@ mod tests {
         let path = hint_path(dir.path(), 7);
         let h = open(&path, 7, data_len).unwrap();
         assert_eq!(h.seed, seed);
+        let ts = |value_len| hdr(1, value_len, 0, 0).timestamp;
         let want = vec![
-            (16, 10, 0, b"abc".to_vec()),
-            (48, 0, 0, b"de".to_vec()),
-            (69, 1, 99, b"f".to_vec()),
+            (16, 10, 0, ts(10), b"abc".to_vec()),
+            (48, 0, 0, ts(0), b"de".to_vec()),
+            (69, 1, 99, ts(1), b"f".to_vec()),
         ];
         assert_eq!(read_all(&h), (want.clone(), true));
 
@@ -588,6 +670,32 @@ mod tests {
         let mut w = HintWriter::create(7, seed);
         w.add(16, &hdr(3, 10, 0, 0), b"abc").unwrap();
         assert!(w.add(16, &hdr(3, 10, 0, 0), b"abc").is_err(), "same offset");
+    }
+
+    #[test]
+    fn varints_take_the_shortest_form_and_refuse_others() {
+        for v in [0, 1, 0x7f, 0x80, 0x3fff, 0x4000, 1 << 28, u32::MAX] {
+            let mut b = Vec::new();
+            put_varint(&mut b, v);
+            let want_len = 1 + (32 - v.leading_zeros()).saturating_sub(1) as usize / 7;
+            assert_eq!(b.len(), want_len, "{v:#x}");
+            let mut at = 0;
+            assert_eq!(varint(&b, &mut at), Some(v));
+            assert_eq!(at, b.len());
+            let mut at = 0;
+            assert_eq!(varint(&b[..b.len() - 1], &mut at), None, "cut {v:#x}");
+        }
+        for bad in [
+            &[0x80, 0x00][..],
+            &[0xff, 0x80, 0x00],
+            &[0xff, 0xff, 0xff, 0xff, 0x10],
+        ] {
+            assert_eq!(varint(bad, &mut 0), None, "{bad:x?}");
+        }
+        assert_eq!(
+            varint(&[0xff, 0xff, 0xff, 0xff, 0x0f], &mut 0),
+            Some(u32::MAX)
+        );
     }
 
     #[test]
