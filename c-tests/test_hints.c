@@ -276,6 +276,7 @@ enum {
  * key, each var an unsigned LEB128 in its shortest form. */
 struct entry {
     uint32_t hash, off, flags, kl, vl, ts, ex;
+    size_t ts_bytes;    /* the length of its timestamp varint */
     size_t key_at, end; /* where its key starts; where the entry ends */
 };
 
@@ -309,9 +310,12 @@ static const char *parse_entry(const uint8_t *h, size_t pos, size_t end, uint32_
     e->flags = h[pos + 8];
     pos += ENTRY;
     if (get_varint(h, &pos, end, 0xffff, &e->kl) != 0 ||
-        get_varint(h, &pos, end, 0xffffffffu, &e->vl) != 0 ||
-        get_varint(h, &pos, end, 0xffffffffu - base, &dt) != 0)
-        return "has a varint that is cut, too long or too large";
+        get_varint(h, &pos, end, 0xffffffffu, &e->vl) != 0)
+        return "has a length varint that is cut, too long or too large";
+    e->ts_bytes = pos;
+    if (get_varint(h, &pos, end, 0xffffffffu - base, &dt) != 0)
+        return "has a timestamp varint that is cut, too long or too large";
+    e->ts_bytes = pos - e->ts_bytes;
     e->ts = base + dt;
     e->ex = 0;
     if (e->flags & EXPIRES) {
@@ -331,8 +335,9 @@ struct span {
 };
 
 /* Entries with an expiry and tombstone entries hint_problem() has passed:
- * the data set must exercise both. */
-static long g_seen_expiring, g_seen_tombstones;
+ * the data set must exercise both; and entries by the length of their
+ * timestamp varint (1..5 bytes). */
+static long g_seen_expiring, g_seen_tombstones, g_seen_ts_bytes[6];
 
 static int span_cmp(const void *a, const void *b) {
     uint64_t x = ((const struct span *)a)->off, y = ((const struct span *)b)->off;
@@ -348,7 +353,7 @@ static const char *hint_problem(const char *dir, const char *data_name, uint64_t
     uint8_t *h = slurp(hint_of(dir, data_name), &hl);
     uint8_t *d = slurp(pjoin(dir, data_name), &dl);
     uint64_t id = strtoull(data_name, NULL, 16), k0, k1, off, last = 0;
-    uint32_t base;
+    uint32_t base, oldest = UINT32_MAX;
     struct span *recs = NULL;
     const char *r = NULL;
     int p;
@@ -372,7 +377,7 @@ static const char *hint_problem(const char *dir, const char *data_name, uint64_t
         BAD("hint of %s: data_len %llu, the file has %zu bytes", data_name,
             (unsigned long long)le64(h + tail + 24), dl);
     base = le32(h + tail + 32);
-    if (tail + 36 != hl - 4 || le32(h + hl - 4) != crc32_ieee(h, hl - 4))
+    if (le32(h + hl - 4) != crc32_ieee(h, hl - 4))
         BAD("hint of %s: CRC mismatch", data_name);
     recs = (struct span *)malloc(sizeof *recs * (hl / ENTRY + 1));
     if (recs == NULL) BAD("out of memory");
@@ -413,6 +418,8 @@ static const char *hint_problem(const char *dir, const char *data_name, uint64_t
                 memcmp(rec + REC_HDR, h + e.key_at, e.kl) != 0)
                 BAD("hint of %s: entry at %zu does not match the record at %llu", data_name, pos,
                     (unsigned long long)off);
+            if (e.ts < oldest) oldest = e.ts;
+            g_seen_ts_bytes[e.ts_bytes]++;
             g_seen_expiring += (e.flags & EXPIRES) != 0;
             g_seen_tombstones += (e.flags & 1) != 0;
             recs[n].off = off;
@@ -420,12 +427,16 @@ static const char *hint_problem(const char *dir, const char *data_name, uint64_t
             n++;
             got++;
             pos = e.end;
-        }        if (got != count)
+        }
+        if (got != count)
             BAD("hint of %s: partition %d has %u entries, its row says %u", data_name, p,
                 (unsigned)got, (unsigned)count);
     }
     if (pos != tab)
         BAD("hint of %s: partitions end at %zu, the table is at %zu", data_name, pos, tab);
+    if (base != (n > 0 ? oldest : 0))
+        BAD("hint of %s: base %u, the oldest of its %zu records is from %u", data_name,
+            (unsigned)base, n, (unsigned)oldest);
     /* Every record exactly once: sorted by offset they tile the data file. */
     qsort(recs, n, sizeof *recs, span_cmp);
     for (i = 0, off = FILE_HDR; i < n; i++) {
@@ -535,6 +546,39 @@ static void test_every_data_file_has_a_hint(void) {
     close_db(db);
     check_hints(dir, now);
     check_same_seed(seed, now, "after another reopen");
+}
+
+/* Timestamps of every varint length: records written at T0, then 1, 200
+ * (two bytes), 20,000 (three) and 3,000,000 seconds later (four), in
+ * sealed files and in merge outputs that mix them. Every hint passes
+ * hint_problem() (each entry's timestamp is its record's; the base is the
+ * oldest), and timestamps of one to four bytes occur. */
+static void test_hint_timestamps(void) {
+    static const uint32_t later[] = {0, 1, 200, 20000, 3000000};
+    const char *dir = make_temp_dir();
+    bc_options *o = hint_opts(0);
+    bc_db *db;
+    char key[32], val[100];
+    int r, i;
+    memset(val, 'v', sizeof val);
+    db = open_db(dir, o);
+    for (r = 0; r < 5; r++) {
+        set_now(T0 + later[r]);
+        for (i = 0; i < 60; i++) {
+            int kl = sprintf(key, "t%d-%d", r, i);
+            CHECK_STATUS(bc_put(db, U8(key), (size_t)kl, U8(val), sizeof val), BC_OK);
+        }
+    }
+    close_db(db);
+    memset(g_seen_ts_bytes, 0, sizeof g_seen_ts_bytes);
+    check_hints(dir, NULL);
+    db = open_db(dir, o);
+    CHECK_STATUS(bc_merge(db), BC_OK);
+    close_db(db);
+    bc_options_free(o);
+    check_hints(dir, NULL);
+    for (i = 1; i <= 4; i++)
+        CHECK_MSG(g_seen_ts_bytes[i] > 0, "no entry has a timestamp varint of %d bytes", i);
 }
 
 /* The copy the damage tests start from has valid hints and all the data. */
@@ -913,7 +957,7 @@ static void test_hints_one_byte_short(void) { run_damage(d_one_short, "one byte 
 static void test_hints_half(void) { run_damage(d_half, "cut in half"); }
 static void test_hints_bad_magic(void) { run_damage(d_flip_magic, "with a flipped magic byte"); }
 static void test_hints_bad_version(void) { run_damage(d_flip_version, "with a flipped version"); }
-static void test_hints_bad_entry(void) { run_damage(d_flip_entry, "with a flipped entry length"); }
+static void test_hints_bad_entry(void) { run_damage(d_flip_entry, "with a flipped entry flag or varint"); }
 static void test_hints_bad_middle(void) { run_damage(d_flip_middle, "with a flipped middle byte"); }
 static void test_hints_bad_table(void) { run_damage(d_flip_table, "with a wrong partition end"); }
 static void test_hints_bad_data_len(void) { run_damage(d_flip_data_len, "with a wrong data_len"); }
@@ -985,6 +1029,7 @@ int main(int argc, char **argv) {
     check_init(argc, argv);
     RUN(test_siphash_reference_vectors);
     RUN(test_every_data_file_has_a_hint);
+    RUN(test_hint_timestamps);
     RUN(test_pristine_copy_is_intact);
     RUN(test_checker_refuses_every_change);
     RUN(test_hints_deleted);

@@ -104,6 +104,14 @@ impl HintWriter {
                 self.id, self.next_offset
             )));
         }
+        if hdr.flags & !KNOWN_FLAGS != 0 {
+            // (Bit 0x80 would also frame the entry wrongly.)
+            return Err(Error::corruption(format!(
+                "data file {:016x}: offset {offset}: record flags {:#04x} include bits this \
+                 version does not know",
+                self.id, hdr.flags
+            )));
+        }
         self.next_offset = offset + hdr.record_len();
         self.base = self.base.min(hdr.timestamp);
         let hash = self.seed.hash(key);
@@ -560,7 +568,8 @@ fn parse(b: &[u8], base: u32) -> Option<(Entry<'_>, usize)> {
     let timestamp = base.checked_add(varint(b, &mut at)?)?;
     let expiry = if flags & FLAG_EXPIRES != 0 {
         at += 4;
-        format::u32_at(b.get(..at)?, at - 4)
+        // The flag says the record expires: at 0 it would not.
+        Some(format::u32_at(b.get(..at)?, at - 4)).filter(|&e| e != 0)?
     } else {
         0
     };
@@ -670,6 +679,10 @@ mod tests {
         let mut w = HintWriter::create(7, seed);
         w.add(16, &hdr(3, 10, 0, 0), b"abc").unwrap();
         assert!(w.add(16, &hdr(3, 10, 0, 0), b"abc").is_err(), "same offset");
+        for flags in [0x80, 0x02] {
+            let e = w.add(48, &hdr(3, 10, flags, 0), b"abc").unwrap_err();
+            assert_eq!(e.status(), crate::error::Status::Corruption, "{flags:#x}");
+        }
     }
 
     #[test]

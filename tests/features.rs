@@ -182,13 +182,21 @@ fn open_uses_hints_and_survives_bad_ones() {
     // the CRC catches, after the loaders applied the wrong key.
     let h = |i: usize| dir.path().join(&hints[i]);
     let pristine: Vec<Vec<u8>> = (0..6).map(|i| fs::read(h(i)).unwrap()).collect();
+    // The first entry (docs/FORMAT.md): hash, offset and flags at 16..25,
+    // then key_len, value_len and the timestamp, one byte each here (short
+    // keys and values, written within seconds), then the key at 28.
+    let first_entry = |bytes: &[u8]| {
+        assert!(bytes[25] >= 2 && bytes[25..28].iter().all(|&b| b < 0x80));
+    };
     let mut bytes = fs::read(h(5)).unwrap();
-    bytes[16 + 15 + 1] ^= 0x01; // the first entry's second key byte
+    first_entry(&bytes);
+    bytes[28 + 1] ^= 0x01; // the first entry's second key byte
     fs::write(h(5), &bytes).unwrap();
     let bytes = fs::read(h(0)).unwrap();
     fs::write(h(0), &bytes[..bytes.len() - 5]).unwrap();
     let mut bytes = fs::read(h(1)).unwrap();
-    bytes[30] ^= 0x10;
+    first_entry(&bytes);
+    bytes[24] ^= 0x10; // the first entry's flags: a flag no record has
     fs::write(h(1), &bytes).unwrap();
     fs::remove_file(h(2)).unwrap();
     fs::copy(h(4), h(3)).unwrap();
