@@ -713,6 +713,19 @@ static void d_flip_table(const char *dir, const char *hint, int i, int n) {
     (void)dir, (void)i, (void)n;
     flip(hint, 0, TRAILER - 1 - (ROW * 31 + 4), 1);
 }
+/* The top bit of partition 5's count, the CRC left wrong (bit rot): open
+ * sizes the keydir by the counts before it reads the entries, so a count
+ * of 2^31 more entries than the hint could hold must not be believed (it
+ * asked for tens of GiB, and the failed allocation aborted the process). */
+static void d_huge_count(const char *dir, const char *hint, int i, int n) {
+    size_t len = 0;
+    uint8_t *b = slurp(hint, &len);
+    (void)dir, (void)i, (void)n;
+    CHECK(b != NULL && len >= FILE_HDR + TRAILER);
+    b[len - TRAILER + ROW * 5 + 3] ^= 0x80;
+    CHECK(spit(hint, b, len) == 0);
+    free(b);
+}
 /* The lowest byte of data_len (... | data_len u64 | base u32 | crc u32),
  * the CRC recomputed: only the length no longer fits the data file. */
 static void d_flip_data_len(const char *dir, const char *hint, int i, int n) {
@@ -960,6 +973,7 @@ static void test_hints_bad_version(void) { run_damage(d_flip_version, "with a fl
 static void test_hints_bad_entry(void) { run_damage(d_flip_entry, "with a flipped entry flag or varint"); }
 static void test_hints_bad_middle(void) { run_damage(d_flip_middle, "with a flipped middle byte"); }
 static void test_hints_bad_table(void) { run_damage(d_flip_table, "with a wrong partition end"); }
+static void test_hints_huge_count(void) { run_damage(d_huge_count, "with a huge partition count"); }
 static void test_hints_bad_data_len(void) { run_damage(d_flip_data_len, "with a wrong data_len"); }
 static void test_hints_bad_crc(void) { run_damage(d_flip_crc, "with a flipped CRC"); }
 static void test_hints_appended(void) { run_damage(d_append, "with garbage appended"); }
@@ -1044,6 +1058,7 @@ int main(int argc, char **argv) {
     RUN(test_hints_bad_entry);
     RUN(test_hints_bad_middle);
     RUN(test_hints_bad_table);
+    RUN(test_hints_huge_count);
     RUN(test_hints_bad_data_len);
     RUN(test_hints_bad_crc);
     RUN(test_hints_appended);

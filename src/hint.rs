@@ -32,6 +32,8 @@ use std::sync::Arc;
 pub(crate) const PARTITIONS: usize = SHARDS;
 /// hash, offset, flags: the bytes before an entry's varints.
 const ENTRY_FIXED: usize = 9;
+/// The smallest entry: three one-byte varints and a one-byte key.
+const ENTRY_MIN: u64 = ENTRY_FIXED as u64 + 4;
 /// Hint-only flag: the entry carries the record's expiry.
 pub(crate) const FLAG_EXPIRES: u8 = 0x80;
 const TABLE_ROW: usize = 12;
@@ -294,10 +296,13 @@ pub fn open(path: &Path, data_id: u64, data_len: u64) -> Option<Hint> {
     if format::u64_at(tail, 16) != data_id || format::u64_at(tail, 24) != data_len {
         return None;
     }
-    // Partitions must tile the body, so loaders can split it between them.
+    // Partitions must tile the body, so loaders can split it between them,
+    // and hold room for their counts: open sizes the keydir by the counts
+    // before the entries are read (and the CRC checked), so a damaged count
+    // must not ask for more memory than the hint's size justifies.
     let mut start = FILE_HEADER_LEN;
-    for &(_, end) in &table {
-        if end < start {
+    for &(count, end) in &table {
+        if end < start || (end - start) / ENTRY_MIN < count as u64 {
             return None;
         }
         start = end;
