@@ -1,7 +1,8 @@
 /* test_options.c - bc_options_* setters (valid and invalid values, ranges),
  * options copied by bc_open, defaults, create_if_missing, max_file_size
  * rotation, oversized records, repair flag on a healthy database, opening a
- * path that is a regular file. */
+ * path that is a regular file, reads through maps and pread, write buffers
+ * of 0 bytes to 1 MiB. */
 #include "check.h"
 
 static void test_new_and_free(void) {
@@ -271,6 +272,55 @@ static void test_mmap_on_and_off(void) {
     }
 }
 
+static void test_write_buffer_range(void) {
+    bc_options *o = make_opts(0, 0, 0);
+    CHECK_STATUS(bc_options_set_write_buffer(NULL, 4096), BC_INVALID_ARGUMENT);
+    CHECK_STATUS(bc_options_set_write_buffer(o, 0), BC_OK);
+    CHECK_STATUS(bc_options_set_write_buffer(o, 1), BC_OK);
+    CHECK_STATUS(bc_options_set_write_buffer(o, 64u << 20), BC_OK);
+    CHECK_STATUS(bc_options_set_write_buffer(o, (64u << 20) + 1), BC_INVALID_ARGUMENT);
+    CHECK_STR_CONTAINS(bc_last_error(), "write_buffer");
+    CHECK_STATUS(bc_options_set_write_buffer(o, SIZE_MAX), BC_INVALID_ARGUMENT);
+    bc_options_free(o);
+}
+
+/* Every buffer size keeps every record, through rotation, merge, values
+ * larger and smaller than the buffer, read-your-writes, and a reopen. */
+static void test_write_buffer_sizes(void) {
+    static const size_t sizes[] = {0, 1, 100, 4096, 1u << 20};
+    size_t s;
+    for (s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        const char *dir = make_temp_dir();
+        bc_options *o = make_opts(8192, 0, 0);
+        bc_db *db;
+        char key[16];
+        uint8_t val[600];
+        int i, round;
+        CHECK_STATUS(bc_options_set_write_buffer(o, sizes[s]), BC_OK);
+        db = open_db(dir, o);
+        for (round = 0; round < 3; round++) {
+            for (i = 0; i < 200; i++) {
+                int kl = snprintf(key, sizeof key, "k%05d", i);
+                size_t vl = (size_t)(i * 3 + round) % sizeof val;
+                memset(val, 'a' + round, vl);
+                CHECK_STATUS(bc_put(db, U8(key), (size_t)kl, val, vl), BC_OK);
+                CHECK_GET(db, U8(key), (size_t)kl, val, vl);
+            }
+            if (round == 1) CHECK_STATUS(bc_merge(db), BC_OK);
+        }
+        close_db(db);
+        db = open_db(dir, o);
+        bc_options_free(o);
+        for (i = 0; i < 200; i++) {
+            int kl = snprintf(key, sizeof key, "k%05d", i);
+            size_t vl = (size_t)(i * 3 + 2) % sizeof val;
+            memset(val, 'c', vl);
+            CHECK_GET(db, U8(key), (size_t)kl, val, vl);
+        }
+        close_db(db);
+    }
+}
+
 int main(int argc, char **argv) {
     check_init(argc, argv);
     RUN(test_new_and_free);
@@ -288,5 +338,7 @@ int main(int argc, char **argv) {
     RUN(test_record_larger_than_max_file_size);
     RUN(test_repair_flag_on_healthy_db);
     RUN(test_mmap_on_and_off);
+    RUN(test_write_buffer_range);
+    RUN(test_write_buffer_sizes);
     return check_finish();
 }

@@ -1,7 +1,9 @@
 /* test_sync.c - sync modes: BC_SYNC_ALWAYS writes are durable when put returns
  * (survive SIGKILL of the writer with no bc_sync/bc_close), BC_SYNC_INTERVAL
  * flushes in the background (a killed writer's data is there after a few
- * intervals), concurrent ALWAYS writers (group commit), bc_sync in every mode. */
+ * intervals), BC_SYNC_NONE loses a killed writer's buffered put, but not
+ * with a write buffer of 0 bytes, concurrent ALWAYS writers (group commit),
+ * bc_sync in every mode. */
 #include "check.h"
 
 static bc_options *sync_opts(int32_t mode, uint32_t interval_ms) {
@@ -12,11 +14,14 @@ static bc_options *sync_opts(int32_t mode, uint32_t interval_ms) {
 
 /* ---- child mode --------------------------------------------------------------- */
 
-/* Opens with the given sync mode, puts "k" = "durable-<mode>" WITHOUT bc_sync,
- * prints 'R', then blocks until killed (or stdin EOF). */
-static int child_put(const char *dir, int32_t mode, uint32_t interval_ms) {
+/* Opens with the given sync mode (and write buffer, unless negative), puts
+ * "k" = "durable-<mode>" WITHOUT bc_sync, prints 'R', then blocks until
+ * killed (or stdin EOF). */
+static int child_put(const char *dir, int32_t mode, uint32_t interval_ms, long buffer) {
     bc_options *o = sync_opts(mode, interval_ms);
-    bc_db *db = open_db(dir, o);
+    bc_db *db;
+    if (buffer >= 0) CHECK_STATUS(bc_options_set_write_buffer(o, (size_t)buffer), BC_OK);
+    db = open_db(dir, o);
     char val[32];
     int vl = snprintf(val, sizeof val, "durable-%d", (int)mode);
     bc_options_free(o);
@@ -29,11 +34,13 @@ static int child_put(const char *dir, int32_t mode, uint32_t interval_ms) {
 }
 
 /* Runs child_put, waits `wait_ms` after it reported, SIGKILLs it, and checks
- * that the value is in the directory. */
-static void put_kill_check(int32_t mode, uint32_t interval_ms, long wait_ms) {
+ * whether the value is in the directory (it must be when `kept`, must not
+ * be otherwise). */
+static void put_kill_check(int32_t mode, uint32_t interval_ms, long wait_ms, long buffer,
+                           int kept) {
     const char *dir = make_temp_dir();
-    char modebuf[16], ivbuf[16], val[32];
-    const char *args[5];
+    char modebuf[16], ivbuf[16], bufbuf[24], val[32];
+    const char *args[6];
     int to_child = -1, from_child = -1, c, rc, vl;
     pid_t pid;
     bc_db *db;
@@ -44,7 +51,9 @@ static void put_kill_check(int32_t mode, uint32_t interval_ms, long wait_ms) {
     args[1] = dir;
     args[2] = modebuf;
     args[3] = ivbuf;
-    args[4] = NULL;
+    snprintf(bufbuf, sizeof bufbuf, "%ld", buffer);
+    args[4] = bufbuf;
+    args[5] = NULL;
     pid = spawn_self(args, &to_child, &from_child);
     c = read_byte(from_child);
     close(from_child);
@@ -61,17 +70,29 @@ static void put_kill_check(int32_t mode, uint32_t interval_ms, long wait_ms) {
 
     db = open_db(dir, NULL);
     vl = snprintf(val, sizeof val, "durable-%d", (int)mode);
-    CHECK_GET(db, K("k"), val, (size_t)vl);
+    if (kept)
+        CHECK_GET(db, K("k"), val, (size_t)vl);
+    else
+        CHECK_ABSENT(db, K("k"));
     close_db(db);
 }
 
 /* ---- tests ---------------------------------------------------------------------- */
 
-static void test_always_survives_sigkill(void) { put_kill_check(BC_SYNC_ALWAYS, 0, 0); }
+static void test_always_survives_sigkill(void) { put_kill_check(BC_SYNC_ALWAYS, 0, 0, -1, 1); }
 
 static void test_interval_flushes_in_background(void) {
     /* interval 20 ms; the writer is killed 500 ms after its put returned */
-    put_kill_check(BC_SYNC_INTERVAL, 20, 500);
+    put_kill_check(BC_SYNC_INTERVAL, 20, 500, -1, 1);
+}
+
+/* BC_SYNC_NONE: the put waits in the write buffer, so SIGKILL loses it
+ * (as documented), even 300 ms later; with a write buffer of 0 bytes it
+ * was handed to the OS before bc_put returned, so only a power loss could
+ * lose it. */
+static void test_none_loses_the_buffer_but_not_without_one(void) {
+    put_kill_check(BC_SYNC_NONE, 0, 300, -1, 0);
+    put_kill_check(BC_SYNC_NONE, 0, 0, 0, 1);
 }
 
 static void test_modes_round_trip(void) {
@@ -154,14 +175,15 @@ static void test_interval_close_is_prompt(void) {
 
 int main(int argc, char **argv) {
     check_init(argc, argv);
-    if (argc == 5 && strcmp(argv[1], "child-put") == 0) {
+    if (argc == 6 && strcmp(argv[1], "child-put") == 0) {
         check_in_child();
         return child_put(argv[2], (int32_t)strtol(argv[3], NULL, 10),
-                         (uint32_t)strtoul(argv[4], NULL, 10));
+                         (uint32_t)strtoul(argv[4], NULL, 10), strtol(argv[5], NULL, 10));
     }
     RUN(test_modes_round_trip);
     RUN(test_always_survives_sigkill);
     RUN(test_interval_flushes_in_background);
+    RUN(test_none_loses_the_buffer_but_not_without_one);
     RUN(test_always_concurrent_writers);
     RUN(test_interval_close_is_prompt);
     return check_finish();

@@ -44,8 +44,9 @@
 
 /**
  * The OS decides when data reaches the disk. A process crash loses what is
- * still in the library's write buffer (at most 256 KiB); a power loss
- * loses what is in the page cache.
+ * still in the library's write buffer (256 KiB unless set with
+ * bc_options_set_write_buffer); a power loss loses what is in the page
+ * cache.
  */
 #define BC_SYNC_NONE 0
 
@@ -722,6 +723,26 @@ bc_status bc_options_set_merge_thresholds(struct bc_options *opts,
  * up on one thread); different bc_options are independent.
  */
 bc_status bc_options_set_max_open_files(struct bc_options *opts, uint32_t n);
+
+/**
+ * How many bytes of records the active file collects before one write(2)
+ * hands them to the OS (default 256 KiB, at most 64 MiB). With
+ * BC_SYNC_NONE a process crash loses at most this much of what puts and
+ * deletes acknowledged (bc_sync and bc_close write it out, and
+ * BC_SYNC_INTERVAL at its interval). 0 writes every record before its put
+ * returns, so that only a power loss can lose acknowledged records; it
+ * costs a system call a put (here 0.77 M puts/s of 100-byte values
+ * against 3.4 M/s buffered). Larger buffers write large values faster
+ * (1 MiB: 10% more puts of 10,000-byte values than 256 KiB, medians of 6
+ * runs). The buffer is memory the handle holds; merge always buffers
+ * 256 KiB.
+ *
+ * @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL or bytes is above
+ *         64 MiB.
+ * Not thread-safe: calls on one bc_options must not overlap (set it
+ * up on one thread); different bc_options are independent.
+ */
+bc_status bc_options_set_write_buffer(struct bc_options *opts, size_t bytes);
 
 /**
  * Whether reads go through read-only memory maps of the data files

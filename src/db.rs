@@ -22,9 +22,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-/// Appends are buffered up to this many bytes before a `pwrite`; a record
-/// at least this large is written straight from the caller's memory.
-pub(crate) const WRITE_BUFFER: usize = 256 << 10;
+/// A record written past the write buffer is copied into one write up to
+/// this size; a larger one is written from the caller's memory in parts
+/// (header, key, value), not copied.
+const ONE_WRITE: u64 = 64 << 10;
+
+/// A thread's read buffer (for reads that do not go through a map) is
+/// freed after a read larger than this, rather than kept.
+const READ_BUFFER_KEPT: usize = 256 << 10;
 
 /// Counters and sizes, as returned by [`Db::stats`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -841,11 +846,20 @@ impl Inner {
         // Flush before appending, so a failed write (a full disk) rejects
         // this record cleanly instead of leaving it half-acknowledged.
         let encode = |buf: &mut Vec<u8>| format::encode_record(buf, now, expiry, flags, key, value);
-        let offset = match file.append_within(len as usize, WRITE_BUFFER, encode) {
+        // Appends are buffered up to `write_buffer` bytes before a
+        // `pwrite`; a record at least that large is written straight from
+        // the caller's memory.
+        let cap = self.opts.write_buffer;
+        let offset = match file.append_within(len as usize, cap, encode) {
             Some(offset) => offset,
             None => {
                 file.flush()?;
-                if len as usize >= WRITE_BUFFER {
+                if len as usize >= cap && len <= ONE_WRITE {
+                    // (A buffer smaller than the record, 0 included.)
+                    let mut rec = Vec::with_capacity(len as usize);
+                    encode(&mut rec);
+                    file.append_direct(&[&rec])?
+                } else if len as usize >= cap {
                     let header = format::encode_header(now, expiry, flags, key, value);
                     file.append_direct(&[&header, key, value])?
                 } else {
@@ -1099,7 +1113,7 @@ impl Inner {
                         Ok(f(&rec[RECORD_HEADER_LEN + key.len()..]))
                     },
                 )?;
-                if buf.capacity() > WRITE_BUFFER {
+                if buf.capacity() > READ_BUFFER_KEPT {
                     *buf = Vec::new();
                 }
                 Ok(Some(out))

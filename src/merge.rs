@@ -25,11 +25,12 @@
 //! whose tombstones still shadow older values.
 
 use crate::datafile::{self, sync_dir, DataFile};
-use crate::db::{expired, Inner, WRITE_BUFFER};
+use crate::db::{expired, Inner};
 use crate::error::{Error, Result, Status};
 use crate::format::{self, record_len, FILE_HEADER_LEN, FLAG_TOMBSTONE, RECORD_HEADER_LEN};
 use crate::hint::{self, HintWriter};
 use crate::keydir::Location;
+use crate::options::WRITE_BUFFER;
 use crate::recovery::{self, FileReader, Probe};
 use std::collections::{HashMap, HashSet};
 use std::fs;

@@ -10,7 +10,8 @@ use std::time::Duration;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SyncMode {
     /// The OS decides; a process crash loses what is still in the library's
-    /// write buffer, a power loss what is in the page cache.
+    /// write buffer (`Options::write_buffer`), a power loss what is in the
+    /// page cache.
     None,
     /// Every put and delete is on stable storage before it returns.
     /// Concurrent writers share one fsync (group commit).
@@ -48,6 +49,11 @@ pub fn system_clock() -> Clock {
     })
 }
 
+/// The write buffer's default size, and merge's (its outputs are synced
+/// before anything depends on them, so its buffer is only about speed).
+pub(crate) const WRITE_BUFFER: usize = 256 << 10;
+pub(crate) const MAX_WRITE_BUFFER: usize = 64 << 20;
+
 pub(crate) const MIN_FILE_SIZE: u64 = 4096;
 pub(crate) const MAX_FILE_SIZE: u64 = u32::MAX as u64;
 
@@ -71,6 +77,11 @@ pub struct Options {
     /// ignored elsewhere). Faster reads without a system call; but an I/O
     /// error on a mapped page raises SIGBUS instead of returning an error.
     pub mmap: bool,
+    /// Bytes of records the active file buffers before one `write` hands
+    /// them to the OS (0..=64 MiB). A process crash in `SyncMode::None`
+    /// loses at most this; larger buffers write large values faster, 0
+    /// writes every record at once (each with its own system calls).
+    pub write_buffer: usize,
     /// When merge is needed and which files it takes.
     pub merge: MergePolicy,
     /// Check the merge triggers at this interval on a background thread
@@ -120,6 +131,7 @@ impl Default for Options {
             default_ttl_secs: 0,
             max_open_files: 64,
             mmap: cfg!(target_pointer_width = "64"),
+            write_buffer: WRITE_BUFFER,
             merge: MergePolicy::default(),
             auto_merge: None,
             clock: system_clock(),
@@ -140,6 +152,7 @@ impl fmt::Debug for Options {
             .field("default_ttl_secs", &self.default_ttl_secs)
             .field("max_open_files", &self.max_open_files)
             .field("mmap", &self.mmap)
+            .field("write_buffer", &self.write_buffer)
             .field("merge", &self.merge)
             .field("auto_merge", &self.auto_merge)
             .finish_non_exhaustive()
@@ -197,7 +210,18 @@ impl Options {
             ));
         }
         check_open_files(self.max_open_files)?;
+        check_write_buffer(self.write_buffer)?;
         self.merge.validate()
+    }
+}
+
+pub fn check_write_buffer(v: usize) -> Result<()> {
+    if v <= MAX_WRITE_BUFFER {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "write_buffer of {v} bytes is above {MAX_WRITE_BUFFER}"
+        )))
     }
 }
 

@@ -1,7 +1,9 @@
 /* bitcask (this project) through its C API (include/bitcask.h).  No-sync
  * runs: BC_SYNC_NONE.  Fillsync runs: BC_SYNC_ALWAYS (durable before put
  * returns; concurrent writers are group-committed).  Reads use bc_get_into
- * (copy into the caller's buffer).  compact = bc_merge. */
+ * (copy into the caller's buffer).  compact = bc_merge.  The environment
+ * variable BITCASK_WRITE_BUFFER (bytes) sets bc_options_set_write_buffer;
+ * unset, the default (256 KiB) is measured. */
 #include "engine.h"
 
 #include <bitcask.h>
@@ -26,6 +28,14 @@ static int bca_open(void **out, const char *dir, const engine_cfg *cfg)
     if (st != BC_OK) {
         bc_options_free(o);
         return fail(st, "options_set_sync");
+    }
+    const char *wb = getenv("BITCASK_WRITE_BUFFER");
+    if (wb != NULL && *wb != '\0') {
+        st = bc_options_set_write_buffer(o, (size_t)strtoull(wb, NULL, 10));
+        if (st != BC_OK) {
+            bc_options_free(o);
+            return fail(st, "options_set_write_buffer");
+        }
     }
     bc_db *db = NULL;
     st = bc_open(dir, o, &db);

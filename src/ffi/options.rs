@@ -12,8 +12,9 @@ pub struct bc_options {
 }
 
 /// The OS decides when data reaches the disk. A process crash loses what is
-/// still in the library's write buffer (at most 256 KiB); a power loss
-/// loses what is in the page cache.
+/// still in the library's write buffer (256 KiB unless set with
+/// bc_options_set_write_buffer); a power loss loses what is in the page
+/// cache.
 pub const BC_SYNC_NONE: i32 = 0;
 /// Every put and delete is on stable storage before it returns BC_OK.
 /// Concurrent writers share one fsync (group commit). The thread that leads
@@ -370,6 +371,31 @@ pub extern "C" fn bc_options_set_max_open_files(opts: *mut bc_options, n: u32) -
     with_opts(opts, |o| {
         options::check_open_files(n)?;
         o.max_open_files = n;
+        Ok(())
+    })
+}
+
+/// How many bytes of records the active file collects before one write(2)
+/// hands them to the OS (default 256 KiB, at most 64 MiB). With
+/// BC_SYNC_NONE a process crash loses at most this much of what puts and
+/// deletes acknowledged (bc_sync and bc_close write it out, and
+/// BC_SYNC_INTERVAL at its interval). 0 writes every record before its put
+/// returns, so that only a power loss can lose acknowledged records; it
+/// costs a system call a put (here 0.77 M puts/s of 100-byte values
+/// against 3.4 M/s buffered). Larger buffers write large values faster
+/// (1 MiB: 10% more puts of 10,000-byte values than 256 KiB, medians of 6
+/// runs). The buffer is memory the handle holds; merge always buffers
+/// 256 KiB.
+///
+/// @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL or bytes is above
+///         64 MiB.
+/// Not thread-safe: calls on one bc_options must not overlap (set it
+/// up on one thread); different bc_options are independent.
+#[no_mangle]
+pub extern "C" fn bc_options_set_write_buffer(opts: *mut bc_options, bytes: usize) -> bc_status {
+    with_opts(opts, |o| {
+        options::check_write_buffer(bytes)?;
+        o.write_buffer = bytes;
         Ok(())
     })
 }
