@@ -445,6 +445,52 @@ fn read_only_handle_after_a_writers_merge_says_to_reopen() {
     assert_eq!(reader.get(b"k50").unwrap(), None);
 }
 
+/// The value the damage tests below write under key `k{i}`.
+fn damage_value(i: usize) -> Vec<u8> {
+    format!("value {i} ").repeat(i % 23).into_bytes()
+}
+
+/// The database the damage tests start from: keys k0..k299 with
+/// `damage_value`s in 4 KiB files; with `churn`, every 7th key has a TTL
+/// of a day and every 5th is deleted.
+fn damage_db(churn: bool) -> (tempfile::TempDir, Options) {
+    let built = tempfile::tempdir().unwrap();
+    let opts = Options {
+        max_file_size: 4096,
+        ..Options::default()
+    };
+    let db = Db::open(built.path(), opts.clone()).unwrap();
+    for i in 0..300 {
+        let ttl = if churn && i % 7 == 0 { 86_400 } else { 0 };
+        db.put_ttl(format!("k{i}").as_bytes(), &damage_value(i), ttl)
+            .unwrap();
+    }
+    for i in (0..300).step_by(5).filter(|_| churn) {
+        db.delete(format!("k{i}").as_bytes()).unwrap();
+    }
+    db.close().unwrap();
+    (built, opts)
+}
+
+/// A copy of the database directory `from`, without its LOCK file.
+fn copy_db(from: &Path) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for name in names(from, "") {
+        if name != "LOCK" {
+            fs::copy(from.join(&name), dir.path().join(&name)).unwrap();
+        }
+    }
+    dir
+}
+
+fn damage_config(cases: u32) -> proptest::test_runner::Config {
+    proptest::test_runner::Config {
+        cases,
+        failure_persistence: None,
+        ..Default::default()
+    }
+}
+
 /// Hints with bytes changed at random, either left so (bit rot, which the
 /// CRC catches once the loaders have read the entries) or with the CRC
 /// recomputed (a hint that lies, so that only open's entry checks stand
@@ -455,41 +501,17 @@ fn read_only_handle_after_a_writers_merge_says_to_reopen() {
 #[test]
 fn hints_that_lie_under_a_valid_crc_never_crash_or_return_wrong_values() {
     use proptest::prelude::*;
-    let built = tempfile::tempdir().unwrap();
-    let opts = Options {
-        max_file_size: 4096,
-        ..Options::default()
-    };
-    let value = |i: usize| format!("value {i} ").repeat(i % 23).into_bytes();
-    let db = Db::open(built.path(), opts.clone()).unwrap();
-    for i in 0..300 {
-        let ttl = if i % 7 == 0 { 86_400 } else { 0 };
-        db.put_ttl(format!("k{i}").as_bytes(), &value(i), ttl)
-            .unwrap();
-    }
-    for i in (0..300).step_by(5) {
-        db.delete(format!("k{i}").as_bytes()).unwrap();
-    }
-    db.close().unwrap();
+    let (built, opts) = damage_db(true);
+    let value = damage_value;
     let hints = names(built.path(), ".hint");
     assert!(hints.len() >= 5, "{hints:?}");
 
-    let config = ProptestConfig {
-        cases: 200,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    };
-    proptest!(config, |(
+    proptest!(damage_config(200), |(
         file in 0..hints.len(),
         changes in proptest::collection::vec((any::<prop::sample::Index>(), 1u8..=255), 1..6),
         fix_crc in any::<bool>(),
     )| {
-        let dir = tempfile::tempdir().unwrap();
-        for name in names(built.path(), "") {
-            if name != "LOCK" {
-                fs::copy(built.path().join(&name), dir.path().join(&name)).unwrap();
-            }
-        }
+        let dir = copy_db(built.path());
         let path = dir.path().join(&hints[file]);
         let mut b = fs::read(&path).unwrap();
         let crc_at = b.len() - 4;
@@ -529,35 +551,16 @@ fn hints_that_lie_under_a_valid_crc_never_crash_or_return_wrong_values() {
 #[test]
 fn data_files_with_random_damage_never_crash_or_return_wrong_values() {
     use proptest::prelude::*;
-    let built = tempfile::tempdir().unwrap();
-    let opts = Options {
-        max_file_size: 4096,
-        ..Options::default()
-    };
-    let value = |i: usize| format!("value {i} ").repeat(i % 23).into_bytes();
-    let db = Db::open(built.path(), opts.clone()).unwrap();
-    for i in 0..300 {
-        db.put(format!("k{i}").as_bytes(), &value(i)).unwrap();
-    }
-    db.close().unwrap();
+    let (built, opts) = damage_db(false);
+    let value = damage_value;
     let data = names(built.path(), ".data");
     assert!(data.len() >= 5, "{data:?}");
 
-    let config = ProptestConfig {
-        cases: 120,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    };
-    proptest!(config, |(
+    proptest!(damage_config(120), |(
         file in 0..data.len(),
         changes in proptest::collection::vec((any::<prop::sample::Index>(), 1u8..=255), 1..4),
     )| {
-        let dir = tempfile::tempdir().unwrap();
-        for name in names(built.path(), "") {
-            if name != "LOCK" {
-                fs::copy(built.path().join(&name), dir.path().join(&name)).unwrap();
-            }
-        }
+        let dir = copy_db(built.path());
         let path = dir.path().join(&data[file]);
         let mut b = fs::read(&path).unwrap();
         let len = b.len();
