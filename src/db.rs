@@ -550,6 +550,9 @@ impl Inner {
         let writable = !self.opts.read_only;
         let mut r = FileReader::open(&path)?;
         let mut hint = HintWriter::create(id, seed);
+        if writable {
+            hint = hint.spill_into(&self.dir);
+        }
         let mut add_err = None;
         let mut damaged = false;
         let (mut dropped, mut skipped) = (0, 0);
@@ -626,7 +629,7 @@ impl Inner {
     /// headers and keys are read back, not the values.
     pub(crate) fn write_hint(&self, file: &DataFile) -> Result<()> {
         let mut r = FileReader::open(&file.path)?;
-        let mut h = HintWriter::create(file.id, self.keydir.seed());
+        let mut h = HintWriter::create(file.id, self.keydir.seed()).spill_into(&self.dir);
         let mut err = None;
         let walked = recovery::walk_own(&mut r, |off, hdr, key| {
             if let Err(e) = h.add(off, hdr, key) {

@@ -58,17 +58,60 @@ pub fn parse_hint_name(name: &str) -> Option<u64> {
     u64::from_str_radix(stem, 16).ok()
 }
 
-/// One partition's entries while a hint is built: their bytes in file
-/// order, and `(hash, position)` of each to sort them by.
-#[derive(Default)]
-struct Part {
-    bytes: Vec<u8>,
-    index: Vec<(u32, u32)>,
+/// Entries a writer holds in memory before it moves them to its spill file
+/// (when it has one).
+const SPILL_AT: usize = 4 << 20;
+
+/// Where a writer keeps the entries it moved out of memory: a `*.tmp` file
+/// in the database directory (so that an open after a crash removes it),
+/// removed when the writer is done.
+struct Spill {
+    file: File,
+    path: PathBuf,
+    len: u64,
+    /// Per partition, `(offset, len)` of each of its runs in the file, in
+    /// file order.
+    runs: Vec<Vec<(u64, usize)>>,
+}
+
+impl Spill {
+    fn create(dir: &Path, id: u64) -> std::io::Result<Spill> {
+        let path = dir.join(format!("{id:016x}.hint.spill.{}.tmp", tmp_suffix()));
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        Ok(Spill {
+            file,
+            path,
+            len: 0,
+            runs: vec![Vec::new(); PARTITIONS],
+        })
+    }
+}
+
+impl Drop for Spill {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// `{pid}-{n}`: unique among the temporary files of this process and of
+/// any other that may have left some behind.
+fn tmp_suffix() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}-{n}", std::process::id())
 }
 
 /// Builds the hint of one data file from its records, given in file order,
-/// and writes it sorted. It holds the entries in memory until then, about
-/// key + 27 bytes per record (4 more with an expiry).
+/// and writes it sorted. Entries wait per partition, in file order, in a
+/// fixed layout (`RAW_FIXED`): in memory, about key + 19 bytes per record
+/// (4 more with an expiry); with `spill_into`, in memory up to `SPILL_AT`
+/// bytes and beyond that in a spill file, from which `finish` reads one
+/// partition at a time, so that sealing or merging a large file on a small
+/// device needs a few MiB rather than a third of the file's size.
 pub struct HintWriter {
     id: u64,
     seed: Seed,
@@ -77,7 +120,15 @@ pub struct HintWriter {
     /// The smallest record timestamp so far: entries store theirs as the
     /// difference, mostly one or two bytes.
     base: u32,
-    parts: Vec<Part>,
+    entries: u64,
+    /// Per partition, the entries not in the spill file.
+    parts: Vec<Vec<u8>>,
+    /// Bytes in `parts`.
+    held: usize,
+    /// `SPILL_AT`, but for tests.
+    spill_at: usize,
+    spill_dir: Option<PathBuf>,
+    spill: Option<Spill>,
 }
 
 impl HintWriter {
@@ -87,8 +138,69 @@ impl HintWriter {
             seed,
             next_offset: FILE_HEADER_LEN,
             base: u32::MAX,
-            parts: (0..PARTITIONS).map(|_| Part::default()).collect(),
+            entries: 0,
+            parts: vec![Vec::new(); PARTITIONS],
+            held: 0,
+            spill_at: SPILL_AT,
+            spill_dir: None,
+            spill: None,
         }
+    }
+
+    /// Lets the writer move entries to a temporary file in `dir` once it
+    /// holds `SPILL_AT` bytes of them.
+    pub fn spill_into(mut self, dir: &Path) -> HintWriter {
+        self.spill_dir = Some(dir.to_path_buf());
+        self
+    }
+
+    #[cfg(test)]
+    fn spills(&self) -> bool {
+        self.spill.as_ref().is_some_and(|s| s.len > 0)
+    }
+
+    /// Moves every partition's entries to the spill file. If the file
+    /// cannot be made or written, entries stay in memory from then on: a
+    /// hint that costs memory beats none.
+    fn spill_parts(&mut self) {
+        let Some(dir) = &self.spill_dir else { return };
+        if self.spill.is_none() {
+            match Spill::create(dir, self.id) {
+                Ok(s) => self.spill = Some(s),
+                Err(_) => return self.spill_dir = None,
+            }
+        }
+        let spill = self.spill.as_mut().expect("made above");
+        for (p, part) in self.parts.iter_mut().enumerate() {
+            if part.is_empty() {
+                continue;
+            }
+            if spill.file.write_all_at(part, spill.len).is_err() {
+                return self.spill_dir = None;
+            }
+            spill.runs[p].push((spill.len, part.len()));
+            spill.len += part.len() as u64;
+            self.held -= part.len();
+            part.clear();
+        }
+    }
+
+    /// Partition `p`'s entries, in file order: those in the spill file,
+    /// then those in memory.
+    fn take_part(&mut self, p: usize) -> std::io::Result<Vec<u8>> {
+        let part = std::mem::take(&mut self.parts[p]);
+        let Some(spill) = self.spill.as_ref().filter(|s| !s.runs[p].is_empty()) else {
+            return Ok(part);
+        };
+        let spilled: usize = spill.runs[p].iter().map(|&(_, len)| len).sum();
+        let mut bytes = vec![0u8; spilled];
+        let mut at = 0;
+        for &(offset, len) in &spill.runs[p] {
+            spill.file.read_exact_at(&mut bytes[at..at + len], offset)?;
+            at += len;
+        }
+        bytes.extend_from_slice(&part);
+        Ok(bytes)
     }
 
     /// Adds the entry of the next record, which starts at `offset`.
@@ -116,10 +228,10 @@ impl HintWriter {
         }
         self.next_offset = offset + hdr.record_len();
         self.base = self.base.min(hdr.timestamp);
+        self.entries += 1;
         let hash = self.seed.hash(key);
-        let part = &mut self.parts[shard_of(hash)];
-        part.index.push((hash, part.bytes.len() as u32));
-        let b = &mut part.bytes;
+        let b = &mut self.parts[shard_of(hash)];
+        let before = b.len();
         for field in [hash, offset as u32, hdr.value_len, hdr.timestamp] {
             b.extend_from_slice(&field.to_le_bytes());
         }
@@ -131,21 +243,29 @@ impl HintWriter {
             b.push(hdr.flags);
         }
         b.extend_from_slice(key);
+        self.held += b.len() - before;
+        if self.held >= self.spill_at {
+            self.spill_parts();
+        }
         Ok(())
+    }
+
+    /// The length of the raw entry at the start of `e`.
+    fn raw_len(e: &[u8]) -> usize {
+        let key_len = u16::from_le_bytes([e[16], e[17]]) as usize;
+        RAW_FIXED + if e[18] & FLAG_EXPIRES != 0 { 4 } else { 0 } + key_len
     }
 
     /// Appends the hint entry of the raw entry `e` (see `RAW_FIXED`) to
     /// `out`.
     fn encode(&self, e: &[u8], out: &mut Vec<u8>) {
-        let key_len = u16::from_le_bytes([e[16], e[17]]) as usize;
-        let flags = e[18];
-        let rest = RAW_FIXED + if flags & FLAG_EXPIRES != 0 { 4 } else { 0 };
+        let key_len = u16::from_le_bytes([e[16], e[17]]);
         out.extend_from_slice(&e[..8]);
-        out.push(flags);
+        out.push(e[18]);
         put_varint(out, key_len as u32);
         put_varint(out, format::u32_at(e, 8));
         put_varint(out, format::u32_at(e, 12) - self.base);
-        out.extend_from_slice(&e[RAW_FIXED..rest + key_len]);
+        out.extend_from_slice(&e[RAW_FIXED..Self::raw_len(e)]);
     }
 
     /// The whole hint file for a data file of `data_len` bytes.
@@ -156,26 +276,32 @@ impl HintWriter {
             out.write_all(bytes)
         };
         put(out, &format::file_header(&HINT_MAGIC))?;
-        if self.parts.iter().all(|p| p.index.is_empty()) {
+        if self.entries == 0 {
             self.base = 0;
         }
         let mut table = Vec::with_capacity(TABLE_LEN as usize);
         let mut end = FILE_HEADER_LEN;
-        let mut entries = Vec::new();
-        let mut parts = std::mem::take(&mut self.parts);
-        for part in &mut parts {
-            // Positions grow in file order, so this keeps a key's records
-            // in the order they were written.
-            part.index.sort_unstable();
+        let (mut entries, mut index) = (Vec::new(), Vec::new());
+        for p in 0..PARTITIONS {
+            let part = self.take_part(p)?;
+            // `(hash, position)` of each entry: positions grow in file
+            // order, so sorting keeps a key's records in the order they
+            // were written.
+            index.clear();
+            let mut at = 0;
+            while at < part.len() {
+                index.push((format::u32_at(&part, at), at));
+                at += Self::raw_len(&part[at..]);
+            }
+            index.sort_unstable();
             entries.clear();
-            for &(_, at) in &part.index {
-                self.encode(&part.bytes[at as usize..], &mut entries);
+            for &(_, at) in &index {
+                self.encode(&part[at..], &mut entries);
             }
             put(out, &entries)?;
             end += entries.len() as u64;
-            table.extend_from_slice(&(part.index.len() as u32).to_le_bytes());
+            table.extend_from_slice(&(index.len() as u32).to_le_bytes());
             table.extend_from_slice(&end.to_le_bytes());
-            *part = Part::default();
         }
         put(out, &table)?;
         let mut tail = [0u8; 36];
@@ -225,10 +351,8 @@ fn write_atomically(
     // Two writers of one hint (merge and the worker sealing the same file)
     // must not share a temporary file; the last rename wins and both write
     // the same bytes.
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let path = hint_path(dir, id);
-    let tmp = path.with_extension(format!("hint.{}-{n}.tmp", std::process::id()));
+    let tmp = path.with_extension(format!("hint.{}.tmp", tmp_suffix()));
     let written = (|| {
         let mut out = BufWriter::with_capacity(256 << 10, File::create(&tmp)?);
         write(&mut out)?;
@@ -688,6 +812,55 @@ mod tests {
             let e = w.add(48, &hdr(3, 10, flags, 0), b"abc").unwrap_err();
             assert_eq!(e.status(), crate::error::Status::Corruption, "{flags:#x}");
         }
+    }
+
+    /// A writer's hint is the same bytes whether its entries stayed in
+    /// memory or went through its spill file (many times, or never because
+    /// the file cannot be made), and the spill file is gone afterwards.
+    #[test]
+    fn spilled_hints_are_the_same_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |spill: Option<&Path>, spill_at: usize, name: &str| {
+            let mut w = HintWriter::create(9, Seed(5, 6));
+            if let Some(d) = spill {
+                w = w.spill_into(d);
+            }
+            w.spill_at = spill_at;
+            let mut off = 16;
+            for i in 0..5000u32 {
+                let key = format!("key-{}", i % 3000);
+                let expiry = if i % 7 == 0 { 1_800_000_000 + i } else { 0 };
+                let h = hdr(key.len() as u16, i % 300, (i % 11 == 0) as u8, expiry);
+                let h = RecordHeader {
+                    value_len: if h.is_tombstone() { 0 } else { h.value_len },
+                    ..h
+                };
+                w.add(off, &h, key.as_bytes()).unwrap();
+                off += h.record_len();
+            }
+            let spilled = w.spills();
+            let out = dir.path().join(name);
+            fs::create_dir(&out).unwrap();
+            w.finish(off, &out).unwrap();
+            (fs::read(hint_path(&out, 9)).unwrap(), spilled)
+        };
+        let (memory, spilled) = write(None, 1000, "memory");
+        assert!(!spilled);
+        let (many, spilled) = write(Some(dir.path()), 1000, "many");
+        assert!(spilled);
+        assert!(many == memory, "spilled 1000 bytes at a time");
+        let (once, spilled) = write(Some(dir.path()), 100_000, "once");
+        assert!(spilled);
+        assert!(once == memory, "spilled once");
+        let (nowhere, spilled) = write(Some(&dir.path().join("missing")), 1000, "nowhere");
+        assert!(!spilled);
+        assert!(nowhere == memory, "spill file could not be made");
+        let left: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n.to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 
     #[test]

@@ -349,7 +349,7 @@ impl Inner {
         Ok(Output {
             file: Arc::new(file),
             tmp,
-            hint: HintWriter::create(id, self.keydir.seed()),
+            hint: HintWriter::create(id, self.keydir.seed()).spill_into(&self.dir),
             moves: Vec::new(),
         })
     }
