@@ -414,7 +414,7 @@ impl DataFile {
         self.sealed.store(true, Ordering::Release);
         // The buffer's capacity is not needed any more, nor, when reads go
         // through a map that covers the file, the descriptor.
-        self.tail.write().pending = Vec::new();
+        self.release_buffer();
         if self
             .map
             .get()
@@ -423,6 +423,16 @@ impl DataFile {
             self.close_fd();
         }
         Ok(())
+    }
+
+    /// Frees the write buffer's memory once the file takes no more appends
+    /// (it must have been flushed).
+    pub fn release_buffer(&self) {
+        let mut tail = self.tail.write();
+        debug_assert!(tail.pending.is_empty());
+        if tail.pending.is_empty() {
+            tail.pending = Vec::new();
+        }
     }
 
     /// Counts a tombstone record of `len` bytes (dead from the start).

@@ -549,10 +549,9 @@ impl Inner {
         let path = self.dir.join(datafile::data_name(id));
         let writable = !self.opts.read_only;
         let mut r = FileReader::open(&path)?;
+        // Not spilled: the hint is built in memory whole anyway (see
+        // `into_hint`), and reading a spill back could fail the open.
         let mut hint = HintWriter::create(id, seed);
-        if writable {
-            hint = hint.spill_into(&self.dir);
-        }
         let mut add_err = None;
         let mut damaged = false;
         let (mut dropped, mut skipped) = (0, 0);
@@ -850,8 +849,8 @@ impl Inner {
         // this record cleanly instead of leaving it half-acknowledged.
         let encode = |buf: &mut Vec<u8>| format::encode_record(buf, now, expiry, flags, key, value);
         // Appends are buffered up to `write_buffer` bytes before a
-        // `pwrite`; a record at least that large is written straight from
-        // the caller's memory.
+        // `pwrite`; a record that does not fit in an empty buffer is
+        // written at once.
         let cap = self.opts.write_buffer;
         let offset = match file.append_within(len as usize, cap, encode) {
             Some(offset) => offset,
@@ -890,6 +889,9 @@ impl Inner {
         if let Some(a) = &w.active {
             if a.len() > FILE_HEADER_LEN && a.len() + len > self.opts.max_file_size {
                 a.flush()?;
+                // Queued files must not each keep a buffer of up to 64 MiB
+                // while the worker catches up.
+                a.release_buffer();
                 retired = w.active.take();
             }
         }

@@ -69,9 +69,10 @@ struct Spill {
     file: File,
     path: PathBuf,
     len: u64,
-    /// Per partition, `(offset, len)` of each of its runs in the file, in
-    /// file order.
-    runs: Vec<Vec<(u64, usize)>>,
+    /// Per partition, `(offset, len, crc)` of each of its runs in the file,
+    /// in file order. (The file is never synced: if writeback failed and
+    /// the pages were dropped, the CRC tells.)
+    runs: Vec<Vec<(u64, usize, u32)>>,
 }
 
 impl Spill {
@@ -178,7 +179,7 @@ impl HintWriter {
             if spill.file.write_all_at(part, spill.len).is_err() {
                 return self.spill_dir = None;
             }
-            spill.runs[p].push((spill.len, part.len()));
+            spill.runs[p].push((spill.len, part.len(), crc32fast::hash(part)));
             spill.len += part.len() as u64;
             self.held -= part.len();
             part.clear();
@@ -192,11 +193,21 @@ impl HintWriter {
         let Some(spill) = self.spill.as_ref().filter(|s| !s.runs[p].is_empty()) else {
             return Ok(part);
         };
-        let spilled: usize = spill.runs[p].iter().map(|&(_, len)| len).sum();
+        let spilled: usize = spill.runs[p].iter().map(|&(_, len, _)| len).sum();
         let mut bytes = vec![0u8; spilled];
         let mut at = 0;
-        for &(offset, len) in &spill.runs[p] {
-            spill.file.read_exact_at(&mut bytes[at..at + len], offset)?;
+        for &(offset, len, crc) in &spill.runs[p] {
+            let run = &mut bytes[at..at + len];
+            spill.file.read_exact_at(run, offset)?;
+            if crc32fast::hash(run) != crc {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "{}: offset {offset}: the entries read back are not those written",
+                        spill.path.display()
+                    ),
+                ));
+            }
             at += len;
         }
         bytes.extend_from_slice(&part);
@@ -321,8 +332,11 @@ impl HintWriter {
         write_atomically(dir, id, |out| self.write_to(out, data_len)).map(|_| ())
     }
 
-    /// The hint as a source for loading without a file (read-only opens).
+    /// The hint as a source for loading without a file (open's scans).
+    /// Only for a writer that does not spill: it holds the whole hint in
+    /// memory anyway, and reading a spill back could fail.
     pub fn into_hint(self, data_len: u64) -> Hint {
+        assert!(self.spill_dir.is_none(), "into_hint of a spilling writer");
         let mut bytes = Vec::new();
         let (id, seed) = (self.id, self.seed);
         self.write_to(&mut bytes, data_len)
@@ -860,6 +874,33 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .filter(|n| n.to_string_lossy().ends_with(".tmp"))
             .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    /// Entries that come back from the spill file other than they went in
+    /// (pages lost after a failed writeback) fail the hint, never make a
+    /// wrong one; the spill file is removed all the same.
+    #[test]
+    fn a_spill_read_back_wrong_fails_the_hint() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = HintWriter::create(3, Seed(1, 1)).spill_into(dir.path());
+        w.spill_at = 500;
+        let mut off = 16;
+        for i in 0..200u32 {
+            let key = format!("key-{i}");
+            let h = hdr(key.len() as u16, 10, 0, 0);
+            w.add(off, &h, key.as_bytes()).unwrap();
+            off += h.record_len();
+        }
+        let spill = w.spill.as_ref().unwrap();
+        assert!(spill.len > 0);
+        let mut bytes = fs::read(&spill.path).unwrap();
+        bytes[spill.len as usize / 2] ^= 0x40;
+        fs::write(&spill.path, &bytes).unwrap();
+        let e = w.finish(off, dir.path()).unwrap_err();
+        assert_eq!(e.status(), crate::error::Status::Io, "{}", e.message());
+        assert!(e.message().contains("read back"), "{}", e.message());
+        let left: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert!(left.is_empty(), "{left:?}");
     }
 
