@@ -27,7 +27,7 @@
 use crate::datafile::{self, sync_dir, DataFile};
 use crate::db::{expired, Inner};
 use crate::error::{Error, Result, Status};
-use crate::format::{self, record_len, FILE_HEADER_LEN, FLAG_TOMBSTONE, RECORD_HEADER_LEN};
+use crate::format::{self, FILE_HEADER_LEN, FLAG_TOMBSTONE, RECORD_HEADER_LEN};
 use crate::hint::{self, HintWriter};
 use crate::keydir::Location;
 use crate::options::WRITE_BUFFER;
@@ -66,8 +66,20 @@ struct Output {
     file: Arc<DataFile>,
     tmp: PathBuf,
     hint: HintWriter,
-    /// Keydir moves to apply once the file is durable: key, from, to.
-    moves: Vec<(Vec<u8>, Location, Location)>,
+    /// Keydir moves to apply once the file is durable.
+    moves: Vec<Move>,
+}
+
+/// A record copied to an output, to point the keydir at once the output
+/// is durable: 20 bytes (its key need not be kept: see
+/// `Keydir::relocate`), where the key itself would cost 60 and more.
+struct Move {
+    hash: u32,
+    from_file: u32,
+    from_offset: u32,
+    to_offset: u32,
+    /// The record's length, dead in the input or in the output.
+    len: u32,
 }
 
 impl Inner {
@@ -323,12 +335,13 @@ impl Inner {
             if kept.is_tombstone() {
                 o.file.add_tombstone(kept.record_len());
             } else {
-                let to = Location {
-                    file: o.file.fnum,
-                    offset: at as u32,
-                    ..here
-                };
-                o.moves.push((key.to_vec(), here, to));
+                o.moves.push(Move {
+                    hash: self.keydir.seed().hash(key),
+                    from_file: here.file,
+                    from_offset: here.offset,
+                    to_offset: at as u32,
+                    len: len as u32,
+                });
             }
         }
     }
@@ -375,11 +388,13 @@ impl Inner {
         // move is made, the output's if a writer overwrote the key first.
         // (The inputs' counts matter if this merge fails later: they stay.)
         let mut input_dead: HashMap<u32, u64> = HashMap::new();
-        for (key, from, to) in &o.moves {
-            if self.keydir.replace_if(key, *from, Some(*to)) {
-                *input_dead.entry(from.file).or_default() += record_len(key.len(), from.value_len);
+        let to_file = o.file.fnum;
+        for m in &o.moves {
+            let from = (m.from_file, m.from_offset);
+            if self.keydir.relocate(m.hash, from, (to_file, m.to_offset)) {
+                *input_dead.entry(m.from_file).or_default() += m.len as u64;
             } else {
-                self.mark_dead(*to, key.len());
+                o.file.dead_bytes.fetch_add(m.len as u64, Ordering::Relaxed);
             }
         }
         let files = self.files.read();

@@ -193,6 +193,29 @@ impl Keydir {
         true
     }
 
+    /// Points the key whose record is at `from` (file, offset), if one
+    /// still does, at `to`: a merge's copy of that record. The key is found
+    /// by its hash and that location alone (a location holds one record,
+    /// so one key), so that a merge need not keep the keys it moved.
+    pub fn relocate(&self, hash: u32, from: (u32, u32), to: (u32, u32)) -> bool {
+        let mut shard = self.shard(hash).write();
+        if shard.slots.is_empty() {
+            return false;
+        }
+        let mut i = shard.home_of(hash & TAG_MASK);
+        loop {
+            let s = &mut shard.slots[i];
+            if s.meta == 0 {
+                return false;
+            }
+            if same_tag(s, hash) && (s.file, s.offset) == from {
+                (s.file, s.offset) = to;
+                return true;
+            }
+            i = shard.next(i);
+        }
+    }
+
     #[cfg(test)]
     pub fn len(&self) -> usize {
         self.shards.iter().map(|s| s.read().len).sum()
@@ -817,6 +840,45 @@ mod tests {
         for i in (0..300_000u32).filter(|i| i % 10 != 0) {
             assert_eq!(kd.get(&key(i)), None);
         }
+    }
+
+    /// `relocate` moves exactly the key whose record is at `from`: not
+    /// one whose record is elsewhere (overwritten, or a colliding key), and
+    /// nothing for a key that is gone; the value length and expiry stay.
+    #[test]
+    fn relocate_finds_a_key_by_its_location_alone() {
+        let kd = Keydir::new(Seed::random());
+        let key = |i: u32| format!("key-{i}").into_bytes();
+        let at = |i: u32| Location {
+            file: 1,
+            offset: i * 100,
+            value_len: i,
+            expiry: i % 3,
+        };
+        for i in 0..3000 {
+            kd.insert(&key(i), at(i));
+        }
+        for i in (0..3000).step_by(3) {
+            kd.insert(&key(i), Location { file: 5, ..at(i) }); // overwritten
+        }
+        for i in (1..3000).step_by(3) {
+            kd.remove(&key(i));
+        }
+        for i in 0..3000 {
+            let h = kd.seed().hash(&key(i));
+            assert!(!kd.relocate(h, (1, i * 100 + 1), (2, i)), "wrong offset {i}");
+            let moved = kd.relocate(h, (1, i * 100), (2, i));
+            assert_eq!(moved, i % 3 == 2, "key {i}");
+        }
+        for i in 0..3000 {
+            let want = match i % 3 {
+                0 => Some(Location { file: 5, ..at(i) }),
+                1 => None,
+                _ => Some(Location { file: 2, offset: i, ..at(i) }),
+            };
+            assert_eq!(kd.get(&key(i)), want, "key {i}");
+        }
+        assert!(!Keydir::new(Seed::random()).relocate(7, (1, 0), (2, 0)), "empty");
     }
 
     #[test]
