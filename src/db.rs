@@ -544,14 +544,46 @@ impl Inner {
     }
 
     /// Scans data file `id` for its records, truncating a torn tail, and
-    /// returns its hint (written to disk too, when writable) and length.
+    /// returns its hint and length. A read-write handle writes the hint as
+    /// it goes (its writer spills, so a file of any size is scanned in a
+    /// few MiB) and then reads it from the file; a read-only one, or a
+    /// repair that skipped damage, keeps it in memory.
     fn scan_file(&self, id: u64, newest: bool, seed: Seed) -> Result<Scan> {
-        let path = self.dir.join(datafile::data_name(id));
         let writable = !self.opts.read_only;
+        let mut writer = HintWriter::create(id, seed);
+        if writable {
+            writer = writer.spill_into(&self.dir);
+        }
+        let scanned = self.scan_records(id, newest, &mut writer)?;
+        let hint = if writable && !scanned.damaged {
+            let written = writer.finish(scanned.len, &self.dir).ok();
+            match written.and_then(|()| hint::open_built(&self.dir, id, scanned.len)) {
+                Some(hint) => hint,
+                // A hint that cannot be written only costs a scan next
+                // time; for now, one in memory, from a second scan (the
+                // writer is spent; a torn tail is gone by now).
+                None => {
+                    let mut writer = HintWriter::create(id, seed);
+                    self.scan_records(id, newest, &mut writer)?;
+                    writer.into_hint(scanned.len)?
+                }
+            }
+        } else {
+            writer.into_hint(scanned.len)?
+        };
+        Ok(Scan {
+            hint,
+            len: scanned.len,
+            dropped: scanned.dropped,
+            skipped: scanned.skipped,
+        })
+    }
+
+    /// Adds the records of data file `id` to `hint`, truncating a torn tail
+    /// (a read-write handle) or, with the repair option, skipping damage.
+    fn scan_records(&self, id: u64, newest: bool, hint: &mut HintWriter) -> Result<Scanned> {
+        let path = self.dir.join(datafile::data_name(id));
         let mut r = FileReader::open(&path)?;
-        // Not spilled: the hint is built in memory whole anyway (see
-        // `into_hint`), and reading a spill back could fail the open.
-        let mut hint = HintWriter::create(id, seed);
         let mut add_err = None;
         let mut damaged = false;
         let (mut dropped, mut skipped) = (0, 0);
@@ -568,7 +600,7 @@ impl Inner {
                 // Torn tail: the last append was cut short by a crash.
                 dropped += r.len - d.offset;
                 len = d.offset;
-                if writable {
+                if !self.opts.read_only {
                     DataFile::truncate(&path, d.offset)?;
                 }
                 break;
@@ -588,20 +620,15 @@ impl Inner {
                 }
             }
         }
-        if let Some(e) = add_err {
-            return Err(e);
+        match add_err {
+            Some(e) => Err(e),
+            None => Ok(Scanned {
+                len,
+                dropped,
+                skipped,
+                damaged,
+            }),
         }
-        let mut hint = hint.into_hint(len);
-        if writable && !damaged {
-            // A hint that cannot be written only costs a scan next time.
-            let _ = hint.persist(&self.dir, id);
-        }
-        Ok(Scan {
-            hint,
-            len,
-            dropped,
-            skipped,
-        })
     }
 
     /// Whether a data file without a header may be a torn creation: only
@@ -1259,6 +1286,15 @@ fn check_record(rec: &[u8], key: &[u8], file: &DataFile, offset: u32) -> Result<
         return Err(bad("record does not hold the key the keydir points at"));
     }
     Ok(())
+}
+
+/// What `scan_records` found: the file's length after any torn tail, what
+/// recovery dropped and repair skipped, and whether damage was skipped.
+struct Scanned {
+    len: u64,
+    dropped: u64,
+    skipped: u64,
+    damaged: bool,
 }
 
 /// A data file scanned at open: its hint, built from the scan, its length

@@ -332,18 +332,24 @@ impl HintWriter {
         write_atomically(dir, id, |out| self.write_to(out, data_len)).map(|_| ())
     }
 
-    /// The hint as a source for loading without a file (open's scans).
-    /// Only for a writer that does not spill: it holds the whole hint in
-    /// memory anyway, and reading a spill back could fail.
-    pub fn into_hint(self, data_len: u64) -> Hint {
-        assert!(self.spill_dir.is_none(), "into_hint of a spilling writer");
+    /// The hint as a source for loading without a file (open's scans
+    /// that cannot write it). Fails only if a spilled run cannot be read
+    /// back.
+    pub fn into_hint(self, data_len: u64) -> Result<Hint> {
         let mut bytes = Vec::new();
         let (id, seed) = (self.id, self.seed);
-        self.write_to(&mut bytes, data_len)
-            .expect("writing to memory cannot fail");
+        let spill = self.spill.as_ref().map(|s| s.path.clone());
+        if let Err(e) = self.write_to(&mut bytes, data_len) {
+            let path = spill.unwrap_or_default();
+            return Err(Error::io(
+                "reading back the hint entries spilled to",
+                &path,
+                e,
+            ));
+        }
         let trailer = &bytes[bytes.len() - TRAILER_LEN as usize..];
         let (table, base) = (read_table(trailer), read_base(trailer));
-        Hint {
+        Ok(Hint {
             src: Src::Mem(bytes.into()),
             path: PathBuf::from(format!("(hint of {id:016x} in memory)")),
             data_len,
@@ -351,7 +357,7 @@ impl HintWriter {
             base,
             table,
             crc: None,
-        }
+        })
     }
 }
 
@@ -495,17 +501,17 @@ impl RangeSeen {
     }
 }
 
-impl Hint {
-    /// Writes a hint built in memory to its file, and from then on reads
-    /// it from there (the page cache) rather than holding it.
-    pub fn persist(&mut self, dir: &Path, id: u64) -> Result<()> {
-        if let Src::Mem(bytes) = &self.src {
-            self.path = write_atomically(dir, id, |out| out.write_all(bytes))?;
-            self.src = Src::File;
-        }
-        Ok(())
-    }
+/// The hint of data file `id` (`data_len` bytes) that this process has
+/// just written from a scan of it (`HintWriter::finish`), read from its
+/// file but trusted like one built in memory: not checked again as it
+/// loads. None if it cannot be opened.
+pub fn open_built(dir: &Path, id: u64, data_len: u64) -> Option<Hint> {
+    let mut hint = open(&hint_path(dir, id), id, data_len)?;
+    hint.crc = None;
+    Some(hint)
+}
 
+impl Hint {
     /// Whether this process built the hint (by scanning its data file):
     /// such a hint is trusted, not checked again as it loads.
     pub fn built_here(&self) -> bool {
@@ -941,7 +947,7 @@ mod tests {
             w.add(off, &h, key.as_bytes()).unwrap();
             off += h.record_len();
         }
-        let h = w.into_hint(off);
+        let h = w.into_hint(off).unwrap();
         let mut order = Vec::new();
         for p in 0..PARTITIONS {
             let mut seen = RangeSeen::new();

@@ -866,7 +866,10 @@ mod tests {
         }
         for i in 0..3000 {
             let h = kd.seed().hash(&key(i));
-            assert!(!kd.relocate(h, (1, i * 100 + 1), (2, i)), "wrong offset {i}");
+            assert!(
+                !kd.relocate(h, (1, i * 100 + 1), (2, i)),
+                "wrong offset {i}"
+            );
             let moved = kd.relocate(h, (1, i * 100), (2, i));
             assert_eq!(moved, i % 3 == 2, "key {i}");
         }
@@ -874,11 +877,18 @@ mod tests {
             let want = match i % 3 {
                 0 => Some(Location { file: 5, ..at(i) }),
                 1 => None,
-                _ => Some(Location { file: 2, offset: i, ..at(i) }),
+                _ => Some(Location {
+                    file: 2,
+                    offset: i,
+                    ..at(i)
+                }),
             };
             assert_eq!(kd.get(&key(i)), want, "key {i}");
         }
-        assert!(!Keydir::new(Seed::random()).relocate(7, (1, 0), (2, 0)), "empty");
+        assert!(
+            !Keydir::new(Seed::random()).relocate(7, (1, 0), (2, 0)),
+            "empty"
+        );
     }
 
     #[test]
