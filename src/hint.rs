@@ -214,8 +214,9 @@ impl HintWriter {
         Ok(bytes)
     }
 
-    /// Adds the entry of the next record, which starts at `offset`.
-    pub fn add(&mut self, offset: u64, hdr: &RecordHeader, key: &[u8]) -> Result<()> {
+    /// Adds the entry of the next record, which starts at `offset`;
+    /// returns the key's hash (the keydir's, under the writer's seed).
+    pub fn add(&mut self, offset: u64, hdr: &RecordHeader, key: &[u8]) -> Result<u32> {
         if offset > u32::MAX as u64 {
             return Err(Error::corruption(format!(
                 "data file {:016x}: a record at offset {offset}, past 4 GiB, where bitcask \
@@ -258,7 +259,7 @@ impl HintWriter {
         if self.held >= self.spill_at {
             self.spill_parts();
         }
-        Ok(())
+        Ok(hash)
     }
 
     /// The length of the raw entry at the start of `e`.

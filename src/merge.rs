@@ -331,12 +331,12 @@ impl Inner {
                 }
             };
             let kept = format::RecordHeader::decode(keep);
-            o.hint.add(at, &kept, key)?;
+            let hash = o.hint.add(at, &kept, key)?;
             if kept.is_tombstone() {
                 o.file.add_tombstone(kept.record_len());
             } else {
                 o.moves.push(Move {
-                    hash: self.keydir.seed().hash(key),
+                    hash,
                     from_file: here.file,
                     from_offset: here.offset,
                     to_offset: at as u32,
