@@ -23,7 +23,10 @@
  * - a merge whose fsync fails returns BC_IO and fails the handle;
  * - after a failure, bc_close writes nothing to the directory;
  * - each time, the directory reopens with every record synced before the
- *   failure, and no damage. */
+ *   failure, and no damage;
+ * - a read-write open syncs each data file it scans (one without a hint)
+ *   before it writes the file's hint, and fails with BC_IO naming the file
+ *   if that sync fails, writing no hint. */
 #define _GNU_SOURCE
 #include "check.h"
 
@@ -124,6 +127,59 @@ static void none_mode_puts_do_not_fsync(void) {
     CHECK_MSG(atomic_load(&sync_calls) == before,
               "%ld fsyncs during 200 BC_SYNC_NONE puts", atomic_load(&sync_calls) - before);
     close_db(db);
+}
+
+/* Removes every *.hint of dir; returns how many. */
+static int remove_hints(const char *dir) {
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int n = 0;
+    CHECK(d != NULL);
+    while ((e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name);
+        if (len > 5 && strcmp(e->d_name + len - 5, ".hint") == 0) {
+            CHECK(unlink(path_join(dir, e->d_name)) == 0);
+            n++;
+        }
+    }
+    closedir(d);
+    return n;
+}
+
+static void open_syncs_a_scanned_file_before_hinting_it(void) {
+    const char *dir = make_temp_dir();
+    bc_options *o = make_opts(4096, 0, 0);
+    bc_db *db;
+    long before;
+    int i, hints;
+    disk_ok();
+    db = open_db(dir, o);
+    for (i = 0; i < 1000; i++) CHECK_STATUS(put_numbered(db, "k", i, NULL, 0), BC_OK);
+    close_db(db);
+    hints = remove_hints(dir);
+    CHECK_MSG(hints > 3, "%d hints", hints);
+
+    atomic_store(&fail_syncs, 1);
+    db = NULL;
+    CHECK_STATUS(bc_open(dir, o, &db), BC_IO);
+    CHECK(db == NULL);
+    CHECK_STR_CONTAINS(bc_last_error(), "syncing");
+    CHECK_STR_CONTAINS(bc_last_error(), ".data");
+    disk_ok();
+    CHECK_MSG(remove_hints(dir) == 0, "a hint was written for a file whose sync failed");
+
+    before = atomic_load(&sync_calls);
+    db = open_db(dir, o);
+    CHECK_MSG(atomic_load(&sync_calls) - before >= hints,
+              "%ld syncs for %d scanned files", atomic_load(&sync_calls) - before, hints);
+    for (i = 0; i < 1000; i++) {
+        char key[32];
+        int kl = snprintf(key, sizeof key, "k%d", i);
+        CHECK_GET(db, U8(key), (size_t)kl, key, (size_t)kl);
+    }
+    close_db(db);
+    CHECK_MSG(remove_hints(dir) >= hints, "the scanned files got no hints");
+    bc_options_free(o);
 }
 
 #define GC_THREADS 8
@@ -339,5 +395,6 @@ int main(int argc, char **argv) {
     RUN(always_mode_put_fails_with_its_fsync);
     RUN(background_sync_failure_fails_later_writes);
     RUN(merge_fsync_failure_fails_the_handle);
+    RUN(open_syncs_a_scanned_file_before_hinting_it);
     return check_finish();
 }

@@ -556,12 +556,21 @@ impl Inner {
         }
         let scanned = self.scan_records(id, newest, &mut writer)?;
         let hint = if writable && !scanned.damaged {
-            let written = writer.finish(scanned.len, &self.dir).ok();
-            match written.and_then(|()| hint::open_built(&self.dir, id, scanned.len)) {
+            // A hint says its data file is on disk (see `may_be_torn`): a
+            // file a crash left unsynced must be synced before it gets one.
+            let path = self.dir.join(datafile::data_name(id));
+            File::open(&path)
+                .and_then(|f| f.sync_data())
+                .map_err(|e| Error::io("syncing", &path, e))?;
+            let built = match writer.finish(scanned.len, &self.dir) {
+                Ok(()) => hint::open_built(&self.dir, id, scanned.len)?,
+                Err(_) => None,
+            };
+            match built {
                 Some(hint) => hint,
-                // A hint that cannot be written only costs a scan next
-                // time; for now, one in memory, from a second scan (the
-                // writer is spent; a torn tail is gone by now).
+                // A hint that cannot be written (a full disk) only costs a
+                // scan next time; for now, one in memory, from a second
+                // scan (the writer is spent; a torn tail is gone by now).
                 None => {
                     let mut writer = HintWriter::create(id, seed);
                     self.scan_records(id, newest, &mut writer)?;

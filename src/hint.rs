@@ -111,8 +111,8 @@ fn tmp_suffix() -> String {
 /// fixed layout (`RAW_FIXED`): in memory, about key + 19 bytes per record
 /// (4 more with an expiry); with `spill_into`, in memory up to `SPILL_AT`
 /// bytes and beyond that in a spill file, from which `finish` reads one
-/// partition at a time, so that sealing or merging a large file on a small
-/// device needs a few MiB rather than a third of the file's size.
+/// partition at a time, so that sealing, merging or scanning a large file
+/// on a small device needs a few MiB rather than a third of its size.
 pub struct HintWriter {
     id: u64,
     seed: Seed,
@@ -505,11 +505,19 @@ impl RangeSeen {
 /// The hint of data file `id` (`data_len` bytes) that this process has
 /// just written from a scan of it (`HintWriter::finish`), read from its
 /// file but trusted like one built in memory: not checked again as it
-/// loads. None if it cannot be opened.
-pub fn open_built(dir: &Path, id: u64, data_len: u64) -> Option<Hint> {
-    let mut hint = open(&hint_path(dir, id), id, data_len)?;
-    hint.crc = None;
-    Some(hint)
+/// loads. None if it cannot be read back; running out of descriptors is an
+/// error, as in `Hint::open` (the scan that would replace it needs them).
+pub fn open_built(dir: &Path, id: u64, data_len: u64) -> Result<Option<Hint>> {
+    let path = hint_path(dir, id);
+    if let Err(e) = File::open(&path) {
+        if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+            return Err(Error::io("opening hint", &path, e));
+        }
+    }
+    Ok(open(&path, id, data_len).map(|mut hint| {
+        hint.crc = None;
+        hint
+    }))
 }
 
 impl Hint {
