@@ -8,7 +8,10 @@
  * - BC_SYNC_ALWAYS: every acknowledged key is there, exactly;
  * - BC_SYNC_NONE: every key that is there is exact (the write buffer the
  *   disk refused is lost, as the header says), and the put that failed
- *   stored nothing. */
+ *   stored nothing.
+ * And an open that cannot write the hint of a file it scans (the hint is
+ * larger than the limit) still opens, from a second scan, and serves every
+ * key; the next open without the limit writes the hint. */
 #include "check.h"
 
 #include <sys/resource.h>
@@ -69,7 +72,60 @@ static int child_fill(const char *dir, int sync) {
     return check_finish();
 }
 
+/* 30,000 records of 8-byte keys and values: one data file of about 1 MB,
+ * whose hint (about 600 KB) is larger than LIMIT. */
+#define HINT_KEYS 30000
+#define BIG_HINT "0000000100000000.hint"
+
+static int hint_key(char *buf, int i) { return sprintf(buf, "h%07d", i); }
+
+/* Opens dir read-write under the limit, with its large file's hint gone:
+ * open must scan the file, fail to write its hint, and serve every key. */
+static int child_open(const char *dir) {
+    struct rlimit rl;
+    bc_db *db;
+    char key[16];
+    int i;
+    signal(SIGXFSZ, SIG_IGN);
+    rl.rlim_cur = rl.rlim_max = LIMIT;
+    CHECK_MSG(setrlimit(RLIMIT_FSIZE, &rl) == 0, "setrlimit(RLIMIT_FSIZE): %s", strerror(errno));
+    db = open_db(dir, NULL);
+    CHECK_MSG(access(path_join(dir, BIG_HINT), F_OK) != 0, "the hint was written");
+    for (i = 0; i < HINT_KEYS; i++) {
+        int kl = hint_key(key, i);
+        CHECK_GET(db, U8(key), (size_t)kl, key, (size_t)kl);
+    }
+    close_db(db);
+    return check_finish();
+}
+
 /* ---- tests --------------------------------------------------------------- */
+
+static void test_open_cannot_write_a_hint(void) {
+    const char *dir = make_temp_dir();
+    const char *args[] = {"child-open", dir, NULL};
+    bc_options *o = make_opts(4u << 20, 0, 0);
+    bc_db *db;
+    char key[16];
+    int i;
+    db = open_db(dir, o);
+    for (i = 0; i < HINT_KEYS; i++) {
+        int kl = hint_key(key, i);
+        CHECK_STATUS(bc_put(db, U8(key), (size_t)kl, U8(key), (size_t)kl), BC_OK);
+    }
+    close_db(db);
+    CHECK(unlink(path_join(dir, BIG_HINT)) == 0);
+    CHECK_MSG(wait_child(spawn_self(args, NULL, NULL)) == 0,
+              "the child opening under RLIMIT_FSIZE failed");
+    db = open_db(dir, o);
+    bc_options_free(o);
+    for (i = 0; i < HINT_KEYS; i += 7) {
+        int kl = hint_key(key, i);
+        CHECK_GET(db, U8(key), (size_t)kl, key, (size_t)kl);
+    }
+    close_db(db);
+    CHECK_MSG(access(path_join(dir, BIG_HINT), F_OK) == 0, "no hint after an open without the limit");
+}
 
 static void fill_and_reopen(int sync) {
     const char *dir = make_temp_dir();
@@ -126,7 +182,12 @@ int main(int argc, char **argv) {
         check_in_child();
         return child_fill(argv[2], atoi(argv[3]));
     }
+    if (argc == 3 && strcmp(argv[1], "child-open") == 0) {
+        check_in_child();
+        return child_open(argv[2]);
+    }
     RUN(test_full_disk_sync_always);
     RUN(test_full_disk_sync_none);
+    RUN(test_open_cannot_write_a_hint);
     return check_finish();
 }
