@@ -556,12 +556,6 @@ impl Inner {
         }
         let scanned = self.scan_records(id, newest, &mut writer)?;
         let hint = if writable && !scanned.damaged {
-            // A hint says its data file is on disk (see `may_be_torn`): a
-            // file a crash left unsynced must be synced before it gets one.
-            let path = self.dir.join(datafile::data_name(id));
-            File::open(&path)
-                .and_then(|f| f.sync_data())
-                .map_err(|e| Error::io("syncing", &path, e))?;
             let built = match writer.finish(scanned.len, &self.dir) {
                 Ok(()) => hint::open_built(&self.dir, id, scanned.len)?,
                 Err(_) => None,
@@ -590,6 +584,9 @@ impl Inner {
 
     /// Adds the records of data file `id` to `hint`, truncating a torn tail
     /// (a read-write handle) or, with the repair option, skipping damage.
+    /// A read-write handle also syncs the file (truncation syncs it too): a
+    /// hint says its data file is on disk (see `may_be_torn`), and a file a
+    /// crash left unsynced is about to get one.
     fn scan_records(&self, id: u64, newest: bool, hint: &mut HintWriter) -> Result<Scanned> {
         let path = self.dir.join(datafile::data_name(id));
         let mut r = FileReader::open(&path)?;
@@ -629,15 +626,18 @@ impl Inner {
                 }
             }
         }
-        match add_err {
-            Some(e) => Err(e),
-            None => Ok(Scanned {
-                len,
-                dropped,
-                skipped,
-                damaged,
-            }),
+        if let Some(e) = add_err {
+            return Err(e);
         }
+        if !self.opts.read_only && !damaged && dropped == 0 {
+            r.sync_data()?;
+        }
+        Ok(Scanned {
+            len,
+            dropped,
+            skipped,
+            damaged,
+        })
     }
 
     /// Whether a data file without a header may be a torn creation: only
@@ -892,14 +892,16 @@ impl Inner {
             Some(offset) => offset,
             None => {
                 file.flush()?;
-                if len as usize >= cap && len <= ONE_WRITE {
-                    // (A buffer smaller than the record, 0 included.)
-                    let mut rec = Vec::with_capacity(len as usize);
-                    encode(&mut rec);
-                    file.append_direct(&[&rec])?
-                } else if len as usize >= cap {
-                    let header = format::encode_header(now, expiry, flags, key, value);
-                    file.append_direct(&[&header, key, value])?
+                if len as usize >= cap {
+                    // Too big for the buffer (which may be 0 bytes).
+                    if len <= ONE_WRITE {
+                        let mut rec = Vec::with_capacity(len as usize);
+                        encode(&mut rec);
+                        file.append_direct(&[&rec])?
+                    } else {
+                        let header = format::encode_header(now, expiry, flags, key, value);
+                        file.append_direct(&[&header, key, value])?
+                    }
                 } else {
                     file.append(encode)
                 }

@@ -77,7 +77,7 @@ struct Spill {
 
 impl Spill {
     fn create(dir: &Path, id: u64) -> std::io::Result<Spill> {
-        let path = dir.join(format!("{id:016x}.hint.spill.{}.tmp", tmp_suffix()));
+        let path = tmp_path(dir, id, "hint.spill");
         let file = fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -98,12 +98,13 @@ impl Drop for Spill {
     }
 }
 
-/// `{pid}-{n}`: unique among the temporary files of this process and of
-/// any other that may have left some behind.
-fn tmp_suffix() -> String {
+/// `{id:016x}.{what}.{pid}-{n}.tmp` in `dir`: unique among the temporary
+/// files of this process and of any other that may have left some behind
+/// (a read-write open removes every `*.tmp`).
+fn tmp_path(dir: &Path, id: u64, what: &str) -> PathBuf {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("{}-{n}", std::process::id())
+    dir.join(format!("{id:016x}.{what}.{}-{n}.tmp", std::process::id()))
 }
 
 /// Builds the hint of one data file from its records, given in file order,
@@ -121,7 +122,6 @@ pub struct HintWriter {
     /// The smallest record timestamp so far: entries store theirs as the
     /// difference, mostly one or two bytes.
     base: u32,
-    entries: u64,
     /// Per partition, the entries not in the spill file.
     parts: Vec<Vec<u8>>,
     /// Bytes in `parts`.
@@ -139,7 +139,6 @@ impl HintWriter {
             seed,
             next_offset: FILE_HEADER_LEN,
             base: u32::MAX,
-            entries: 0,
             parts: vec![Vec::new(); PARTITIONS],
             held: 0,
             spill_at: SPILL_AT,
@@ -240,7 +239,6 @@ impl HintWriter {
         }
         self.next_offset = offset + hdr.record_len();
         self.base = self.base.min(hdr.timestamp);
-        self.entries += 1;
         let hash = self.seed.hash(key);
         let b = &mut self.parts[shard_of(hash)];
         let before = b.len();
@@ -288,8 +286,8 @@ impl HintWriter {
             out.write_all(bytes)
         };
         put(out, &format::file_header(&HINT_MAGIC))?;
-        if self.entries == 0 {
-            self.base = 0;
+        if self.next_offset == FILE_HEADER_LEN {
+            self.base = 0; // no entries
         }
         let mut table = Vec::with_capacity(TABLE_LEN as usize);
         let mut end = FILE_HEADER_LEN;
@@ -373,7 +371,7 @@ fn write_atomically(
     // must not share a temporary file; the last rename wins and both write
     // the same bytes.
     let path = hint_path(dir, id);
-    let tmp = path.with_extension(format!("hint.{}.tmp", tmp_suffix()));
+    let tmp = tmp_path(dir, id, "hint");
     let written = (|| {
         let mut out = BufWriter::with_capacity(256 << 10, File::create(&tmp)?);
         write(&mut out)?;
@@ -425,7 +423,24 @@ fn read_base(trailer: &[u8]) -> u32 {
 /// its header and trailer. None when it is missing or not for that file.
 /// Errors reading it count as a missing hint.
 pub fn open(path: &Path, data_id: u64, data_len: u64) -> Option<Hint> {
-    let file = File::open(path).ok()?;
+    from_file(&File::open(path).ok()?, path, data_id, data_len)
+}
+
+/// Opens a hint file for reading. Running out of descriptors is an error,
+/// not a missing or bad hint: the scan that would replace it needs them
+/// too. Any other failure is None.
+fn open_file(path: &Path) -> Result<Option<File>> {
+    match File::open(path) {
+        Ok(file) => Ok(Some(file)),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+            Err(Error::io("opening hint", path, e))
+        }
+        Err(_) => Ok(None),
+    }
+}
+
+/// `open`, given the hint's file.
+fn from_file(file: &File, path: &Path, data_id: u64, data_len: u64) -> Option<Hint> {
     let len = file.metadata().ok()?.len();
     if len < FILE_HEADER_LEN + TRAILER_LEN {
         return None;
@@ -506,15 +521,13 @@ impl RangeSeen {
 /// just written from a scan of it (`HintWriter::finish`), read from its
 /// file but trusted like one built in memory: not checked again as it
 /// loads. None if it cannot be read back; running out of descriptors is an
-/// error, as in `Hint::open` (the scan that would replace it needs them).
+/// error (see `open_file`).
 pub fn open_built(dir: &Path, id: u64, data_len: u64) -> Result<Option<Hint>> {
     let path = hint_path(dir, id);
-    if let Err(e) = File::open(&path) {
-        if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
-            return Err(Error::io("opening hint", &path, e));
-        }
-    }
-    Ok(open(&path, id, data_len).map(|mut hint| {
+    let Some(file) = open_file(&path)? else {
+        return Ok(None);
+    };
+    Ok(from_file(&file, &path, id, data_len).map(|mut hint| {
         hint.crc = None;
         hint
     }))
@@ -535,13 +548,7 @@ impl Hint {
     pub fn open(&self) -> Result<Option<File>> {
         match self.src {
             Src::Mem(_) => Ok(None),
-            Src::File => match File::open(&self.path) {
-                Ok(file) => Ok(Some(file)),
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
-                    Err(Error::io("opening hint", &self.path, e))
-                }
-                Err(_) => Ok(None),
-            },
+            Src::File => open_file(&self.path),
         }
     }
 

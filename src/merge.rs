@@ -75,8 +75,8 @@ struct Output {
 /// `Keydir::relocate`), where the key itself would cost 60 and more.
 struct Move {
     hash: u32,
-    from_file: u32,
-    from_offset: u32,
+    /// File and offset of the input's copy.
+    from: (u32, u32),
     to_offset: u32,
     /// The record's length, dead in the input or in the output.
     len: u32,
@@ -337,8 +337,7 @@ impl Inner {
             } else {
                 o.moves.push(Move {
                     hash,
-                    from_file: here.file,
-                    from_offset: here.offset,
+                    from: (here.file, here.offset),
                     to_offset: at as u32,
                     len: len as u32,
                 });
@@ -390,9 +389,8 @@ impl Inner {
         let mut input_dead: HashMap<u32, u64> = HashMap::new();
         let to_file = o.file.fnum;
         for m in &o.moves {
-            let from = (m.from_file, m.from_offset);
-            if self.keydir.relocate(m.hash, from, (to_file, m.to_offset)) {
-                *input_dead.entry(m.from_file).or_default() += m.len as u64;
+            if self.keydir.relocate(m.hash, m.from, (to_file, m.to_offset)) {
+                *input_dead.entry(m.from.0).or_default() += m.len as u64;
             } else {
                 o.file.dead_bytes.fetch_add(m.len as u64, Ordering::Relaxed);
             }

@@ -26,6 +26,13 @@ pub struct FileReader {
 }
 
 impl FileReader {
+    /// Syncs the file's data to the disk (`fdatasync`).
+    pub fn sync_data(&self) -> Result<()> {
+        self.file
+            .sync_data()
+            .map_err(|e| Error::io("syncing", &self.path, e))
+    }
+
     pub fn open(path: &Path) -> Result<FileReader> {
         let file = File::open(path).map_err(|e| Error::io("opening", path, e))?;
         let len = file

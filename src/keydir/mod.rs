@@ -202,17 +202,13 @@ impl Keydir {
         if shard.slots.is_empty() {
             return false;
         }
-        let mut i = shard.home_of(hash & TAG_MASK);
-        loop {
-            let s = &mut shard.slots[i];
-            if s.meta == 0 {
-                return false;
-            }
-            if same_tag(s, hash) && (s.file, s.offset) == from {
+        match shard.walk(hash, |s| (s.file, s.offset) == from) {
+            Ok(i) => {
+                let s = &mut shard.slots[i];
                 (s.file, s.offset) = to;
-                return true;
+                true
             }
-            i = shard.next(i);
+            Err(_) => false,
         }
     }
 
@@ -321,8 +317,7 @@ impl ShardRange<'_> {
         let shard = self.shards[partition - self.first].get_mut();
         let want = slots_for(shard.len + n);
         if want > shard.slots.len() {
-            shard.resize(self.pool, want);
-            shard.grow_at = capacity_known(want);
+            shard.resize_known(self.pool, want);
         }
     }
 
@@ -344,8 +339,7 @@ impl ShardRange<'_> {
             let shard = shard.get_mut();
             let fit = slots_for(shard.len + 1);
             if fit < shard.slots.len() {
-                shard.resize(self.pool, fit);
-                shard.grow_at = capacity_known(fit);
+                shard.resize_known(self.pool, fit);
             }
         }
     }
@@ -540,17 +534,25 @@ impl Shard {
         hash: u32,
         fetch: impl Fn(u32, u32),
     ) -> Result<(usize, Ent), usize> {
+        let i = self.walk(hash, |s| {
+            fetch(s.file, s.offset);
+            self.arena.key(ent(s)) == key
+        })?;
+        Ok((i, ent(&self.slots[i])))
+    }
+
+    /// The probe sequence of `hash`: Ok(the first slot with its tag that
+    /// `is_it` accepts), or Err(the empty slot that ends it). The table
+    /// must not be empty.
+    fn walk(&self, hash: u32, mut is_it: impl FnMut(&Slot) -> bool) -> Result<usize, usize> {
         let mut i = self.home_of(hash & TAG_MASK);
         loop {
             let s = &self.slots[i];
             if s.meta == 0 {
                 return Err(i);
             }
-            if same_tag(s, hash) {
-                fetch(s.file, s.offset);
-                if self.arena.key(ent(s)) == key {
-                    return Ok((i, ent(s)));
-                }
+            if same_tag(s, hash) && is_it(s) {
+                return Ok(i);
             }
             i = self.next(i);
         }
@@ -584,6 +586,13 @@ impl Shard {
             i = self.next(i);
         }
         self.slots[i] = slot;
+    }
+
+    /// `resize` for the keys open knows are coming: the table grows again
+    /// only past `capacity_known`.
+    fn resize_known(&mut self, pool: &Pool, new_len: usize) {
+        self.resize(pool, new_len);
+        self.grow_at = capacity_known(new_len);
     }
 
     fn resize(&mut self, pool: &Pool, new_len: usize) {
