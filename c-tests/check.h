@@ -336,6 +336,26 @@ static inline int path_exists(const char *path) {
 
 /* Counts directory entries whose name ends with `suffix`; adds their sizes to
  * *total_bytes and the largest one to *max_bytes when those are non-NULL. */
+/* Removes the files of dir whose names end in suffix; returns how many
+ * (-1 if dir cannot be read). */
+static inline int remove_files_with_suffix(const char *dir, const char *suffix) {
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    size_t sl = strlen(suffix);
+    int n = 0;
+    if (d == NULL) return -1;
+    while ((e = readdir(d)) != NULL) {
+        size_t nl = strlen(e->d_name);
+        if (nl >= sl && strcmp(e->d_name + nl - sl, suffix) == 0) {
+            char full[4096];
+            snprintf(full, sizeof full, "%s/%s", dir, e->d_name);
+            if (unlink(full) == 0) n++;
+        }
+    }
+    closedir(d);
+    return n;
+}
+
 static inline int count_files_with_suffix(const char *dir, const char *suffix,
                                           uint64_t *total_bytes, uint64_t *max_bytes) {
     DIR *d = opendir(dir);

@@ -129,23 +129,6 @@ static void none_mode_puts_do_not_fsync(void) {
     close_db(db);
 }
 
-/* Removes every *.hint of dir; returns how many. */
-static int remove_hints(const char *dir) {
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    int n = 0;
-    CHECK(d != NULL);
-    while ((e = readdir(d)) != NULL) {
-        size_t len = strlen(e->d_name);
-        if (len > 5 && strcmp(e->d_name + len - 5, ".hint") == 0) {
-            CHECK(unlink(path_join(dir, e->d_name)) == 0);
-            n++;
-        }
-    }
-    closedir(d);
-    return n;
-}
-
 static void open_syncs_a_scanned_file_before_hinting_it(void) {
     const char *dir = make_temp_dir();
     bc_options *o = make_opts(4096, 0, 0);
@@ -156,7 +139,7 @@ static void open_syncs_a_scanned_file_before_hinting_it(void) {
     db = open_db(dir, o);
     for (i = 0; i < 1000; i++) CHECK_STATUS(put_numbered(db, "k", i, NULL, 0), BC_OK);
     close_db(db);
-    hints = remove_hints(dir);
+    hints = remove_files_with_suffix(dir, ".hint");
     CHECK_MSG(hints > 3, "%d hints", hints);
 
     atomic_store(&fail_syncs, 1);
@@ -166,7 +149,7 @@ static void open_syncs_a_scanned_file_before_hinting_it(void) {
     CHECK_STR_CONTAINS(bc_last_error(), "syncing");
     CHECK_STR_CONTAINS(bc_last_error(), ".data");
     disk_ok();
-    CHECK_MSG(remove_hints(dir) == 0, "a hint was written for a file whose sync failed");
+    CHECK_MSG(remove_files_with_suffix(dir, ".hint") == 0, "a hint was written for a file whose sync failed");
 
     before = atomic_load(&sync_calls);
     db = open_db(dir, o);
@@ -178,7 +161,7 @@ static void open_syncs_a_scanned_file_before_hinting_it(void) {
         CHECK_GET(db, U8(key), (size_t)kl, key, (size_t)kl);
     }
     close_db(db);
-    CHECK_MSG(remove_hints(dir) >= hints, "the scanned files got no hints");
+    CHECK_MSG(remove_files_with_suffix(dir, ".hint") >= hints, "the scanned files got no hints");
     bc_options_free(o);
 }
 

@@ -75,24 +75,6 @@ static bc_options *clock_opts(uint64_t max_file) {
                   "bc_get_into(\"%s\") returned BC_NOT_FOUND but wrote its outputs", eg_k_); \
     } while (0)
 
-static int remove_files_with_suffix(const char *dir, const char *suffix) {
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    size_t sl = strlen(suffix);
-    int n = 0;
-    if (d == NULL) return -1;
-    while ((e = readdir(d)) != NULL) {
-        size_t nl = strlen(e->d_name);
-        if (nl >= sl && strcmp(e->d_name + nl - sl, suffix) == 0) {
-            char full[4096];
-            snprintf(full, sizeof full, "%s/%s", dir, e->d_name);
-            if (unlink(full) == 0) n++;
-        }
-    }
-    closedir(d);
-    return n;
-}
-
 /* The smallest "*.data" name in dir (the oldest file), into out. */
 static int oldest_data_file(const char *dir, char *out, size_t cap) {
     DIR *d = opendir(dir);

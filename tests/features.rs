@@ -1,5 +1,7 @@
 //! Hint files, selective merge, TTL, iteration, stats, descriptor bound.
 
+mod common;
+
 use bitcask::{Db, MergePolicy, Options, Status};
 use std::fs;
 use std::path::Path;
@@ -482,11 +484,7 @@ fn damage_db(churn: bool) -> (tempfile::TempDir, Options) {
 /// A copy of the database directory `from`, without its LOCK file.
 fn copy_db(from: &Path) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    for name in names(from, "") {
-        if name != "LOCK" {
-            fs::copy(from.join(&name), dir.path().join(&name)).unwrap();
-        }
-    }
+    common::copy_dir(from, dir.path());
     dir
 }
 
@@ -509,7 +507,6 @@ fn damage_config(cases: u32) -> proptest::test_runner::Config {
 fn hints_that_lie_under_a_valid_crc_never_crash_or_return_wrong_values() {
     use proptest::prelude::*;
     let (built, opts) = damage_db(true);
-    let value = damage_value;
     let hints = names(built.path(), ".hint");
     assert!(hints.len() >= 5, "{hints:?}");
 
@@ -534,7 +531,7 @@ fn hints_that_lie_under_a_valid_crc_never_crash_or_return_wrong_values() {
             let db = Db::open(dir.path(), Options { read_only, ..opts.clone() }).unwrap();
             for i in 0..300 {
                 match db.get(format!("k{i}").as_bytes()) {
-                    Ok(Some(v)) => prop_assert_eq!(v, value(i), "k{}", i),
+                    Ok(Some(v)) => prop_assert_eq!(v, damage_value(i), "k{}", i),
                     Ok(None) => {}
                     Err(e) => prop_assert_eq!(e.status(), Status::Corruption, "{}", e.message()),
                 }
@@ -559,7 +556,6 @@ fn hints_that_lie_under_a_valid_crc_never_crash_or_return_wrong_values() {
 fn data_files_with_random_damage_never_crash_or_return_wrong_values() {
     use proptest::prelude::*;
     let (built, opts) = damage_db(false);
-    let value = damage_value;
     let data = names(built.path(), ".data");
     assert!(data.len() >= 5, "{data:?}");
 
@@ -592,7 +588,7 @@ fn data_files_with_random_damage_never_crash_or_return_wrong_values() {
             let lost = s.recovered_bytes_dropped + s.repaired_records_skipped;
             for i in 0..300 {
                 match db.get(format!("k{i}").as_bytes()) {
-                    Ok(Some(v)) => prop_assert_eq!(v, value(i), "k{}", i),
+                    Ok(Some(v)) => prop_assert_eq!(v, damage_value(i), "k{}", i),
                     Ok(None) => prop_assert!(lost > 0, "k{} lost, nothing dropped", i),
                     Err(e) => {
                         prop_assert!(!repair, "k{} after repair: {}", i, e.message());
