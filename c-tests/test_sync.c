@@ -2,8 +2,8 @@
  * (survive SIGKILL of the writer with no bc_sync/bc_close), BC_SYNC_INTERVAL
  * flushes in the background (a killed writer's data is there after a few
  * intervals), BC_SYNC_NONE loses a killed writer's buffered put, but not
- * with a write buffer of 0 bytes, concurrent ALWAYS writers (group commit),
- * bc_sync in every mode. */
+ * with a write buffer of 0 bytes, and with a 4 KiB buffer at most 4 KiB of
+ * records, concurrent ALWAYS writers (group commit), bc_sync in every mode. */
 #include "check.h"
 
 static bc_options *sync_opts(int32_t mode, uint32_t interval_ms) {
@@ -26,6 +26,34 @@ static int child_put(const char *dir, int32_t mode, uint32_t interval_ms, long b
     int vl = snprintf(val, sizeof val, "durable-%d", (int)mode);
     bc_options_free(o);
     CHECK_STATUS(bc_put(db, K("k"), U8(val), (size_t)vl), BC_OK);
+    if (write(1, "R", 1) != 1) _exit(3);
+    while (read_byte(0) >= 0) {
+    }
+    close_db(db);
+    return 0;
+}
+
+/* MANY records of 123 bytes (a 4-byte key, a 100-byte value). */
+#define MANY 100
+#define MANY_REC 123
+#define SMALL_BUFFER 4096
+
+/* Opens with BC_SYNC_NONE and a 4 KiB write buffer, puts MANY records
+ * WITHOUT bc_sync, prints 'R', then blocks until killed. */
+static int child_many(const char *dir) {
+    bc_options *o = sync_opts(BC_SYNC_NONE, 0);
+    bc_db *db;
+    char key[8];
+    uint8_t val[100];
+    int i;
+    CHECK_STATUS(bc_options_set_write_buffer(o, SMALL_BUFFER), BC_OK);
+    db = open_db(dir, o);
+    bc_options_free(o);
+    memset(val, 'v', sizeof val);
+    for (i = 0; i < MANY; i++) {
+        CHECK(snprintf(key, sizeof key, "m%03d", i) == 4);
+        CHECK_STATUS(bc_put(db, U8(key), 4, val, sizeof val), BC_OK);
+    }
     if (write(1, "R", 1) != 1) _exit(3);
     while (read_byte(0) >= 0) {
     }
@@ -90,6 +118,34 @@ static void test_interval_flushes_in_background(void) {
  * (as documented), even 300 ms later; with a write buffer of 0 bytes it
  * was handed to the OS before bc_put returned, so only a power loss could
  * lose it. */
+/* A SIGKILLed BC_SYNC_NONE writer with a 4 KiB buffer loses at most one
+ * buffer of records, the newest (with the default 256 KiB it would lose
+ * all MANY). */
+static void test_none_loses_at_most_its_buffer(void) {
+    const char *dir = make_temp_dir();
+    const char *args[] = {"child-many", dir, NULL};
+    int to_child = -1, from_child = -1, c, i, present = 0;
+    char key[8];
+    pid_t pid = spawn_self(args, &to_child, &from_child);
+    bc_db *db;
+    c = read_byte(from_child);
+    close(from_child);
+    CHECK(kill(pid, SIGKILL) == 0);
+    CHECK_MSG(wait_child(pid) == 128 + SIGKILL && c == 'R', "child-many failed before putting");
+    close(to_child);
+    db = open_db(dir, NULL);
+    for (i = 0; i < MANY; i++) {
+        snprintf(key, sizeof key, "m%03d", i);
+        if (bc_contains(db, U8(key), 4) == BC_OK) {
+            CHECK_MSG(present == i, "m%03d is there but not every key before it", i);
+            present++;
+        }
+    }
+    close_db(db);
+    CHECK_MSG(MANY - present <= SMALL_BUFFER / MANY_REC,
+              "%d of %d records lost with a %d-byte buffer", MANY - present, MANY, SMALL_BUFFER);
+}
+
 static void test_none_loses_the_buffer_but_not_without_one(void) {
     put_kill_check(BC_SYNC_NONE, 0, 300, -1, 0);
     put_kill_check(BC_SYNC_NONE, 0, 0, 0, 1);
@@ -175,6 +231,10 @@ static void test_interval_close_is_prompt(void) {
 
 int main(int argc, char **argv) {
     check_init(argc, argv);
+    if (argc == 3 && strcmp(argv[1], "child-many") == 0) {
+        check_in_child();
+        return child_many(argv[2]);
+    }
     if (argc == 6 && strcmp(argv[1], "child-put") == 0) {
         check_in_child();
         return child_put(argv[2], (int32_t)strtol(argv[3], NULL, 10),
@@ -184,6 +244,7 @@ int main(int argc, char **argv) {
     RUN(test_always_survives_sigkill);
     RUN(test_interval_flushes_in_background);
     RUN(test_none_loses_the_buffer_but_not_without_one);
+    RUN(test_none_loses_at_most_its_buffer);
     RUN(test_always_concurrent_writers);
     RUN(test_interval_close_is_prompt);
     return check_finish();
