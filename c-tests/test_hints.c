@@ -549,12 +549,13 @@ static void test_every_data_file_has_a_hint(void) {
 }
 
 /* Timestamps of every varint length: records written at T0, then 1, 200
- * (two bytes), 20,000 (three) and 3,000,000 seconds later (four), in
- * sealed files and in merge outputs that mix them. Every hint passes
- * hint_problem() (each entry's timestamp is its record's; the base is the
- * oldest), and timestamps of one to four bytes occur. */
+ * (two bytes), 20,000 (three), 3,000,000 (four) and 300,000,000 seconds
+ * later (five: past 2^28), in sealed files and in merge outputs that mix
+ * them. Every hint passes hint_problem() (each entry's timestamp is its
+ * record's; the base is the oldest), and timestamps of one to five bytes
+ * occur. */
 static void test_hint_timestamps(void) {
-    static const uint32_t later[] = {0, 1, 200, 20000, 3000000};
+    static const uint32_t later[] = {0, 1, 200, 20000, 3000000, 300000000};
     const char *dir = make_temp_dir();
     bc_options *o = hint_opts(0);
     bc_db *db;
@@ -562,7 +563,7 @@ static void test_hint_timestamps(void) {
     int r, i;
     memset(val, 'v', sizeof val);
     db = open_db(dir, o);
-    for (r = 0; r < 5; r++) {
+    for (r = 0; r < 6; r++) {
         set_now(T0 + later[r]);
         for (i = 0; i < 60; i++) {
             int kl = sprintf(key, "t%d-%d", r, i);
@@ -577,7 +578,7 @@ static void test_hint_timestamps(void) {
     close_db(db);
     bc_options_free(o);
     check_hints(dir, NULL);
-    for (i = 1; i <= 4; i++)
+    for (i = 1; i <= 5; i++)
         CHECK_MSG(g_seen_ts_bytes[i] > 0, "no entry has a timestamp varint of %d bytes", i);
 }
 
