@@ -380,7 +380,7 @@ impl Inner {
             let (hint, len) = match to_scan.binary_search(&i) {
                 Ok(_) => {
                     let scan = scans.next().expect("one scan per file to scan");
-                    (scan.hint, scan.len)
+                    (scan.hint, scan.scanned.len)
                 }
                 Err(_) => (f.hint.take().expect("a hint that fits"), f.len),
             };
@@ -421,9 +421,9 @@ impl Inner {
                     }
                     let scans = self.scan_files(&found, &bad, seed, threads)?;
                     for (i, scan) in bad.into_iter().zip(scans) {
-                        if scan.len != sources[i].hint.data_len {
+                        if scan.scanned.len != sources[i].hint.data_len {
                             let f = self.file(sources[i].fnum).expect("added above");
-                            self.add_sealed(f.fnum, f.id, f.path.clone(), scan.len);
+                            self.add_sealed(f.fnum, f.id, f.path.clone(), scan.scanned.len);
                         }
                         sources[i].hint = scan.hint;
                     }
@@ -537,8 +537,8 @@ impl Inner {
             .map(|(_, scan)| scan)
             .collect::<Result<Vec<Scan>>>()?;
         for scan in &scans {
-            self.recovered_bytes_dropped += scan.dropped;
-            self.repaired_records_skipped += scan.skipped;
+            self.recovered_bytes_dropped += scan.scanned.dropped;
+            self.repaired_records_skipped += scan.scanned.skipped;
         }
         Ok(scans)
     }
@@ -574,12 +574,7 @@ impl Inner {
         } else {
             writer.into_hint(scanned.len)?
         };
-        Ok(Scan {
-            hint,
-            len: scanned.len,
-            dropped: scanned.dropped,
-            skipped: scanned.skipped,
-        })
+        Ok(Scan { hint, scanned })
     }
 
     /// Adds the records of data file `id` to `hint`, truncating a torn tail
@@ -1308,13 +1303,11 @@ struct Scanned {
     damaged: bool,
 }
 
-/// A data file scanned at open: its hint, built from the scan, its length
-/// after any torn tail, and what recovery dropped or repair skipped.
+/// A data file scanned at open: its hint, built from the scan, and what
+/// the scan found.
 struct Scan {
     hint: Hint,
-    len: u64,
-    dropped: u64,
-    skipped: u64,
+    scanned: Scanned,
 }
 
 /// A data file found at open, with its hint if one fits it.
