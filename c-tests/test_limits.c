@@ -20,20 +20,72 @@ static void test_custom_key_limit_every_call(void) {
     CHECK_STATUS(bc_contains(db, key, 16), BC_OK);
     CHECK_STATUS(bc_delete(db, key, 16), BC_OK);
 
-    /* one byte more: BC_TOO_LARGE everywhere */
+    /* one byte more: a put gets BC_TOO_LARGE; lookups and deletes are
+     * limited only by the longest key a database can hold (65535), so
+     * such a key is simply absent */
     vlen = 999;
     CHECK_STATUS(bc_put(db, key, 17, V("v")), BC_TOO_LARGE);
     CHECK_MSG(bc_last_error()[0] != '\0', "expected a message after BC_TOO_LARGE");
-    CHECK_STATUS(bc_get(db, key, 17, &val, &vlen), BC_TOO_LARGE);
-    CHECK_STATUS(bc_get_into(db, key, 17, buf, sizeof buf, &vlen), BC_TOO_LARGE);
-    CHECK_MSG(vlen == 999, "failed call wrote *vlen (%zu)", vlen);
-    CHECK_STATUS(bc_contains(db, key, 17), BC_TOO_LARGE);
-    CHECK_STATUS(bc_delete(db, key, 17), BC_TOO_LARGE);
+    CHECK_STATUS(bc_get(db, key, 17, &val, &vlen), BC_NOT_FOUND);
+    CHECK_STATUS(bc_get_into(db, key, 17, buf, sizeof buf, &vlen), BC_NOT_FOUND);
+    CHECK_MSG(vlen == 999, "a call that found nothing wrote *vlen (%zu)", vlen);
+    CHECK_STATUS(bc_contains(db, key, 17), BC_NOT_FOUND);
+    CHECK_STATUS(bc_delete(db, key, 17), BC_NOT_FOUND);
 
     /* NULL and empty keys are invalid, whatever their length says */
     CHECK_STATUS(bc_put(db, NULL, 17, V("v")), BC_INVALID_ARGUMENT);
     CHECK_STATUS(bc_get(db, NULL, 1000, &val, &vlen), BC_INVALID_ARGUMENT);
     CHECK_STATUS(bc_put(db, key, 0, V("v")), BC_INVALID_ARGUMENT);
+    close_db(db);
+}
+
+/* Keys written under a larger max_key_size stay readable, listable and
+ * deletable when the database is opened with a smaller one; only puts of
+ * such keys are refused. */
+static void test_keys_over_a_lowered_limit(void) {
+    const char *dir = make_temp_dir();
+    uint8_t key[64], buf[8];
+    uint8_t *val;
+    const uint8_t *k;
+    size_t vlen, klen;
+    int seen = 0;
+    bc_iter *it;
+    bc_options *o = make_opts(0, 64, 0);
+    bc_db *db = open_db(dir, o);
+    bc_options_free(o);
+    memset(key, 'L', sizeof key);
+    CHECK_STATUS(bc_put(db, key, sizeof key, V("long")), BC_OK);
+    CHECK_STATUS(bc_put(db, key, 40, V("mid")), BC_OK);
+    close_db(db);
+
+    o = make_opts(0, 16, 0);
+    db = open_db(dir, o);
+    bc_options_free(o);
+    CHECK_GET(db, key, sizeof key, "long", 4);
+    CHECK_STATUS(bc_get_into(db, key, 40, buf, sizeof buf, &vlen), BC_OK);
+    CHECK_BYTES(buf, vlen, "mid", 3);
+    CHECK_STATUS(bc_contains(db, key, sizeof key), BC_OK);
+    CHECK_STATUS(bc_iter_new(db, NULL, 0, &it), BC_OK);
+    while (bc_iter_next(it, &k, &klen) == BC_OK) {
+        CHECK_STATUS(bc_iter_value(it, &val, &vlen), BC_OK);
+        CHECK(klen == 40 || klen == sizeof key);
+        CHECK_BYTES(val, vlen, klen == 40 ? "mid" : "long", klen == 40 ? 3 : 4);
+        bc_free(val, vlen);
+        seen++;
+    }
+    bc_iter_free(it);
+    CHECK_MSG(seen == 2, "the iterator listed %d keys, expected 2", seen);
+    /* a put of such a key is over this handle's limit */
+    CHECK_STATUS(bc_put(db, key, sizeof key, V("new")), BC_TOO_LARGE);
+    CHECK_GET(db, key, sizeof key, "long", 4);
+    CHECK_STATUS(bc_delete(db, key, sizeof key), BC_OK);
+    CHECK_ABSENT(db, key, sizeof key);
+    close_db(db);
+
+    /* the delete is durable */
+    db = open_db(dir, NULL);
+    CHECK_ABSENT(db, key, sizeof key);
+    CHECK_GET(db, key, 40, "mid", 3);
     close_db(db);
 }
 
@@ -54,6 +106,9 @@ static void test_custom_value_limit(void) {
     CHECK_GET(db, K("exact"), v, 32);
     /* Key checks still come first: NULL key with a too-large value. */
     CHECK_STATUS(bc_put(db, NULL, 1, v, 33), BC_INVALID_ARGUMENT);
+    /* A NULL value with a length is invalid, whatever the length. */
+    CHECK_STATUS(bc_put(db, K("nullval"), NULL, 33), BC_INVALID_ARGUMENT);
+    CHECK_STATUS(bc_put(db, K("nullval"), NULL, SIZE_MAX), BC_INVALID_ARGUMENT);
     /* Both too large: either way it is BC_TOO_LARGE. */
     CHECK_STATUS(bc_put(db, U8("0123456789abcdefX"), 17, v, 33), BC_TOO_LARGE);
     close_db(db);
@@ -202,6 +257,7 @@ int main(int argc, char **argv) {
         return child_absurd(argv[2], atoi(argv[3]));
     }
     RUN(test_custom_key_limit_every_call);
+    RUN(test_keys_over_a_lowered_limit);
     RUN(test_custom_value_limit);
     RUN(test_absurd_lengths);
     RUN(test_default_limits);

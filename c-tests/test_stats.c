@@ -59,6 +59,18 @@ static void test_shorter_struct(void) {
     s.struct_size = 8;
     CHECK_STATUS(bc_get_stats(db, &s), BC_OK);
     CHECK_MSG(all_pattern((unsigned char *)&s + 8, sizeof s - 8), "bc_get_stats wrote past struct_size 8");
+    CHECK_MSG(s.struct_size == 8, "struct_size %u after a call with 8", (unsigned)s.struct_size);
+
+    /* A size that ends inside a field: that field is left alone, not half
+     * written, and struct_size says how much was filled. */
+    memset(&s, PATTERN, sizeof s);
+    s.struct_size = (uint32_t)(n + 5);
+    CHECK_STATUS(bc_get_stats(db, &s), BC_OK);
+    CHECK_U64(s.live_keys, 2);
+    CHECK_MSG(s.struct_size == n, "struct_size %u after a call with %zu, expected %zu",
+              (unsigned)s.struct_size, n + 5, n);
+    CHECK_MSG(all_pattern((unsigned char *)&s + n, sizeof s - n),
+              "bc_get_stats wrote part of the field that struct_size %zu cuts", n + 5);
     close_db(db);
 }
 
@@ -77,6 +89,8 @@ static void test_longer_struct(void) {
     CHECK_MSG(big.s.reserved == 0, "reserved = %lu", (unsigned long)big.s.reserved);
     CHECK_MSG(all_pattern(big.future, sizeof big.future),
               "bc_get_stats wrote fields it does not know");
+    CHECK_MSG(big.s.struct_size == sizeof(bc_stats), "struct_size %u, expected the library's %zu",
+              (unsigned)big.s.struct_size, sizeof(bc_stats));
     close_db(db);
 }
 

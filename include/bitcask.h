@@ -19,7 +19,8 @@
  *   crash. Input buffers are only read during the call; the caller keeps
  *   ownership.
  * - No call prints anything. A bug inside the library is caught and
- *   reported as BC_INTERNAL; the handle then refuses writes.
+ *   reported as BC_INTERNAL; the handle then refuses writes. Any call that
+ *   returns a bc_status may return BC_INTERNAL, listed or not.
  * - Threads: a bc_db may be used by many threads at once, except that
  *   bc_close must not run concurrently with any other call on it.
  *   bc_options is not thread-safe.
@@ -104,8 +105,9 @@ enum bc_status
      */
     BC_LOCKED = 5,
     /**
-     * The key is longer than max_key_size or the value longer than
-     * max_value_size.
+     * A put's key is longer than max_key_size or its value longer than
+     * max_value_size; a key to look up or delete is longer than any key
+     * can be (65535 bytes).
      */
     BC_TOO_LARGE = 6,
     /**
@@ -166,14 +168,16 @@ typedef struct bc_options bc_options;
 /**
  * Counters describing a database, filled by bc_get_stats.
  *
- * Fields are only ever added at the end. Set `struct_size` to
- * sizeof(bc_stats) before the call: a library newer than your header fills
- * only the fields your struct has, and an older library fills the ones it
- * knows and leaves the rest as you set them (zero them first).
+ * Fields are only ever added at the end, and each after the first two is
+ * 8 bytes. Set `struct_size` to sizeof(bc_stats) before the call: a
+ * library newer than your header fills only the fields your struct has,
+ * and an older library fills the ones it knows and leaves the rest as you
+ * set them (zero them first). On return `struct_size` holds the bytes
+ * filled: the smaller of the two sizes, in whole fields.
  */
 typedef struct bc_stats {
     /**
-     * Set by the caller to sizeof(bc_stats).
+     * Set by the caller to sizeof(bc_stats); on return, the bytes filled.
      */
     uint32_t struct_size;
     /**
@@ -299,12 +303,13 @@ const char *bc_last_error(void);
  *             bc_close. Written only on BC_OK.
  * @return BC_OK; BC_INVALID_ARGUMENT (NULL path or out, empty path);
  *         BC_IO (missing directory without create_if_missing, permission,
- *         disk errors, the system refused a thread); BC_LOCKED (another read-write handle holds the
- *         directory: the message names its pid); BC_CORRUPTION (a damaged
- *         or foreign file: the message names the file and offset);
- *         BC_VERSION_MISMATCH (a data file of a format version this
- *         library does not read, also with the repair option: nothing is
- *         changed).
+ *         disk errors, the system refused a thread); BC_LOCKED (another
+ *         read-write handle holds the directory: the message names its
+ *         pid); BC_CORRUPTION (a damaged or foreign file: the message
+ *         names the file and offset); BC_VERSION_MISMATCH (a data file of
+ *         a format version this library does not read, also with the
+ *         repair option: nothing is changed); BC_INTERNAL (a bug, such as
+ *         a panic in a thread that loads or scans files).
  * Thread-safe (opens of different directories may run in parallel).
  */
 bc_status bc_open(const char *path, const struct bc_options *opts, struct bc_db **out);
@@ -373,9 +378,11 @@ bc_status bc_put_ttl(struct bc_db *db,
  * @param[out] vlen receives the value length.
  *             Both are written only on BC_OK.
  * @return BC_OK; BC_NOT_FOUND (absent or expired; not an error);
- *         BC_INVALID_ARGUMENT; BC_TOO_LARGE (key over max_key_size);
- *         BC_CORRUPTION (the stored record fails its checksum: never wrong
- *         bytes); BC_IO; BC_INTERNAL.
+ *         BC_INVALID_ARGUMENT; BC_TOO_LARGE (key over 65535 bytes, the
+ *         longest any database holds: lookups and deletes ignore
+ *         max_key_size, which limits puts, so keys written under a larger
+ *         limit stay readable); BC_CORRUPTION (the stored record fails
+ *         its checksum: never wrong bytes); BC_IO; BC_INTERNAL.
  * Thread-safe; gets run in parallel with each other and with writers.
  */
 bc_status bc_get(struct bc_db *db, const uint8_t *key, size_t klen, uint8_t **val, size_t *vlen);
@@ -389,8 +396,9 @@ bc_status bc_get(struct bc_db *db, const uint8_t *key, size_t klen, uint8_t **va
  * @param[out] vlen on BC_OK the value length; on BC_BUFFER_TOO_SMALL the
  *             length needed (buf is then left untouched).
  * @return BC_OK; BC_NOT_FOUND; BC_BUFFER_TOO_SMALL; BC_INVALID_ARGUMENT
- *         (also NULL vlen, or NULL buf with cap > 0); BC_TOO_LARGE;
- *         BC_CORRUPTION; BC_IO; BC_INTERNAL.
+ *         (also NULL vlen, or NULL buf with cap > 0); BC_TOO_LARGE (key
+ *         over 65535 bytes, as for bc_get); BC_CORRUPTION; BC_IO;
+ *         BC_INTERNAL.
  * Thread-safe.
  */
 bc_status bc_get_into(struct bc_db *db,
@@ -404,7 +412,9 @@ bc_status bc_get_into(struct bc_db *db,
  * Releases a value returned by bc_get. NULL is a no-op.
  *
  * @param[in] val  exactly the pointer bc_get returned.
- * @param[in] vlen exactly the length bc_get returned with it.
+ * @param[in] vlen exactly the length bc_get returned with it. Any other
+ *            pointer or length is undefined behaviour (the allocator is
+ *            told the wrong size), as is freeing a value twice.
  * Thread-safe (any thread may free).
  */
 void bc_free(uint8_t *val, size_t vlen);
@@ -413,8 +423,9 @@ void bc_free(uint8_t *val, size_t vlen);
  * Deletes `key` by appending a tombstone.
  *
  * @return BC_OK; BC_NOT_FOUND (the key was absent: nothing is written);
- *         BC_INVALID_ARGUMENT; BC_TOO_LARGE; BC_READ_ONLY; BC_IO;
- *         BC_INTERNAL.
+ *         BC_INVALID_ARGUMENT; BC_TOO_LARGE (key over 65535 bytes: a key
+ *         over max_key_size, written under a larger limit, can be
+ *         deleted); BC_READ_ONLY; BC_IO; BC_INTERNAL.
  * Thread-safe.
  */
 bc_status bc_delete(struct bc_db *db, const uint8_t *key, size_t klen);
@@ -423,7 +434,8 @@ bc_status bc_delete(struct bc_db *db, const uint8_t *key, size_t klen);
  * Whether `key` has a value, without reading it (no disk I/O).
  *
  * @return BC_OK (present); BC_NOT_FOUND (absent or expired);
- *         BC_INVALID_ARGUMENT; BC_TOO_LARGE.
+ *         BC_INVALID_ARGUMENT; BC_TOO_LARGE (key over 65535 bytes, as for
+ *         bc_get); BC_INTERNAL.
  * Thread-safe.
  */
 bc_status bc_contains(struct bc_db *db, const uint8_t *key, size_t klen);
@@ -500,6 +512,8 @@ bc_status bc_get_stats(struct bc_db *db, struct bc_stats *out);
  * are current. Puts, deletes and merges may run while it is open.
  *
  * @param[in]  prefix bytes read during the call; NULL only with plen 0.
+ *             A prefix longer than 65535 bytes (the longest key) matches
+ *             nothing and is not read.
  * @param[out] out    receives the iterator, owned by the caller until
  *             bc_iter_free; written only on BC_OK.
  * @return BC_OK; BC_INVALID_ARGUMENT (NULL db or out, NULL prefix with
@@ -578,8 +592,11 @@ void bc_options_free(struct bc_options *opts);
 bc_status bc_options_set_max_file_size(struct bc_options *opts, uint64_t bytes);
 
 /**
- * Longest key accepted; longer keys get BC_TOO_LARGE. Every key lives in
- * memory (the keydir), so this bounds memory per key.
+ * Longest key a put accepts; longer keys get BC_TOO_LARGE. Every key
+ * lives in memory (the keydir), so this bounds memory per key. Gets,
+ * contains and deletes accept any key up to 65535 bytes: a database
+ * written under a larger limit keeps its longer keys readable and
+ * deletable when opened with a smaller one.
  *
  * @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL or bytes is outside
  *         1 ..= 65535.

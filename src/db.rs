@@ -154,7 +154,7 @@ impl Db {
     }
 
     pub fn contains(&self, key: &[u8]) -> Result<bool> {
-        self.inner.check_key(key)?;
+        Inner::check_lookup_key(key)?;
         Ok(self.inner.live_location(key).is_some())
     }
 
@@ -742,8 +742,14 @@ impl Inner {
         (self.opts.clock)()
     }
 
+    /// A key a put would write: within max_key_size.
     pub(crate) fn check_key(&self, key: &[u8]) -> Result<()> {
         self.opts.check_key_len(key.len())
+    }
+
+    /// A key to look up or delete: any key a database can hold.
+    pub(crate) fn check_lookup_key(key: &[u8]) -> Result<()> {
+        Options::check_lookup_key_len(key.len())
     }
 
     pub(crate) fn check_writable(&self) -> Result<()> {
@@ -848,7 +854,7 @@ impl Inner {
 
     fn delete(&self, key: &[u8]) -> Result<bool> {
         self.check_writable()?;
-        self.check_key(key)?;
+        Inner::check_lookup_key(key)?;
         let a = {
             let mut w = self.writer.lock();
             // Checked under the writer lock: no put of this key can slip in.
@@ -1122,7 +1128,7 @@ impl Inner {
         key: &[u8],
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<Option<R>> {
-        self.check_key(key)?;
+        Inner::check_lookup_key(key)?;
         // Called at most once (a read that fails never reaches it), but
         // the loop below may read more than once.
         let mut f = Some(f);

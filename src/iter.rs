@@ -19,6 +19,21 @@ pub struct Iter {
 }
 
 impl Iter {
+    /// Refuses writes on the iterator's database (a bug was caught).
+    pub(crate) fn poison(&self, err: crate::error::Error) {
+        self.inner.fail(err);
+    }
+
+    /// An iterator that yields no key (a prefix longer than any key).
+    pub(crate) fn nothing(inner: Arc<Inner>) -> Iter {
+        Iter {
+            inner,
+            keys: Vec::new(),
+            next: 0,
+            current: None,
+        }
+    }
+
     pub(crate) fn new(inner: Arc<Inner>, prefix: &[u8]) -> Iter {
         let now = inner.now();
         let mut keys = Vec::new();

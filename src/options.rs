@@ -182,6 +182,23 @@ impl Options {
         Ok(())
     }
 
+    /// Checks a key to look up or delete: not empty, and not longer than
+    /// any key can be. Unlike a put's, this ignores max_key_size: a
+    /// database written under a larger limit holds longer keys, and they
+    /// stay readable and deletable.
+    pub fn check_lookup_key_len(len: usize) -> Result<()> {
+        if len == 0 {
+            return Err(Error::invalid("key is empty"));
+        }
+        if len > MAX_KEY_LEN as usize {
+            return Err(Error::new(
+                Status::TooLarge,
+                format!("key of {len} bytes is longer than any key ({MAX_KEY_LEN} bytes)"),
+            ));
+        }
+        Ok(())
+    }
+
     pub fn check_value_len(&self, len: usize) -> Result<()> {
         if len > self.max_value_size as usize {
             return Err(Error::new(

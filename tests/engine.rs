@@ -162,7 +162,17 @@ fn limits_are_enforced() {
         db.put(b"k", &[0; 17]).unwrap_err().status(),
         Status::TooLarge
     );
-    assert_eq!(db.get(b"123456789").unwrap_err().status(), Status::TooLarge);
+    // Lookups are limited only by the longest key a database can hold.
+    assert_eq!(db.get(b"123456789").unwrap(), None);
+    assert!(!db.delete(b"123456789").unwrap());
+    assert_eq!(
+        db.get(&vec![b'k'; 65536]).unwrap_err().status(),
+        Status::TooLarge
+    );
+    assert_eq!(
+        db.contains(&vec![b'k'; 65536]).unwrap_err().status(),
+        Status::TooLarge
+    );
     db.put(b"12345678", &[1; 16]).unwrap();
 }
 

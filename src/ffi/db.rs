@@ -1,7 +1,7 @@
 //! `bc_db`: open, close and the key/value calls.
 
 use super::options::{bc_options, options_or_default};
-use super::{arg, bc_status, boundary, boundary_free, key_arg, out_arg, value_arg};
+use super::{arg, bc_status, boundary, boundary_free, key_arg, lookup_key_arg, out_arg, value_arg};
 use crate::db::{Db, Stats};
 use crate::error::{Error, Status};
 use std::ffi::{c_char, CStr, OsStr};
@@ -74,12 +74,13 @@ pub(crate) fn found(b: bool) -> Result<bc_status, Error> {
 ///             bc_close. Written only on BC_OK.
 /// @return BC_OK; BC_INVALID_ARGUMENT (NULL path or out, empty path);
 ///         BC_IO (missing directory without create_if_missing, permission,
-///         disk errors, the system refused a thread); BC_LOCKED (another read-write handle holds the
-///         directory: the message names its pid); BC_CORRUPTION (a damaged
-///         or foreign file: the message names the file and offset);
-///         BC_VERSION_MISMATCH (a data file of a format version this
-///         library does not read, also with the repair option: nothing is
-///         changed).
+///         disk errors, the system refused a thread); BC_LOCKED (another
+///         read-write handle holds the directory: the message names its
+///         pid); BC_CORRUPTION (a damaged or foreign file: the message
+///         names the file and offset); BC_VERSION_MISMATCH (a data file of
+///         a format version this library does not read, also with the
+///         repair option: nothing is changed); BC_INTERNAL (a bug, such as
+///         a panic in a thread that loads or scans files).
 /// Thread-safe (opens of different directories may run in parallel).
 #[no_mangle]
 pub extern "C" fn bc_open(
@@ -211,9 +212,11 @@ pub extern "C" fn bc_put_ttl(
 /// @param[out] vlen receives the value length.
 ///             Both are written only on BC_OK.
 /// @return BC_OK; BC_NOT_FOUND (absent or expired; not an error);
-///         BC_INVALID_ARGUMENT; BC_TOO_LARGE (key over max_key_size);
-///         BC_CORRUPTION (the stored record fails its checksum: never wrong
-///         bytes); BC_IO; BC_INTERNAL.
+///         BC_INVALID_ARGUMENT; BC_TOO_LARGE (key over 65535 bytes, the
+///         longest any database holds: lookups and deletes ignore
+///         max_key_size, which limits puts, so keys written under a larger
+///         limit stay readable); BC_CORRUPTION (the stored record fails
+///         its checksum: never wrong bytes); BC_IO; BC_INTERNAL.
 /// Thread-safe; gets run in parallel with each other and with writers.
 #[no_mangle]
 pub extern "C" fn bc_get(
@@ -227,7 +230,7 @@ pub extern "C" fn bc_get(
         out_arg(val, "val")?;
         out_arg(vlen, "vlen")?;
         // SAFETY: key points to klen readable bytes (caller contract).
-        let k = unsafe { key_arg(db.options(), key, klen)? };
+        let k = unsafe { lookup_key_arg(key, klen)? };
         hand_out(db.with_value(k, |v| Box::<[u8]>::from(v))?, val, vlen)
     })
 }
@@ -240,8 +243,9 @@ pub extern "C" fn bc_get(
 /// @param[out] vlen on BC_OK the value length; on BC_BUFFER_TOO_SMALL the
 ///             length needed (buf is then left untouched).
 /// @return BC_OK; BC_NOT_FOUND; BC_BUFFER_TOO_SMALL; BC_INVALID_ARGUMENT
-///         (also NULL vlen, or NULL buf with cap > 0); BC_TOO_LARGE;
-///         BC_CORRUPTION; BC_IO; BC_INTERNAL.
+///         (also NULL vlen, or NULL buf with cap > 0); BC_TOO_LARGE (key
+///         over 65535 bytes, as for bc_get); BC_CORRUPTION; BC_IO;
+///         BC_INTERNAL.
 /// Thread-safe.
 #[no_mangle]
 pub extern "C" fn bc_get_into(
@@ -258,7 +262,7 @@ pub extern "C" fn bc_get_into(
             return Err(Error::invalid(format!("buf is NULL with cap {cap}")));
         }
         // SAFETY: key points to klen readable bytes (caller contract).
-        let k = unsafe { key_arg(db.options(), key, klen)? };
+        let k = unsafe { lookup_key_arg(key, klen)? };
         let copied = db.with_value(k, |v| {
             if v.len() > cap {
                 return Err(v.len());
@@ -288,7 +292,9 @@ pub extern "C" fn bc_get_into(
 /// Releases a value returned by bc_get. NULL is a no-op.
 ///
 /// @param[in] val  exactly the pointer bc_get returned.
-/// @param[in] vlen exactly the length bc_get returned with it.
+/// @param[in] vlen exactly the length bc_get returned with it. Any other
+///            pointer or length is undefined behaviour (the allocator is
+///            told the wrong size), as is freeing a value twice.
 /// Thread-safe (any thread may free).
 #[no_mangle]
 pub extern "C" fn bc_free(val: *mut u8, vlen: usize) {
@@ -302,14 +308,15 @@ pub extern "C" fn bc_free(val: *mut u8, vlen: usize) {
 /// Deletes `key` by appending a tombstone.
 ///
 /// @return BC_OK; BC_NOT_FOUND (the key was absent: nothing is written);
-///         BC_INVALID_ARGUMENT; BC_TOO_LARGE; BC_READ_ONLY; BC_IO;
-///         BC_INTERNAL.
+///         BC_INVALID_ARGUMENT; BC_TOO_LARGE (key over 65535 bytes: a key
+///         over max_key_size, written under a larger limit, can be
+///         deleted); BC_READ_ONLY; BC_IO; BC_INTERNAL.
 /// Thread-safe.
 #[no_mangle]
 pub extern "C" fn bc_delete(db: *mut bc_db, key: *const u8, klen: usize) -> bc_status {
     with_db(db, |db| {
         // SAFETY: key points to klen readable bytes (caller contract).
-        let k = unsafe { key_arg(db.options(), key, klen)? };
+        let k = unsafe { lookup_key_arg(key, klen)? };
         found(db.delete(k)?)
     })
 }
@@ -317,13 +324,14 @@ pub extern "C" fn bc_delete(db: *mut bc_db, key: *const u8, klen: usize) -> bc_s
 /// Whether `key` has a value, without reading it (no disk I/O).
 ///
 /// @return BC_OK (present); BC_NOT_FOUND (absent or expired);
-///         BC_INVALID_ARGUMENT; BC_TOO_LARGE.
+///         BC_INVALID_ARGUMENT; BC_TOO_LARGE (key over 65535 bytes, as for
+///         bc_get); BC_INTERNAL.
 /// Thread-safe.
 #[no_mangle]
 pub extern "C" fn bc_contains(db: *mut bc_db, key: *const u8, klen: usize) -> bc_status {
     with_db(db, |db| {
         // SAFETY: key points to klen readable bytes (caller contract).
-        let k = unsafe { key_arg(db.options(), key, klen)? };
+        let k = unsafe { lookup_key_arg(key, klen)? };
         found(db.contains(k)?)
     })
 }
@@ -404,14 +412,16 @@ pub extern "C" fn bc_count(db: *mut bc_db, out: *mut u64) -> bc_status {
 
 /// Counters describing a database, filled by bc_get_stats.
 ///
-/// Fields are only ever added at the end. Set `struct_size` to
-/// sizeof(bc_stats) before the call: a library newer than your header fills
-/// only the fields your struct has, and an older library fills the ones it
-/// knows and leaves the rest as you set them (zero them first).
+/// Fields are only ever added at the end, and each after the first two is
+/// 8 bytes. Set `struct_size` to sizeof(bc_stats) before the call: a
+/// library newer than your header fills only the fields your struct has,
+/// and an older library fills the ones it knows and leaves the rest as you
+/// set them (zero them first). On return `struct_size` holds the bytes
+/// filled: the smaller of the two sizes, in whole fields.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct bc_stats {
-    /// Set by the caller to sizeof(bc_stats).
+    /// Set by the caller to sizeof(bc_stats); on return, the bytes filled.
     pub struct_size: u32,
     /// Always 0.
     pub reserved: u32,
@@ -488,7 +498,9 @@ pub extern "C" fn bc_get_stats(db: *mut bc_db, out: *mut bc_stats) -> bc_status 
             )));
         }
         let mut full = bc_stats::from(&db.stats());
-        let n = size.min(std::mem::size_of::<bc_stats>());
+        // Whole fields only: a size that ends inside one leaves it as the
+        // caller set it rather than half written.
+        let n = 8 + (size.min(std::mem::size_of::<bc_stats>()) - 8) / 8 * 8;
         full.struct_size = n as u32;
         // SAFETY: the caller's struct has `size` writable bytes (it said so
         // in struct_size) and n <= size; the source is our local struct.

@@ -1,9 +1,11 @@
 //! `bc_iter`: iteration over a snapshot of the keys.
 
 use super::db::{bc_db, found, hand_out, with_db};
-use super::{bc_status, boundary_free, out_arg};
+use super::{bc_status, boundary, boundary_free, out_arg};
 use crate::error::Error;
+use crate::format::MAX_KEY_LEN;
 use crate::iter::Iter;
+use std::cell::RefCell;
 
 /// An iterator over the keys of a database. Opaque; made by bc_iter_new,
 /// freed by bc_iter_free. It belongs to one thread at a time. Free it
@@ -17,12 +19,19 @@ fn with_iter(
     it: *mut bc_iter,
     body: impl FnOnce(&mut Iter) -> Result<bc_status, Error>,
 ) -> bc_status {
-    boundary_free(|| {
-        // SAFETY: a non-NULL it comes from bc_iter_new, is not freed, and
-        // is used by one thread at a time (documented).
-        let it = unsafe { it.as_mut() }.ok_or_else(|| Error::invalid("it is NULL"))?;
-        body(&mut it.iter)
-    })
+    // SAFETY: a non-NULL it comes from bc_iter_new, is not freed, and is
+    // used by one thread at a time (documented).
+    let Some(it) = (unsafe { it.as_mut() }) else {
+        return boundary_free(|| Err(Error::invalid("it is NULL")));
+    };
+    // A bug poisons the iterator's database, as on the handle itself. The
+    // RefCell lends the iterator to the body, then to the poisoning (an
+    // unwinding body has given it back).
+    let iter = RefCell::new(&mut it.iter);
+    boundary(
+        |e| iter.borrow().poison(e.clone()),
+        || body(&mut iter.borrow_mut()),
+    )
 }
 
 /// Creates an iterator over the keys that start with `prefix` (all keys
@@ -32,6 +41,8 @@ fn with_iter(
 /// are current. Puts, deletes and merges may run while it is open.
 ///
 /// @param[in]  prefix bytes read during the call; NULL only with plen 0.
+///             A prefix longer than 65535 bytes (the longest key) matches
+///             nothing and is not read.
 /// @param[out] out    receives the iterator, owned by the caller until
 ///             bc_iter_free; written only on BC_OK.
 /// @return BC_OK; BC_INVALID_ARGUMENT (NULL db or out, NULL prefix with
@@ -49,16 +60,18 @@ pub extern "C" fn bc_iter_new(
         if prefix.is_null() && plen > 0 {
             return Err(Error::invalid(format!("prefix is NULL with plen {plen}")));
         }
-        let prefix: &[u8] = if plen == 0 {
-            &[]
+        let iter = if plen == 0 {
+            db.iter(&[])
+        } else if plen > MAX_KEY_LEN as usize {
+            // Longer than any key: nothing matches, and no slice is made
+            // over more bytes than the caller could have meant.
+            Iter::nothing(db.inner.clone())
         } else {
             // SAFETY: prefix is non-NULL and points to plen readable bytes
             // (caller contract).
-            unsafe { std::slice::from_raw_parts(prefix, plen) }
+            db.iter(unsafe { std::slice::from_raw_parts(prefix, plen) })
         };
-        let it = Box::into_raw(Box::new(bc_iter {
-            iter: db.iter(prefix),
-        }));
+        let it = Box::into_raw(Box::new(bc_iter { iter }));
         // SAFETY: out is non-NULL and writable (caller contract).
         unsafe { *out = it };
         Ok(bc_status::BC_OK)

@@ -49,8 +49,9 @@ pub enum bc_status {
     /// Another read-write handle (this process or another) holds the
     /// database; the message names its pid.
     BC_LOCKED = 5,
-    /// The key is longer than max_key_size or the value longer than
-    /// max_value_size.
+    /// A put's key is longer than max_key_size or its value longer than
+    /// max_value_size; a key to look up or delete is longer than any key
+    /// can be (65535 bytes).
     BC_TOO_LARGE = 6,
     /// `bc_get_into`: the buffer cannot hold the value; the needed length
     /// was written to `*vlen`.
@@ -124,10 +125,11 @@ fn install_quiet_panic_hook() {
 }
 
 /// Runs the body of an export: converts errors into statuses and the last
-/// error message, and panics into BC_INTERNAL. `on_panic` poisons the handle
-/// the call was made on, if any.
+/// error message, and panics into BC_INTERNAL. `on_bug` poisons the handle
+/// the call was made on, if any, after a panic or a BC_INTERNAL error (a
+/// broken invariant): either way the handle's state is in doubt.
 pub(crate) fn boundary(
-    on_panic: impl FnOnce(&Error),
+    on_bug: impl FnOnce(&Error),
     body: impl FnOnce() -> Result<bc_status, Error>,
 ) -> bc_status {
     install_quiet_panic_hook();
@@ -139,6 +141,10 @@ pub(crate) fn boundary(
     match outcome {
         Ok(Ok(status)) => status,
         Ok(Err(e)) => {
+            if e.status() == Status::Internal {
+                // The poisoning itself must not unwind out of here.
+                let _ = panic::catch_unwind(AssertUnwindSafe(|| on_bug(&e)));
+            }
             if e.status() != Status::NotFound {
                 set_last_error(e.message());
             }
@@ -152,7 +158,7 @@ pub(crate) fn boundary(
                 .unwrap_or_else(|| "unknown panic".to_string());
             let e = Error::internal(format!("internal error (caught panic): {what}"));
             // The poisoning itself must not unwind out of here.
-            let _ = panic::catch_unwind(AssertUnwindSafe(|| on_panic(&e)));
+            let _ = panic::catch_unwind(AssertUnwindSafe(|| on_bug(&e)));
             set_last_error(e.message());
             bc_status::BC_INTERNAL
         }
@@ -200,8 +206,8 @@ unsafe fn bytes<'a>(p: *const u8, len: usize, name: &str) -> Result<&'a [u8], Er
     Ok(unsafe { std::slice::from_raw_parts(p, len) })
 }
 
-/// A key from C, checked (NULL, empty, over max_key_size) before any byte
-/// is looked at.
+/// A key from C to put, checked (NULL, empty, over max_key_size) before
+/// any byte is looked at.
 ///
 /// # Safety
 /// A non-NULL `p` must point to `len` readable bytes for `'a`.
@@ -218,6 +224,20 @@ pub(crate) unsafe fn key_arg<'a>(
     unsafe { bytes(p, len, "key") }
 }
 
+/// A key from C to look up or delete, checked (NULL, empty, longer than
+/// any key) before any byte is looked at.
+///
+/// # Safety
+/// A non-NULL `p` must point to `len` readable bytes for `'a`.
+pub(crate) unsafe fn lookup_key_arg<'a>(p: *const u8, len: usize) -> Result<&'a [u8], Error> {
+    if p.is_null() {
+        return Err(Error::invalid("key is NULL"));
+    }
+    Options::check_lookup_key_len(len)?;
+    // SAFETY: forwarded from the caller; len is at most 65535.
+    unsafe { bytes(p, len, "key") }
+}
+
 /// A value from C, checked against max_value_size before it is looked at.
 ///
 /// # Safety
@@ -227,6 +247,9 @@ pub(crate) unsafe fn value_arg<'a>(
     p: *const u8,
     len: usize,
 ) -> Result<&'a [u8], Error> {
+    if p.is_null() && len > 0 {
+        return Err(Error::invalid(format!("val is NULL with length {len}")));
+    }
     opts.check_value_len(len)?;
     // SAFETY: forwarded from the caller; len is within max_value_size.
     unsafe { bytes(p, len, "val") }

@@ -94,8 +94,11 @@ pub extern "C" fn bc_options_set_max_file_size(opts: *mut bc_options, bytes: u64
     })
 }
 
-/// Longest key accepted; longer keys get BC_TOO_LARGE. Every key lives in
-/// memory (the keydir), so this bounds memory per key.
+/// Longest key a put accepts; longer keys get BC_TOO_LARGE. Every key
+/// lives in memory (the keydir), so this bounds memory per key. Gets,
+/// contains and deletes accept any key up to 65535 bytes: a database
+/// written under a larger limit keeps its longer keys readable and
+/// deletable when opened with a smaller one.
 ///
 /// @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL or bytes is outside
 ///         1 ..= 65535.
