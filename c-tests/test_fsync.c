@@ -64,8 +64,45 @@ static int intercepted(long nr, int fd) {
     return rc;
 }
 
-int fsync(int fd) { return intercepted(SYS_fsync, fd); }
-int fdatasync(int fd) { return intercepted(SYS_fdatasync, fd); }
+/* While `recording`, the order of data file unlinks ('U') and directory
+ * syncs ('D'), for the merge deletion-order test. */
+static atomic_int recording;
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static char event_log[256];
+static size_t event_count;
+
+static void log_event(char what) {
+    pthread_mutex_lock(&log_lock);
+    if (event_count + 1 < sizeof event_log) event_log[event_count++] = what;
+    pthread_mutex_unlock(&log_lock);
+}
+
+static int is_dir_fd(int fd) {
+    struct stat st;
+    return fstat(fd, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static int ends_with_data(const char *path) {
+    size_t n = strlen(path);
+    return n > 5 && strcmp(path + n - 5, ".data") == 0;
+}
+
+int fsync(int fd) {
+    if (atomic_load(&recording) && is_dir_fd(fd)) log_event('D');
+    return intercepted(SYS_fsync, fd);
+}
+int fdatasync(int fd) {
+    if (atomic_load(&recording) && is_dir_fd(fd)) log_event('D');
+    return intercepted(SYS_fdatasync, fd);
+}
+int unlink(const char *path) {
+    if (atomic_load(&recording) && ends_with_data(path)) log_event('U');
+    return (int)syscall(SYS_unlinkat, AT_FDCWD, path, 0);
+}
+int unlinkat(int dirfd, const char *path, int flags) {
+    if (atomic_load(&recording) && ends_with_data(path)) log_event('U');
+    return (int)syscall(SYS_unlinkat, dirfd, path, flags);
+}
 
 /* A healthy disk again: a sub-test that failed midway may have left it
  * slow or failing. */
@@ -376,6 +413,57 @@ static void merge_fsync_failure_fails_the_handle(void) {
     check_reopen(dir, synced, 2, "c");
 }
 
+/* Puts filler values until the database has one more data file. */
+static void fill_to_next_file(bc_db *db, const char *prefix) {
+    static const uint8_t val[100];
+    bc_stats st;
+    uint64_t files;
+    int i = 0;
+    st.struct_size = sizeof st;
+    CHECK_STATUS(bc_get_stats(db, &st), BC_OK);
+    files = st.data_files;
+    while (st.data_files == files) {
+        CHECK_STATUS(put_numbered(db, prefix, i++, val, sizeof val), BC_OK);
+        CHECK_STATUS(bc_get_stats(db, &st), BC_OK);
+    }
+}
+
+/* A full merge drops the tombstone in the second file, which shadowed the
+ * value in the first: the first file's deletion must be on disk (a
+ * directory sync) before the second's, or a power loss could keep only
+ * the second deletion and bring the value back. */
+static void merge_deletes_shadowed_values_first(void) {
+    const char *dir = make_temp_dir();
+    bc_options *o = make_opts(4096, 0, 0);
+    bc_db *db;
+    const char *first_u, *sync_after;
+    disk_ok();
+    db = open_db(dir, o);
+    CHECK_STATUS(bc_put(db, K("victim"), K("old")), BC_OK);
+    fill_to_next_file(db, "a"); /* file 1: the value */
+    CHECK_STATUS(bc_delete(db, K("victim")), BC_OK);
+    fill_to_next_file(db, "b"); /* file 2: its tombstone */
+    close_db(db);
+    db = open_db(dir, o);
+    bc_options_free(o);
+    event_count = 0;
+    atomic_store(&recording, 1);
+    CHECK_STATUS(bc_merge(db), BC_OK);
+    atomic_store(&recording, 0);
+    event_log[event_count] = '\0';
+    first_u = strchr(event_log, 'U');
+    CHECK_MSG(first_u != NULL && strchr(first_u + 1, 'U') != NULL,
+              "merge deleted fewer than two data files: events %s", event_log);
+    sync_after = strchr(first_u, 'D');
+    CHECK_MSG(sync_after != NULL && sync_after < strchr(first_u + 1, 'U'),
+              "no directory sync between the first two data file deletions: events %s "
+              "(U: a data file unlinked, D: a directory synced)",
+              event_log);
+    CHECK_ABSENT(db, K("victim"));
+    close_db(db);
+    check_reopen(dir, NULL, 0, "victim");
+}
+
 int main(int argc, char **argv) {
     check_init(argc, argv);
     RUN(always_mode_put_waits_for_an_fsync);
@@ -388,5 +476,6 @@ int main(int argc, char **argv) {
     RUN(background_sync_failure_fails_later_writes);
     RUN(merge_fsync_failure_fails_the_handle);
     RUN(open_syncs_a_scanned_file_before_hinting_it);
+    RUN(merge_deletes_shadowed_values_first);
     return check_finish();
 }

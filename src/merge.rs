@@ -19,10 +19,18 @@
 //! Crash safety: outputs (and their hints) are written under `*.tmp` names
 //! and renamed into place only once synced; the records that made input
 //! records unneeded (newer values, tombstones) are synced too; inputs are
-//! deleted oldest first after every output is in place. At any crash point
-//! the directory holds the inputs, or the inputs and complete outputs (copies of the same
-//! records, resolved by id order), or the outputs and the newer inputs,
-//! whose tombstones still shadow older values.
+//! deleted oldest first after every output is in place, and the deletions
+//! of older inputs reach the disk (a directory sync) before an input that
+//! dropped tombstones or expired records goes. At any crash point the
+//! directory holds the inputs, or the inputs and complete outputs (copies
+//! of the same records, resolved by id order), or the outputs and the
+//! newer inputs, whose tombstones still shadow older values.
+//!
+//! An expired record's key leaves the keydir only once the outputs are
+//! durable: a merge that fails midway leaves it expired (so invisible) and
+//! indexed, and the next merge treats it as expired again. Removed early,
+//! the next merge would take it for an overwritten record and drop it
+//! without a tombstone, letting an older value of the key come back.
 
 use crate::datafile::{self, sync_dir, DataFile};
 use crate::db::{expired, Inner};
@@ -68,6 +76,15 @@ struct Output {
     hint: HintWriter,
     /// Keydir moves to apply once the file is durable.
     moves: Vec<Move>,
+}
+
+/// An expired record left out of the outputs (or replaced by a
+/// tombstone): its key leaves the keydir once the outputs are durable,
+/// found by hash and location as `Move`s are.
+struct Expired {
+    hash: u32,
+    from: (u32, u32),
+    len: u32,
 }
 
 /// A record copied to an output, to point the keydir at once the output
@@ -192,9 +209,16 @@ impl Inner {
         }
         let mut next_id = sealed.last().map_or(0, |f| f.id) + 1;
         let mut out: Option<Output> = None;
+        let mut expired = Vec::new();
+        // Inputs that dropped tombstones or expired records: records that
+        // shadowed older values of their keys, in older inputs.
+        let mut shadowing = HashSet::new();
         let result = (|| {
             for input in inputs {
-                self.copy_needed(input, may_drop[&input.id], &mut out, &mut next_id)?;
+                let may_drop = may_drop[&input.id];
+                if self.copy_needed(input, may_drop, &mut out, &mut next_id, &mut expired)? {
+                    shadowing.insert(input.id);
+                }
             }
             if let Some(o) = out.take() {
                 self.finish_output(o)?;
@@ -212,33 +236,62 @@ impl Inner {
         // not yet synced. Make it durable before the inputs go, or a crash
         // would bring back an older value, or lose the key.
         self.sync()?;
-        // Retire the inputs: out of the file table first (a reader that
-        // misses a file looks in the keydir again), then off the disk,
-        // oldest first so surviving tombstones always shadow older values;
-        // each hint before its data file.
+        // The expired keys leave the keydir, before their files leave the
+        // table (a reader that misses a file looks in the keydir again).
+        {
+            let files = self.files.read();
+            for x in &expired {
+                if self.keydir.remove_located(x.hash, x.from) {
+                    // No longer counted as expired: count it as dead.
+                    if let Some(f) = files.get(&x.from.0) {
+                        f.dead_bytes.fetch_add(x.len as u64, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+        // Retire the inputs: out of the file table first, then off the
+        // disk, oldest first so surviving tombstones always shadow older
+        // values; each hint before its data file.
         {
             let mut files = self.files.write();
             for f in inputs {
                 files.remove(&f.fnum);
             }
         }
-        for f in inputs {
-            datafile::remove_file(&hint::hint_path(&self.dir, f.id))?;
-            datafile::remove_file(&f.path)?;
+        let removed = (|| {
+            for (i, f) in inputs.iter().enumerate() {
+                if i > 0 && shadowing.contains(&f.id) {
+                    // The older inputs' values this one shadowed must be
+                    // gone from the disk before it is.
+                    sync_dir(&self.dir)?;
+                }
+                datafile::remove_file(&hint::hint_path(&self.dir, f.id))?;
+                datafile::remove_file(&f.path)?;
+            }
+            sync_dir(&self.dir)
+        })();
+        if let Err(e) = removed {
+            // Inputs out of the table may remain on disk, where a later
+            // merge of this handle, which looks only at the table, could
+            // drop a tombstone that shadows them. Reopening sees them.
+            self.fail(e.clone());
+            return Err(e);
         }
-        sync_dir(&self.dir)?;
         self.merges.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
-    /// Copies the records of `input` that must survive into the outputs.
+    /// Copies the records of `input` that must survive into the outputs,
+    /// noting in `expired` the expired records it leaves out. Returns
+    /// whether it dropped a tombstone or an expired record (`may_drop`).
     fn copy_needed(
         &self,
         input: &Arc<DataFile>,
         may_drop: bool,
         out: &mut Option<Output>,
         next_id: &mut u64,
-    ) -> Result<()> {
+        expired_out: &mut Vec<Expired>,
+    ) -> Result<bool> {
         let mut r = FileReader::open(&input.path)?;
         if !recovery::check_header(&mut r)? {
             return Err(Error::corruption(format!(
@@ -250,6 +303,7 @@ impl Inner {
         let mut off = FILE_HEADER_LEN;
         let mut tombstone = Vec::new();
         let mut copied = 0u32;
+        let mut dropped_shadow = false;
         loop {
             // Close waits for an auto-merge: not for a whole file. (Checked
             // at each file's first record, then every 2048.)
@@ -267,7 +321,7 @@ impl Inner {
                 std::thread::yield_now();
             }
             let hdr = match recovery::probe(&mut r, off)? {
-                Probe::End => return Ok(()),
+                Probe::End => return Ok(dropped_shadow),
                 Probe::Damaged(reason) => {
                     return Err(Error::corruption(format!(
                         "{}: offset {off}: {reason} (found by merge; nothing was deleted)",
@@ -293,17 +347,20 @@ impl Inner {
                 // Needed only while the key stays deleted and older values
                 // may survive outside this merge.
                 if current.is_some() || may_drop {
+                    dropped_shadow |= current.is_none();
                     continue;
                 }
                 rec
             } else if current != Some(here) {
                 continue; // overwritten or deleted
             } else if expired(here.expiry, now) {
-                if self.keydir.replace_if(key, here, None) {
-                    // No longer counted as expired: count it as dead.
-                    input.dead_bytes.fetch_add(len, Ordering::Relaxed);
-                }
+                expired_out.push(Expired {
+                    hash: self.keydir.seed().hash(key),
+                    from: (here.file, here.offset),
+                    len: len as u32,
+                });
                 if may_drop {
+                    dropped_shadow = true;
                     continue;
                 }
                 tombstone.clear();
@@ -370,10 +427,12 @@ impl Inner {
     /// points the keydir at it for every key not overwritten meanwhile.
     fn finish_output(&self, o: Output) -> Result<()> {
         // The rename is made durable before any input is deleted.
+        // A failed directory sync fails the handle (as any failed sync):
+        // the output, renamed, may stay on disk outside the file table.
         let placed = self.synced(o.file.seal()).and_then(|_| {
             fs::rename(&o.tmp, &o.file.path)
                 .map_err(|e| Error::io("renaming merge output to", &o.file.path, e))?;
-            sync_dir(&self.dir)
+            self.synced(sync_dir(&self.dir))
         });
         if let Err(e) = placed {
             let _ = datafile::remove_file(&o.tmp);

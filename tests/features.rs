@@ -94,6 +94,73 @@ fn ttl_expires_on_the_clock_and_never_resurrects_older_values() {
     assert_eq!(db.get(b"k").unwrap(), None);
 }
 
+/// A partial merge that fails after it met an expired record (here: a
+/// damaged later input) leaves that key's older value shadowed: the next
+/// partial merge, which succeeds, must still write a tombstone for it,
+/// because the file holding the older value is not merged. (Merge used to
+/// drop the key from the keydir as soon as it met the expired record; the
+/// next merge then took the record for an overwritten one, dropped it
+/// without a tombstone, and "old" came back at the next open.)
+#[test]
+fn a_failed_partial_merge_leaves_its_expired_keys_to_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Arc::new(AtomicU32::new(1_000));
+    let opts = Options {
+        merge: MergePolicy {
+            frag_trigger: 0.5,
+            frag_threshold: 0.5,
+            small_file_threshold: 0,
+            ..MergePolicy::default()
+        },
+        ..opts_with_clock(&now)
+    };
+    let db = Db::open(dir.path(), opts.clone()).unwrap();
+    // Puts until the database has one more data file: the last record
+    // put opens it.
+    let fill = |prefix: &str, ttl: u32| {
+        let files = db.stats().data_files;
+        let mut i = 0;
+        while db.stats().data_files == files {
+            db.put_ttl(format!("{prefix}{i}").as_bytes(), &[1; 200], ttl)
+                .unwrap();
+            i += 1;
+        }
+    };
+    db.put(b"k", b"old").unwrap();
+    fill("live", 0); // file 1: "old" and live values, never merged
+    db.put_ttl(b"k", b"new", 10).unwrap();
+    fill("a", 10); // file 2: "new" and values that expire
+    fill("b", 10); // file 3: values that expire; file 4 is active
+                   // Reopened, so that files 1 to 3 are sealed (merge candidates).
+    db.close().unwrap();
+    let db = Db::open(dir.path(), opts.clone()).unwrap();
+    let data = names(dir.path(), ".data");
+    assert_eq!(data.len(), 4, "{data:?}");
+    now.store(1_010, Ordering::Relaxed);
+    assert_eq!(db.get(b"k").unwrap(), None);
+
+    // File 3 damaged: the merge of files 2 and 3 fails in file 3, after
+    // it met "new" in file 2.
+    let third = dir.path().join(&data[2]);
+    let mut bytes = fs::read(&third).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0xff;
+    fs::write(&third, &bytes).unwrap();
+    let e = db.merge_if_needed().unwrap_err();
+    assert_eq!(e.status(), Status::Corruption, "{}", e.message());
+    bytes[at] ^= 0xff;
+    fs::write(&third, &bytes).unwrap();
+
+    assert!(db.merge_if_needed().unwrap());
+    assert!(dir.path().join(&data[0]).exists(), "file 1 was merged");
+    assert!(!dir.path().join(&data[1]).exists(), "file 2 was not merged");
+    assert_eq!(db.get(b"k").unwrap(), None);
+    db.close().unwrap();
+    let db = Db::open(dir.path(), opts).unwrap();
+    assert_eq!(db.get(b"k").unwrap(), None, "an older value came back");
+    assert_eq!(db.get(b"live0").unwrap().as_deref(), Some(&[1u8; 200][..]));
+}
+
 #[test]
 fn default_ttl_applies_to_plain_puts() {
     let dir = tempfile::tempdir().unwrap();
