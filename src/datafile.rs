@@ -30,8 +30,16 @@ pub fn data_name(id: u64) -> String {
 
 /// Parses `{16 hex digits}.data`; anything else is not a data file.
 pub fn parse_data_name(name: &str) -> Option<u64> {
-    let stem = name.strip_suffix(".data")?;
-    if stem.len() != 16 || !stem.bytes().all(|b| b.is_ascii_hexdigit()) {
+    parse_id(name, ".data")
+}
+
+/// Parses `{16 lowercase hex digits}{suffix}`, the names bitcask writes.
+/// Uppercase digits are not one of its names: such a file, and the
+/// lowercase file of the same id, would be one id listed twice.
+pub(crate) fn parse_id(name: &str, suffix: &str) -> Option<u64> {
+    let stem = name.strip_suffix(suffix)?;
+    let lower_hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+    if stem.len() != 16 || !stem.bytes().all(lower_hex) {
         return None;
     }
     u64::from_str_radix(stem, 16).ok()
@@ -466,5 +474,36 @@ pub fn remove_file(path: &Path) -> Result<()> {
     match fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io("removing", path, e)),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_names_bitcask_writes_are_data_and_hint_files() {
+        let id = 0x0000_0001_0000_00ab;
+        assert_eq!(parse_data_name(&data_name(id)), Some(id));
+        assert_eq!(parse_data_name("00000001000000ab.data"), Some(id));
+        assert_eq!(
+            crate::hint::parse_hint_name("00000001000000ab.hint"),
+            Some(id)
+        );
+        for name in [
+            "00000001000000AB.data", // uppercase: another name for the same id
+            "00000001000000aB.hint",
+            "1000000ab.data",
+            "00000001000000ab0.data",
+            "00000001000000ag.data",
+            "00000001000000ab.data.tmp",
+            "+0000001000000ab.data",
+        ] {
+            assert_eq!(
+                parse_data_name(name).or(crate::hint::parse_hint_name(name)),
+                None,
+                "{name}"
+            );
+        }
     }
 }

@@ -51,11 +51,7 @@ pub fn hint_path(dir: &Path, id: u64) -> PathBuf {
 
 /// Parses `{16 hex digits}.hint`.
 pub fn parse_hint_name(name: &str) -> Option<u64> {
-    let stem = name.strip_suffix(".hint")?;
-    if stem.len() != 16 || !stem.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    u64::from_str_radix(stem, 16).ok()
+    crate::datafile::parse_id(name, ".hint")
 }
 
 /// Entries a writer holds in memory before it moves them to its spill file
