@@ -11,7 +11,7 @@ use crate::load::{self, Source};
 use crate::lock::DirLock;
 use crate::options::{Options, SyncMode};
 use crate::prefetch::MapAddrs;
-use crate::recovery::{self, FileReader};
+use crate::recovery::{self, FileReader, Probe};
 use crate::worker::{Queue, Worker};
 use parking_lot::{Mutex, RwLock};
 use std::cell::RefCell;
@@ -328,10 +328,19 @@ impl Inner {
                 // says the file was synced): check_data_file handles it.
                 Ok(false) if self.torn_creation_possible(id) => continue,
                 // (A newer release's file never gets here: open refused it
-                // in `check_versions` before any repair.)
+                // in `check_versions` before any repair.) A damaged header
+                // before a record that checks out is bit rot in the header
+                // alone: the file is rewritten under a fresh one, keeping
+                // its records. Anything else is set aside, not deleted.
                 _ => {
-                    recovery::set_aside(&self.dir, &path)?;
                     self.repaired_records_skipped += 1;
+                    if matches!(recovery::probe(&mut r, FILE_HEADER_LEN)?, Probe::Record(_)) {
+                        datafile::remove_file(&hint::hint_path(&self.dir, id))?;
+                        self.repaired_records_skipped +=
+                            recovery::rewrite_without_damage(&self.dir, &path)?;
+                    } else {
+                        recovery::set_aside(&self.dir, &path)?;
+                    }
                     continue;
                 }
             }
