@@ -228,15 +228,14 @@ static void test_library_prints_nothing(void) {
     (void)bc_open(path_join(dir, "nope"), o, &db);
     bc_options_free(o);
     db = NULL;
-    if (bc_open(path_join(dir, "db"), NULL, &db) == BC_OK) {
-        (void)bc_open(path_join(dir, "db"), NULL, &db2); /* BC_LOCKED */
-        (void)bc_put(db, NULL, 1, NULL, 0);
-        (void)bc_put(db, K("k"), NULL, 5);
-        (void)bc_get(db, K("absent"), &val, &vlen);
-        (void)bc_get_into(db, K("absent"), NULL, 4, &vlen);
-        (void)bc_delete(db, K("absent"));
-        (void)bc_close(db);
-    }
+    CHECK_STATUS(bc_open(path_join(dir, "db"), NULL, &db), BC_OK);
+    (void)bc_open(path_join(dir, "db"), NULL, &db2); /* BC_LOCKED */
+    (void)bc_put(db, NULL, 1, NULL, 0);
+    (void)bc_put(db, K("k"), NULL, 5);
+    (void)bc_get(db, K("absent"), &val, &vlen);
+    (void)bc_get_into(db, K("absent"), NULL, 4, &vlen);
+    (void)bc_delete(db, K("absent"));
+    (void)bc_close(db);
     (void)bc_sync(NULL);
     (void)bc_merge(NULL);
 

@@ -928,6 +928,7 @@ static void run_damage(damage_fn damage, const char *what) {
     bc_options *o;
     bc_db *db = NULL;
     bc_status st;
+    uint64_t before;
     int n, i;
     n = list_files(dir, ".data", g_names, MAXF);
     CHECK_MSG(n > 3 && n < MAXF, "%d data files", n);
@@ -938,12 +939,15 @@ static void run_damage(damage_fn damage, const char *what) {
     }
 
     o = hint_opts(1); /* read-only first: it cannot rewrite the hints */
+    before = dir_fingerprint(dir);
     st = bc_open(dir, o, &db);
     CHECK_MSG(st == BC_OK, "hints %s: read-only bc_open returned %s (%d), expected BC_OK", what,
               status_name(st), (int)st);
     bc_options_free(o);
     verify(db);
     close_db(db);
+    CHECK_MSG(dir_fingerprint(dir) == before, "hints %s: a read-only open changed the directory",
+              what);
 
     o = hint_opts(0);
     db = NULL;
