@@ -39,6 +39,11 @@ fn ttl_expires_on_the_clock_and_never_resurrects_older_values() {
         db.put(format!("f{i}").as_bytes(), &[0; 40]).unwrap();
     }
     db.put_ttl(b"k", b"new", 10).unwrap();
+    // Values that expire with "new", so that its file is worth merging.
+    for i in 0..60u32 {
+        db.put_ttl(format!("t{i}").as_bytes(), &[0; 40], 10)
+            .unwrap();
+    }
     db.put_ttl(b"forever", b"x", 0).unwrap();
     assert_eq!(db.get(b"k").unwrap().as_deref(), Some(&b"new"[..]));
     now.store(1_009, Ordering::Relaxed);
@@ -47,27 +52,26 @@ fn ttl_expires_on_the_clock_and_never_resurrects_older_values() {
     assert_eq!(db.get(b"k").unwrap(), None);
     assert!(!db.contains(b"k").unwrap());
     assert!(!db.delete(b"k").unwrap(), "an expired key is absent");
-    assert_eq!(db.stats().expired_keys, 1);
+    assert_eq!(db.stats().expired_keys, 61);
     assert_eq!(db.count(), 301);
     let mut it = db.iter(b"k");
     assert_eq!(it.next_key(), None);
     // The iterator outlives close: the lock must still be released.
-    // A partial merge of only the file holding the expired record must
-    // leave a tombstone: "old" must not come back.
-    let newest_sealed = {
-        db.close().unwrap();
-        let db = Db::open(dir.path(), opts_with_clock(&now)).unwrap();
-        assert_eq!(db.get(b"k").unwrap(), None);
-        db
-    };
-    let db = newest_sealed;
+    db.close().unwrap();
+    let db = Db::open(dir.path(), opts_with_clock(&now)).unwrap();
+    assert_eq!(db.get(b"k").unwrap(), None);
+    drop(db);
+
+    // A partial merge of the files holding the expired records, not the
+    // oldest file with "old", must leave a tombstone: "old" must not come
+    // back.
+    let oldest = names(dir.path(), ".data")[0].clone();
     let policy = MergePolicy {
         frag_trigger: 0.5,
         frag_threshold: 0.5,
         small_file_threshold: 0,
         ..MergePolicy::default()
     };
-    drop(db);
     let db = Db::open(
         dir.path(),
         Options {
@@ -76,7 +80,11 @@ fn ttl_expires_on_the_clock_and_never_resurrects_older_values() {
         },
     )
     .unwrap();
-    db.merge_if_needed().unwrap();
+    assert!(db.merge_if_needed().unwrap(), "no partial merge");
+    assert!(
+        dir.path().join(&oldest).exists(),
+        "the merge was not partial"
+    );
     assert_eq!(db.get(b"k").unwrap(), None);
     db.close().unwrap();
     let db = Db::open(dir.path(), opts_with_clock(&now)).unwrap();
