@@ -346,6 +346,7 @@ fn crash_kill9_recovery() {
     let (mut torn_rounds, mut total_acks, mut completed_merges) = (0u64, 0u64, 0u64);
     let mut forced_tears = 0u64;
     let mut partial_merges = 0u64;
+    let mut merges_cut_writing = 0u64;
     let started = Instant::now();
 
     for round in 0..rounds {
@@ -413,6 +414,9 @@ fn crash_kill9_recovery() {
         }
         if inflight == Some(InFlight::Merge) {
             interrupted_merges += 1;
+            // Evidence the kill hit a merge while it wrote: an output or
+            // hint still under its temporary name.
+            merges_cut_writing += (!tmp_files(&dir).is_empty()) as u64;
         }
 
         // Sometimes simulate a power cut in the middle of the in-flight write:
@@ -527,7 +531,7 @@ fn crash_kill9_recovery() {
     }
     eprintln!(
         "crash test: {rounds} rounds in {:?}; {total_acks} acknowledged ops, {completed_merges} merges completed ({partial_merges} partial), \
-         {interrupted_merges} merges interrupted, {torn_rounds} rounds with a torn tail ({forced_tears} torn on purpose), \
+         {interrupted_merges} merges interrupted ({merges_cut_writing} while writing), {torn_rounds} rounds with a torn tail ({forced_tears} torn on purpose), \
          in-flight puts: {inflight_puts_seen} ({inflight_puts_missing} not applied), live keys {}",
         started.elapsed(),
         model.len()
@@ -542,6 +546,11 @@ fn crash_kill9_recovery() {
         interrupted_merges > 0,
         "no merge was interrupted by the kill"
     );
+    assert!(
+        merges_cut_writing > 0,
+        "no kill landed while a merge was writing its outputs"
+    );
+    assert!(forced_tears > 0, "no in-flight record was torn on purpose");
 }
 
 /// If the newest data file ends with the complete record of the in-flight
