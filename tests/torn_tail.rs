@@ -733,11 +733,11 @@ fn check_flip(
 
     let opened = Db::open(&dir, opts(4096, SyncMode::None));
     if hints == Hints::Kept {
-        if let Ok(db) = opened {
-            damage_found_after_open(fx, db, &dir, &fname, &rec, &ctx);
-            check_repair(fx, &dir, &rec, &ctx);
-            return;
-        }
+        // Open loads the keydir from the valid hints and reads no record.
+        let db = ok(opened, &format!("{ctx}: open with the hints kept"));
+        damage_found_after_open(fx, db, &dir, &fname, &rec, &ctx);
+        check_repair(fx, &dir, &rec, &ctx);
+        return;
     }
     let msg = corruption_naming(opened, &fname, &ctx);
     assert!(
@@ -934,9 +934,9 @@ fn corruption_in_newest_file_with_hint_files() {
     newest_file(Hints::Kept);
 }
 
-/// Whatever open decides, a damaged value is never handed out as data: get
-/// of the damaged record's key is Corruption (naming the file) or open
-/// already refused; every other key reads back exactly.
+/// A damaged value is never handed out as data: without hints open refuses
+/// it; with them open succeeds, get of the damaged record's key is
+/// Corruption (naming the file), and every other key reads back exactly.
 #[test]
 fn damaged_value_is_never_returned() {
     let fx = corrupted_fixture();
@@ -948,9 +948,11 @@ fn damaged_value_is_never_returned() {
             let mid = (recs.len() - 1) / 2;
             let delta = RECORD_HEADER + recs[mid].key.len() as u64 + 3;
             let (dir, fname, rec, ctx) = flip_copy(&fx, file_idx, mid, delta, tag, hints);
-            let db = match Db::open(&dir, opts(4096, SyncMode::None)) {
-                Ok(db) => db,
-                Err(e) => {
+            // Without hints open scans the file and refuses the damage;
+            // with them it reads no record, and the get finds it.
+            let db = match (Db::open(&dir, opts(4096, SyncMode::None)), hints) {
+                (Ok(db), Hints::Kept) => db,
+                (Err(e), Hints::Removed) => {
                     assert_eq!(
                         e.status() as i32,
                         CORRUPTION,
@@ -959,6 +961,10 @@ fn damaged_value_is_never_returned() {
                     );
                     continue;
                 }
+                (r, _) => panic!(
+                    "{ctx}: open returned {:?}",
+                    r.map(|_| ()).map_err(|e| e.message().to_string())
+                ),
             };
             for (k, v) in &model {
                 let r = db.get(k);
