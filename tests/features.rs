@@ -764,10 +764,46 @@ fn data_files_with_random_damage_never_crash_or_return_wrong_values() {
     });
 }
 
+/// The names of the files created in `dir` while `f` runs (inotify).
+fn created_during(dir: &Path, f: impl FnOnce()) -> Vec<String> {
+    use std::os::unix::ffi::OsStrExt;
+    // SAFETY: plain system calls on a descriptor this function owns and
+    // closes; the path is a NUL-terminated copy.
+    let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+    assert!(fd >= 0, "inotify_init1");
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).unwrap();
+    // SAFETY: as above.
+    assert!(unsafe { libc::inotify_add_watch(fd, path.as_ptr(), libc::IN_CREATE) } >= 0);
+    f();
+    let mut names = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        // SAFETY: reads at most buf.len() bytes into buf.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            break;
+        }
+        // Events: wd i32, mask u32, cookie u32, len u32, then len bytes of
+        // NUL-padded name.
+        let mut at = 0;
+        while at + 16 <= n as usize {
+            let len = u32::from_ne_bytes(buf[at + 12..at + 16].try_into().unwrap()) as usize;
+            let name = &buf[at + 16..at + 16 + len];
+            let end = name.iter().position(|&b| b == 0).unwrap_or(len);
+            names.push(String::from_utf8_lossy(&name[..end]).into_owned());
+            at += 16 + len;
+        }
+    }
+    // SAFETY: fd is ours and closed once.
+    unsafe { libc::close(fd) };
+    names
+}
+
 /// A read-write open that scans a file with more hint entries than a
 /// writer keeps in memory (4 MiB; here about 138,000 entries of 34 bytes in
-/// the first 5 MiB file) spills them, and writes the same hint bytes as
-/// sealing wrote; the keys read back, and no spill file is left.
+/// the first 5 MiB file) spills them (a spill file appears: inotify), and
+/// writes the same hint bytes as sealing wrote; the keys read back, and no
+/// spill file is left.
 #[test]
 fn an_open_that_scans_a_large_file_spills_and_writes_the_same_hint() {
     let dir = tempfile::tempdir().unwrap();
@@ -790,7 +826,15 @@ fn an_open_that_scans_a_large_file_spills_and_writes_the_same_hint() {
 
     // The small file's hint keeps the seed, so the rewritten hint must be
     // the same bytes.
-    let db = Db::open(dir.path(), opts).unwrap();
+    let mut opened = None;
+    let created = created_during(dir.path(), || {
+        opened = Some(Db::open(dir.path(), opts).unwrap());
+    });
+    let db = opened.unwrap();
+    assert!(
+        created.iter().any(|n| n.contains(".hint.spill.")),
+        "the scan made no spill file: {created:?}"
+    );
     assert!(
         fs::read(&first).unwrap() == sealed,
         "hint written by the scan differs"
