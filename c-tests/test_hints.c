@@ -310,7 +310,7 @@ static const char *parse_entry(const uint8_t *h, size_t pos, size_t end, uint32_
     e->flags = h[pos + 8];
     pos += ENTRY;
     if (get_varint(h, &pos, end, 0xffff, &e->kl) != 0 ||
-        get_varint(h, &pos, end, 0xffffffffu, &e->vl) != 0)
+        get_varint(h, &pos, end, 0x7fffffffu, &e->vl) != 0)
         return "has a length varint that is cut, too long or too large";
     e->ts_bytes = pos;
     if (get_varint(h, &pos, end, 0xffffffffu - base, &dt) != 0)

@@ -417,9 +417,10 @@ fn read_base(trailer: &[u8]) -> u32 {
 
 /// Opens the hint of data file `data_id` of `data_len` bytes and checks
 /// its header and trailer. None when it is missing or not for that file.
-/// Errors reading it count as a missing hint.
-pub fn open(path: &Path, data_id: u64, data_len: u64) -> Option<Hint> {
-    from_file(&File::open(path).ok()?, path, data_id, data_len)
+/// Errors reading it count as a missing hint, but for running out of
+/// descriptors (see `open_file`).
+pub fn open(path: &Path, data_id: u64, data_len: u64) -> Result<Option<Hint>> {
+    Ok(open_file(path)?.and_then(|file| from_file(&file, path, data_id, data_len)))
 }
 
 /// Opens a hint file for reading. Running out of descriptors is an error,
@@ -725,7 +726,7 @@ fn parse(b: &[u8], base: u32) -> Option<(Entry<'_>, usize)> {
     let flags = fixed[8];
     let mut at = ENTRY_FIXED;
     let key_len = u16::try_from(varint(b, &mut at)?).ok()?;
-    let value_len = varint(b, &mut at)?;
+    let value_len = varint(b, &mut at).filter(|&v| v <= format::MAX_VALUE_LEN)?;
     let timestamp = base.checked_add(varint(b, &mut at)?)?;
     let expiry = if flags & FLAG_EXPIRES != 0 {
         at += 4;
@@ -809,7 +810,7 @@ mod tests {
         let data_len = 16 + 32 + 21 + 21;
         w.finish(data_len, dir.path()).unwrap();
         let path = hint_path(dir.path(), 7);
-        let h = open(&path, 7, data_len).unwrap();
+        let h = open(&path, 7, data_len).unwrap().unwrap();
         assert_eq!(h.seed, seed);
         let ts = |value_len| hdr(1, value_len, 0, 0).timestamp;
         let want = vec![
@@ -819,18 +820,18 @@ mod tests {
         ];
         assert_eq!(read_all(&h), (want.clone(), true));
 
-        assert!(open(&path, 7, data_len + 1).is_none(), "length");
-        assert!(open(&path, 8, data_len).is_none(), "another file");
+        assert!(open(&path, 7, data_len + 1).unwrap().is_none(), "length");
+        assert!(open(&path, 8, data_len).unwrap().is_none(), "another file");
         let good = fs::read(&path).unwrap();
         for cut in 0..good.len() {
             fs::write(&path, &good[..cut]).unwrap();
-            assert!(open(&path, 7, data_len).is_none(), "cut at {cut}");
+            assert!(open(&path, 7, data_len).unwrap().is_none(), "cut at {cut}");
         }
         for i in 0..good.len() {
             let mut bad = good.clone();
             bad[i] ^= 1;
             fs::write(&path, &bad).unwrap();
-            let refused = match open(&path, 7, data_len) {
+            let refused = match open(&path, 7, data_len).unwrap() {
                 None => true,
                 Some(h) => !read_all(&h).1,
             };
@@ -946,6 +947,26 @@ mod tests {
             varint(&[0xff, 0xff, 0xff, 0xff, 0x0f], &mut 0),
             Some(u32::MAX)
         );
+    }
+
+    /// An entry's value_len is a record's: at most 2^31-1, which a u32
+    /// varint could pass.
+    #[test]
+    fn an_entry_with_a_value_over_the_limit_is_malformed() {
+        let entry = |value_len: u32| {
+            let mut b = vec![0u8; ENTRY_FIXED];
+            put_varint(&mut b, 1); // key_len
+            put_varint(&mut b, value_len);
+            put_varint(&mut b, 0); // timestamp - base
+            b.push(b'k');
+            b
+        };
+        let max = format::MAX_VALUE_LEN;
+        let ok = entry(max);
+        let (e, len) = parse(&ok, 7).unwrap();
+        assert_eq!((e.hdr.value_len, e.hdr.timestamp, len), (max, 7, ok.len()));
+        assert!(parse(&entry(max + 1), 7).is_none());
+        assert!(parse(&entry(u32::MAX), 7).is_none());
     }
 
     #[test]

@@ -139,6 +139,9 @@ pub fn probe(r: &mut FileReader, off: u64) -> Result<Probe> {
     if hdr.is_tombstone() && hdr.value_len != 0 {
         return Ok(Probe::Damaged("tombstone record carries a value"));
     }
+    if hdr.value_len > format::MAX_VALUE_LEN {
+        return Ok(Probe::Damaged("record value_len over 2^31-1"));
+    }
     let len = hdr.record_len();
     let Some(rec) = r.bytes(off, len as usize)? else {
         return Ok(Probe::Damaged("record cut short by the end of the file"));
