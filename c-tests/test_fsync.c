@@ -87,12 +87,32 @@ static int ends_with_data(const char *path) {
     return n > 5 && strcmp(path + n - 5, ".data") == 0;
 }
 
+/* Directory syncs left before they start failing with EIO; -1: never. */
+static atomic_int dir_syncs_left = -1;
+
+/* Whether this sync is of a directory and must fail. */
+static int dir_sync_fails(int fd) {
+    int left;
+    if (!is_dir_fd(fd)) return 0;
+    if (atomic_load(&recording)) log_event('D');
+    left = atomic_load(&dir_syncs_left);
+    if (left == 0) return 1;
+    if (left > 0) atomic_fetch_sub(&dir_syncs_left, 1);
+    return 0;
+}
+
 int fsync(int fd) {
-    if (atomic_load(&recording) && is_dir_fd(fd)) log_event('D');
+    if (dir_sync_fails(fd)) {
+        errno = EIO;
+        return -1;
+    }
     return intercepted(SYS_fsync, fd);
 }
 int fdatasync(int fd) {
-    if (atomic_load(&recording) && is_dir_fd(fd)) log_event('D');
+    if (dir_sync_fails(fd)) {
+        errno = EIO;
+        return -1;
+    }
     return intercepted(SYS_fdatasync, fd);
 }
 int unlink(const char *path) {
@@ -464,6 +484,47 @@ static void merge_deletes_shadowed_values_first(void) {
     check_reopen(dir, NULL, 0, "victim");
 }
 
+/* A full merge whose directory sync fails, at each of its directory syncs
+ * in turn (placing an output, between input deletions, at the end):
+ * bc_merge returns BC_IO, the handle refuses writes from then on (files
+ * may be on disk outside its file table), and the directory reopens with
+ * the data exact: the deleted key stays deleted. */
+static void merge_directory_sync_failure_fails_the_handle(void) {
+    static const uint8_t zeros[100];
+    int k, merged = 0;
+    for (k = 0; k < 64 && !merged; k++) {
+        const char *dir = make_temp_dir();
+        bc_options *o = make_opts(4096, 0, 0);
+        bc_db *db;
+        bc_status st;
+        disk_ok();
+        db = open_db(dir, o);
+        CHECK_STATUS(bc_put(db, K("victim"), K("old")), BC_OK);
+        fill_to_next_file(db, "a");
+        CHECK_STATUS(bc_delete(db, K("victim")), BC_OK);
+        fill_to_next_file(db, "b");
+        close_db(db);
+        db = open_db(dir, o);
+        bc_options_free(o);
+        atomic_store(&dir_syncs_left, k);
+        st = bc_merge(db);
+        atomic_store(&dir_syncs_left, -1);
+        if (st == BC_OK) {
+            merged = 1;
+        } else {
+            CHECK_MSG(st == BC_IO, "directory sync %d failing: bc_merge returned %s", k,
+                      status_name(st));
+            CHECK_STATUS(bc_put(db, K("after"), K("after")), BC_IO);
+        }
+        CHECK_ABSENT(db, K("victim"));
+        CHECK_GET(db, K("a0"), zeros, sizeof zeros);
+        (void)bc_close(db);
+        check_reopen(dir, NULL, 0, "victim");
+        check_reopen(dir, NULL, 0, "after");
+    }
+    CHECK_MSG(merged && k > 3, "bc_merge succeeded after %d directory syncs", k - 1);
+}
+
 int main(int argc, char **argv) {
     check_init(argc, argv);
     RUN(always_mode_put_waits_for_an_fsync);
@@ -477,5 +538,6 @@ int main(int argc, char **argv) {
     RUN(merge_fsync_failure_fails_the_handle);
     RUN(open_syncs_a_scanned_file_before_hinting_it);
     RUN(merge_deletes_shadowed_values_first);
+    RUN(merge_directory_sync_failure_fails_the_handle);
     return check_finish();
 }
