@@ -107,6 +107,9 @@ static void put_kill_check(int32_t mode, uint32_t interval_ms, long wait_ms, lon
 
 /* ---- tests ---------------------------------------------------------------------- */
 
+/* A BC_SYNC_ALWAYS put survives SIGKILL right after it returns: it left the
+ * write buffer. (SIGKILL keeps the page cache, so this does not show the
+ * fsync; test_fsync.c and test_power_loss.c do.) */
 static void test_always_survives_sigkill(void) { put_kill_check(BC_SYNC_ALWAYS, 0, 0, -1, 1); }
 
 static void test_interval_flushes_in_background(void) {
