@@ -345,7 +345,7 @@ impl Inner {
                 }
             }
             if let Some(d) = recovery::scan(&mut r, FILE_HEADER_LEN, |_, _, _| {})? {
-                let torn_tail = self.may_be_torn(id, i + 1 == ids.len()) && d.is_torn_tail();
+                let torn_tail = self.may_be_torn(id, i + 1 == ids.len()) && !d.followed_by_valid;
                 if !torn_tail {
                     datafile::remove_file(&hint::hint_path(&self.dir, id))?;
                     self.repaired_records_skipped +=
@@ -606,9 +606,8 @@ impl Inner {
                 }
             })?;
             let Some(d) = damage else { break };
-            if self.may_be_torn(id, newest) && d.is_torn_tail() {
-                // Torn tail: the last append was cut short by a crash, or
-                // a page of it never reached the disk.
+            if self.may_be_torn(id, newest) && !d.followed_by_valid {
+                // Torn tail: the last append was cut short by a crash.
                 dropped += r.len - d.offset;
                 len = d.offset;
                 if !self.opts.read_only {

@@ -167,28 +167,8 @@ pub fn next_valid(r: &mut FileReader, off: u64) -> Result<Option<u64>> {
 pub struct Damage {
     pub offset: u64,
     pub reason: &'static str,
-    /// True when a valid record follows.
+    /// True when a valid record follows: the damage is not a torn tail.
     pub followed_by_valid: bool,
-    /// True when the damage is zero bytes from its offset to the end of
-    /// that 4 KiB page of the file, at least a record header's worth: the
-    /// mark of a page that never reached the disk (a filesystem reads
-    /// unwritten blocks as zeros), not of bit rot, which cannot zero a
-    /// record's header (its key_len is never 0).
-    pub lost_page: bool,
-}
-
-/// Filesystem pages: the unit in which unsynced appends reach the disk, in
-/// any order.
-const PAGE: u64 = 4096;
-
-impl Damage {
-    /// Whether this damage, in a file that may be torn (one whose tail may
-    /// not have been synced), is a torn tail: nothing valid after it; or a
-    /// lost page, when whatever follows it was written after it, so no
-    /// fsync can have covered it (the page would have reached the disk).
-    pub fn is_torn_tail(&self) -> bool {
-        !self.followed_by_valid || self.lost_page
-    }
 }
 
 /// Scans records from `from` to the end, calling `f(offset, header, key)`
@@ -211,15 +191,10 @@ pub fn scan(
             }
             Probe::Damaged(reason) => {
                 let followed_by_valid = next_valid(r, off)?.is_some();
-                let zeros = (PAGE - off % PAGE).min(r.len - off);
-                let lost_page = zeros >= RECORD_HEADER_LEN as u64
-                    && r.bytes(off, zeros as usize)?
-                        .is_some_and(|b| b.iter().all(|&x| x == 0));
                 return Ok(Some(Damage {
                     offset: off,
                     reason,
                     followed_by_valid,
-                    lost_page,
                 }));
             }
         }
@@ -241,22 +216,33 @@ pub fn damage_error(path: &Path, d: &Damage) -> Error {
 }
 
 /// Checks a data file's header. `Ok(false)` means no header reached the
-/// disk: the file is too short to hold one, or its first page is zero
-/// bytes (a power loss can keep a file's size, and even later pages, but
-/// not the page with its header). Then no fsync of the file ever
-/// completed: its first would have written that page.
+/// disk: the file is too short to hold one, or it is zero bytes throughout
+/// (a power loss can keep a file's size but not its data). Either way it
+/// holds no record.
 pub fn check_header(r: &mut FileReader) -> Result<bool> {
     let path = r.path.clone();
-    let first_page = r.len.min(PAGE) as usize;
-    if r.bytes(0, first_page)?
-        .is_some_and(|b| b.iter().all(|&x| x == 0))
-    {
+    if all_zero(r)? {
         return Ok(false);
     }
     match r.bytes(0, FILE_HEADER_LEN as usize)? {
         None => Ok(false),
         Some(h) => format::check_file_header(h, &format::DATA_MAGIC, &path).map(|_| true),
     }
+}
+
+/// Whether every byte is zero; stops at the first one that is not (at once
+/// for any file with a header, whose magic is not zero).
+fn all_zero(r: &mut FileReader) -> Result<bool> {
+    let mut off = 0;
+    while off < r.len {
+        let n = (r.len - off).min(WINDOW as u64) as usize;
+        let bytes = r.bytes(off, n)?.expect("within the length");
+        if bytes.iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        off += n as u64;
+    }
+    Ok(true)
 }
 
 /// Refuses, before open changes anything, a directory holding a data file
