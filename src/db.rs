@@ -328,13 +328,18 @@ impl Inner {
                 // says the file was synced): check_data_file handles it.
                 Ok(false) if self.torn_creation_possible(id) => continue,
                 // (A newer release's file never gets here: open refused it
-                // in `check_versions` before any repair.) A damaged header
-                // before a record that checks out is bit rot in the header
-                // alone: the file is rewritten under a fresh one, keeping
-                // its records. Anything else is set aside, not deleted.
+                // in `check_versions` before any repair.) A header a few
+                // bits from this version's, before a record that checks
+                // out, is bit rot in the header alone: the file is
+                // rewritten under a fresh one, keeping its records. (Not
+                // any bad header: a newer release's, with its CRC damaged,
+                // differs in its version and CRC, and must not be read as
+                // this version's.) Anything else is set aside, not deleted.
                 _ => {
                     self.repaired_records_skipped += 1;
-                    if matches!(recovery::probe(&mut r, FILE_HEADER_LEN)?, Probe::Record(_)) {
+                    if recovery::header_bit_rot(&mut r)?
+                        && matches!(recovery::probe(&mut r, FILE_HEADER_LEN)?, Probe::Record(_))
+                    {
                         datafile::remove_file(&hint::hint_path(&self.dir, id))?;
                         self.repaired_records_skipped +=
                             recovery::rewrite_without_damage(&self.dir, &path)?;

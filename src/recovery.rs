@@ -215,6 +215,19 @@ pub fn damage_error(path: &Path, d: &Damage) -> Error {
     ))
 }
 
+/// Whether a data file's header differs from this version's in at most 4
+/// bits: damage to this version's header, not another version's.
+pub fn header_bit_rot(r: &mut FileReader) -> Result<bool> {
+    let want = format::file_header(&format::DATA_MAGIC);
+    Ok(r.bytes(0, FILE_HEADER_LEN as usize)?.is_some_and(|h| {
+        h.iter()
+            .zip(want)
+            .map(|(a, b)| (a ^ b).count_ones())
+            .sum::<u32>()
+            <= 4
+    }))
+}
+
 /// Checks a data file's header. `Ok(false)` means no header reached the
 /// disk: the file is too short to hold one, or it is zero bytes throughout
 /// (a power loss can keep a file's size but not its data). Either way it
