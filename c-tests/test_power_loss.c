@@ -20,6 +20,14 @@
  * many zero bytes (the size reached the disk but the data did not, as
  * after a delayed allocation).
  *
+ * Snapshots are also taken right after each unlink, and in those each
+ * unlink since the directory's last fsync may or may not have reached the
+ * disk, independently (a filesystem may write directory changes in any
+ * order before an fsync; a rename is atomic and not subject to this).
+ * This catches a merge that deletes an input holding a value before the
+ * deletion of a newer input holding its tombstone is durable: without the
+ * directory sync between them, a deleted key came back here.
+ *
  * Checked at every instant (every fsync of puts, deletes, file rotations,
  * hint writes and full merges, whose unsynced unlinks bring merged-away
  * files back): the directory opens without repair; with BC_SYNC_ALWAYS
@@ -213,6 +221,31 @@ static void tear(struct snap_file *sf, const struct file_id *id) {
     free(cur);
 }
 
+/* In snapshots taken right after an unlink: whether the durable name dn,
+ * whose file has been unlinked since the directory's last fsync (it is
+ * gone from the directory under every name: not renamed), has its unlink
+ * on disk too. Each such unlink persists or not, independently: a
+ * filesystem may write directory changes in any order before an fsync. */
+static int after_unlink;
+static int unlinks_persisted; /* ... over all snapshots */
+static int unlink_may_persist(const struct durable_name *dn) {
+    DIR *d;
+    struct dirent *e;
+    int present = 0;
+    if (!after_unlink) return 0;
+    if ((d = opendir(watched)) == NULL) return 0;
+    while (!present && (e = readdir(d)) != NULL) {
+        struct file_id fid;
+        present = file_id_of(dirfd(d), e->d_name, &fid) == 0 && same_file(&fid, &dn->id);
+    }
+    closedir(d);
+    if (present) return 0;
+    tear_seed = tear_seed * 1103515245u + 12345u;
+    if ((tear_seed >> 16) % 2 == 0) return 0;
+    unlinks_persisted++;
+    return 1;
+}
+
 static void take_snapshot_locked(void) {
     struct snapshot *sn;
     int i, j;
@@ -231,6 +264,13 @@ static void take_snapshot_locked(void) {
     }
     for (i = 0; i < nnames; i++) {
         memcpy(sn->files[i].name, names[i].name, NAME_CAP);
+        if (unlink_may_persist(&names[i])) {
+            /* Its unlink reached the disk: no name, no bytes. */
+            sn->files[i].bytes = NULL;
+            sn->files[i].len = 0;
+            sn->files[i].name[0] = '\0';
+            continue;
+        }
         for (j = 0; j < nfiles; j++) {
             if (!same_file(&files[j].id, &names[i].id)) continue;
             sn->files[i].bytes = (uint8_t *)malloc(files[j].len ? files[j].len : 1);
@@ -259,6 +299,30 @@ static void record(int fd) {
     pthread_mutex_unlock(&disk_mu);
 }
 
+/* A power loss right after an unlink: a snapshot in which each unlink
+ * since the directory's last fsync may or may not have reached the disk. */
+static void after_unlink_snapshot(void) {
+    pthread_mutex_lock(&disk_mu);
+    if (watched[0] != '\0') {
+        after_unlink = 1;
+        take_snapshot_locked();
+        after_unlink = 0;
+    }
+    pthread_mutex_unlock(&disk_mu);
+}
+
+int unlink(const char *path) {
+    int rc = (int)syscall(SYS_unlinkat, AT_FDCWD, path, 0);
+    if (rc == 0) after_unlink_snapshot();
+    return rc;
+}
+
+int unlinkat(int dirfd, const char *path, int flags) {
+    int rc = (int)syscall(SYS_unlinkat, dirfd, path, flags);
+    if (rc == 0) after_unlink_snapshot();
+    return rc;
+}
+
 /* The file's state is recorded before the real call: a sync that the
  * library sees succeed made at least that much durable. */
 int fsync(int fd) {
@@ -278,6 +342,7 @@ static void watch(const char *dir) {
     nnames = 0;
     /* Counts of the sub-test now starting (one that failed left its own). */
     torn_files = 0;
+    unlinks_persisted = 0;
     model_overflow = 0;
     pthread_mutex_unlock(&disk_mu);
 }
@@ -354,6 +419,7 @@ static void check_snapshot(const struct snapshot *sn, const char *dir) {
     for (i = 0; i < sn->n; i++) {
         char path[4096 + NAME_CAP + 2];
         FILE *f;
+        if (sn->files[i].name[0] == '\0') continue; /* its unlink persisted */
         snprintf(path, sizeof path, "%s/%s", dir, sn->files[i].name);
         f = fopen(path, "wb");
         CHECK(f != NULL);
@@ -427,8 +493,10 @@ static void run_workload(int32_t mode, uint32_t interval_ms) {
     unwatch();
     CHECK_MSG(nsnaps > OPS / 10 + merges, "only %d snapshots", nsnaps);
     CHECK_MSG(torn_files > nsnaps / 10, "only %d files were given unsynced bytes", torn_files);
-    printf("mode %d: %d power-loss instants checked, %d files with unsynced bytes\n", (int)mode,
-           nsnaps, torn_files);
+    CHECK_MSG(unlinks_persisted > 0, "no unlink reached the disk before a directory fsync");
+    printf("mode %d: %d power-loss instants checked, %d files with unsynced bytes, %d unlinks "
+           "persisted out of order\n",
+           (int)mode, nsnaps, torn_files, unlinks_persisted);
     for (i = 0; i < nsnaps; i++) {
         char sub[4096 + 16];
         /* Under valgrind, every fourth instant (and the last). */
