@@ -61,7 +61,10 @@ pub(crate) const MAX_FILE_SIZE: u64 = u32::MAX as u64;
 pub struct Options {
     /// The active data file is sealed when the next record would pass this.
     pub max_file_size: u64,
+    /// The longest key a put accepts. Gets, contains and deletes take any
+    /// key up to 65535 bytes (keys written under a larger limit).
     pub max_key_size: u32,
+    /// The longest value a put accepts.
     pub max_value_size: u32,
     pub sync: SyncMode,
     pub read_only: bool,
@@ -165,7 +168,7 @@ impl Options {
         self.mmap && cfg!(target_pointer_width = "64")
     }
 
-    /// Keys are 1..=max_key_size bytes.
+    /// Checks a key a put would write: 1..=max_key_size bytes.
     pub fn check_key_len(&self, len: usize) -> Result<()> {
         if len == 0 {
             return Err(Error::invalid("key is empty"));
