@@ -84,7 +84,6 @@ struct Output {
 struct Expired {
     hash: u32,
     from: (u32, u32),
-    len: u32,
 }
 
 /// A record copied to an output, to point the keydir at once the output
@@ -210,15 +209,19 @@ impl Inner {
         let mut next_id = sealed.last().map_or(0, |f| f.id) + 1;
         let mut out: Option<Output> = None;
         let mut expired = Vec::new();
-        // Inputs that dropped tombstones or expired records: records that
-        // shadowed older values of their keys, in older inputs.
-        let mut shadowing = HashSet::new();
+        // Per input: whether it dropped tombstones or expired records,
+        // which shadowed older values of their keys, in older inputs.
+        let mut shadowing = Vec::with_capacity(inputs.len());
         let result = (|| {
             for input in inputs {
                 let may_drop = may_drop[&input.id];
-                if self.copy_needed(input, may_drop, &mut out, &mut next_id, &mut expired)? {
-                    shadowing.insert(input.id);
-                }
+                shadowing.push(self.copy_needed(
+                    input,
+                    may_drop,
+                    &mut out,
+                    &mut next_id,
+                    &mut expired,
+                )?);
             }
             if let Some(o) = out.take() {
                 self.finish_output(o)?;
@@ -238,16 +241,9 @@ impl Inner {
         self.sync()?;
         // The expired keys leave the keydir, before their files leave the
         // table (a reader that misses a file looks in the keydir again).
-        {
-            let files = self.files.read();
-            for x in &expired {
-                if self.keydir.remove_located(x.hash, x.from) {
-                    // No longer counted as expired: count it as dead.
-                    if let Some(f) = files.get(&x.from.0) {
-                        f.dead_bytes.fetch_add(x.len as u64, Ordering::Relaxed);
-                    }
-                }
-            }
+        // (Their bytes are not counted as dead: the inputs go now.)
+        for x in &expired {
+            self.keydir.remove_located(x.hash, x.from);
         }
         // Retire the inputs: out of the file table first, then off the
         // disk, oldest first so surviving tombstones always shadow older
@@ -259,8 +255,8 @@ impl Inner {
             }
         }
         let removed = (|| {
-            for (i, f) in inputs.iter().enumerate() {
-                if i > 0 && shadowing.contains(&f.id) {
+            for (i, (f, shadows)) in inputs.iter().zip(&shadowing).enumerate() {
+                if i > 0 && *shadows {
                     // The older inputs' values this one shadowed must be
                     // gone from the disk before it is.
                     sync_dir(&self.dir)?;
@@ -357,7 +353,6 @@ impl Inner {
                 expired_out.push(Expired {
                     hash: self.keydir.seed().hash(key),
                     from: (here.file, here.offset),
-                    len: len as u32,
                 });
                 if may_drop {
                     dropped_shadow = true;

@@ -178,17 +178,12 @@ impl Keydir {
     /// so one key), so that a merge need not keep the keys it moved.
     pub fn relocate(&self, hash: u32, from: (u32, u32), to: (u32, u32)) -> bool {
         let mut shard = self.shard(hash).write();
-        if shard.slots.is_empty() {
+        let Some(i) = shard.find_located(hash, from) else {
             return false;
-        }
-        match shard.walk(hash, |s| (s.file, s.offset) == from) {
-            Ok(i) => {
-                let s = &mut shard.slots[i];
-                (s.file, s.offset) = to;
-                true
-            }
-            Err(_) => false,
-        }
+        };
+        let s = &mut shard.slots[i];
+        (s.file, s.offset) = to;
+        true
     }
 
     /// Removes the key whose record is at `from` (file, offset), if one
@@ -196,17 +191,12 @@ impl Keydir {
     /// one. Returns whether it did.
     pub fn remove_located(&self, hash: u32, from: (u32, u32)) -> bool {
         let mut shard = self.shard(hash).write();
-        if shard.slots.is_empty() {
+        let Some(i) = shard.find_located(hash, from) else {
             return false;
-        }
-        match shard.walk(hash, |s| (s.file, s.offset) == from) {
-            Ok(i) => {
-                let e = ent(&shard.slots[i]);
-                shard.remove_at(&self.pool, i, e);
-                true
-            }
-            Err(_) => false,
-        }
+        };
+        let e = ent(&shard.slots[i]);
+        shard.remove_at(&self.pool, i, e);
+        true
     }
 
     #[cfg(test)]
@@ -506,6 +496,15 @@ impl Shard {
 
     fn find(&self, key: &[u8], hash: u32) -> Option<(usize, Ent)> {
         self.find_fetching(key, hash, |_, _| {})
+    }
+
+    /// The slot of the key with `hash` whose record is at `from` (file,
+    /// offset): a location holds one record, so one key.
+    fn find_located(&self, hash: u32, from: (u32, u32)) -> Option<usize> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        self.walk(hash, |s| (s.file, s.offset) == from).ok()
     }
 
     /// `find` that shows `fetch` each candidate's location (see `probe`).
