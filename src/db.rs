@@ -154,7 +154,7 @@ impl Db {
     }
 
     pub fn contains(&self, key: &[u8]) -> Result<bool> {
-        Inner::check_lookup_key(key)?;
+        Options::check_lookup_key_len(key.len())?;
         Ok(self.inner.live_location(key).is_some())
     }
 
@@ -340,9 +340,7 @@ impl Inner {
                     if recovery::header_bit_rot(&mut r)?
                         && matches!(recovery::probe(&mut r, FILE_HEADER_LEN)?, Probe::Record(_))
                     {
-                        datafile::remove_file(&hint::hint_path(&self.dir, id))?;
-                        self.repaired_records_skipped +=
-                            recovery::rewrite_without_damage(&self.dir, &path)?;
+                        self.rewrite_without_damage(id, &path)?;
                     } else {
                         recovery::set_aside(&self.dir, &path)?;
                     }
@@ -352,12 +350,18 @@ impl Inner {
             if let Some(d) = recovery::scan(&mut r, FILE_HEADER_LEN, |_, _, _| {})? {
                 let torn_tail = self.may_be_torn(id, i + 1 == ids.len()) && !d.followed_by_valid;
                 if !torn_tail {
-                    datafile::remove_file(&hint::hint_path(&self.dir, id))?;
-                    self.repaired_records_skipped +=
-                        recovery::rewrite_without_damage(&self.dir, &path)?;
+                    self.rewrite_without_damage(id, &path)?;
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Repair: rewrites data file `id` without its damaged regions (its
+    /// hint, which no longer fits, goes first) and counts them.
+    fn rewrite_without_damage(&mut self, id: u64, path: &Path) -> Result<()> {
+        datafile::remove_file(&hint::hint_path(&self.dir, id))?;
+        self.repaired_records_skipped += recovery::rewrite_without_damage(&self.dir, path)?;
         Ok(())
     }
 
@@ -568,8 +572,11 @@ impl Inner {
         if writable {
             writer = writer.spill_into(&self.dir);
         }
-        let scanned = self.scan_records(id, newest, &mut writer)?;
-        let hint = if writable && !scanned.damaged {
+        // A file with a hint, even one not used, was synced before it was
+        // hinted: only a file that may be torn needs the sync.
+        let sync = writable && self.may_be_torn(id, newest);
+        let scanned = self.scan_records(id, newest, sync, &mut writer)?;
+        let hint = if writable && scanned.skipped == 0 {
             let built = match writer.finish(scanned.len, &self.dir) {
                 Ok(()) => hint::open_built(&self.dir, id, scanned.len)?,
                 Err(_) => None,
@@ -581,7 +588,7 @@ impl Inner {
                 // scan (the writer is spent; a torn tail is gone by now).
                 None => {
                     let mut writer = HintWriter::create(id, seed);
-                    self.scan_records(id, newest, &mut writer)?;
+                    self.scan_records(id, newest, false, &mut writer)?;
                     writer.into_hint(scanned.len)?
                 }
             }
@@ -593,14 +600,19 @@ impl Inner {
 
     /// Adds the records of data file `id` to `hint`, truncating a torn tail
     /// (a read-write handle) or, with the repair option, skipping damage.
-    /// A read-write handle also syncs the file (truncation syncs it too): a
+    /// With `sync`, it also syncs the file (truncation syncs it too): a
     /// hint says its data file is on disk (see `may_be_torn`), and a file a
     /// crash left unsynced is about to get one.
-    fn scan_records(&self, id: u64, newest: bool, hint: &mut HintWriter) -> Result<Scanned> {
+    fn scan_records(
+        &self,
+        id: u64,
+        newest: bool,
+        sync: bool,
+        hint: &mut HintWriter,
+    ) -> Result<Scanned> {
         let path = self.dir.join(datafile::data_name(id));
         let mut r = FileReader::open(&path)?;
         let mut add_err = None;
-        let mut damaged = false;
         let (mut dropped, mut skipped) = (0, 0);
         let mut from = FILE_HEADER_LEN;
         let mut len = r.len;
@@ -625,7 +637,6 @@ impl Inner {
             }
             // Read-only repair: skip the damage in memory (and write no
             // hint, which would not cover the file).
-            damaged = true;
             skipped += 1;
             match recovery::next_valid(&mut r, d.offset)? {
                 Some(next) => from = next,
@@ -638,14 +649,13 @@ impl Inner {
         if let Some(e) = add_err {
             return Err(e);
         }
-        if !self.opts.read_only && !damaged && dropped == 0 {
+        if sync && skipped == 0 && dropped == 0 {
             r.sync_data()?;
         }
         Ok(Scanned {
             len,
             dropped,
             skipped,
-            damaged,
         })
     }
 
@@ -761,11 +771,6 @@ impl Inner {
         self.opts.check_key_len(key.len())
     }
 
-    /// A key to look up or delete: any key a database can hold.
-    pub(crate) fn check_lookup_key(key: &[u8]) -> Result<()> {
-        Options::check_lookup_key_len(key.len())
-    }
-
     pub(crate) fn check_writable(&self) -> Result<()> {
         if self.opts.read_only {
             return Err(Error::new(
@@ -868,7 +873,7 @@ impl Inner {
 
     fn delete(&self, key: &[u8]) -> Result<bool> {
         self.check_writable()?;
-        Inner::check_lookup_key(key)?;
+        Options::check_lookup_key_len(key.len())?;
         let a = {
             let mut w = self.writer.lock();
             // Checked under the writer lock: no put of this key can slip in.
@@ -1142,7 +1147,7 @@ impl Inner {
         key: &[u8],
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<Option<R>> {
-        Inner::check_lookup_key(key)?;
+        Options::check_lookup_key_len(key.len())?;
         // Called at most once (a read that fails never reaches it), but
         // the loop below may read more than once.
         let mut f = Some(f);
@@ -1315,12 +1320,12 @@ fn check_record(rec: &[u8], key: &[u8], file: &DataFile, offset: u32) -> Result<
 }
 
 /// What `scan_records` found: the file's length after any torn tail, what
-/// recovery dropped and repair skipped, and whether damage was skipped.
+/// recovery dropped and repair skipped (a read-only repair that skipped
+/// damage writes no hint).
 struct Scanned {
     len: u64,
     dropped: u64,
     skipped: u64,
-    damaged: bool,
 }
 
 /// A data file scanned at open: its hint, built from the scan, and what
