@@ -113,6 +113,22 @@ impl RecordHeader {
     pub fn is_tombstone(&self) -> bool {
         self.flags & FLAG_TOMBSTONE != 0
     }
+
+    /// What makes this header one bitcask never writes, if anything: the
+    /// checks every reader of records and hint entries applies.
+    pub fn problem(&self) -> Option<&'static str> {
+        if self.flags & !KNOWN_FLAGS != 0 {
+            Some("record has unknown flags")
+        } else if self.key_len == 0 {
+            Some("record has an empty key")
+        } else if self.is_tombstone() && self.value_len != 0 {
+            Some("tombstone record carries a value")
+        } else if self.value_len > MAX_VALUE_LEN {
+            Some("record value_len over 2^31-1")
+        } else {
+            None
+        }
+    }
 }
 
 pub fn record_len(key_len: usize, value_len: u32) -> u64 {

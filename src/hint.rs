@@ -19,7 +19,7 @@
 
 use crate::datafile::sync_dir;
 use crate::error::{Error, Result};
-use crate::format::{self, RecordHeader, FILE_HEADER_LEN, HINT_MAGIC, KNOWN_FLAGS};
+use crate::format::{self, RecordHeader, FILE_HEADER_LEN, HINT_MAGIC};
 use crate::keydir::{shard_of, Seed, SHARDS};
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -225,11 +225,10 @@ impl HintWriter {
                 self.id, self.next_offset
             )));
         }
-        if hdr.flags & !KNOWN_FLAGS != 0 {
-            // (Bit 0x80 would also frame the entry wrongly.)
+        if let Some(problem) = hdr.problem() {
+            // (Unknown flag bit 0x80 would also frame the entry wrongly.)
             return Err(Error::corruption(format!(
-                "data file {:016x}: offset {offset}: record flags {:#04x} include bits this \
-                 version does not know",
+                "data file {:016x}: offset {offset}: {problem} (flags {:#04x})",
                 self.id, hdr.flags
             )));
         }
@@ -324,7 +323,7 @@ impl HintWriter {
     /// temporary name, syncs it and renames it into place.
     pub fn finish(self, data_len: u64, dir: &Path) -> Result<()> {
         let id = self.id;
-        write_atomically(dir, id, |out| self.write_to(out, data_len)).map(|_| ())
+        write_atomically(dir, id, |out| self.write_to(out, data_len))
     }
 
     /// The hint as a source for loading without a file (open's scans
@@ -362,7 +361,7 @@ fn write_atomically(
     dir: &Path,
     id: u64,
     write: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
-) -> Result<PathBuf> {
+) -> Result<()> {
     // Two writers of one hint (merge and the worker sealing the same file)
     // must not share a temporary file; the last rename wins and both write
     // the same bytes.
@@ -378,8 +377,7 @@ fn write_atomically(
         return Err(Error::io("writing hint file", &tmp, e));
     }
     fs::rename(&tmp, &path).map_err(|e| Error::io("renaming hint file to", &path, e))?;
-    sync_dir(dir)?;
-    Ok(path)
+    sync_dir(dir)
 }
 
 enum Src {
@@ -537,8 +535,8 @@ impl Hint {
         self.crc.is_none()
     }
 
-    /// The hint's file, opened for `read_parts` and `will_need`; None for
-    /// a hint held in memory, or one that cannot be opened (`read_parts`
+    /// The hint's file, opened for `read_part` and `will_need`; None for
+    /// a hint held in memory, or one that cannot be opened (`read_part`
     /// then finds it unreadable, and open scans its data file). Running
     /// out of descriptors is an error, not a bad hint: a scan needs them
     /// too.
@@ -581,14 +579,14 @@ impl Hint {
         }
     }
 
-    /// Calls `f` for each entry of partitions `parts`, in order, noting
-    /// in `seen` what a check needs. Stops at the first entry out of place
+    /// Calls `f` for each entry of partition `p`, in order, noting in
+    /// `seen` what a check needs. Stops at the first entry out of place
     /// or unreadable (`seen` then says so) unless the hint was built here.
     /// `file` is the hint's `open`; `buf` is a read buffer the caller
     /// reuses.
-    pub fn read_parts(
+    pub fn read_part(
         &self,
-        parts: std::ops::Range<usize>,
+        p: usize,
         file: Option<&File>,
         buf: &mut Vec<u8>,
         seen: &mut RangeSeen,
@@ -601,61 +599,57 @@ impl Hint {
             return seen.sane = false;
         }
         const WINDOW: u64 = 1 << 20;
-        for p in parts {
-            let (count, end) = self.table[p];
-            let mut at = self.start(p);
-            let mut n = 0u32;
-            while at < end {
-                let want = (end - at).min(WINDOW) as usize;
-                let chunk: &[u8] = match (&self.src, &file) {
-                    (Src::Mem(m), _) => &m[at as usize..at as usize + want],
-                    (_, Some(file)) => {
-                        buf.resize(want, 0);
-                        if file.read_exact_at(buf, at).is_err() {
-                            return seen.sane = false;
-                        }
-                        buf
+        let (count, end) = self.table[p];
+        let mut at = self.start(p);
+        let mut n = 0u32;
+        while at < end {
+            let want = (end - at).min(WINDOW) as usize;
+            let chunk: &[u8] = match (&self.src, &file) {
+                (Src::Mem(m), _) => &m[at as usize..at as usize + want],
+                (_, Some(file)) => {
+                    buf.resize(want, 0);
+                    if file.read_exact_at(buf, at).is_err() {
+                        return seen.sane = false;
                     }
-                    _ => unreachable!("a file hint has a file"),
+                    buf
+                }
+                _ => unreachable!("a file hint has a file"),
+            };
+            let mut i = 0;
+            while i < chunk.len() {
+                let Some((e, len)) = parse(&chunk[i..], self.base) else {
+                    // Cut by the window: read on from here; cut by the
+                    // partition's end, or malformed: out of place.
+                    if i == 0 || want as u64 == end - at {
+                        seen.sane = false;
+                    }
+                    break;
                 };
-                let mut i = 0;
-                while i < chunk.len() {
-                    let Some((e, len)) = parse(&chunk[i..], self.base) else {
-                        // Cut by the window: read on from here; cut by the
-                        // partition's end, or malformed: out of place.
-                        if i == 0 || want as u64 == end - at {
-                            seen.sane = false;
-                        }
-                        break;
-                    };
-                    if self.crc.is_some() {
-                        let ok = shard_of(e.hash) == p
-                            && e.hdr.key_len > 0
-                            && e.hdr.flags & !KNOWN_FLAGS == 0
-                            && (!e.hdr.is_tombstone() || e.hdr.value_len == 0)
-                            && e.offset >= FILE_HEADER_LEN
-                            && e.offset + e.hdr.record_len() <= self.data_len;
-                        if !ok {
-                            seen.sane = false;
-                            break;
-                        }
-                    }
-                    seen.record_bytes += e.hdr.record_len();
-                    n += 1;
-                    f(&e);
-                    i += len;
-                }
                 if self.crc.is_some() {
-                    seen.crc.update(&chunk[..i]);
+                    let ok = shard_of(e.hash) == p
+                        && e.hdr.problem().is_none()
+                        && e.offset >= FILE_HEADER_LEN
+                        && e.offset + e.hdr.record_len() <= self.data_len;
+                    if !ok {
+                        seen.sane = false;
+                        break;
+                    }
                 }
-                if !seen.sane {
-                    return;
-                }
-                at += i as u64;
+                seen.record_bytes += e.hdr.record_len();
+                n += 1;
+                f(&e);
+                i += len;
             }
-            if n != count {
-                return seen.sane = false;
+            if self.crc.is_some() {
+                seen.crc.update(&chunk[..i]);
             }
+            if !seen.sane {
+                return;
+            }
+            at += i as u64;
+        }
+        if n != count {
+            seen.sane = false;
         }
     }
 
@@ -782,15 +776,17 @@ mod tests {
             .map(|r| {
                 let mut range = RangeSeen::new();
                 let file = h.open().unwrap();
-                h.read_parts(r, file.as_ref(), &mut Vec::new(), &mut range, |e| {
-                    seen.push((
-                        e.offset,
-                        e.hdr.value_len,
-                        e.hdr.expiry,
-                        e.hdr.timestamp,
-                        e.key.to_vec(),
-                    ))
-                });
+                for p in r {
+                    h.read_part(p, file.as_ref(), &mut Vec::new(), &mut range, |e| {
+                        seen.push((
+                            e.offset,
+                            e.hdr.value_len,
+                            e.hdr.expiry,
+                            e.hdr.timestamp,
+                            e.key.to_vec(),
+                        ))
+                    });
+                }
                 range
             })
             .collect();
@@ -985,7 +981,7 @@ mod tests {
         for p in 0..PARTITIONS {
             let mut seen = RangeSeen::new();
             let file = h.open().unwrap();
-            h.read_parts(p..p + 1, file.as_ref(), &mut Vec::new(), &mut seen, |e| {
+            h.read_part(p, file.as_ref(), &mut Vec::new(), &mut seen, |e| {
                 assert_eq!(e.hash, seed.hash(e.key));
                 order.push((e.hash, e.offset));
             });

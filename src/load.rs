@@ -125,25 +125,24 @@ fn load_range(mut range: ShardRange<'_>, sources: &[Source]) -> Result<(Loaded, 
                 range.reserve(p, sources.iter().map(|s| s.hint.count(p)).sum());
             }
             for ((s, seen), file) in group.iter().zip(seen.iter_mut()).zip(&files) {
-                s.hint
-                    .read_parts(p..p + 1, file.as_ref(), &mut buf, seen, |e| {
-                        let old = if e.hdr.is_tombstone() {
-                            *acc.tombstones.entry(s.fnum).or_default() += e.hdr.record_len();
-                            range.remove(e.hash, e.key)
-                        } else {
-                            let loc = Location {
-                                file: s.fnum,
-                                offset: e.offset as u32,
-                                value_len: e.hdr.value_len,
-                                expiry: e.hdr.expiry,
-                            };
-                            range.upsert(e.hash, e.key, loc)
+                s.hint.read_part(p, file.as_ref(), &mut buf, seen, |e| {
+                    let old = if e.hdr.is_tombstone() {
+                        *acc.tombstones.entry(s.fnum).or_default() += e.hdr.record_len();
+                        range.remove(e.hash, e.key)
+                    } else {
+                        let loc = Location {
+                            file: s.fnum,
+                            offset: e.offset as u32,
+                            value_len: e.hdr.value_len,
+                            expiry: e.hdr.expiry,
                         };
-                        if let Some(old) = old {
-                            *acc.dead.entry(old.file).or_default() +=
-                                record_len(e.key.len(), old.value_len);
-                        }
-                    });
+                        range.upsert(e.hash, e.key, loc)
+                    };
+                    if let Some(old) = old {
+                        *acc.dead.entry(old.file).or_default() +=
+                            record_len(e.key.len(), old.value_len);
+                    }
+                });
             }
         }
     }

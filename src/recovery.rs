@@ -8,7 +8,7 @@
 
 use crate::datafile::{self, sync_dir};
 use crate::error::{Error, Result, Status};
-use crate::format::{self, RecordHeader, FILE_HEADER_LEN, KNOWN_FLAGS, RECORD_HEADER_LEN};
+use crate::format::{self, RecordHeader, FILE_HEADER_LEN, RECORD_HEADER_LEN};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
@@ -130,17 +130,8 @@ pub fn probe(r: &mut FileReader, off: u64) -> Result<Probe> {
         ));
     };
     let hdr = RecordHeader::decode(h);
-    if hdr.flags & !KNOWN_FLAGS != 0 {
-        return Ok(Probe::Damaged("record has unknown flags"));
-    }
-    if hdr.key_len == 0 {
-        return Ok(Probe::Damaged("record has an empty key"));
-    }
-    if hdr.is_tombstone() && hdr.value_len != 0 {
-        return Ok(Probe::Damaged("tombstone record carries a value"));
-    }
-    if hdr.value_len > format::MAX_VALUE_LEN {
-        return Ok(Probe::Damaged("record value_len over 2^31-1"));
+    if let Some(problem) = hdr.problem() {
+        return Ok(Probe::Damaged(problem));
     }
     let len = hdr.record_len();
     let Some(rec) = r.bytes(off, len as usize)? else {
