@@ -1,11 +1,10 @@
 //! `bc_iter`: iteration over a snapshot of the keys.
 
 use super::db::{bc_db, found, hand_out, with_db};
-use super::{bc_status, boundary, boundary_free, out_arg};
+use super::{bc_status, boundary_free, bytes, catch, out_arg, report};
 use crate::error::Error;
 use crate::format::MAX_KEY_LEN;
 use crate::iter::Iter;
-use std::cell::RefCell;
 
 /// An iterator over the keys of a database. Opaque; made by bc_iter_new,
 /// freed by bc_iter_free. It belongs to one thread at a time. Free it
@@ -24,14 +23,9 @@ fn with_iter(
     let Some(it) = (unsafe { it.as_mut() }) else {
         return boundary_free(|| Err(Error::invalid("it is NULL")));
     };
-    // A bug poisons the iterator's database, as on the handle itself. The
-    // RefCell lends the iterator to the body, then to the poisoning (an
-    // unwinding body has given it back).
-    let iter = RefCell::new(&mut it.iter);
-    boundary(
-        |e| iter.borrow().poison(e.clone()),
-        || body(&mut iter.borrow_mut()),
-    )
+    // A bug poisons the iterator's database, as on the handle itself.
+    let outcome = catch(|| body(&mut it.iter));
+    report(outcome, |e| it.iter.poison(e.clone()))
 }
 
 /// Creates an iterator over the keys that start with `prefix` (all keys
@@ -60,16 +54,14 @@ pub extern "C" fn bc_iter_new(
         if prefix.is_null() && plen > 0 {
             return Err(Error::invalid(format!("prefix is NULL with plen {plen}")));
         }
-        let iter = if plen == 0 {
-            db.iter(&[])
-        } else if plen > MAX_KEY_LEN as usize {
+        let iter = if plen > MAX_KEY_LEN as usize {
             // Longer than any key: nothing matches, and no slice is made
             // over more bytes than the caller could have meant.
             Iter::nothing(db.inner.clone())
         } else {
-            // SAFETY: prefix is non-NULL and points to plen readable bytes
-            // (caller contract).
-            db.iter(unsafe { std::slice::from_raw_parts(prefix, plen) })
+            // SAFETY: prefix points to plen readable bytes, or is NULL
+            // with plen 0 (caller contract, checked above).
+            db.iter(unsafe { bytes(prefix, plen, "prefix")? })
         };
         let it = Box::into_raw(Box::new(bc_iter { iter }));
         // SAFETY: out is non-NULL and writable (caller contract).

@@ -132,15 +132,35 @@ pub(crate) fn boundary(
     on_bug: impl FnOnce(&Error),
     body: impl FnOnce() -> Result<bc_status, Error>,
 ) -> bc_status {
+    report(catch(body), on_bug)
+}
+
+/// Runs `body`, turning a panic into a BC_INTERNAL error.
+pub(crate) fn catch(body: impl FnOnce() -> Result<bc_status, Error>) -> Result<bc_status, Error> {
     install_quiet_panic_hook();
     // try_with: C may call in from a thread-exit destructor, after this
     // thread's thread-locals are gone.
     let _ = IN_CALL.try_with(|c| c.set(true));
     let outcome = panic::catch_unwind(AssertUnwindSafe(body));
     let _ = IN_CALL.try_with(|c| c.set(false));
+    outcome.unwrap_or_else(|payload| {
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_string());
+        Err(Error::internal(format!(
+            "internal error (caught panic): {what}"
+        )))
+    })
+}
+
+/// The status of an export's `outcome`: stores a failure's message for
+/// `bc_last_error`, and on BC_INTERNAL lets `on_bug` poison the handle.
+pub(crate) fn report(outcome: Result<bc_status, Error>, on_bug: impl FnOnce(&Error)) -> bc_status {
     match outcome {
-        Ok(Ok(status)) => status,
-        Ok(Err(e)) => {
+        Ok(status) => status,
+        Err(e) => {
             if e.status() == Status::Internal {
                 // The poisoning itself must not unwind out of here.
                 let _ = panic::catch_unwind(AssertUnwindSafe(|| on_bug(&e)));
@@ -149,18 +169,6 @@ pub(crate) fn boundary(
                 set_last_error(e.message());
             }
             e.status().into()
-        }
-        Err(payload) => {
-            let what = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".to_string());
-            let e = Error::internal(format!("internal error (caught panic): {what}"));
-            // The poisoning itself must not unwind out of here.
-            let _ = panic::catch_unwind(AssertUnwindSafe(|| on_bug(&e)));
-            set_last_error(e.message());
-            bc_status::BC_INTERNAL
         }
     }
 }
@@ -195,7 +203,7 @@ pub(crate) fn out_arg<T>(p: *mut T, name: &str) -> Result<(), Error> {
 ///
 /// # Safety
 /// A non-NULL `p` must point to `len` readable bytes for `'a`.
-unsafe fn bytes<'a>(p: *const u8, len: usize, name: &str) -> Result<&'a [u8], Error> {
+pub(crate) unsafe fn bytes<'a>(p: *const u8, len: usize, name: &str) -> Result<&'a [u8], Error> {
     if p.is_null() {
         if len == 0 {
             return Ok(&[]);
@@ -216,12 +224,8 @@ pub(crate) unsafe fn key_arg<'a>(
     p: *const u8,
     len: usize,
 ) -> Result<&'a [u8], Error> {
-    if p.is_null() {
-        return Err(Error::invalid("key is NULL"));
-    }
-    opts.check_key_len(len)?;
-    // SAFETY: forwarded from the caller; len is within max_key_size.
-    unsafe { bytes(p, len, "key") }
+    // SAFETY: forwarded from the caller.
+    unsafe { checked_key(p, len, |n| opts.check_key_len(n)) }
 }
 
 /// A key from C to look up or delete, checked (NULL, empty, longer than
@@ -230,11 +234,24 @@ pub(crate) unsafe fn key_arg<'a>(
 /// # Safety
 /// A non-NULL `p` must point to `len` readable bytes for `'a`.
 pub(crate) unsafe fn lookup_key_arg<'a>(p: *const u8, len: usize) -> Result<&'a [u8], Error> {
+    // SAFETY: forwarded from the caller.
+    unsafe { checked_key(p, len, Options::check_lookup_key_len) }
+}
+
+/// A key: never NULL, and its length passes `check` before a slice is made.
+///
+/// # Safety
+/// A non-NULL `p` must point to `len` readable bytes for `'a`.
+unsafe fn checked_key<'a>(
+    p: *const u8,
+    len: usize,
+    check: impl FnOnce(usize) -> Result<(), Error>,
+) -> Result<&'a [u8], Error> {
     if p.is_null() {
         return Err(Error::invalid("key is NULL"));
     }
-    Options::check_lookup_key_len(len)?;
-    // SAFETY: forwarded from the caller; len is at most 65535.
+    check(len)?;
+    // SAFETY: forwarded from the caller; len passed the limit check.
     unsafe { bytes(p, len, "key") }
 }
 
