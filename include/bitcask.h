@@ -654,16 +654,15 @@ bc_status bc_options_set_create_if_missing(struct bc_options *opts, bool create)
  * are skipped and, on a read-write handle, the files holding them are
  * rewritten without them; a file whose header is unreadable is rewritten
  * under a fresh header if the header is at most 4 bits off and its first
- * record checks out, and otherwise renamed to `*.data.corrupt`. The count (a bad header counts one) is in
- * bc_stats.repaired_records_skipped.
+ * record checks out, and otherwise renamed to `*.data.corrupt`. The
+ * count (a bad header counts one) is in bc_stats.repaired_records_skipped.
  * Data in damaged records is lost: copy the directory first if it matters.
  *
  * @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL.
  * Not thread-safe: calls on one bc_options must not overlap (set it
  * up on one thread); different bc_options are independent.
  */
-bc_status bc_options_set_repair(struct bc_options *opts,
-                                bool repair);
+bc_status bc_options_set_repair(struct bc_options *opts, bool repair);
 
 /**
  * Time to live, in seconds, of every value stored by bc_put (bc_put_ttl
