@@ -493,16 +493,15 @@ static void test_close_stops_a_slow_auto_merge(void) {
     const int n = under_valgrind() ? 500 : 1000;
     bc_options *o = make_opts(4096, 0, 0);
     bc_db *db;
-    double t, waited = 0;
+    double t, deadline;
     make_fragmented(dir, gen, n);
     CHECK_STATUS(bc_options_set_auto_merge(o, 1), BC_OK);
     atomic_store(&slow_syncs_us, 20000);
     db = open_db(dir, o);
     bc_options_free(o);
-    while (count_files_with_suffix(dir, ".tmp", NULL, NULL) == 0 && waited < 10.0) {
+    deadline = now_seconds() + 10.0;
+    while (count_files_with_suffix(dir, ".tmp", NULL, NULL) == 0 && now_seconds() < deadline)
         sleep_ms(1);
-        waited += 0.001;
-    }
     CHECK_MSG(count_files_with_suffix(dir, ".tmp", NULL, NULL) > 0,
               "no merge output appeared within 10 s");
     CHECK_MSG(get_stats(db).merges == 0, "the merge finished before close was called");

@@ -2,7 +2,7 @@
 
 mod common;
 
-use bitcask::{Db, MergePolicy, Options, Status};
+use bitcask::{Db, Options, Status};
 use std::fs;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -36,11 +36,8 @@ fn ttl_expires_on_the_clock_and_never_resurrects_older_values() {
     db.put(b"k", b"old").unwrap();
     // Fill a few files so "k"'s old value sits in an older file; the last
     // filler starts the file "new" goes to.
-    let mut fillers = 0u32;
-    while db.stats().data_files < 5 {
-        db.put(format!("f{fillers}").as_bytes(), &[0; 40]).unwrap();
-        fillers += 1;
-    }
+    let mut fillers = 0;
+    common::fill_until_files(&db, 5, &mut fillers);
     db.put_ttl(b"k", b"new", 10).unwrap();
     // Values that expire with "new", so that its file is worth merging.
     for i in 0..60u32 {
@@ -69,16 +66,10 @@ fn ttl_expires_on_the_clock_and_never_resurrects_older_values() {
     // oldest file with "old", must leave a tombstone: "old" must not come
     // back.
     let oldest = names(dir.path(), ".data")[0].clone();
-    let policy = MergePolicy {
-        frag_trigger: 0.5,
-        frag_threshold: 0.5,
-        small_file_threshold: 0,
-        ..MergePolicy::default()
-    };
     let db = Db::open(
         dir.path(),
         Options {
-            merge: policy,
+            merge: common::merge_when_half_dead(),
             ..opts_with_clock(&now)
         },
     )
@@ -117,12 +108,7 @@ fn a_failed_partial_merge_leaves_its_expired_keys_to_the_next_one() {
     let dir = tempfile::tempdir().unwrap();
     let now = Arc::new(AtomicU32::new(1_000));
     let opts = Options {
-        merge: MergePolicy {
-            frag_trigger: 0.5,
-            frag_threshold: 0.5,
-            small_file_threshold: 0,
-            ..MergePolicy::default()
-        },
+        merge: common::merge_when_half_dead(),
         ..opts_with_clock(&now)
     };
     let db = Db::open(dir.path(), opts.clone()).unwrap();
@@ -298,12 +284,7 @@ fn selective_merge_takes_only_fragmented_files_and_keeps_deletes_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let opts = Options {
         max_file_size: 4096,
-        merge: MergePolicy {
-            frag_trigger: 0.5,
-            frag_threshold: 0.5,
-            small_file_threshold: 0,
-            ..MergePolicy::default()
-        },
+        merge: common::merge_when_half_dead(),
         ..Options::default()
     };
     let db = Db::open(dir.path(), opts.clone()).unwrap();
@@ -552,15 +533,18 @@ fn damage_db(churn: bool) -> (tempfile::TempDir, Options) {
         db.put_ttl(format!("k{i}").as_bytes(), &damage_value(i), ttl)
             .unwrap();
     }
-    for i in (0..300).step_by(5).filter(|_| churn) {
-        db.delete(format!("k{i}").as_bytes()).unwrap();
-    }
-    // Without churn, k0..k59 are written again with the same values: dead
-    // records for a merge to drop, and a key lost with its newest record
-    // still reads back its value.
-    for i in (0..60).filter(|_| !churn) {
-        db.put(format!("k{i}").as_bytes(), &damage_value(i))
-            .unwrap();
+    if churn {
+        for i in (0..300).step_by(5) {
+            db.delete(format!("k{i}").as_bytes()).unwrap();
+        }
+    } else {
+        // k0..k59 are written again with the same values: dead records
+        // for a merge to drop, and a key lost with its newest record still
+        // reads back its value.
+        for i in 0..60 {
+            db.put(format!("k{i}").as_bytes(), &damage_value(i))
+                .unwrap();
+        }
     }
     db.close().unwrap();
     (built, opts)
@@ -676,23 +660,17 @@ fn data_files_with_random_damage_never_crash_or_return_wrong_values() {
     let (built, opts) = damage_db(false);
     let data = names(built.path(), ".data");
     assert!(data.len() >= 5, "{data:?}");
-    // Each file's records: (key index, byte range), from the pristine
-    // bytes (a record: 19-byte header with key_len at 12, value_len at 14).
+    // Each file's records: (key index, byte range), from the pristine bytes.
     let records: Vec<Vec<(usize, std::ops::Range<usize>)>> = data
         .iter()
         .map(|name| {
-            let b = fs::read(built.path().join(name)).unwrap();
-            let mut at = 16;
-            let mut v = Vec::new();
-            while at < b.len() {
-                let kl = u16::from_le_bytes([b[at + 12], b[at + 13]]) as usize;
-                let vl = u32::from_le_bytes(b[at + 14..at + 18].try_into().unwrap()) as usize;
-                let key = std::str::from_utf8(&b[at + 19..at + 19 + kl]).unwrap();
-                let end = at + 19 + kl + vl;
-                v.push((key[1..].parse::<usize>().unwrap(), at..end));
-                at = end;
-            }
-            v
+            common::parse_data_file(&built.path().join(name))
+                .iter()
+                .map(|r| {
+                    let i = std::str::from_utf8(&r.key[1..]).unwrap().parse().unwrap();
+                    (i, r.offset as usize..(r.offset + r.len()) as usize)
+                })
+                .collect()
         })
         .collect();
     assert_eq!(records.iter().map(|r| r.len()).sum::<usize>(), 360);
@@ -703,7 +681,8 @@ fn data_files_with_random_damage_never_crash_or_return_wrong_values() {
     )| {
         let dir = copy_db(built.path());
         let path = dir.path().join(&data[file]);
-        let mut b = fs::read(&path).unwrap();
+        let pristine = fs::read(&path).unwrap();
+        let mut b = pristine.clone();
         let len = b.len();
         for (at, x) in &changes {
             b[at.index(len)] ^= x;
@@ -714,7 +693,6 @@ fn data_files_with_random_damage_never_crash_or_return_wrong_values() {
         // its bits changed or its first record is hit too (repair sets such
         // a file aside).
         let hit = |r: &std::ops::Range<usize>| changes.iter().any(|(at, _)| r.contains(&at.index(len)));
-        let pristine = fs::read(built.path().join(&data[file])).unwrap();
         let header_bits: u32 = (0..16).map(|i| (b[i] ^ pristine[i]).count_ones()).sum();
         let whole_file = header_bits > 0 && (header_bits > 4 || hit(&records[file][0].1));
         let may_lose: Vec<usize> = records[file]
@@ -850,5 +828,8 @@ fn an_open_that_scans_a_large_file_spills_and_writes_the_same_hint() {
         );
     }
     db.close().unwrap();
-    assert_eq!(names(dir.path(), ".tmp"), Vec::<String>::new());
+    assert_eq!(
+        common::tmp_files(dir.path()),
+        Vec::<std::path::PathBuf>::new()
+    );
 }
