@@ -334,8 +334,6 @@ static inline int path_exists(const char *path) {
     return lstat(path, &st) == 0;
 }
 
-/* Counts directory entries whose name ends with `suffix`; adds their sizes to
- * *total_bytes and the largest one to *max_bytes when those are non-NULL. */
 /* Removes the files of dir whose names end in suffix; returns how many
  * (-1 if dir cannot be read). */
 static inline int remove_files_with_suffix(const char *dir, const char *suffix) {
@@ -356,6 +354,8 @@ static inline int remove_files_with_suffix(const char *dir, const char *suffix) 
     return n;
 }
 
+/* Counts directory entries whose name ends with `suffix`; adds their sizes to
+ * *total_bytes and the largest one to *max_bytes when those are non-NULL. */
 static inline int count_files_with_suffix(const char *dir, const char *suffix,
                                           uint64_t *total_bytes, uint64_t *max_bytes) {
     DIR *d = opendir(dir);

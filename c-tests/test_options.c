@@ -237,38 +237,52 @@ static void test_repair_flag_on_healthy_db(void) {
     close_db(db);
 }
 
+/* The value of key i in `round` of three_rounds (at most 600 bytes, into
+ * buf); returns its length. */
+typedef size_t (*value_fn)(int round, int i, uint8_t *buf);
+
+/* With options o (freed here): n keys put in three rounds, each read back
+ * at once (from the write buffer), a merge after the second round, a
+ * reopen; then every key holds its third-round value. */
+static void three_rounds(bc_options *o, int n, value_fn value) {
+    const char *dir = make_temp_dir();
+    bc_db *db = open_db(dir, o);
+    char key[16];
+    uint8_t val[600];
+    int i, round;
+    for (round = 0; round < 3; round++) {
+        for (i = 0; i < n; i++) {
+            int kl = snprintf(key, sizeof key, "k%05d", i);
+            size_t vl = value(round, i, val);
+            CHECK_STATUS(bc_put(db, U8(key), (size_t)kl, val, vl), BC_OK);
+            CHECK_GET(db, U8(key), (size_t)kl, val, vl); /* read-your-writes */
+        }
+        if (round == 1) CHECK_STATUS(bc_merge(db), BC_OK);
+    }
+    close_db(db);
+    db = open_db(dir, o);
+    bc_options_free(o);
+    for (i = 0; i < n; i++) {
+        int kl = snprintf(key, sizeof key, "k%05d", i);
+        size_t vl = value(2, i, val);
+        CHECK_GET(db, U8(key), (size_t)kl, val, vl);
+    }
+    close_db(db);
+}
+
+static size_t numbered_value(int round, int i, uint8_t *buf) {
+    return (size_t)snprintf((char *)buf, 64, "v%d-%05d-%020d", round, i, i);
+}
+
 /* Reads through memory maps (the 64-bit default) and through pread give the
  * same bytes: across rotation, the write buffer, merge and reopen. */
 static void test_mmap_on_and_off(void) {
     int mode;
     CHECK_STATUS(bc_options_set_mmap(NULL, true), BC_INVALID_ARGUMENT);
     for (mode = 0; mode < 2; mode++) {
-        const char *dir = make_temp_dir();
         bc_options *o = make_opts(4096, 0, 0);
-        bc_db *db;
-        char key[16], val[64];
-        int i, round;
         CHECK_STATUS(bc_options_set_mmap(o, mode == 1), BC_OK);
-        db = open_db(dir, o);
-        for (round = 0; round < 3; round++) {
-            for (i = 0; i < 300; i++) {
-                int kl = snprintf(key, sizeof key, "k%05d", i);
-                int vl = snprintf(val, sizeof val, "v%d-%05d-%020d", round, i, i);
-                CHECK_STATUS(bc_put(db, U8(key), (size_t)kl, U8(val), (size_t)vl), BC_OK);
-                /* read-your-writes, from the buffer */
-                CHECK_GET(db, U8(key), (size_t)kl, val, (size_t)vl);
-            }
-            if (round == 1) CHECK_STATUS(bc_merge(db), BC_OK);
-        }
-        close_db(db);
-        db = open_db(dir, o);
-        bc_options_free(o);
-        for (i = 0; i < 300; i++) {
-            int kl = snprintf(key, sizeof key, "k%05d", i);
-            int vl = snprintf(val, sizeof val, "v2-%05d-%020d", i, i);
-            CHECK_GET(db, U8(key), (size_t)kl, val, (size_t)vl);
-        }
-        close_db(db);
+        three_rounds(o, 300, numbered_value);
     }
 }
 
@@ -284,40 +298,23 @@ static void test_write_buffer_range(void) {
     bc_options_free(o);
 }
 
+/* 0 to 599 bytes of one letter per round: values larger and smaller than
+ * small buffers. */
+static size_t sized_value(int round, int i, uint8_t *buf) {
+    size_t vl = (size_t)(i * 3 + round) % 600;
+    memset(buf, 'a' + round, vl);
+    return vl;
+}
+
 /* Every buffer size keeps every record, through rotation, merge, values
  * larger and smaller than the buffer, read-your-writes, and a reopen. */
 static void test_write_buffer_sizes(void) {
     static const size_t sizes[] = {0, 1, 100, 4096, 1u << 20};
     size_t s;
     for (s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
-        const char *dir = make_temp_dir();
         bc_options *o = make_opts(8192, 0, 0);
-        bc_db *db;
-        char key[16];
-        uint8_t val[600];
-        int i, round;
         CHECK_STATUS(bc_options_set_write_buffer(o, sizes[s]), BC_OK);
-        db = open_db(dir, o);
-        for (round = 0; round < 3; round++) {
-            for (i = 0; i < 200; i++) {
-                int kl = snprintf(key, sizeof key, "k%05d", i);
-                size_t vl = (size_t)(i * 3 + round) % sizeof val;
-                memset(val, 'a' + round, vl);
-                CHECK_STATUS(bc_put(db, U8(key), (size_t)kl, val, vl), BC_OK);
-                CHECK_GET(db, U8(key), (size_t)kl, val, vl);
-            }
-            if (round == 1) CHECK_STATUS(bc_merge(db), BC_OK);
-        }
-        close_db(db);
-        db = open_db(dir, o);
-        bc_options_free(o);
-        for (i = 0; i < 200; i++) {
-            int kl = snprintf(key, sizeof key, "k%05d", i);
-            size_t vl = (size_t)(i * 3 + 2) % sizeof val;
-            memset(val, 'c', vl);
-            CHECK_GET(db, U8(key), (size_t)kl, val, vl);
-        }
-        close_db(db);
+        three_rounds(o, 200, sized_value);
     }
 }
 

@@ -117,10 +117,6 @@ static void test_interval_flushes_in_background(void) {
     put_kill_check(BC_SYNC_INTERVAL, 20, 500, -1, 1);
 }
 
-/* BC_SYNC_NONE: the put waits in the write buffer, so SIGKILL loses it
- * (as documented), even 300 ms later; with a write buffer of 0 bytes it
- * was handed to the OS before bc_put returned, so only a power loss could
- * lose it. */
 /* A SIGKILLed BC_SYNC_NONE writer with a 4 KiB buffer loses at most one
  * buffer of records, the newest (with the default 256 KiB it would lose
  * all MANY). */
@@ -149,6 +145,10 @@ static void test_none_loses_at_most_its_buffer(void) {
               "%d of %d records lost with a %d-byte buffer", MANY - present, MANY, SMALL_BUFFER);
 }
 
+/* BC_SYNC_NONE: the put waits in the write buffer, so SIGKILL loses it
+ * (as documented), even 300 ms later; with a write buffer of 0 bytes it
+ * was handed to the OS before bc_put returned, so only a power loss could
+ * lose it. */
 static void test_none_loses_the_buffer_but_not_without_one(void) {
     put_kill_check(BC_SYNC_NONE, 0, 300, -1, 0);
     put_kill_check(BC_SYNC_NONE, 0, 0, 0, 1);
