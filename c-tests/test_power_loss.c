@@ -179,35 +179,47 @@ static int nsnaps;
 static uint32_t tear_seed = 777;
 static int torn_files; /* files given unsynced bytes, over all snapshots */
 
-/* Gives sf (the durable bytes of file id) the fate described at the top,
- * if the file still exists and has grown by appends since its last fsync. */
-static void tear(struct snap_file *sf, const struct file_id *id) {
-    DIR *d;
-    struct dirent *e;
-    uint8_t *cur = NULL;
-    size_t cur_len = 0;
-    uint32_t fate;
+/* The next draw of the model's pseudo-random sequence. */
+static uint32_t next_rand(void) {
     tear_seed = tear_seed * 1103515245u + 12345u;
-    fate = (tear_seed >> 16) % 3;
-    if (fate == 0 || (d = opendir(watched)) == NULL) return;
+    return tear_seed;
+}
+
+/* A descriptor open on the file `id` in the watched directory, under any
+ * name; -1 if it has none (it was unlinked). */
+static int open_watched(const struct file_id *id) {
+    DIR *d = opendir(watched);
+    struct dirent *e;
+    int fd = -1;
+    if (d == NULL) return -1;
     while ((e = readdir(d)) != NULL) {
         struct file_id fid;
-        struct stat st;
-        int fd;
         if (file_id_of(dirfd(d), e->d_name, &fid) != 0 || !same_file(&fid, id)) continue;
         fd = openat(dirfd(d), e->d_name, O_RDONLY);
-        if (fd >= 0 && fstat(fd, &st) == 0 && (size_t)st.st_size > sf->len) {
-            cur_len = (size_t)st.st_size;
-            cur = (uint8_t *)malloc(cur_len);
-            if (cur != NULL && pread(fd, cur, cur_len, 0) != (ssize_t)cur_len) {
-                free(cur);
-                cur = NULL;
-            }
-        }
-        if (fd >= 0) close(fd);
         break;
     }
     closedir(d);
+    return fd;
+}
+
+/* Gives sf (the durable bytes of file id) the fate described at the top,
+ * if the file still exists and has grown by appends since its last fsync. */
+static void tear(struct snap_file *sf, const struct file_id *id) {
+    uint8_t *cur = NULL;
+    size_t cur_len = 0;
+    struct stat st;
+    uint32_t fate = (next_rand() >> 16) % 3;
+    int fd;
+    if (fate == 0 || (fd = open_watched(id)) < 0) return;
+    if (fstat(fd, &st) == 0 && (size_t)st.st_size > sf->len) {
+        cur_len = (size_t)st.st_size;
+        cur = (uint8_t *)malloc(cur_len);
+        if (cur != NULL && pread(fd, cur, cur_len, 0) != (ssize_t)cur_len) {
+            free(cur);
+            cur = NULL;
+        }
+    }
+    close(fd);
     /* Only appends: a file rewritten since its fsync is left as it was. */
     if (cur != NULL && (sf->len == 0 || memcmp(cur, sf->bytes, sf->len) == 0)) {
         size_t keep = sf->len + 1 + (size_t)(tear_seed >> 4) % (cur_len - sf->len);
@@ -227,21 +239,15 @@ static void tear(struct snap_file *sf, const struct file_id *id) {
  * on disk too. Each such unlink persists or not, independently: a
  * filesystem may write directory changes in any order before an fsync. */
 static int after_unlink;
-static int unlinks_persisted; /* ... over all snapshots */
+static int unlinks_persisted; /* names dropped so, over all snapshots */
 static int unlink_may_persist(const struct durable_name *dn) {
-    DIR *d;
-    struct dirent *e;
-    int present = 0;
+    int fd;
     if (!after_unlink) return 0;
-    if ((d = opendir(watched)) == NULL) return 0;
-    while (!present && (e = readdir(d)) != NULL) {
-        struct file_id fid;
-        present = file_id_of(dirfd(d), e->d_name, &fid) == 0 && same_file(&fid, &dn->id);
+    if ((fd = open_watched(&dn->id)) >= 0) {
+        close(fd);
+        return 0;
     }
-    closedir(d);
-    if (present) return 0;
-    tear_seed = tear_seed * 1103515245u + 12345u;
-    if ((tear_seed >> 16) % 2 == 0) return 0;
+    if ((next_rand() >> 16) % 2 == 0) return 0;
     unlinks_persisted++;
     return 1;
 }
@@ -494,8 +500,8 @@ static void run_workload(int32_t mode, uint32_t interval_ms) {
     CHECK_MSG(nsnaps > OPS / 10 + merges, "only %d snapshots", nsnaps);
     CHECK_MSG(torn_files > nsnaps / 10, "only %d files were given unsynced bytes", torn_files);
     CHECK_MSG(unlinks_persisted > 0, "no unlink reached the disk before a directory fsync");
-    printf("mode %d: %d power-loss instants checked, %d files with unsynced bytes, %d unlinks "
-           "persisted out of order\n",
+    printf("mode %d: %d power-loss instants checked, %d files with unsynced bytes, %d names "
+           "dropped by unlinks that reached the disk before a directory fsync\n",
            (int)mode, nsnaps, torn_files, unlinks_persisted);
     for (i = 0; i < nsnaps; i++) {
         char sub[4096 + 16];
