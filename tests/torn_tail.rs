@@ -132,6 +132,24 @@ fn torn_tail_scenario(name: &str, max_file_size: u64, ws: Vec<W>) -> usize {
 
         let expect_dropped = if cut == file_len { 0 } else { cut - last_start };
         let model = if cut == file_len { &after } else { &before };
+        // A read-only open counts the torn tail and changes nothing.
+        let untouched = dir_bytes(&dir);
+        let ro = bitcask::Options {
+            read_only: true,
+            ..opts(max_file_size, SyncMode::None)
+        };
+        let db = ok(Db::open(&dir, ro), &ctx);
+        assert_eq!(
+            db.stats().recovered_bytes_dropped,
+            expect_dropped,
+            "{ctx}: recovered_bytes_dropped, read-only"
+        );
+        verify(&db, model, &keys, &format!("{ctx} (read-only)"));
+        drop(db);
+        assert!(
+            dir_bytes(&dir) == untouched,
+            "{ctx}: a read-only open changed the directory"
+        );
         let db = ok(Db::open(&dir, opts(max_file_size, SyncMode::None)), &ctx);
         assert_eq!(
             db.stats().recovered_bytes_dropped,
