@@ -208,6 +208,34 @@ mod tests {
         }
     }
 
+    /// The header checks every reader applies: what bitcask writes passes,
+    /// each thing it never writes is named (a record with a value_len over
+    /// 2^31-1 included, which a u32 field could hold).
+    #[test]
+    fn header_problems_are_what_bitcask_never_writes() {
+        let hdr = |key_len, value_len, flags| RecordHeader {
+            crc: 0,
+            timestamp: 1,
+            expiry: 0,
+            key_len,
+            value_len,
+            flags,
+        };
+        assert_eq!(hdr(1, MAX_VALUE_LEN, 0).problem(), None);
+        assert_eq!(hdr(1, 0, FLAG_TOMBSTONE).problem(), None);
+        for (h, want) in [
+            (hdr(1, 0, 0x02), "unknown flags"),
+            (hdr(1, 0, 0x80), "unknown flags"),
+            (hdr(0, 5, 0), "empty key"),
+            (hdr(1, 5, FLAG_TOMBSTONE), "tombstone"),
+            (hdr(1, MAX_VALUE_LEN + 1, 0), "2^31-1"),
+            (hdr(1, u32::MAX, 0), "2^31-1"),
+        ] {
+            let got = h.problem().unwrap_or("none");
+            assert!(got.contains(want), "{h:?}: {got}");
+        }
+    }
+
     #[test]
     fn file_header_checks() {
         let p = Path::new("x.data");

@@ -833,3 +833,58 @@ fn an_open_that_scans_a_large_file_spills_and_writes_the_same_hint() {
         Vec::<std::path::PathBuf>::new()
     );
 }
+
+/// Only the names bitcask writes (16 lowercase hex digits) are its files:
+/// an uppercase copy of a data file, or an uppercase hint without a data
+/// file, is another program's file. Open neither loads it (the keys would
+/// count twice, or a stale copy could shadow newer records) nor deletes
+/// it as an orphan.
+#[test]
+fn files_named_in_uppercase_hex_are_not_the_databases() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options {
+        max_file_size: 4096,
+        ..Options::default()
+    };
+    let db = Db::open(dir.path(), opts.clone()).unwrap();
+    for i in 0..100 {
+        db.put(format!("k{i}").as_bytes(), b"old").unwrap();
+    }
+    db.close().unwrap();
+    let data = names(dir.path(), ".data");
+    assert!(data.len() < 10, "{data:?}");
+    // A copy of the first file under id 0xa << 32 in uppercase digits.
+    let upper = "0000000A00000000.data";
+    fs::copy(dir.path().join(&data[0]), dir.path().join(upper)).unwrap();
+    let stray_hint = "00000000000000FF.hint";
+    fs::write(dir.path().join(stray_hint), b"not ours").unwrap();
+
+    let db = Db::open(dir.path(), opts.clone()).unwrap();
+    for i in 0..100 {
+        db.put(format!("k{i}").as_bytes(), b"new").unwrap();
+    }
+    assert_eq!(db.count(), 100);
+    assert_eq!(
+        db.stats().data_files as usize,
+        names(dir.path(), ".data").len() - 1
+    );
+    db.close().unwrap();
+    let db = Db::open(dir.path(), opts).unwrap();
+    assert_eq!(db.count(), 100);
+    for i in 0..100 {
+        assert_eq!(
+            db.get(format!("k{i}").as_bytes()).unwrap().as_deref(),
+            Some(&b"new"[..])
+        );
+    }
+    db.merge().unwrap();
+    db.close().unwrap();
+    assert!(
+        dir.path().join(upper).exists(),
+        "the uppercase copy was removed"
+    );
+    assert!(
+        dir.path().join(stray_hint).exists(),
+        "the uppercase hint was removed"
+    );
+}
