@@ -212,6 +212,20 @@ impl HintWriter {
     /// Adds the entry of the next record, which starts at `offset`;
     /// returns the key's hash (the keydir's, under the writer's seed).
     pub fn add(&mut self, offset: u64, hdr: &RecordHeader, key: &[u8]) -> Result<u32> {
+        let hash = self.seed.hash(key);
+        self.add_hashed(offset, hdr, key, hash)?;
+        Ok(hash)
+    }
+
+    /// `add` for a caller that has the key's hash under this writer's seed.
+    pub fn add_hashed(
+        &mut self,
+        offset: u64,
+        hdr: &RecordHeader,
+        key: &[u8],
+        hash: u32,
+    ) -> Result<()> {
+        debug_assert_eq!(hash, self.seed.hash(key));
         if offset > u32::MAX as u64 {
             return Err(Error::corruption(format!(
                 "data file {:016x}: a record at offset {offset}, past 4 GiB, where bitcask \
@@ -234,7 +248,6 @@ impl HintWriter {
         }
         self.next_offset = offset + hdr.record_len();
         self.base = self.base.min(hdr.timestamp);
-        let hash = self.seed.hash(key);
         let b = &mut self.parts[shard_of(hash)];
         let before = b.len();
         for field in [hash, offset as u32, hdr.value_len, hdr.timestamp] {
@@ -252,7 +265,7 @@ impl HintWriter {
         if self.held >= self.spill_at {
             self.spill_parts();
         }
-        Ok(hash)
+        Ok(())
     }
 
     /// The length of the raw entry at the start of `e`.

@@ -336,7 +336,10 @@ impl Inner {
             off += len;
             let rec = r.bytes(here.offset as u64, len as usize)?.expect("probed");
             let key = &rec[RECORD_HEADER_LEN..RECORD_HEADER_LEN + hdr.key_len as usize];
-            let current = self.keydir.get(key);
+            // One hash per record, for the keydir and the output's hint
+            // alike (both under the keydir's seed).
+            let hash = self.keydir.seed().hash(key);
+            let current = self.keydir.get_hashed(key, hash, |_, _| {});
             // What survives: the record itself, a tombstone standing in
             // for it, or nothing.
             let keep: &[u8] = if hdr.is_tombstone() {
@@ -351,7 +354,7 @@ impl Inner {
                 continue; // overwritten or deleted
             } else if expired(here.expiry, now) {
                 expired_out.push(Expired {
-                    hash: self.keydir.seed().hash(key),
+                    hash,
                     from: (here.file, here.offset),
                 });
                 if may_drop {
@@ -383,7 +386,7 @@ impl Inner {
                 }
             };
             let kept = format::RecordHeader::decode(keep);
-            let hash = o.hint.add(at, &kept, key)?;
+            o.hint.add_hashed(at, &kept, key, hash)?;
             if kept.is_tombstone() {
                 o.file.add_tombstone(kept.record_len());
             } else {

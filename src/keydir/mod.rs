@@ -128,6 +128,7 @@ impl Keydir {
         &self.shards[shard_of(hash)]
     }
 
+    #[cfg(test)]
     pub fn get(&self, key: &[u8]) -> Option<Location> {
         self.get_prefetching(key, |_, _| {})
     }
@@ -138,7 +139,12 @@ impl Keydir {
     /// entry is loaded. (Usually one call; `fetch` must be quick and must
     /// not call back into the keydir.)
     pub fn get_prefetching(&self, key: &[u8], fetch: impl Fn(u32, u32)) -> Option<Location> {
-        let h = self.hash(key);
+        self.get_hashed(key, self.hash(key), fetch)
+    }
+
+    /// `get_prefetching` for a caller that has the key's hash (under
+    /// `seed()`).
+    pub fn get_hashed(&self, key: &[u8], h: u32, fetch: impl Fn(u32, u32)) -> Option<Location> {
         let shard = self.shard(h).read();
         shard
             .find_fetching(key, h, fetch)
