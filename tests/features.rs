@@ -2,7 +2,7 @@
 
 mod common;
 
-use bitcask::{Db, Options, Status};
+use bitcask::{Db, Options, Status, SyncMode};
 use std::fs;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -208,10 +208,7 @@ fn iteration_is_a_sorted_snapshot_that_skips_later_deletes() {
 #[test]
 fn open_uses_hints_and_survives_bad_ones() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = Options {
-        max_file_size: 4096,
-        ..Options::default()
-    };
+    let opts = common::opts(4096, SyncMode::None);
     let db = Db::open(dir.path(), opts.clone()).unwrap();
     for i in 0..2000u32 {
         db.put(format!("k{i}").as_bytes(), format!("v{i}").as_bytes())
@@ -474,10 +471,7 @@ fn live_count_stays_in_range_while_keys_expire() {
 #[test]
 fn read_only_handle_after_a_writers_merge_says_to_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let small = Options {
-        max_file_size: 4096,
-        ..Options::default()
-    };
+    let small = common::opts(4096, SyncMode::None);
     let writer = Db::open(dir.path(), small.clone()).unwrap();
     for i in 0..200 {
         writer
@@ -523,10 +517,7 @@ fn damage_value(i: usize) -> Vec<u8> {
 /// of a day and every 5th is deleted; without, k0..k59 are written twice.
 fn damage_db(churn: bool) -> (tempfile::TempDir, Options) {
     let built = tempfile::tempdir().unwrap();
-    let opts = Options {
-        max_file_size: 4096,
-        ..Options::default()
-    };
+    let opts = common::opts(4096, SyncMode::None);
     let db = Db::open(built.path(), opts.clone()).unwrap();
     for i in 0..300 {
         let ttl = if churn && i % 7 == 0 { 86_400 } else { 0 };
@@ -842,10 +833,7 @@ fn an_open_that_scans_a_large_file_spills_and_writes_the_same_hint() {
 #[test]
 fn files_named_in_uppercase_hex_are_not_the_databases() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = Options {
-        max_file_size: 4096,
-        ..Options::default()
-    };
+    let opts = common::opts(4096, SyncMode::None);
     let db = Db::open(dir.path(), opts.clone()).unwrap();
     for i in 0..100 {
         db.put(format!("k{i}").as_bytes(), b"old").unwrap();
