@@ -214,7 +214,8 @@ typedef struct bc_stats {
      */
     uint64_t expired_keys;
     /**
-     * Bytes cut from a torn tail by the open of this handle.
+     * Bytes open dropped from files a crash left unsynced: torn tails, torn
+     * creations and lost pages (docs/FORMAT.md).
      */
     uint64_t recovered_bytes_dropped;
     /**
@@ -292,9 +293,10 @@ const char *bc_last_error(void);
  * (unless bc_options_set_create_if_missing said otherwise), and rebuilds
  * the keydir from its data files. A record torn by a crash at the end of
  * the newest file (or of a file never sealed, which has no hint) is cut
- * off (bc_stats.recovered_bytes_dropped counts the bytes); any other
- * damage fails the open with BC_CORRUPTION unless the repair option is
- * set.
+ * off, and a page of such a file lost while later ones reached the disk
+ * (zeros, docs/FORMAT.md) is removed, keeping every other record
+ * (bc_stats.recovered_bytes_dropped counts the bytes); any other damage
+ * fails the open with BC_CORRUPTION unless the repair option is set.
  *
  * @param[in]  path a NUL-terminated directory path, read during the call.
  * @param[in]  opts options, or NULL for the defaults; read during the

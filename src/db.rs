@@ -45,7 +45,8 @@ pub struct Stats {
     pub dead_bytes: u64,
     /// Keys whose time to live has passed (invisible; merge reclaims them).
     pub expired_keys: u64,
-    /// Bytes cut from a torn tail by the last open.
+    /// Bytes the last open dropped from files a crash left unsynced: torn
+    /// tails, torn creations and lost pages.
     pub recovered_bytes_dropped: u64,
     /// Damaged regions skipped by the last open with the repair option.
     pub repaired_records_skipped: u64,
@@ -335,10 +336,14 @@ impl Inner {
                 // any bad header: a newer release's, with its CRC damaged,
                 // differs in its version and CRC, and must not be read as
                 // this version's.) Anything else is set aside, not deleted.
+                // A lost first page (see `check_data_file`) is rewritten
+                // too.
                 _ => {
                     self.repaired_records_skipped += 1;
-                    if recovery::header_bit_rot(&mut r)?
-                        && matches!(recovery::probe(&mut r, FILE_HEADER_LEN)?, Probe::Record(_))
+                    let bit_rot = recovery::header_bit_rot(&mut r)?
+                        && matches!(recovery::probe(&mut r, FILE_HEADER_LEN)?, Probe::Record(_));
+                    if bit_rot
+                        || (self.torn_creation_possible(id) && recovery::lost_header_page(&mut r)?)
                     {
                         self.rewrite_without_damage(id, &path)?;
                     } else {
@@ -466,6 +471,23 @@ impl Inner {
             Err(_) if self.opts.repair => {
                 self.repaired_records_skipped += 1;
                 return Ok(None);
+            }
+            // The page with the header was lost, later ones were not: a
+            // file never synced (see `scan_records`). The header is the
+            // same in every data file, so the file is rewritten under a
+            // fresh one, keeping its records; a read-only handle skips
+            // the zeros in memory.
+            Err(_) if self.torn_creation_possible(id) && recovery::lost_header_page(&mut r)? => {
+                if !self.opts.read_only {
+                    if let Some(d) = recovery::damage_besides_lost_pages(&mut r, FILE_HEADER_LEN)? {
+                        return Err(recovery::damage_error(&path, &d));
+                    }
+                    let before = r.len;
+                    recovery::rewrite_without_damage(&self.dir, &path)?;
+                    r = FileReader::open(&path)?;
+                    self.recovered_bytes_dropped += before - r.len;
+                }
+                true
             }
             Err(e) => return Err(e),
         };
@@ -632,13 +654,42 @@ impl Inner {
                 }
                 break;
             }
-            if !self.opts.repair {
+            // A lost page (see `recovery::lost_page`): in a file without
+            // a hint, which a crash may have left unsynced, zeros where
+            // records were and valid records after them are pages of
+            // unsynced appends written back out of order, the earlier
+            // page lost. Bit rot in a synced file cannot be told from
+            // that, but what open then does is what repair would do: keep
+            // every record outside the zeroed pages.
+            let lost = self.torn_creation_possible(id) && recovery::lost_page(&mut r, d.offset)?;
+            if lost && !self.opts.read_only {
+                // Only when all the file's damage is lost pages (or a torn
+                // tail) does open rewrite it without them, as repair
+                // would. Records before the damage keep their offsets, so
+                // the scan goes on from it in the new file.
+                if let Some(other) = recovery::damage_besides_lost_pages(&mut r, d.offset)? {
+                    return Err(recovery::damage_error(&path, &other));
+                }
+                let before = r.len;
+                recovery::rewrite_without_damage(&self.dir, &path)?;
+                r = FileReader::open(&path)?;
+                dropped += before - r.len;
+                len = r.len;
+                from = d.offset;
+                continue;
+            }
+            if !self.opts.repair && !lost {
                 return Err(recovery::damage_error(&path, &d));
             }
-            // Read-only repair: skip the damage in memory (and write no
-            // hint, which would not cover the file).
-            skipped += 1;
-            match recovery::next_valid(&mut r, d.offset)? {
+            // Read-only: skip the damage in memory (and write no hint,
+            // which would not cover the file).
+            let next = recovery::next_valid(&mut r, d.offset)?;
+            if lost {
+                dropped += next.expect("a valid record follows") - d.offset;
+            } else {
+                skipped += 1;
+            }
+            match next {
                 Some(next) => from = next,
                 None => {
                     len = d.offset;

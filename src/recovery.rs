@@ -192,6 +192,71 @@ pub fn scan(
     }
 }
 
+/// Filesystem pages: the unit in which unsynced appends reach the disk,
+/// in any order (4 KiB divides every page size Linux uses).
+const PAGE: u64 = 4096;
+
+/// Whether bytes `from..to` of the file are all zero.
+fn zeros(r: &mut FileReader, from: u64, to: u64) -> Result<bool> {
+    Ok(r.bytes(from, (to - from) as usize)?
+        .is_some_and(|b| b.iter().all(|&x| x == 0)))
+}
+
+/// Whether the damaged record at `off`, which valid records follow, is
+/// the mark of a *lost page*: a page of unsynced appends that never
+/// reached the disk while a later one did (write-back in any order, then
+/// a power loss). A filesystem reads such a page as zeros, so either the
+/// record's first bytes, its 4-byte CRC at least, are zero to the end of
+/// their page (the record began in the lost page), or its header checks
+/// out and a whole page the record reaches into is zero (a later page of
+/// it was lost). Bit rot zeroes neither a CRC to a page end nor a whole
+/// page; a value that holds a zero page fails its CRC only if it is
+/// damaged as well.
+pub fn lost_page(r: &mut FileReader, off: u64) -> Result<bool> {
+    let page_end = (off / PAGE + 1) * PAGE;
+    if page_end - off >= 4 && page_end <= r.len && zeros(r, off, page_end)? {
+        return Ok(true);
+    }
+    let Some(h) = r.bytes(off, RECORD_HEADER_LEN)? else {
+        return Ok(false);
+    };
+    let hdr = RecordHeader::decode(h);
+    if hdr.problem().is_some() {
+        return Ok(false);
+    }
+    let end = off + hdr.record_len();
+    let mut page = page_end;
+    while page < end && page + PAGE <= r.len {
+        if zeros(r, page, page + PAGE)? {
+            return Ok(true);
+        }
+        page += PAGE;
+    }
+    Ok(false)
+}
+
+/// Whether a data file's first page is zero while later bytes exist: the
+/// page with its header was lost (see `lost_page`), not the whole file.
+pub fn lost_header_page(r: &mut FileReader) -> Result<bool> {
+    Ok(r.len > PAGE && zeros(r, 0, PAGE)?)
+}
+
+/// The first damage from `from` on that is neither a lost page nor a torn
+/// tail: what keeps open from recovering a file's lost pages by itself.
+pub fn damage_besides_lost_pages(r: &mut FileReader, from: u64) -> Result<Option<Damage>> {
+    let mut off = from;
+    while let Some(d) = scan(r, off, |_, _, _| {})? {
+        if !d.followed_by_valid {
+            break;
+        }
+        if !lost_page(r, d.offset)? {
+            return Ok(Some(d));
+        }
+        off = next_valid(r, d.offset)?.expect("a valid record follows");
+    }
+    Ok(None)
+}
+
 pub fn damage_error(path: &Path, d: &Damage) -> Error {
     Error::corruption(format!(
         "{}: offset {}: {}{} (open with the repair option to skip damaged records)",

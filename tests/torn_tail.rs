@@ -1087,19 +1087,23 @@ fn a_non_regular_file_is_refused_not_opened() {
     }
 }
 
-/// A page of unsynced appends that never reached the disk while a later
-/// one did (writeback in any order, then a power loss) reads as zeros from
-/// a record's start to the page end, with valid records after it. Open
-/// cannot tell that from damage to synced data (a file without a hint may
-/// have been synced whole), so it refuses, naming the file and offset;
-/// repair then keeps every record but the lost ones, the later ones
-/// included, and the next plain open needs nothing.
-#[test]
-fn a_lost_page_of_unsynced_appends_needs_repair_which_keeps_the_rest() {
+/// A database of one file, without hints, of 400 records of about 120
+/// bytes (the first 100 keys written twice), where `damage` was done to
+/// the data file's bytes: the directory, the file, its records before the
+/// damage, the writes, and the writes that survive when every record with
+/// a byte in `lost` is gone.
+struct LostPage {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    path: PathBuf,
+    recs: Vec<RawRecord>,
+    ws: Vec<W>,
+    kept: Vec<W>,
+}
+
+fn lost_page(lost: impl Fn(&[RawRecord]) -> (usize, usize)) -> LostPage {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("db");
-    // 400 records of about 120 bytes, one file; the first 100 keys are
-    // written twice.
     let mut ws: Vec<W> = (0..300)
         .map(|i| (format!("key{i:04}").into_bytes(), Some(val(i, 97))))
         .collect();
@@ -1109,38 +1113,168 @@ fn a_lost_page_of_unsynced_appends_needs_repair_which_keeps_the_rest() {
     let path = data_files(&dir).pop().unwrap();
     let recs = parse_data_file(&path);
     assert_eq!(recs.len(), ws.len());
-    let (from, to) = (5 * 4096, 6 * 4096);
-    let first = recs.iter().position(|r| r.offset >= from).unwrap();
+    let (from, to) = lost(&recs);
     let mut b = fs::read(&path).unwrap();
-    b[recs[first].offset as usize..to].fill(0);
+    b[from..to].fill(0);
     fs::write(&path, &b).unwrap();
-
-    let fname = path.file_name().unwrap().to_string_lossy().into_owned();
-    let msg = corruption_naming(
-        Db::open(&dir, opts(1 << 20, SyncMode::None)),
-        &fname,
-        "a lost page",
-    );
-    assert!(mentions_offset(&msg, recs[first].offset), "{msg}");
-
-    // Lost: the records with a byte in the zeroed range.
-    let lost = |r: &RawRecord| r.offset < to as u64 && r.offset + r.len() > recs[first].offset;
+    let gone = |r: &RawRecord| r.offset < to as u64 && r.offset + r.len() > from as u64;
     let kept: Vec<W> = ws
         .iter()
         .zip(&recs)
-        .filter(|(_, r)| !lost(r))
+        .filter(|(_, r)| !gone(r))
         .map(|(w, _)| w.clone())
         .collect();
     assert!(kept.len() < ws.len() && kept.len() > ws.len() - 40);
-    let model = model_of(&kept);
-    let repair = bitcask::Options {
-        repair: true,
+    LostPage {
+        _tmp: tmp,
+        dir,
+        path,
+        recs,
+        ws,
+        kept,
+    }
+}
+
+/// Zeros from the start of the first record in page 5 to that page's end:
+/// the page holding a sync point, whose later bytes never reached the
+/// disk.
+fn from_a_record_to_the_page_end(recs: &[RawRecord]) -> (usize, usize) {
+    let r = recs.iter().find(|r| r.offset >= 5 * 4096).unwrap();
+    (r.offset as usize, 6 * 4096)
+}
+
+/// Page 5 whole: a record crossing into it keeps its header.
+fn a_whole_page(recs: &[RawRecord]) -> (usize, usize) {
+    assert!(recs.iter().all(|r| r.offset != 5 * 4096));
+    (5 * 4096, 6 * 4096)
+}
+
+/// A page of unsynced appends that never reached the disk while a later
+/// one did (writeback in any order, then a power loss) reads as zeros:
+/// from a record's start to the page end, or a whole page inside a record,
+/// with valid records after it. In a file without a hint, open rewrites
+/// the file without the zeroed pages, keeping every other record (as
+/// repair would), counts the bytes in `recovered_bytes_dropped`, and a
+/// later open finds a clean file with a hint.
+#[test]
+fn a_lost_page_of_unsynced_appends_is_recovered_keeping_the_rest() {
+    for (what, lost) in [
+        (
+            "from a record start",
+            from_a_record_to_the_page_end as fn(&_) -> _,
+        ),
+        ("a whole page", a_whole_page),
+    ] {
+        let lp = lost_page(lost);
+        let before = fs::metadata(&lp.path).unwrap().len();
+        let model = model_of(&lp.kept);
+        let keys = all_keys(&lp.ws);
+        let db = open(&lp.dir, &opts(1 << 20, SyncMode::None));
+        let after = fs::metadata(&lp.path).unwrap().len();
+        assert!(after < before, "{what}: the file was not rewritten");
+        assert_eq!(db.stats().recovered_bytes_dropped, before - after, "{what}");
+        assert_eq!(db.stats().repaired_records_skipped, 0, "{what}");
+        verify(&db, &model, &keys, what);
+        // The rewritten file holds the kept records, in order, and
+        // nothing else.
+        let recs = parse_data_file(&lp.path);
+        assert!(recs.iter().all(|r| r.crc_ok), "{what}");
+        let kept_keys: Vec<&[u8]> = lp.kept.iter().map(|(k, _)| &k[..]).collect();
+        let file_keys: Vec<&[u8]> = recs.iter().map(|r| &r.key[..]).collect();
+        assert_eq!(file_keys, kept_keys, "{what}");
+        ok(db.close(), what);
+        let db = open(&lp.dir, &opts(1 << 20, SyncMode::None));
+        assert_eq!(db.stats().recovered_bytes_dropped, 0, "{what}: reopen");
+        verify(&db, &model, &keys, &format!("{what}: reopen"));
+    }
+}
+
+/// A read-only open recovers a lost page in memory and changes nothing.
+#[test]
+fn a_read_only_open_skips_a_lost_page_in_memory() {
+    let lp = lost_page(from_a_record_to_the_page_end);
+    let before = dir_bytes(&lp.dir);
+    let ro = bitcask::Options {
+        read_only: true,
         ..opts(1 << 20, SyncMode::None)
     };
-    let db = open(&dir, &repair);
-    assert!(db.stats().repaired_records_skipped >= 1);
-    verify(&db, &model, &all_keys(&ws), "after repair");
-    ok(db.close(), "close");
-    let db = open(&dir, &opts(1 << 20, SyncMode::None));
-    verify(&db, &model, &all_keys(&ws), "plain open after repair");
+    let db = open(&lp.dir, &ro);
+    assert!(db.stats().recovered_bytes_dropped > 0);
+    verify(&db, &model_of(&lp.kept), &all_keys(&lp.ws), "read-only");
+    drop(db);
+    assert!(
+        dir_bytes(&lp.dir) == before,
+        "a read-only open changed files"
+    );
+}
+
+/// What open cannot take for a lost page it refuses, naming the file and
+/// offset, and changes nothing: zeros that stop short of the page end (bit
+/// rot can zero a few bytes); a lost page in a file whose hint says it was
+/// synced; and a lost page in a file that also has other damage, which
+/// is named.
+#[test]
+fn open_refuses_what_is_not_only_lost_pages() {
+    let refused = |lp: &LostPage, at: u64, ctx: &str| {
+        let before = dir_bytes(&lp.dir);
+        let fname = file_name(&lp.path);
+        let msg = corruption_naming(
+            Db::open(&lp.dir, opts(1 << 20, SyncMode::None)),
+            &fname,
+            ctx,
+        );
+        assert!(mentions_offset(&msg, at), "{ctx}: {msg}");
+        assert!(dir_bytes(&lp.dir) == before, "{ctx}: open changed files");
+    };
+
+    // Zeros from a record's start that end 1 byte before the page end.
+    let lp = lost_page(|recs| {
+        let (from, to) = from_a_record_to_the_page_end(recs);
+        (from, to - 1)
+    });
+    let first = lp.recs.iter().find(|r| r.offset >= 5 * 4096).unwrap();
+    refused(&lp, first.offset, "short of the page end");
+
+    // A file with a hint (a damaged one: open scans the file) was synced.
+    let lp = lost_page(a_whole_page);
+    let hint = lp.path.with_extension("hint");
+    fs::write(&hint, b"not a hint").unwrap();
+    let crossing = lp
+        .recs
+        .iter()
+        .find(|r| r.offset + r.len() > 5 * 4096)
+        .unwrap();
+    refused(&lp, crossing.offset, "with a hint");
+
+    // A lost page, then a flipped byte in a later record's value.
+    let lp = lost_page(a_whole_page);
+    let victim = lp.recs.iter().find(|r| r.offset > 8 * 4096).unwrap();
+    let mut b = fs::read(&lp.path).unwrap();
+    b[victim.offset as usize + 40] ^= 0x10;
+    fs::write(&lp.path, &b).unwrap();
+    refused(&lp, victim.offset, "with bit rot after it");
+}
+
+/// A lost first page (the file's header with it) in a file without a
+/// hint: open, and repair, rewrite the file under a fresh header with
+/// every record after the zeros; a read-only open reads them in memory.
+#[test]
+fn a_lost_first_page_keeps_the_records_after_it() {
+    for how in ["open", "read-only", "repair"] {
+        let lp = lost_page(|_| (0, 4096));
+        let o = bitcask::Options {
+            read_only: how == "read-only",
+            repair: how == "repair",
+            ..opts(1 << 20, SyncMode::None)
+        };
+        let db = open(&lp.dir, &o);
+        verify(&db, &model_of(&lp.kept), &all_keys(&lp.ws), how);
+        drop(db);
+        if how != "read-only" {
+            let recs = parse_data_file(&lp.path);
+            assert_eq!(recs.len(), lp.kept.len(), "{how}");
+            assert!(tmp_files(&lp.dir).is_empty());
+            assert!(!lp.path.with_extension("data.corrupt").exists(), "{how}");
+        }
+    }
 }

@@ -63,9 +63,10 @@ pub(crate) fn found(b: bool) -> Result<bc_status, Error> {
 /// (unless bc_options_set_create_if_missing said otherwise), and rebuilds
 /// the keydir from its data files. A record torn by a crash at the end of
 /// the newest file (or of a file never sealed, which has no hint) is cut
-/// off (bc_stats.recovered_bytes_dropped counts the bytes); any other
-/// damage fails the open with BC_CORRUPTION unless the repair option is
-/// set.
+/// off, and a page of such a file lost while later ones reached the disk
+/// (zeros, docs/FORMAT.md) is removed, keeping every other record
+/// (bc_stats.recovered_bytes_dropped counts the bytes); any other damage
+/// fails the open with BC_CORRUPTION unless the repair option is set.
 ///
 /// @param[in]  path a NUL-terminated directory path, read during the call.
 /// @param[in]  opts options, or NULL for the defaults; read during the
@@ -440,7 +441,8 @@ pub struct bc_stats {
     pub fragmentation: f64,
     /// Keys whose time to live has passed (invisible; merge reclaims them).
     pub expired_keys: u64,
-    /// Bytes cut from a torn tail by the open of this handle.
+    /// Bytes open dropped from files a crash left unsynced: torn tails, torn
+    /// creations and lost pages (docs/FORMAT.md).
     pub recovered_bytes_dropped: u64,
     /// Damaged records or files skipped by an open with the repair option.
     pub repaired_records_skipped: u64,
