@@ -15,6 +15,9 @@
  *   success for pages the kernel dropped), still serves reads, and bc_close
  *   reports BC_IO; no file is sealed or hinted after the failure, neither
  *   the active file at close nor retired files the worker had queued;
+ * - two fsyncs of one file at once (the worker's seal and bc_sync): when
+ *   the first fails, bc_sync returns BC_IO even though its own fsync, which
+ *   the kernel lets succeed after reporting the error once, passed;
  * - bc_close returns BC_IO when its own final sync fails, and still frees
  *   the handle and releases the directory lock (the directory reopens;
  *   valgrind and ASan see no leak);
@@ -85,8 +88,11 @@ static int ends_with_data(const char *path) {
 /* Directory syncs left before they start failing with EIO; -1: never. */
 static atomic_int dir_syncs_left = -1;
 
-/* fail_syncs: 0 none, FAIL_ALL every sync, FAIL_DATA syncs of .data files. */
-enum { FAIL_ALL = 1, FAIL_DATA = 2 };
+/* fail_syncs: 0 none, FAIL_ALL every sync, FAIL_DATA syncs of .data files,
+ * FAIL_FIRST_DATA_LATE the first sync of a .data file only, after 300 ms
+ * (as Linux reports a writeback error to one fsync only: a second one
+ * beside it succeeds). */
+enum { FAIL_ALL = 1, FAIL_DATA = 2, FAIL_FIRST_DATA_LATE = 3 };
 
 static int intercepted(long nr, int fd) {
     int slow = atomic_load(&slow_syncs_us);
@@ -109,6 +115,15 @@ static int intercepted(long nr, int fd) {
         if (left > 0) atomic_fetch_sub(&dir_syncs_left, 1);
     }
     if (slow > 0) usleep((useconds_t)slow);
+    if (fail == FAIL_FIRST_DATA_LATE && is_data) {
+        int expected = FAIL_FIRST_DATA_LATE;
+        /* The first one claims the failure; later ones pass through. */
+        if (atomic_compare_exchange_strong(&fail_syncs, &expected, 0)) {
+            usleep(300000);
+            errno = EIO;
+            return -1;
+        }
+    }
     if (fail == FAIL_ALL || (fail == FAIL_DATA && is_data)) {
         errno = EIO;
         return -1;
@@ -370,6 +385,36 @@ static void queued_files_are_not_sealed_after_a_failure(void) {
     check_reopen(dir, NULL, 0, NULL);
 }
 
+/* Two fsyncs of one file at once (the worker sealing a retired file, and
+ * bc_sync, which syncs files not sealed yet): when the first fails, the
+ * second, which the kernel lets succeed, must not make bc_sync return
+ * BC_OK for data the kernel may have dropped. */
+static void a_concurrent_fsync_does_not_hide_a_failed_one(void) {
+    const char *dir = make_temp_dir();
+    bc_options *o = make_opts(4096, 0, 0);
+    bc_db *db;
+    uint8_t val[512];
+    int i;
+    memset(val, 'v', sizeof val);
+    disk_ok();
+    CHECK_STATUS(bc_options_set_sync(o, BC_SYNC_NONE, 0), BC_OK);
+    db = open_db(dir, o);
+    bc_options_free(o);
+    atomic_store(&fail_syncs, FAIL_FIRST_DATA_LATE);
+    /* The first file fills and retires: the worker's seal of it begins
+     * the failing fsync. */
+    for (i = 0; i < 10; i++) CHECK_STATUS(put_numbered(db, "k", i, val, sizeof val), BC_OK);
+    /* Until the worker is inside that fsync (its 300 ms). */
+    for (i = 0; i < 500 && atomic_load(&fail_syncs) != 0; i++) usleep(10000);
+    CHECK_MSG(atomic_load(&fail_syncs) == 0, "the worker did not begin its fsync");
+    CHECK_STATUS(bc_sync(db), BC_IO);
+    CHECK_STR_CONTAINS(bc_last_error(), ".data");
+    disk_ok();
+    CHECK_STATUS(bc_put(db, K("after"), K("after")), BC_IO);
+    CHECK_STATUS(bc_close(db), BC_IO);
+    check_reopen(dir, NULL, 0, NULL);
+}
+
 static void close_reports_its_failed_sync_and_frees(void) {
     const char *dir = make_temp_dir();
     static const char *const synced[] = {"a"};
@@ -570,6 +615,7 @@ int main(int argc, char **argv) {
     RUN(concurrent_durable_puts_share_fsyncs);
     RUN(sync_failure_fails_the_handle);
     RUN(queued_files_are_not_sealed_after_a_failure);
+    RUN(a_concurrent_fsync_does_not_hide_a_failed_one);
     RUN(close_reports_its_failed_sync_and_frees);
     RUN(always_mode_put_fails_with_its_fsync);
     RUN(background_sync_failure_fails_later_writes);

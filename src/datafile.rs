@@ -11,7 +11,7 @@
 use crate::error::{Error, Result};
 use crate::format::{self, FILE_HEADER_LEN};
 use crate::mmap::Map;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -104,6 +104,12 @@ pub struct DataFile {
     /// Of those, tombstone bytes: a merge drops them only when no older
     /// value of their key can survive it.
     pub tombstone_bytes: AtomicU64,
+    /// Held across each fsync of the file, and the first one's failure.
+    /// Linux reports a writeback error to one fsync of an open file only:
+    /// a second fsync running beside the failing one (the worker sealing
+    /// the file while a put or `bc_sync` syncs it) would succeed and
+    /// vouch for pages the kernel dropped.
+    sync_failure: Mutex<Option<Error>>,
 }
 
 impl DataFile {
@@ -193,6 +199,7 @@ impl DataFile {
             record_bytes: AtomicU64::new(len.saturating_sub(FILE_HEADER_LEN)),
             dead_bytes: AtomicU64::new(0),
             tombstone_bytes: AtomicU64::new(0),
+            sync_failure: Mutex::new(None),
         }
     }
 
@@ -403,8 +410,15 @@ impl DataFile {
             None if self.is_sealed() => return Ok(()),
             None => return self.write_fd().map(|_| ()),
         };
-        fd.sync_data()
-            .map_err(|e| Error::io("syncing", &self.path, e))?;
+        let mut failure = self.sync_failure.lock();
+        if let Some(e) = &*failure {
+            return Err(e.clone());
+        }
+        if let Err(e) = fd.sync_data() {
+            let e = Error::io("syncing", &self.path, e);
+            *failure = Some(e.clone());
+            return Err(e);
+        }
         if let Some(dir) = &self.dir {
             if !self.dir_synced.load(Ordering::Acquire) {
                 sync_dir(dir)?;
