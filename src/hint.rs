@@ -19,7 +19,7 @@
 
 use crate::datafile::sync_dir;
 use crate::error::{Error, Result};
-use crate::format::{self, RecordHeader, FILE_HEADER_LEN, HINT_MAGIC};
+use crate::format::{self, RecordHeader, FILE_HEADER_LEN, HINT_MAGIC, RECORD_HEADER_LEN};
 use crate::keydir::{shard_of, Seed, SHARDS};
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -478,6 +478,13 @@ fn from_file(file: &File, path: &Path, data_id: u64, data_len: u64) -> Option<Hi
     if start != len - TRAILER_LEN {
         return None;
     }
+    // Nor more than the data file's size justifies: each entry is one of
+    // its records, a header and a key of a byte at least. (A hint that is
+    // mostly a hole passes the bound above with any count.)
+    let entries: u64 = table.iter().map(|&(count, _)| count as u64).sum();
+    if entries > data_len.saturating_sub(FILE_HEADER_LEN) / (RECORD_HEADER_LEN as u64 + 1) {
+        return None;
+    }
     let crc_at = TRAILER_LEN as usize - 4;
     let mut tail_crc = crc32fast::Hasher::new();
     tail_crc.update(&t[..crc_at]);
@@ -854,6 +861,51 @@ mod tests {
             let e = w.add(48, &hdr(3, 10, flags, 0), b"abc").unwrap_err();
             assert_eq!(e.status(), crate::error::Status::Corruption, "{flags:#x}");
         }
+    }
+
+    /// Open sizes the keydir by a hint's counts before it reads the entries
+    /// and checks the CRC, so counts the data file cannot hold (a hint that
+    /// is a hole, whose size passes any count) refuse the hint at once.
+    #[test]
+    fn counts_beyond_the_data_file_refuse_the_hint() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = HintWriter::create(7, Seed(1, 2));
+        w.add(16, &hdr(1, 0, 0, 0), b"a").unwrap();
+        w.add(36, &hdr(1, 0, 0, 0), b"b").unwrap();
+        let data_len = 56;
+        w.finish(data_len, dir.path()).unwrap();
+        let path = hint_path(dir.path(), 7);
+        assert!(open(&path, 7, data_len).unwrap().is_some());
+        let good = fs::read(&path).unwrap();
+        let trailer = good.len() - TRAILER_LEN as usize;
+        // The same hint with a hole of 1 MiB added to partition 0's
+        // entries, whose count claims what the hole could hold.
+        let hole = 1 << 20;
+        let rebuilt = |extra: u32| {
+            let mut bytes = good[..FILE_HEADER_LEN as usize].to_vec();
+            bytes.resize(FILE_HEADER_LEN as usize + hole, 0);
+            bytes.extend_from_slice(&good[FILE_HEADER_LEN as usize..trailer]);
+            let mut t = good[trailer..].to_vec();
+            for row in t[..TABLE_LEN as usize].chunks_mut(TABLE_ROW) {
+                let end = format::u64_at(row, 4) + hole as u64;
+                row[4..12].copy_from_slice(&end.to_le_bytes());
+            }
+            let count = format::u32_at(&t, 0) + extra;
+            t[0..4].copy_from_slice(&count.to_le_bytes());
+            bytes.extend_from_slice(&t);
+            fs::write(&path, &bytes).unwrap();
+            assert_eq!(bytes.len(), good.len() + hole);
+        };
+        // Entries the data file can hold: 2 records of 20 bytes at most.
+        rebuilt(0);
+        assert!(open(&path, 7, data_len).unwrap().is_some(), "no extra");
+        rebuilt(1);
+        assert!(open(&path, 7, data_len).unwrap().is_none(), "one more");
+        rebuilt(hole as u32 / ENTRY_MIN as u32);
+        assert!(
+            open(&path, 7, data_len).unwrap().is_none(),
+            "a hole's worth"
+        );
     }
 
     /// A writer's hint is the same bytes whether its entries stayed in

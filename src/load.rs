@@ -122,7 +122,8 @@ fn load_range(mut range: ShardRange<'_>, sources: &[Source]) -> Result<(Loaded, 
                 // first use: growing a shard step by step would copy it
                 // each time. Keys that repeat across files make this too
                 // much, which `shrink` gives back at the end.
-                range.reserve(p, sources.iter().map(|s| s.hint.count(p)).sum());
+                let n = sources.iter().map(|s| s.hint.count(p));
+                range.reserve(p, n.fold(0, usize::saturating_add));
             }
             for ((s, seen), file) in group.iter().zip(seen.iter_mut()).zip(&files) {
                 s.hint.read_part(p, file.as_ref(), &mut buf, seen, |e| {

@@ -308,7 +308,10 @@ impl ShardRange<'_> {
     /// does not grow it step by step.
     pub fn reserve(&mut self, partition: usize, n: usize) {
         let shard = self.shards[partition - self.first].get_mut();
-        let want = slots_for(shard.len + n);
+        // Capped where the table's size in bytes could overflow (32-bit
+        // targets): counts that large come from damaged hints, whose CRC
+        // fails later; the table then grows as keys arrive.
+        let want = slots_for(shard.len.saturating_add(n).min(isize::MAX as usize / 64));
         if want > shard.slots.len() {
             shard.resize_known(self.pool, want);
         }
