@@ -105,13 +105,16 @@ thread_local! {
 }
 
 /// Runs `read` with this thread's read buffer, or with a fresh one during
-/// thread exit (a get from a C thread-exit destructor), when it is gone.
+/// thread exit (a get from a C thread-exit destructor), when it is gone,
+/// and in a get made from inside another's `with_value` callback, which
+/// holds it.
 fn with_read_buf<R>(read: impl FnOnce(&mut Vec<u8>) -> R) -> R {
     let mut read = Some(read);
     let mut run = |buf: &mut Vec<u8>| read.take().expect("runs once")(buf);
-    match READ_BUF.try_with(|b| run(&mut b.borrow_mut())) {
-        Ok(r) => r,
-        Err(_) => run(&mut Vec::new()),
+    let done = READ_BUF.try_with(|b| b.try_borrow_mut().ok().map(|mut buf| run(&mut buf)));
+    match done {
+        Ok(Some(r)) => r,
+        _ => run(&mut Vec::new()),
     }
 }
 

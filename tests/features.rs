@@ -174,6 +174,32 @@ fn default_ttl_applies_to_plain_puts() {
     assert_eq!(db.get(b"b").unwrap().as_deref(), Some(&b"2"[..]));
 }
 
+/// A `with_value` callback may read the database again (a get, another
+/// `with_value`, an iterator's value): the nested read gets a buffer of
+/// its own instead of finding the thread's read buffer taken.
+#[test]
+fn a_value_callback_may_read_the_database_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), Options::default()).unwrap();
+    db.put(b"a", b"points-at:b").unwrap();
+    db.put(b"b", b"target").unwrap();
+    db.sync().unwrap(); // read from the file, not the write buffer
+    let nested = db
+        .with_value(b"a", |a| {
+            let next = &a[b"points-at:".len()..];
+            let inner = db.with_value(next, |b| [a, b].concat()).unwrap();
+            (inner, db.get(next).unwrap())
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(nested.0.unwrap(), b"points-at:btarget");
+    assert_eq!(nested.1.unwrap(), b"target");
+    let mut it = db.iter(b"a");
+    it.next_key().unwrap();
+    let v = it.with_value(|a| db.get(&a[10..]).unwrap()).unwrap();
+    assert_eq!(v.unwrap().unwrap(), b"target");
+}
+
 #[test]
 fn iteration_is_a_sorted_snapshot_that_skips_later_deletes() {
     let dir = tempfile::tempdir().unwrap();
