@@ -287,8 +287,14 @@ impl DataFile {
                 Some(m) => m.as_ref(),
                 None => {
                     let file = fd()?;
+                    // Never past the file's end on disk: a file shortened
+                    // behind this handle's back (a read-only handle's file,
+                    // merged away by the writer, whose id a new one took)
+                    // would raise SIGBUS there; reads past the map go to
+                    // `pread`, which reports it.
+                    let on_disk = file.metadata().map_or(0, |m| m.len());
                     self.map
-                        .get_or_init(|| Map::new(&file, self.len()))
+                        .get_or_init(|| Map::new(&file, self.len().min(on_disk)))
                         .as_ref()
                 }
             };

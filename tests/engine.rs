@@ -141,6 +141,48 @@ fn second_writer_is_locked_out_and_read_only_shares() {
     Db::open(dir.path(), Options::default()).unwrap();
 }
 
+/// A read-only handle maps a data file at its first read. A file that is
+/// shorter by then than the handle knows it (merged away by the writer in
+/// another process, and its name taken by a new file; or truncated) gives
+/// `BC_IO` for the records past its end, not SIGBUS, and the records
+/// within it as before.
+#[test]
+fn a_read_only_handle_never_maps_past_a_shortened_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), Options::default()).unwrap();
+    let value = |i: u32| vec![i as u8; 1000];
+    for i in 0..100u32 {
+        db.put(&i.to_be_bytes(), &value(i)).unwrap();
+    }
+    db.close().unwrap();
+    let ro = Options {
+        read_only: true,
+        ..Options::default()
+    };
+    let r = Db::open(dir.path(), ro).unwrap();
+    let name = data_files(dir.path()).pop().unwrap();
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .open(dir.path().join(name))
+        .unwrap();
+    file.set_len(50_000).unwrap();
+    let (mut found, mut io) = (0, 0);
+    for i in 0..100u32 {
+        match r.get(&i.to_be_bytes()) {
+            Ok(v) => {
+                assert_eq!(v.unwrap(), value(i));
+                found += 1;
+            }
+            Err(e) => {
+                assert_eq!(e.status(), Status::Io, "{e:?}");
+                assert!(e.message().contains("too short"), "{e:?}");
+                io += 1;
+            }
+        }
+    }
+    assert!(found > 40 && io > 40, "{found} found, {io} BC_IO");
+}
+
 #[test]
 fn limits_are_enforced() {
     let dir = tempfile::tempdir().unwrap();
