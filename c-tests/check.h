@@ -90,6 +90,7 @@ static inline const char *status_name(bc_status st) {
     case BC_READ_ONLY: return "BC_READ_ONLY";
     case BC_INTERNAL: return "BC_INTERNAL";
     case BC_VERSION_MISMATCH: return "BC_VERSION_MISMATCH";
+    case BC_NO_MEMORY: return "BC_NO_MEMORY";
     default: return "(unknown status)";
     }
 }

@@ -48,6 +48,7 @@ static void test_fixed_values(void) {
     CHECK(BC_READ_ONLY == 8);
     CHECK(BC_INTERNAL == 9);
     CHECK(BC_VERSION_MISMATCH == 10);
+    CHECK(BC_NO_MEMORY == 11);
     CHECK(BC_SYNC_NONE == 0);
     CHECK(BC_SYNC_ALWAYS == 1);
     CHECK(BC_SYNC_INTERVAL == 2);

@@ -133,6 +133,14 @@ enum bc_status
      * it aside and lose its records.
      */
     BC_VERSION_MISMATCH = 10,
+    /**
+     * The system had no memory for a value (or a record being read): a
+     * value can be up to 2 GiB, more than a 32-bit process or a small
+     * device may hold at once. Nothing was changed; the handle stays
+     * usable. bc_get_into needs no copy of the value but the one in your
+     * buffer (with memory maps; otherwise it reads the record first).
+     */
+    BC_NO_MEMORY = 11,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -384,7 +392,8 @@ bc_status bc_put_ttl(struct bc_db *db,
  *         longest any database holds: lookups and deletes ignore
  *         max_key_size, which limits puts, so keys written under a larger
  *         limit stay readable); BC_CORRUPTION (the stored record fails
- *         its checksum: never wrong bytes); BC_IO; BC_INTERNAL.
+ *         its checksum: never wrong bytes); BC_IO; BC_NO_MEMORY (no room
+ *         for the copy); BC_INTERNAL.
  * Thread-safe; gets run in parallel with each other and with writers.
  */
 bc_status bc_get(struct bc_db *db, const uint8_t *key, size_t klen, uint8_t **val, size_t *vlen);
@@ -400,7 +409,8 @@ bc_status bc_get(struct bc_db *db, const uint8_t *key, size_t klen, uint8_t **va
  * @return BC_OK; BC_NOT_FOUND; BC_BUFFER_TOO_SMALL; BC_INVALID_ARGUMENT
  *         (also NULL vlen, or NULL buf with cap > 0); BC_TOO_LARGE (key
  *         over 65535 bytes, as for bc_get); BC_CORRUPTION; BC_IO;
- *         BC_INTERNAL.
+ *         BC_NO_MEMORY (reading without memory maps, no room for the
+ *         record); BC_INTERNAL.
  * Thread-safe.
  */
 bc_status bc_get_into(struct bc_db *db,
@@ -544,7 +554,7 @@ bc_status bc_iter_next(struct bc_iter *it, const uint8_t **key, size_t *klen);
  * @param[out] vlen receives its length. Both written only on BC_OK.
  * @return BC_OK; BC_NOT_FOUND (the key was deleted or expired since, or
  *         the iterator is not on a key); BC_INVALID_ARGUMENT; BC_CORRUPTION;
- *         BC_IO.
+ *         BC_IO; BC_NO_MEMORY (no room for the copy).
  * Not thread-safe: one thread per iterator.
  */
 bc_status bc_iter_value(struct bc_iter *it, uint8_t **val, size_t *vlen);

@@ -303,6 +303,12 @@ impl DataFile {
             }
         }
         buf.clear();
+        buf.try_reserve_exact(len).map_err(|_| {
+            Error::no_memory(
+                len,
+                format_args!("the record at offset {offset} of {}", self.path.display()),
+            )
+        })?;
         buf.resize(len, 0);
         fd()?.read_exact_at(buf, offset).map_err(|e| {
             let what = if e.kind() == io::ErrorKind::UnexpectedEof {

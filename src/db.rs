@@ -3,7 +3,7 @@
 
 use crate::commit::GroupCommit;
 use crate::datafile::{self, sync_dir, DataFile, MAJOR_SHIFT};
-use crate::error::{Error, Result, Status};
+use crate::error::{copy_out, Error, Result, Status};
 use crate::format::{self, record_len, FILE_HEADER_LEN, FLAG_TOMBSTONE, RECORD_HEADER_LEN};
 use crate::hint::{self, Hint, HintWriter};
 use crate::keydir::{Keydir, Location, Seed};
@@ -144,7 +144,7 @@ impl Db {
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.with_value(key, |v| v.to_vec())
+        self.with_value(key, copy_out)?.transpose()
     }
 
     /// Runs `f` on the value of `key` without copying it out first.

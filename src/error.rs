@@ -21,10 +21,11 @@ pub enum Status {
     ReadOnly = 8,
     Internal = 9,
     VersionMismatch = 10,
+    NoMemory = 11,
 }
 
 impl Status {
-    const ALL: [Status; 11] = [
+    const ALL: [Status; 12] = [
         Status::Ok,
         Status::NotFound,
         Status::InvalidArgument,
@@ -36,6 +37,7 @@ impl Status {
         Status::ReadOnly,
         Status::Internal,
         Status::VersionMismatch,
+        Status::NoMemory,
     ];
 
     /// The status with this numeric value, if any.
@@ -57,6 +59,7 @@ impl Status {
             Status::ReadOnly => c"database is read-only",
             Status::Internal => c"internal error",
             Status::VersionMismatch => c"data file format version not supported",
+            Status::NoMemory => c"out of memory",
         }
     }
 
@@ -103,6 +106,14 @@ impl Error {
         Error::new(Status::Internal, message)
     }
 
+    /// A value (or record) of `len` bytes for which no memory could be had.
+    pub(crate) fn no_memory(len: usize, what: std::fmt::Arguments<'_>) -> Error {
+        Error::new(
+            Status::NoMemory,
+            format!("cannot allocate {len} bytes for {what}"),
+        )
+    }
+
     /// An I/O error while doing `what` on `path`; ENOSPC and friends keep
     /// their OS wording ("No space left on device").
     pub(crate) fn io(what: &str, path: &Path, err: io::Error) -> Error {
@@ -123,3 +134,14 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+/// A copy of `bytes` (a value handed out), or `NoMemory` when the system
+/// has no room for it: a value can be up to 2 GiB, which a 32-bit process
+/// or a small device may not be able to hold, and must not abort it.
+pub(crate) fn copy_out<T: From<Vec<u8>>>(bytes: &[u8]) -> Result<T> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(bytes.len())
+        .map_err(|_| Error::no_memory(bytes.len(), format_args!("a copy of the value")))?;
+    v.extend_from_slice(bytes);
+    Ok(T::from(v))
+}

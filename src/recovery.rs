@@ -56,6 +56,14 @@ impl FileReader {
         let have = off >= self.start && off + n as u64 <= self.start + self.buf.len() as u64;
         if !have {
             let want = (n.max(WINDOW) as u64).min(self.len - off) as usize;
+            // (Beyond the window only for a whole record a merge copies.)
+            self.buf.clear();
+            self.buf.try_reserve_exact(want).map_err(|_| {
+                Error::no_memory(
+                    want,
+                    format_args!("offset {off} of {}", self.path.display()),
+                )
+            })?;
             self.buf.resize(want, 0);
             self.file
                 .read_exact_at(&mut self.buf, off)

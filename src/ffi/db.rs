@@ -3,7 +3,7 @@
 use super::options::{bc_options, options_or_default};
 use super::{arg, bc_status, boundary, boundary_free, key_arg, lookup_key_arg, out_arg, value_arg};
 use crate::db::{Db, Stats};
-use crate::error::{Error, Status};
+use crate::error::{copy_out, Error, Status};
 use std::ffi::{c_char, CStr, OsStr};
 use std::os::unix::ffi::OsStrExt;
 
@@ -217,7 +217,8 @@ pub extern "C" fn bc_put_ttl(
 ///         longest any database holds: lookups and deletes ignore
 ///         max_key_size, which limits puts, so keys written under a larger
 ///         limit stay readable); BC_CORRUPTION (the stored record fails
-///         its checksum: never wrong bytes); BC_IO; BC_INTERNAL.
+///         its checksum: never wrong bytes); BC_IO; BC_NO_MEMORY (no room
+///         for the copy); BC_INTERNAL.
 /// Thread-safe; gets run in parallel with each other and with writers.
 #[no_mangle]
 pub extern "C" fn bc_get(
@@ -232,7 +233,11 @@ pub extern "C" fn bc_get(
         out_arg(vlen, "vlen")?;
         // SAFETY: key points to klen readable bytes (caller contract).
         let k = unsafe { lookup_key_arg(key, klen)? };
-        hand_out(db.with_value(k, |v| Box::<[u8]>::from(v))?, val, vlen)
+        hand_out(
+            db.with_value(k, copy_out::<Box<[u8]>>)?.transpose()?,
+            val,
+            vlen,
+        )
     })
 }
 
@@ -246,7 +251,8 @@ pub extern "C" fn bc_get(
 /// @return BC_OK; BC_NOT_FOUND; BC_BUFFER_TOO_SMALL; BC_INVALID_ARGUMENT
 ///         (also NULL vlen, or NULL buf with cap > 0); BC_TOO_LARGE (key
 ///         over 65535 bytes, as for bc_get); BC_CORRUPTION; BC_IO;
-///         BC_INTERNAL.
+///         BC_NO_MEMORY (reading without memory maps, no room for the
+///         record); BC_INTERNAL.
 /// Thread-safe.
 #[no_mangle]
 pub extern "C" fn bc_get_into(

@@ -2,7 +2,7 @@
 
 use super::db::{bc_db, found, hand_out, with_db};
 use super::{bc_status, boundary_free, bytes, catch, out_arg, report};
-use crate::error::Error;
+use crate::error::{copy_out, Error};
 use crate::format::MAX_KEY_LEN;
 use crate::iter::Iter;
 
@@ -106,7 +106,7 @@ pub extern "C" fn bc_iter_next(
 /// @param[out] vlen receives its length. Both written only on BC_OK.
 /// @return BC_OK; BC_NOT_FOUND (the key was deleted or expired since, or
 ///         the iterator is not on a key); BC_INVALID_ARGUMENT; BC_CORRUPTION;
-///         BC_IO.
+///         BC_IO; BC_NO_MEMORY (no room for the copy).
 /// Not thread-safe: one thread per iterator.
 #[no_mangle]
 pub extern "C" fn bc_iter_value(
@@ -117,7 +117,11 @@ pub extern "C" fn bc_iter_value(
     with_iter(it, |it| {
         out_arg(val, "val")?;
         out_arg(vlen, "vlen")?;
-        hand_out(it.with_value(|v| Box::<[u8]>::from(v))?, val, vlen)
+        hand_out(
+            it.with_value(copy_out::<Box<[u8]>>)?.transpose()?,
+            val,
+            vlen,
+        )
     })
 }
 

@@ -68,6 +68,12 @@ pub enum bc_status {
     /// damage: the repair option refuses such a file too, rather than set
     /// it aside and lose its records.
     BC_VERSION_MISMATCH = 10,
+    /// The system had no memory for a value (or a record being read): a
+    /// value can be up to 2 GiB, more than a 32-bit process or a small
+    /// device may hold at once. Nothing was changed; the handle stays
+    /// usable. bc_get_into needs no copy of the value but the one in your
+    /// buffer (with memory maps; otherwise it reads the record first).
+    BC_NO_MEMORY = 11,
 }
 
 impl From<Status> for bc_status {
@@ -84,6 +90,7 @@ impl From<Status> for bc_status {
             Status::ReadOnly => bc_status::BC_READ_ONLY,
             Status::Internal => bc_status::BC_INTERNAL,
             Status::VersionMismatch => bc_status::BC_VERSION_MISMATCH,
+            Status::NoMemory => bc_status::BC_NO_MEMORY,
         }
     }
 }
@@ -368,6 +375,7 @@ mod tests {
         }
         assert_eq!(Status::from_code(9), Some(Status::Internal));
         assert_eq!(Status::from_code(10), Some(Status::VersionMismatch));
+        assert_eq!(Status::from_code(11), Some(Status::NoMemory));
     }
 
     #[test]
