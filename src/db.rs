@@ -356,7 +356,7 @@ impl Inner {
                 }
             }
             if let Some(d) = recovery::scan(&mut r, FILE_HEADER_LEN, |_, _, _| {})? {
-                let torn_tail = self.may_be_torn(id, i + 1 == ids.len()) && !d.followed_by_valid;
+                let torn_tail = self.may_be_torn(id, i + 1 == ids.len()) && d.next_valid.is_none();
                 if !torn_tail {
                     self.rewrite_without_damage(id, &path)?;
                 }
@@ -470,27 +470,24 @@ impl Inner {
         // for its records: a hint never makes a foreign file acceptable.
         let has_header = match recovery::check_header(&mut r) {
             Ok(h) => h,
-            // (Not a newer release's file: `check_versions` refused it.)
-            Err(_) if self.opts.repair => {
-                self.repaired_records_skipped += 1;
-                return Ok(None);
-            }
             // The page with the header was lost, later ones were not: a
             // file never synced (see `scan_records`). The header is the
             // same in every data file, so the file is rewritten under a
             // fresh one, keeping its records; a read-only handle skips
-            // the zeros in memory.
+            // the zeros in memory (a read-write repair did the rewrite).
             Err(_) if self.torn_creation_possible(id) && recovery::lost_header_page(&mut r)? => {
                 if !self.opts.read_only {
-                    if let Some(d) = recovery::damage_besides_lost_pages(&mut r, FILE_HEADER_LEN)? {
-                        return Err(recovery::damage_error(&path, &d));
-                    }
-                    let before = r.len;
-                    recovery::rewrite_without_damage(&self.dir, &path)?;
-                    r = FileReader::open(&path)?;
-                    self.recovered_bytes_dropped += before - r.len;
+                    let (rewritten, dropped) =
+                        recovery::rewrite_lost_pages(&self.dir, &mut r, FILE_HEADER_LEN)?;
+                    r = rewritten;
+                    self.recovered_bytes_dropped += dropped;
                 }
                 true
+            }
+            // (Not a newer release's file: `check_versions` refused it.)
+            Err(_) if self.opts.repair => {
+                self.repaired_records_skipped += 1;
+                return Ok(None);
             }
             Err(e) => return Err(e),
         };
@@ -648,7 +645,7 @@ impl Inner {
                 }
             })?;
             let Some(d) = damage else { break };
-            if self.may_be_torn(id, newest) && !d.followed_by_valid {
+            if self.may_be_torn(id, newest) && d.next_valid.is_none() {
                 // Torn tail: the last append was cut short by a crash.
                 dropped += r.len - d.offset;
                 len = d.offset;
@@ -657,28 +654,25 @@ impl Inner {
                 }
                 break;
             }
-            // A lost page (see `recovery::lost_page`): in a file without
-            // a hint, which a crash may have left unsynced, zeros where
-            // records were and valid records after them are pages of
-            // unsynced appends written back out of order, the earlier
-            // page lost. Bit rot in a synced file cannot be told from
-            // that, but what open then does is what repair would do: keep
-            // every record outside the zeroed pages.
-            let lost = self.torn_creation_possible(id) && recovery::lost_page(&mut r, d.offset)?;
-            if lost && !self.opts.read_only {
-                // Only when all the file's damage is lost pages (or a torn
-                // tail) does open rewrite it without them, as repair
-                // would. Records before the damage keep their offsets, so
-                // the scan goes on from it in the new file.
-                if let Some(other) = recovery::damage_besides_lost_pages(&mut r, d.offset)? {
-                    return Err(recovery::damage_error(&path, &other));
+            // A lost page (see `recovery::lost_page`): in a file without a
+            // hint, which a crash may have left unsynced, zeros where
+            // records were, with valid records after them: pages of
+            // unsynced appends written back out of order, an earlier one
+            // lost. Open keeps every record outside the zeros, as repair
+            // would.
+            let lost = match d.next_valid {
+                Some(next) if self.torn_creation_possible(id) => {
+                    recovery::lost_page(&mut r, d.offset, next)?
                 }
-                let before = r.len;
-                recovery::rewrite_without_damage(&self.dir, &path)?;
-                r = FileReader::open(&path)?;
-                dropped += before - r.len;
-                len = r.len;
-                from = d.offset;
+                _ => false,
+            };
+            if lost && !self.opts.read_only {
+                // Records before the damage keep their offsets in the
+                // rewritten file, so the scan goes on from it there.
+                let (rewritten, n) = recovery::rewrite_lost_pages(&self.dir, &mut r, d.offset)?;
+                r = rewritten;
+                (len, from) = (r.len, d.offset);
+                dropped += n;
                 continue;
             }
             if !self.opts.repair && !lost {
@@ -686,9 +680,9 @@ impl Inner {
             }
             // Read-only: skip the damage in memory (and write no hint,
             // which would not cover the file).
-            let next = recovery::next_valid(&mut r, d.offset)?;
-            if lost {
-                dropped += next.expect("a valid record follows") - d.offset;
+            let next = d.next_valid;
+            if let (true, Some(next)) = (lost, next) {
+                dropped += next - d.offset;
             } else {
                 skipped += 1;
             }

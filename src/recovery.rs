@@ -182,8 +182,8 @@ pub fn next_valid(r: &mut FileReader, off: u64) -> Result<Option<u64>> {
 pub struct Damage {
     pub offset: u64,
     pub reason: &'static str,
-    /// True when a valid record follows: the damage is not a torn tail.
-    pub followed_by_valid: bool,
+    /// Where the next valid record starts; None for a torn tail.
+    pub next_valid: Option<u64>,
 }
 
 /// Scans records from `from` to the end, calling `f(offset, header, key)`
@@ -205,11 +205,11 @@ pub fn scan(
                 off += hdr.record_len();
             }
             Probe::Damaged(reason) => {
-                let followed_by_valid = next_valid(r, off)?.is_some();
+                let next_valid = next_valid(r, off)?;
                 return Ok(Some(Damage {
                     offset: off,
                     reason,
-                    followed_by_valid,
+                    next_valid,
                 }));
             }
         }
@@ -226,37 +226,46 @@ fn zeros(r: &mut FileReader, from: u64, to: u64) -> Result<bool> {
         .is_some_and(|b| b.iter().all(|&x| x == 0)))
 }
 
-/// Whether the damaged record at `off`, which valid records follow, is
-/// the mark of a *lost page*: a page of unsynced appends that never
-/// reached the disk while a later one did (write-back in any order, then
-/// a power loss). A filesystem reads such a page as zeros, so either the
-/// record's first bytes, its 4-byte CRC at least, are zero to the end of
-/// their page (the record began in the lost page), or its header checks
-/// out and a whole page the record reaches into is zero (a later page of
-/// it was lost). Bit rot zeroes neither a CRC to a page end nor a whole
-/// page; a value that holds a zero page fails its CRC only if it is
-/// damaged as well.
-pub fn lost_page(r: &mut FileReader, off: u64) -> Result<bool> {
+/// Whether the damaged record at `off` is the mark of a *lost page*: a
+/// page of unsynced appends that never reached the disk while later ones
+/// did (write-back in any order, then a power loss), which a filesystem
+/// reads as zeros. `next` is where the next valid record starts: the
+/// records after the lost page, never inside it. One of three shapes:
+/// - the record's bytes are zero from its start to its page end, its
+///   4-byte CRC at least (it began in the lost page);
+/// - its header runs into the next page, which is zero (it began just
+///   before the lost page);
+/// - its header checks out, and the page holding its end is zero, past
+///   its end too (its last page was lost, with the start of the next
+///   record).
+///
+/// None is bit rot in a record that reached the disk: that never zeroes a
+/// CRC, nor a record's header or end together with the header of the
+/// record after it (a header is never zero: its key is at least a byte).
+/// A value that holds zero pages is no exception: its damaged record is a
+/// lost page only if the zeros run on past its end and no valid record
+/// starts before them end (with a damaged length, the record's true end
+/// is where the next valid one starts).
+pub fn lost_page(r: &mut FileReader, off: u64, next: u64) -> Result<bool> {
     let page_end = (off / PAGE + 1) * PAGE;
-    if page_end - off >= 4 && page_end <= r.len && zeros(r, off, page_end)? {
+    // The page at `page` is zero and the next valid record follows it.
+    let lost = |r: &mut FileReader, page: u64| -> Result<bool> {
+        Ok(page + PAGE <= next && zeros(r, page, page + PAGE)?)
+    };
+    if page_end - off >= 4 && page_end <= next && zeros(r, off, page_end)? {
         return Ok(true);
     }
-    let Some(h) = r.bytes(off, RECORD_HEADER_LEN)? else {
-        return Ok(false);
-    };
-    let hdr = RecordHeader::decode(h);
+    if off + RECORD_HEADER_LEN as u64 > page_end {
+        return lost(r, page_end);
+    }
+    let hdr = RecordHeader::decode(r.bytes(off, RECORD_HEADER_LEN)?.expect("before `next`"));
     if hdr.problem().is_some() {
         return Ok(false);
     }
+    // The page of the record's last byte, with the next record's CRC.
     let end = off + hdr.record_len();
-    let mut page = page_end;
-    while page < end && page + PAGE <= r.len {
-        if zeros(r, page, page + PAGE)? {
-            return Ok(true);
-        }
-        page += PAGE;
-    }
-    Ok(false)
+    let last_page = (end - 1) / PAGE * PAGE;
+    Ok(last_page >= page_end && end + 4 <= last_page + PAGE && lost(r, last_page)?)
 }
 
 /// Whether a data file's first page is zero while later bytes exist: the
@@ -265,18 +274,31 @@ pub fn lost_header_page(r: &mut FileReader) -> Result<bool> {
     Ok(r.len > PAGE && zeros(r, 0, PAGE)?)
 }
 
+/// Open's recovery of lost pages: when every damage in the file from
+/// `from` on is a lost page or a torn tail, rewrites the file without them
+/// (as repair would: records before `from` keep their offsets) and returns
+/// a reader of the new file and the bytes dropped. Otherwise it fails with
+/// the first other damage and changes nothing.
+pub fn rewrite_lost_pages(dir: &Path, r: &mut FileReader, from: u64) -> Result<(FileReader, u64)> {
+    if let Some(d) = damage_besides_lost_pages(r, from)? {
+        return Err(damage_error(&r.path, &d));
+    }
+    rewrite_without_damage(dir, &r.path)?;
+    let new = FileReader::open(&r.path)?;
+    let dropped = r.len - new.len;
+    Ok((new, dropped))
+}
+
 /// The first damage from `from` on that is neither a lost page nor a torn
 /// tail: what keeps open from recovering a file's lost pages by itself.
-pub fn damage_besides_lost_pages(r: &mut FileReader, from: u64) -> Result<Option<Damage>> {
+fn damage_besides_lost_pages(r: &mut FileReader, from: u64) -> Result<Option<Damage>> {
     let mut off = from;
     while let Some(d) = scan(r, off, |_, _, _| {})? {
-        if !d.followed_by_valid {
-            break;
-        }
-        if !lost_page(r, d.offset)? {
+        let Some(next) = d.next_valid else { break };
+        if !lost_page(r, d.offset, next)? {
             return Ok(Some(d));
         }
-        off = next_valid(r, d.offset)?.expect("a valid record follows");
+        off = next;
     }
     Ok(None)
 }
@@ -287,7 +309,7 @@ pub fn damage_error(path: &Path, d: &Damage) -> Error {
         path.display(),
         d.offset,
         d.reason,
-        if d.followed_by_valid {
+        if d.next_valid.is_some() {
             ", with valid records after it"
         } else {
             ""

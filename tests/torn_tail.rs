@@ -1102,10 +1102,21 @@ struct LostPage {
 }
 
 fn lost_page(lost: impl Fn(&[RawRecord]) -> (usize, usize)) -> LostPage {
+    lost_page_with(97, lost)
+}
+
+/// `lost_page` with the first value `first_len` bytes long (the others
+/// are 97), which moves every later record by as much.
+fn lost_page_with(first_len: usize, lost: impl Fn(&[RawRecord]) -> (usize, usize)) -> LostPage {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("db");
     let mut ws: Vec<W> = (0..300)
-        .map(|i| (format!("key{i:04}").into_bytes(), Some(val(i, 97))))
+        .map(|i| {
+            (
+                format!("key{i:04}").into_bytes(),
+                Some(val(i, if i == 0 { first_len } else { 97 })),
+            )
+        })
         .collect();
     ws.extend((0..100).map(|i| (format!("key{i:04}").into_bytes(), Some(val(i + 1000, 97)))));
     build(&dir, 1 << 20, &ws);
@@ -1158,14 +1169,22 @@ fn a_whole_page(recs: &[RawRecord]) -> (usize, usize) {
 /// later open finds a clean file with a hint.
 #[test]
 fn a_lost_page_of_unsynced_appends_is_recovered_keeping_the_rest() {
-    for (what, lost) in [
+    // A record whose header runs 10 bytes into page 5, which is lost:
+    // the first value is made long enough to put one there.
+    let (p, len) = (5 * 4096, 19 + 7 + 97);
+    let shift = (p - 10 - 16 - (p - 16) / len * len) % len;
+    let straddling = lost_page_with(97 + shift, |recs| {
+        assert!(recs.iter().any(|r| r.offset as usize == p - 10));
+        (p, p + 4096)
+    });
+    for (what, lp) in [
         (
             "from a record start",
-            from_a_record_to_the_page_end as fn(&_) -> _,
+            lost_page(from_a_record_to_the_page_end),
         ),
-        ("a whole page", a_whole_page),
+        ("a whole page", lost_page(a_whole_page)),
+        ("a header across the page start", straddling),
     ] {
-        let lp = lost_page(lost);
         let before = fs::metadata(&lp.path).unwrap().len();
         let model = model_of(&lp.kept);
         let keys = all_keys(&lp.ws);
@@ -1208,6 +1227,16 @@ fn a_read_only_open_skips_a_lost_page_in_memory() {
     );
 }
 
+/// Open of `dir` fails with BC_CORRUPTION naming data file `path` and
+/// offset `at`, and changes no file.
+fn refused(dir: &Path, path: &Path, at: u64, ctx: &str) {
+    let before = dir_bytes(dir);
+    let fname = file_name(path);
+    let msg = corruption_naming(Db::open(dir, opts(1 << 20, SyncMode::None)), &fname, ctx);
+    assert!(mentions_offset(&msg, at), "{ctx}: {msg}");
+    assert!(dir_bytes(dir) == before, "{ctx}: open changed files");
+}
+
 /// What open cannot take for a lost page it refuses, naming the file and
 /// offset, and changes nothing: zeros that stop short of the page end (bit
 /// rot can zero a few bytes); a lost page in a file whose hint says it was
@@ -1215,17 +1244,7 @@ fn a_read_only_open_skips_a_lost_page_in_memory() {
 /// is named.
 #[test]
 fn open_refuses_what_is_not_only_lost_pages() {
-    let refused = |lp: &LostPage, at: u64, ctx: &str| {
-        let before = dir_bytes(&lp.dir);
-        let fname = file_name(&lp.path);
-        let msg = corruption_naming(
-            Db::open(&lp.dir, opts(1 << 20, SyncMode::None)),
-            &fname,
-            ctx,
-        );
-        assert!(mentions_offset(&msg, at), "{ctx}: {msg}");
-        assert!(dir_bytes(&lp.dir) == before, "{ctx}: open changed files");
-    };
+    let refused = |lp: &LostPage, at: u64, ctx: &str| refused(&lp.dir, &lp.path, at, ctx);
 
     // Zeros from a record's start that end 1 byte before the page end.
     let lp = lost_page(|recs| {
@@ -1255,22 +1274,71 @@ fn open_refuses_what_is_not_only_lost_pages() {
     refused(&lp, victim.offset, "with bit rot after it");
 }
 
+/// Bit rot in a record of a synced file without a hint is not a lost
+/// page, even where zero pages are near: a damaged record whose value is
+/// zero pages (the zeros stop at its end, where the next record's header
+/// is), and a record whose damaged length reaches into a later record's
+/// zero value (valid records start before those zeros). Both refused, as
+/// before the lost-page rule.
+#[test]
+fn bit_rot_beside_zero_pages_is_not_a_lost_page() {
+    for what in ["a flipped bit", "a damaged length"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("db");
+        let ws: Vec<W> = vec![
+            (b"a".to_vec(), Some(val(1, 100))),
+            (b"b".to_vec(), Some(val(2, 100))),
+            (b"zeros".to_vec(), Some(vec![0; 5 * 4096])),
+            (b"c".to_vec(), Some(val(3, 100))),
+            (b"d".to_vec(), Some(val(4, 100))),
+        ];
+        build(&dir, 1 << 20, &ws);
+        remove_hints(&dir);
+        let path = data_files(&dir).pop().unwrap();
+        let recs = parse_data_file(&path);
+        let mut b = fs::read(&path).unwrap();
+        let victim = match what {
+            "a flipped bit" => {
+                // The timestamp of the zero-valued record.
+                b[recs[2].offset as usize + 4] ^= 0x01;
+                &recs[2]
+            }
+            _ => {
+                // b's value_len, so that b ends 100 bytes into page 3 of
+                // the zeros' value.
+                let page = (recs[2].offset / 4096 + 3) * 4096;
+                let value_len = (page + 100 - recs[1].offset - 19 - 1) as u32;
+                let at = recs[1].offset as usize + 14;
+                b[at..at + 4].copy_from_slice(&value_len.to_le_bytes());
+                &recs[1]
+            }
+        };
+        fs::write(&path, &b).unwrap();
+        refused(&dir, &path, victim.offset, what);
+    }
+}
+
 /// A lost first page (the file's header with it) in a file without a
 /// hint: open, and repair, rewrite the file under a fresh header with
-/// every record after the zeros; a read-only open reads them in memory.
+/// every record after the zeros; a read-only open, with repair or not,
+/// reads them in memory and changes nothing.
 #[test]
 fn a_lost_first_page_keeps_the_records_after_it() {
-    for how in ["open", "read-only", "repair"] {
+    for how in ["open", "read-only", "repair", "read-only repair"] {
         let lp = lost_page(|_| (0, 4096));
+        let read_only = how.starts_with("read-only");
         let o = bitcask::Options {
-            read_only: how == "read-only",
-            repair: how == "repair",
+            read_only,
+            repair: how.ends_with("repair"),
             ..opts(1 << 20, SyncMode::None)
         };
+        let before = dir_bytes(&lp.dir);
         let db = open(&lp.dir, &o);
         verify(&db, &model_of(&lp.kept), &all_keys(&lp.ws), how);
         drop(db);
-        if how != "read-only" {
+        if read_only {
+            assert!(dir_bytes(&lp.dir) == before, "{how}: files changed");
+        } else {
             let recs = parse_data_file(&lp.path);
             assert_eq!(recs.len(), lp.kept.len(), "{how}");
             assert!(tmp_files(&lp.dir).is_empty());
