@@ -239,33 +239,82 @@ fn zeros(r: &mut FileReader, from: u64, to: u64) -> Result<bool> {
 ///   its end too (its last page was lost, with the start of the next
 ///   record).
 ///
-/// None is bit rot in a record that reached the disk: that never zeroes a
-/// CRC, nor a record's header or end together with the header of the
-/// record after it (a header is never zero: its key is at least a byte).
-/// A value that holds zero pages is no exception: its damaged record is a
-/// lost page only if the zeros run on past its end and no valid record
-/// starts before them end (with a damaged length, the record's true end
-/// is where the next valid one starts).
+/// Bit rot in a record that reached the disk does not zero a CRC. Where
+/// the record's own key or value is zeros, the other two shapes can
+/// appear with one damaged field; they are not taken for a lost page when
+/// the record fills `off..next` exactly, as is or with a length field
+/// that makes its CRC match (a damaged length), so what remains needs two
+/// damaged fields in a record of zero pages.
 pub fn lost_page(r: &mut FileReader, off: u64, next: u64) -> Result<bool> {
     let page_end = (off / PAGE + 1) * PAGE;
-    // The page at `page` is zero and the next valid record follows it.
-    let lost = |r: &mut FileReader, page: u64| -> Result<bool> {
-        Ok(page + PAGE <= next && zeros(r, page, page + PAGE)?)
-    };
     if page_end - off >= 4 && page_end <= next && zeros(r, off, page_end)? {
         return Ok(true);
     }
-    if off + RECORD_HEADER_LEN as u64 > page_end {
-        return lost(r, page_end);
-    }
-    let hdr = RecordHeader::decode(r.bytes(off, RECORD_HEADER_LEN)?.expect("before `next`"));
-    if hdr.problem().is_some() {
+    let h: [u8; RECORD_HEADER_LEN] = r
+        .bytes(off, RECORD_HEADER_LEN)?
+        .expect("before `next`")
+        .try_into()
+        .expect("a header's length");
+    let hdr = RecordHeader::decode(&h);
+    let sane = hdr.problem().is_none();
+    let zero_page = if off + RECORD_HEADER_LEN as u64 > page_end {
+        Some(page_end)
+    } else if sane {
+        // The page of the record's last byte, with the next record's CRC.
+        let end = off + hdr.record_len();
+        let last_page = (end - 1) / PAGE * PAGE;
+        (last_page >= page_end && end + 4 <= last_page + PAGE).then_some(last_page)
+    } else {
+        None
+    };
+    let Some(page) = zero_page else {
+        return Ok(false);
+    };
+    if page + PAGE > next || !zeros(r, page, page + PAGE)? {
         return Ok(false);
     }
-    // The page of the record's last byte, with the next record's CRC.
-    let end = off + hdr.record_len();
-    let last_page = (end - 1) / PAGE * PAGE;
-    Ok(last_page >= page_end && end + 4 <= last_page + PAGE && lost(r, last_page)?)
+    // The damaged record fills the span to the next one by itself: it
+    // lost no page, a field of it was damaged.
+    let whole = sane && off + hdr.record_len() == next;
+    Ok(!whole && !one_record_with_damaged_length(r, &h, off, next)?)
+}
+
+/// Whether `off..next` holds one record whose key or value length alone
+/// was damaged: its CRC matches with that length set to fill the span.
+fn one_record_with_damaged_length(
+    r: &mut FileReader,
+    h: &[u8; RECORD_HEADER_LEN],
+    off: u64,
+    next: u64,
+) -> Result<bool> {
+    let hdr = RecordHeader::decode(h);
+    let Some(body) = (next - off).checked_sub(RECORD_HEADER_LEN as u64) else {
+        return Ok(false);
+    };
+    let mut fixed = Vec::new();
+    if let Some(value_len) = body.checked_sub(hdr.key_len as u64) {
+        if let Ok(v) = u32::try_from(value_len) {
+            let mut h = *h;
+            h[14..18].copy_from_slice(&v.to_le_bytes());
+            fixed.push(h);
+        }
+    }
+    if let Some(key_len) = body.checked_sub(hdr.value_len as u64) {
+        if let Ok(k @ 1..) = u16::try_from(key_len) {
+            let mut h = *h;
+            h[12..14].copy_from_slice(&k.to_le_bytes());
+            fixed.push(h);
+        }
+    }
+    for h in fixed {
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&h[4..]);
+        each_window(r, off + RECORD_HEADER_LEN as u64, next, |b| crc.update(b))?;
+        if crc.finalize() == hdr.crc {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Whether a data file's first page is zero while later bytes exist: the

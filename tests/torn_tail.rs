@@ -1275,46 +1275,82 @@ fn open_refuses_what_is_not_only_lost_pages() {
 }
 
 /// Bit rot in a record of a synced file without a hint is not a lost
-/// page, even where zero pages are near: a damaged record whose value is
-/// zero pages (the zeros stop at its end, where the next record's header
-/// is), and a record whose damaged length reaches into a later record's
-/// zero value (valid records start before those zeros). Both refused, as
-/// before the lost-page rule.
+/// page, even where the record's own key or value is zero pages: a flipped
+/// bit in a zero-valued record (the zeros stop at its end, where the next
+/// record's header is); a length damaged up into a later record's zeros
+/// (valid records start before them), or down into the record's own
+/// zeros (the record fills the span to the next one once the length is
+/// mended); a zero key and value behind a header that crosses a page
+/// boundary (the record fills the span as it is). All refused, as before
+/// the lost-page rule.
 #[test]
 fn bit_rot_beside_zero_pages_is_not_a_lost_page() {
-    for what in ["a flipped bit", "a damaged length"] {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("db");
-        let ws: Vec<W> = vec![
+    let zeros = |n: usize| Some(vec![0u8; n]);
+    let around = |middle: W| -> Vec<W> {
+        vec![
             (b"a".to_vec(), Some(val(1, 100))),
             (b"b".to_vec(), Some(val(2, 100))),
-            (b"zeros".to_vec(), Some(vec![0; 5 * 4096])),
+            middle,
             (b"c".to_vec(), Some(val(3, 100))),
             (b"d".to_vec(), Some(val(4, 100))),
-        ];
+        ]
+    };
+    let zero_value = around((b"zeros".to_vec(), zeros(5 * 4096)));
+    // Records 0 and 1 take 16..4078: the third starts 18 bytes before the
+    // page boundary, its flags byte the first of the next page.
+    let mut across = around((vec![0u8; 8], zeros(2 * 4096)));
+    across[1].1 = Some(val(2, 4078 - 16 - 120 - 20));
+    // (name, the writes, the damage: returns the offset to be named)
+    type Damage = fn(&mut [u8], &[RawRecord]) -> u64;
+    let cases: [(&str, Vec<W>, Damage); 5] = [
+        ("a flipped bit", zero_value.clone(), |b, recs| {
+            b[recs[2].offset as usize + 4] ^= 0x01; // timestamp
+            recs[2].offset
+        }),
+        ("a length damaged up", zero_value.clone(), |b, recs| {
+            // b's value_len, so that b ends 100 bytes into page 3 of the
+            // zeros' value.
+            let page = (recs[2].offset / 4096 + 3) * 4096;
+            let value_len = (page + 100 - recs[1].offset - 19 - 1) as u32;
+            let at = recs[1].offset as usize + 14;
+            b[at..at + 4].copy_from_slice(&value_len.to_le_bytes());
+            recs[1].offset
+        }),
+        ("a value length damaged down", zero_value, |b, recs| {
+            assert_eq!(recs[2].value.len(), 0x5000);
+            b[recs[2].offset as usize + 15] ^= 0x40; // 0x5000 -> 0x1000
+            recs[2].offset
+        }),
+        (
+            "a key length damaged down",
+            around((vec![0u8; 3000], zeros(10013))),
+            |b, recs| {
+                // Ending 1000 bytes into a page, so that the shortened
+                // record ends 2048 bytes before that, in a whole page of
+                // its zeros.
+                assert_eq!(recs[2].key.len(), 0x0BB8);
+                assert_eq!((recs[2].offset + recs[2].len()) % 4096, 1000);
+                b[recs[2].offset as usize + 13] ^= 0x08; // 0x0BB8 -> 0x03B8
+                recs[2].offset
+            },
+        ),
+        ("a zero record across a page boundary", across, |b, recs| {
+            assert_eq!(recs[2].offset, 4096 - 18);
+            b[recs[2].offset as usize + 4] ^= 0x01; // timestamp
+            recs[2].offset
+        }),
+    ];
+    for (what, ws, damage) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("db");
         build(&dir, 1 << 20, &ws);
         remove_hints(&dir);
         let path = data_files(&dir).pop().unwrap();
         let recs = parse_data_file(&path);
         let mut b = fs::read(&path).unwrap();
-        let victim = match what {
-            "a flipped bit" => {
-                // The timestamp of the zero-valued record.
-                b[recs[2].offset as usize + 4] ^= 0x01;
-                &recs[2]
-            }
-            _ => {
-                // b's value_len, so that b ends 100 bytes into page 3 of
-                // the zeros' value.
-                let page = (recs[2].offset / 4096 + 3) * 4096;
-                let value_len = (page + 100 - recs[1].offset - 19 - 1) as u32;
-                let at = recs[1].offset as usize + 14;
-                b[at..at + 4].copy_from_slice(&value_len.to_le_bytes());
-                &recs[1]
-            }
-        };
+        let at = damage(&mut b, &recs);
         fs::write(&path, &b).unwrap();
-        refused(&dir, &path, victim.offset, what);
+        refused(&dir, &path, at, what);
     }
 }
 
