@@ -1065,7 +1065,12 @@ impl Inner {
         if let Some(e) = self.failure() {
             return Err(e);
         }
-        let _ = self.write_hint(file);
+        if self.write_hint(file).is_ok() && self.file(file.fnum).is_none() {
+            // A merge took the file while its hint was written: it leaves
+            // the file table before the merge deletes its hint and data,
+            // so a hint renamed into place after that is removed here.
+            let _ = datafile::remove_file(&hint::hint_path(&self.dir, file.id));
+        }
         // Its descriptor, open since the file was created, may be closed
         // now like any other.
         self.evict_fds(u32::MAX);

@@ -18,6 +18,9 @@ use std::time::Duration;
 /// 0: off. 1: worker fails (after 20 ms), P succeeds (after 200 ms).
 /// 2: P fails (after 20 ms), worker succeeds (after 200 ms).
 /// 3: the worker's calls wait until MODE changes.
+/// 4: the worker's fsync calls of files (a hint's; not a directory's, nor
+///    a data file's fdatasync) wait until MODE changes, after setting
+///    STALLED.
 static MODE: AtomicU8 = AtomicU8::new(0);
 /// Calls made by threads named "C".
 static BY_C: AtomicUsize = AtomicUsize::new(0);
@@ -25,6 +28,27 @@ static BY_C: AtomicUsize = AtomicUsize::new(0);
 /// descriptor that had one.
 static IN_FLIGHT: std::sync::Mutex<Vec<libc::c_int>> = std::sync::Mutex::new(Vec::new());
 static OVERLAPPED: AtomicBool = AtomicBool::new(false);
+static STALLED: AtomicBool = AtomicBool::new(false);
+
+#[no_mangle]
+pub extern "C" fn fsync(fd: libc::c_int) -> libc::c_int {
+    // SAFETY: fstat into a zeroed struct on a descriptor the caller owns.
+    let is_dir = unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        libc::fstat(fd, &mut st) == 0 && st.st_mode & libc::S_IFMT == libc::S_IFDIR
+    };
+    if MODE.load(Ordering::SeqCst) == 4
+        && !is_dir
+        && std::thread::current().name() == Some("bitcask-worker")
+    {
+        STALLED.store(true, Ordering::SeqCst);
+        while MODE.load(Ordering::SeqCst) == 4 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    // SAFETY: the real system call on a descriptor the caller owns.
+    unsafe { libc::syscall(libc::SYS_fsync, fd) as libc::c_int }
+}
 
 #[no_mangle]
 pub extern "C" fn fdatasync(fd: libc::c_int) -> libc::c_int {
@@ -183,6 +207,52 @@ fn merge_keeps_tombstones_while_an_older_file_waits_to_be_sealed() {
         got.map(|v| String::from_utf8_lossy(&v).into_owned()),
         None,
         "deleted key came back"
+    );
+}
+
+/// The worker writes a sealed file's hint while a merge takes the file
+/// and deletes it (and its missing hint): the hint, renamed into place
+/// after that, must not outlive its data file.
+#[test]
+fn a_hint_written_while_a_merge_deletes_its_file_does_not_outlive_it() {
+    let _turn = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), &opts(4096, SyncMode::None));
+    STALLED.store(false, Ordering::SeqCst);
+    MODE.store(4, Ordering::SeqCst);
+    // The first file fills and retires; the worker seals it and stalls in
+    // the fsync of its hint.
+    let mut n = 0;
+    fill_until_files(&db, 2, &mut n);
+    for _ in 0..5000 {
+        if STALLED.load(Ordering::SeqCst) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(
+        STALLED.load(Ordering::SeqCst),
+        "the worker never wrote a hint"
+    );
+    // Every record of the sealed file dead: the merge deletes it.
+    for i in 0..n {
+        ok(db.delete(format!("a{i}").as_bytes()), "delete");
+    }
+    ok(db.merge(), "merge");
+    MODE.store(0, Ordering::SeqCst);
+    ok(db.close(), "close");
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let orphans: Vec<&String> = names
+        .iter()
+        .filter(|n| n.ends_with(".hint"))
+        .filter(|n| !names.contains(&n.replace(".hint", ".data")))
+        .collect();
+    assert!(
+        orphans.is_empty(),
+        "hints without data files: {orphans:?} in {names:?}"
     );
 }
 
