@@ -298,12 +298,38 @@ static int child_nomem(const char *dir) {
     CHECK_GET(db, K("small"), V("s"));
     CHECK_STATUS(bc_put(db, K("after"), V("a")), BC_OK);
     CHECK_GET(db, K("after"), V("a"));
+    /* An iterator over every key needs about 10 MiB for its copy of the
+     * 100,000 keys of 100 bytes: not with 1 MiB to spare (no address
+     * space left, and the heap's free space, which the limit cannot see,
+     * taken but for 1 MiB). One over a single key still works. */
+    rl.rlim_cur = rl.rlim_max = (rlim_t)address_space_bytes();
+    CHECK(setrlimit(RLIMIT_AS, &rl) == 0);
+    {
+        static void *held[1 << 16];
+        int nheld = 0;
+        bc_iter *it = NULL;
+        const uint8_t *k;
+        size_t kl;
+        int i;
+        while (nheld < (1 << 16) && (held[nheld] = malloc(64 << 10)) != NULL) nheld++;
+        CHECK_MSG(nheld < (1 << 16), "the address-space limit was not reached");
+        for (i = 0; i < 16 && nheld > 0; i++) free(held[--nheld]);
+        CHECK_STATUS(bc_iter_new(db, NULL, 0, &it), BC_NO_MEMORY);
+        CHECK(it == NULL);
+        CHECK_STR_CONTAINS(bc_last_error(), "iterator");
+        CHECK_STATUS(bc_iter_new(db, K("small"), &it), BC_OK);
+        CHECK_STATUS(bc_iter_next(it, &k, &kl), BC_OK);
+        CHECK_STATUS(bc_iter_next(it, &k, &kl), BC_NOT_FOUND);
+        bc_iter_free(it);
+        while (nheld > 0) free(held[--nheld]);
+    }
     close_db(db);
     return check_finish();
 }
 
 /* A value can be up to 2 GiB: a process that cannot hold a copy of it (a
- * 32-bit one, a small device) gets BC_NO_MEMORY, not an abort. */
+ * 32-bit one, a small device) gets BC_NO_MEMORY, not an abort; so does an
+ * iterator whose copy of the keys does not fit. */
 static void test_a_value_too_big_for_memory(void) {
     const char *dir = make_temp_dir();
     const char *args[3];
@@ -322,6 +348,13 @@ static void test_a_value_too_big_for_memory(void) {
     CHECK_STATUS(bc_put(db, K("big"), big, BIG_VALUE), BC_OK);
     free(big);
     CHECK_STATUS(bc_put(db, K("small"), V("s")), BC_OK);
+    for (rc = 0; rc < 100000; rc++) {
+        char key[100];
+        memset(key, 'k', sizeof key);
+        snprintf(key, sizeof key, "many-%d", rc);
+        key[strlen(key)] = 'k'; /* 100 bytes, NUL replaced */
+        CHECK_STATUS(bc_put(db, U8(key), sizeof key, V("v")), BC_OK);
+    }
     bc_options_free(o);
     close_db(db);
     args[0] = "child-nomem";

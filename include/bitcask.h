@@ -529,7 +529,8 @@ bc_status bc_get_stats(struct bc_db *db, struct bc_stats *out);
  * @param[out] out    receives the iterator, owned by the caller until
  *             bc_iter_free; written only on BC_OK.
  * @return BC_OK; BC_INVALID_ARGUMENT (NULL db or out, NULL prefix with
- *         plen > 0).
+ *         plen > 0); BC_NO_MEMORY (no room for the copy of the keys: the
+ *         key bytes and 8 bytes a key).
  * Thread-safe with respect to db.
  */
 bc_status bc_iter_new(struct bc_db *db, const uint8_t *prefix, size_t plen, struct bc_iter **out);

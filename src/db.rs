@@ -192,8 +192,9 @@ impl Db {
     }
 
     /// An iterator over a snapshot of the live keys starting with
-    /// `prefix`, in bytewise order.
-    pub fn iter(&self, prefix: &[u8]) -> crate::Iter {
+    /// `prefix`, in bytewise order. `NoMemory` when the keys cannot be
+    /// copied.
+    pub fn iter(&self, prefix: &[u8]) -> Result<crate::Iter> {
         crate::Iter::new(self.inner.clone(), prefix)
     }
 

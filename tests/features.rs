@@ -54,7 +54,7 @@ fn ttl_expires_on_the_clock_and_never_resurrects_older_values() {
     assert!(!db.delete(b"k").unwrap(), "an expired key is absent");
     assert_eq!(db.stats().expired_keys, 61);
     assert_eq!(db.count(), fillers as u64 + 1);
-    let mut it = db.iter(b"k");
+    let mut it = db.iter(b"k").unwrap();
     assert_eq!(it.next_key(), None);
     // The iterator outlives close: the lock must still be released.
     db.close().unwrap();
@@ -194,7 +194,7 @@ fn a_value_callback_may_read_the_database_again() {
         .unwrap();
     assert_eq!(nested.0.unwrap(), b"points-at:btarget");
     assert_eq!(nested.1.unwrap(), b"target");
-    let mut it = db.iter(b"a");
+    let mut it = db.iter(b"a").unwrap();
     it.next_key().unwrap();
     let v = it.with_value(|a| db.get(&a[10..]).unwrap()).unwrap();
     assert_eq!(v.unwrap().unwrap(), b"target");
@@ -207,7 +207,7 @@ fn iteration_is_a_sorted_snapshot_that_skips_later_deletes() {
     for k in ["b:2", "a:1", "b:1", "b:3", "c:1"] {
         db.put(k.as_bytes(), k.as_bytes()).unwrap();
     }
-    let mut it = db.iter(b"b:");
+    let mut it = db.iter(b"b:").unwrap();
     assert_eq!(it.len(), 3);
     assert_eq!(it.next_key(), Some(&b"b:1"[..]));
     assert_eq!(
@@ -228,7 +228,7 @@ fn iteration_is_a_sorted_snapshot_that_skips_later_deletes() {
         Some(b"changed".to_vec())
     );
     assert_eq!(it.next_key(), None);
-    assert_eq!(db.iter(b"").len(), 5);
+    assert_eq!(db.iter(b"").unwrap().len(), 5);
 }
 
 #[test]
@@ -625,7 +625,7 @@ fn hints_that_lie_under_a_valid_crc_never_crash_or_return_wrong_values() {
                     prop_assert_eq!(db.get(format!("k{i}").as_bytes()).unwrap(), want, "k{}", i);
                 }
                 let mut keys = Vec::new();
-                let mut it = db.iter(b"");
+                let mut it = db.iter(b"").unwrap();
                 while let Some(k) = it.next_key() {
                     keys.push(String::from_utf8(k.to_vec()).unwrap());
                 }
@@ -651,7 +651,7 @@ fn hints_that_lie_under_a_valid_crc_never_crash_or_return_wrong_values() {
                     Err(e) => prop_assert_eq!(e.status(), Status::Corruption, "{}", e.message()),
                 }
             }
-            let mut it = db.iter(b"");
+            let mut it = db.iter(b"").unwrap();
             while let Some(k) = it.next_key() {
                 prop_assert!(k.starts_with(b"k"));
             }

@@ -124,7 +124,7 @@ fn run(ops: Vec<Op>) {
                     .map(|(k, e)| (keys[*k].clone(), e.0.clone()))
                     .collect();
                 want.sort();
-                let mut it = db.iter(prefix);
+                let mut it = db.iter(prefix).unwrap();
                 let mut got = Vec::new();
                 while let Some(k) = it.next_key() {
                     if k.starts_with(b"fill") {

@@ -40,7 +40,8 @@ fn with_iter(
 /// @param[out] out    receives the iterator, owned by the caller until
 ///             bc_iter_free; written only on BC_OK.
 /// @return BC_OK; BC_INVALID_ARGUMENT (NULL db or out, NULL prefix with
-///         plen > 0).
+///         plen > 0); BC_NO_MEMORY (no room for the copy of the keys: the
+///         key bytes and 8 bytes a key).
 /// Thread-safe with respect to db.
 #[no_mangle]
 pub extern "C" fn bc_iter_new(
@@ -61,7 +62,7 @@ pub extern "C" fn bc_iter_new(
         } else {
             // SAFETY: prefix points to plen readable bytes, or is NULL
             // with plen 0 (caller contract, checked above).
-            db.iter(unsafe { bytes(prefix, plen, "prefix")? })
+            db.iter(unsafe { bytes(prefix, plen, "prefix")? })?
         };
         let it = Box::into_raw(Box::new(bc_iter { iter }));
         // SAFETY: out is non-NULL and writable (caller contract).
