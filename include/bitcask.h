@@ -318,8 +318,9 @@ const char *bc_last_error(void);
  *         pid); BC_CORRUPTION (a damaged or foreign file: the message
  *         names the file and offset); BC_VERSION_MISMATCH (a data file of
  *         a format version this library does not read, also with the
- *         repair option: nothing is changed); BC_INTERNAL (a bug, such as
- *         a panic in a thread that loads or scans files).
+ *         repair option: nothing is changed); BC_NO_MEMORY (no room for a
+ *         scan's read window); BC_INTERNAL (a bug, such as a panic in a
+ *         thread that loads or scans files).
  * Thread-safe (opens of different directories may run in parallel).
  */
 bc_status bc_open(const char *path, const struct bc_options *opts, struct bc_db **out);
@@ -393,7 +394,8 @@ bc_status bc_put_ttl(struct bc_db *db,
  *         max_key_size, which limits puts, so keys written under a larger
  *         limit stay readable); BC_CORRUPTION (the stored record fails
  *         its checksum: never wrong bytes); BC_IO; BC_NO_MEMORY (no room
- *         for the copy); BC_INTERNAL.
+ *         for the copy, or, reading without memory maps, for the record);
+ *         BC_INTERNAL.
  * Thread-safe; gets run in parallel with each other and with writers.
  */
 bc_status bc_get(struct bc_db *db, const uint8_t *key, size_t klen, uint8_t **val, size_t *vlen);
@@ -480,7 +482,9 @@ bc_status bc_sync(struct bc_db *db);
  *         stays consistent; a later merge retries, unless the failure was
  *         a failed fsync, which fails the handle: see bc_sync);
  *         BC_CORRUPTION (a record
- *         that fails its checksum: nothing was deleted); BC_INTERNAL.
+ *         that fails its checksum: nothing was deleted); BC_NO_MEMORY (no
+ *         room to read a record whole, as merge copies it: nothing was
+ *         deleted); BC_INTERNAL.
  * Thread-safe; one merge runs at a time (a second waits for the first).
  */
 bc_status bc_merge(struct bc_db *db);

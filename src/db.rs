@@ -1066,7 +1066,8 @@ impl Inner {
         if let Some(e) = self.failure() {
             return Err(e);
         }
-        if self.write_hint(file).is_ok() && self.file(file.fnum).is_none() {
+        let _ = self.write_hint(file);
+        if self.file(file.fnum).is_none() {
             // A merge took the file while its hint was written: it leaves
             // the file table before the merge deletes its hint and data,
             // so a hint renamed into place after that is removed here.
@@ -1229,11 +1230,12 @@ impl Inner {
                         let f = f.take().expect("a value is handed out once");
                         Ok(f(&rec[RECORD_HEADER_LEN + key.len()..]))
                     },
-                )?;
+                );
+                // Given back after a large record, read or failed.
                 if buf.capacity() > READ_BUFFER_KEPT {
                     *buf = Vec::new();
                 }
-                Ok(Some(out))
+                Ok(Some(out?))
             });
             self.map_addrs.note(file.fnum, file.map_addr());
             // The file may have had to be opened, and a merge may have
@@ -1401,4 +1403,37 @@ struct Found {
 fn add_dead(f: &DataFile, old: Location, key_len: usize) {
     f.dead_bytes
         .fetch_add(record_len(key_len, old.value_len), Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A thread gives back its read buffer after a large record, also when
+    /// the read failed (a damaged record of 1.5 GiB on a 32-bit device
+    /// would otherwise stay held, and later gets run out of memory).
+    #[test]
+    fn the_read_buffer_is_given_back_after_a_failed_large_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = Options {
+            mmap: false,
+            ..Options::default()
+        };
+        let db = Db::open(dir.path(), opts.clone()).unwrap();
+        db.put(b"big", &vec![7u8; 4 * READ_BUFFER_KEPT]).unwrap();
+        db.close().unwrap();
+        let data = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|x| x == "data"))
+            .unwrap();
+        let mut bytes = fs::read(&data).unwrap();
+        let at = bytes.len() - 10;
+        bytes[at] ^= 1;
+        fs::write(&data, &bytes).unwrap();
+        let db = Db::open(dir.path(), opts).unwrap();
+        let held = || READ_BUF.with(|b| b.borrow().capacity());
+        assert_eq!(db.get(b"big").unwrap_err().status(), Status::Corruption);
+        assert!(held() <= READ_BUFFER_KEPT, "{} bytes held", held());
+    }
 }

@@ -53,12 +53,14 @@ impl FileReader {
         if off + n as u64 > self.len {
             return Ok(None);
         }
-        let have = off >= self.start && off + n as u64 <= self.start + self.buf.len() as u64;
+        let have = off >= self.start && off - self.start + n as u64 <= self.buf.len() as u64;
         if !have {
             let want = (n.max(WINDOW) as u64).min(self.len - off) as usize;
             // (Beyond the window only for a whole record a merge copies.)
-            self.buf.clear();
-            self.buf.try_reserve_exact(want).map_err(|_| {
+            // The buffer is invalid until the read below succeeds.
+            self.start = u64::MAX;
+            let more = want.saturating_sub(self.buf.len());
+            self.buf.try_reserve_exact(more).map_err(|_| {
                 Error::no_memory(
                     want,
                     format_args!("offset {off} of {}", self.path.display()),

@@ -80,8 +80,9 @@ pub(crate) fn found(b: bool) -> Result<bc_status, Error> {
 ///         pid); BC_CORRUPTION (a damaged or foreign file: the message
 ///         names the file and offset); BC_VERSION_MISMATCH (a data file of
 ///         a format version this library does not read, also with the
-///         repair option: nothing is changed); BC_INTERNAL (a bug, such as
-///         a panic in a thread that loads or scans files).
+///         repair option: nothing is changed); BC_NO_MEMORY (no room for a
+///         scan's read window); BC_INTERNAL (a bug, such as a panic in a
+///         thread that loads or scans files).
 /// Thread-safe (opens of different directories may run in parallel).
 #[no_mangle]
 pub extern "C" fn bc_open(
@@ -218,7 +219,8 @@ pub extern "C" fn bc_put_ttl(
 ///         max_key_size, which limits puts, so keys written under a larger
 ///         limit stay readable); BC_CORRUPTION (the stored record fails
 ///         its checksum: never wrong bytes); BC_IO; BC_NO_MEMORY (no room
-///         for the copy); BC_INTERNAL.
+///         for the copy, or, reading without memory maps, for the record);
+///         BC_INTERNAL.
 /// Thread-safe; gets run in parallel with each other and with writers.
 #[no_mangle]
 pub extern "C" fn bc_get(
@@ -374,7 +376,9 @@ pub extern "C" fn bc_sync(db: *mut bc_db) -> bc_status {
 ///         stays consistent; a later merge retries, unless the failure was
 ///         a failed fsync, which fails the handle: see bc_sync);
 ///         BC_CORRUPTION (a record
-///         that fails its checksum: nothing was deleted); BC_INTERNAL.
+///         that fails its checksum: nothing was deleted); BC_NO_MEMORY (no
+///         room to read a record whole, as merge copies it: nothing was
+///         deleted); BC_INTERNAL.
 /// Thread-safe; one merge runs at a time (a second waits for the first).
 #[no_mangle]
 pub extern "C" fn bc_merge(db: *mut bc_db) -> bc_status {
