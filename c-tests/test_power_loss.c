@@ -38,7 +38,10 @@
  * every acknowledged put is there with its value and every acknowledged
  * delete stays deleted (the operation in flight may or may not have
  * happened); with BC_SYNC_NONE and BC_SYNC_INTERVAL every key found holds a
- * value once stored under it. */
+ * value once stored under it; and in every mode open drops no more than
+ * the disk lost (bc_stats.recovered_bytes_dropped): a file's bytes past
+ * its last fsync, and of a file that lost a page, that page and a record
+ * on either side, not the records after it. */
 #define _GNU_SOURCE
 #include "check.h"
 
@@ -169,7 +172,13 @@ struct snap_file {
     char name[NAME_CAP];
     uint8_t *bytes;
     size_t len;
+    /* The most open may drop from it: its bytes past the last fsync, or
+     * for a lost page, the page and a record on either side. */
+    size_t may_drop;
 };
+
+/* More than any record of the workload (a 512-byte value at most). */
+#define MAX_RECORD 600
 
 struct snapshot {
     struct context ctx;
@@ -230,6 +239,7 @@ static void tear(struct snap_file *sf, const struct file_id *id) {
         size_t keep = sf->len + 1 + (size_t)(tear_seed >> 4) % (cur_len - sf->len);
         size_t page_end = (sf->len / 4096 + 1) * 4096;
         if (fate == 2) memset(cur + sf->len, 0, keep - sf->len);
+        sf->may_drop = keep - sf->len;
         if (fate >= 3) {
             /* Out of order: one page never got its new bytes, later
              * pages did. */
@@ -241,6 +251,7 @@ static void tear(struct snap_file *sf, const struct file_id *id) {
             }
             keep = cur_len;
             memset(cur + from, 0, to - from);
+            sf->may_drop = to - from + 2 * MAX_RECORD;
             lost_pages++;
         }
         free(sf->bytes);
@@ -439,8 +450,10 @@ static int version_found(const uint8_t *val, size_t len, int k) {
  * checks every key against what was acknowledged. */
 static void check_snapshot(const struct snapshot *sn, const char *dir) {
     bc_db *db;
+    bc_stats stats;
     char key[32];
     int k, i;
+    size_t may_drop = 0;
     CHECK_MSG(mkdir(dir, 0700) == 0, "mkdir %s: %s", dir, strerror(errno));
     for (i = 0; i < sn->n; i++) {
         char path[4096 + NAME_CAP + 2];
@@ -452,8 +465,16 @@ static void check_snapshot(const struct snapshot *sn, const char *dir) {
         CHECK(fwrite(sn->files[i].bytes ? (const void *)sn->files[i].bytes : "", 1,
                      sn->files[i].len, f) == sn->files[i].len);
         CHECK(fclose(f) == 0);
+        may_drop += sn->files[i].may_drop;
     }
     db = open_db(dir, NULL); /* no repair option */
+    /* Open dropped only what the disk lost: never a synced byte, and of a
+     * file that lost a page, not the records after it. */
+    stats.struct_size = sizeof stats;
+    CHECK_STATUS(bc_get_stats(db, &stats), BC_OK);
+    CHECK_MSG(stats.recovered_bytes_dropped <= may_drop,
+              "open dropped %llu bytes, at most %llu were lost",
+              (unsigned long long)stats.recovered_bytes_dropped, (unsigned long long)may_drop);
     for (k = 0; k < KEYS; k++) {
         int kl = key_of(key, k), v;
         uint8_t *val = NULL;
