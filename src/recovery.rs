@@ -232,21 +232,24 @@ fn zeros(r: &mut FileReader, from: u64, to: u64) -> Result<bool> {
 /// page of unsynced appends that never reached the disk while later ones
 /// did (write-back in any order, then a power loss), which a filesystem
 /// reads as zeros. `next` is where the next valid record starts: the
-/// records after the lost page, never inside it. One of three shapes:
+/// records after the lost page, never inside it. One of four shapes:
 /// - the record's bytes are zero from its start to its page end, its
 ///   4-byte CRC at least (it began in the lost page);
 /// - its header runs into the next page, which is zero (it began just
 ///   before the lost page);
 /// - its header checks out, and the page holding its end is zero, past
 ///   its end too (its last page was lost, with the start of the next
-///   record).
+///   record);
+/// - its header checks out, it ends where `next` starts, a whole page
+///   inside it is zero, and no single damaged byte explains its checksum
+///   (a page in the middle of it was lost).
 ///
 /// Bit rot in a record that reached the disk does not zero a CRC. Where
-/// the record's own key or value is zeros, the other two shapes can
-/// appear with one damaged field; they are not taken for a lost page when
-/// the record fills `off..next` exactly, as is or with a length field
-/// that makes its CRC match (a damaged length), so what remains needs two
-/// damaged fields in a record of zero pages.
+/// the record's own key or value is zero pages, one damaged field can make
+/// the other shapes appear; so a record that fills `off..next` (as it is,
+/// or with a length field that makes its CRC match: a damaged length) is
+/// a lost page only if one damaged byte cannot account for its CRC. What
+/// remains takes two damaged bytes in a record of zero pages.
 pub fn lost_page(r: &mut FileReader, off: u64, next: u64) -> Result<bool> {
     let page_end = (off / PAGE + 1) * PAGE;
     if page_end - off >= 4 && page_end <= next && zeros(r, off, page_end)? {
@@ -259,6 +262,18 @@ pub fn lost_page(r: &mut FileReader, off: u64, next: u64) -> Result<bool> {
         .expect("a header's length");
     let hdr = RecordHeader::decode(&h);
     let sane = hdr.problem().is_none();
+    if sane && off + hdr.record_len() == next {
+        // The record ends where the next valid one starts: a page of it
+        // lost, or a byte of it damaged.
+        let mut page = page_end;
+        while page + PAGE <= next {
+            if zeros(r, page, page + PAGE)? {
+                return Ok(!one_damaged_byte(r, &hdr, off, next)?);
+            }
+            page += PAGE;
+        }
+        return Ok(false);
+    }
     let zero_page = if off + RECORD_HEADER_LEN as u64 > page_end {
         Some(page_end)
     } else if sane {
@@ -275,10 +290,58 @@ pub fn lost_page(r: &mut FileReader, off: u64, next: u64) -> Result<bool> {
     if page + PAGE > next || !zeros(r, page, page + PAGE)? {
         return Ok(false);
     }
-    // The damaged record fills the span to the next one by itself: it
-    // lost no page, a field of it was damaged.
-    let whole = sane && off + hdr.record_len() == next;
-    Ok(!whole && !one_record_with_damaged_length(r, &h, off, next)?)
+    Ok(!one_record_with_damaged_length(r, &h, off, next)?)
+}
+
+/// The bytewise table of CRC-32 (IEEE, reflected): the CRC, without its
+/// initial and final inversion, of each single byte.
+fn crc_table() -> [u32; 256] {
+    let mut t = [0u32; 256];
+    for (v, e) in t.iter_mut().enumerate() {
+        let mut c = v as u32;
+        for _ in 0..8 {
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+        }
+        *e = c;
+    }
+    t
+}
+
+/// Whether one damaged byte of the record `off..end` (in the part its CRC
+/// covers, or in the stored CRC) accounts for its checksum mismatch.
+///
+/// The CRC is linear: the computed CRC xor the stored one (the syndrome)
+/// is the CRC, without inversions, of the damage alone. Damage `v` in the
+/// byte `k` bytes before the end gives `table[v]` carried through `k` zero
+/// bytes; carrying the syndrome back one zero byte at a time (the step is
+/// invertible: each table entry has its own top byte) and finding a table
+/// entry finds such a byte.
+fn one_damaged_byte(r: &mut FileReader, hdr: &RecordHeader, off: u64, end: u64) -> Result<bool> {
+    let mut crc = crc32fast::Hasher::new();
+    each_window(r, off + 4, end, |b| crc.update(b))?;
+    let syndrome = crc.finalize() ^ hdr.crc;
+    if (0..4).any(|i| syndrome & !(0xff << (8 * i)) == 0) {
+        return Ok(true); // the stored CRC's own byte
+    }
+    let table = crc_table();
+    let mut by_top = [0u8; 256];
+    for (v, e) in table.iter().enumerate() {
+        by_top[(e >> 24) as usize] = v as u8;
+    }
+    let mut s = syndrome;
+    for _ in off + 4..end {
+        let v = by_top[(s >> 24) as usize];
+        if table[v as usize] == s {
+            return Ok(true);
+        }
+        // Undo one zero byte: s = table[c & 0xff] ^ (c >> 8).
+        s = ((s ^ table[v as usize]) << 8) | v as u32;
+    }
+    Ok(false)
 }
 
 /// Whether `off..next` holds one record whose key or value length alone
@@ -505,6 +568,50 @@ mod tests {
     /// file is checked a window at a time: the reader never holds more
     /// than its window, and a record that does check out is found as
     /// before.
+    /// The inverse step `one_damaged_byte` takes needs each table entry to
+    /// have its own top byte; and the syndrome of one damaged byte is found
+    /// wherever the byte is, while two damaged bytes are not taken for one.
+    #[test]
+    fn one_damaged_byte_is_found_by_its_syndrome() {
+        let table = crc_table();
+        let mut tops: Vec<u32> = table.iter().map(|e| e >> 24).collect();
+        tops.sort_unstable();
+        tops.dedup();
+        assert_eq!(tops.len(), 256);
+        assert_eq!(table[1], 0x7707_3096);
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0000000000000001.data");
+        let value: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut rec = format::encode_header(5, 0, 0, b"key", &value).to_vec();
+        rec.extend_from_slice(b"key");
+        rec.extend_from_slice(&value);
+        let mut file = format::file_header(&format::DATA_MAGIC).to_vec();
+        file.extend_from_slice(&rec);
+        let (off, end) = (FILE_HEADER_LEN, file.len() as u64);
+        let check = |bytes: &[u8]| {
+            fs::write(&path, bytes).unwrap();
+            let mut r = FileReader::open(&path).unwrap();
+            let h = RecordHeader::decode(r.bytes(off, RECORD_HEADER_LEN).unwrap().unwrap());
+            one_damaged_byte(&mut r, &h, off, end).unwrap()
+        };
+        for at in [16, 18, 19, 20, 24, 30, 37, 38, 500, 2999, file.len() - 1] {
+            for v in [0x01, 0x80, 0xff, 0x5a] {
+                let mut b = file.clone();
+                b[at] ^= v;
+                assert!(check(&b), "byte {at} ^ {v:#x}");
+            }
+        }
+        let mut misses = 0;
+        for (a, z) in [(20, 21), (30, 900), (100, 3000), (17, 40)] {
+            let mut b = file.clone();
+            b[a] ^= 0x11;
+            b[z] ^= 0x22;
+            misses += !check(&b) as u32;
+        }
+        assert_eq!(misses, 4, "two damaged bytes taken for one");
+    }
+
     #[test]
     fn probing_a_huge_claimed_record_reads_it_window_by_window() {
         let dir = tempfile::tempdir().unwrap();

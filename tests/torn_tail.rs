@@ -1208,6 +1208,39 @@ fn a_lost_page_of_unsynced_appends_is_recovered_keeping_the_rest() {
     }
 }
 
+/// A page lost in the middle of a large record (its header and end
+/// intact, so it fills the span to the next record): open drops that
+/// record alone, as the checksum is not one damaged byte away.
+#[test]
+fn a_lost_page_inside_a_large_record_is_recovered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let ws: Vec<W> = (0..20)
+        .map(|i| (format!("key{i:02}").into_bytes(), Some(val(i, 10_000))))
+        .collect();
+    build(&dir, 1 << 20, &ws);
+    remove_hints(&dir);
+    let path = data_files(&dir).pop().unwrap();
+    let recs = parse_data_file(&path);
+    let victim = &recs[5];
+    let page = (victim.offset / 4096 + 1) * 4096;
+    assert!(page + 4096 < victim.offset + victim.len());
+    let mut b = fs::read(&path).unwrap();
+    b[page as usize..page as usize + 4096].fill(0);
+    fs::write(&path, &b).unwrap();
+    let kept: Vec<W> = ws
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| i != 5)
+        .map(|(_, w)| w.clone())
+        .collect();
+    let db = open(&dir, &opts(1 << 20, SyncMode::None));
+    assert_eq!(db.stats().recovered_bytes_dropped, victim.len());
+    verify(&db, &model_of(&kept), &all_keys(&ws), "after open");
+    ok(db.close(), "close");
+    assert_eq!(parse_data_file(&path).len(), ws.len() - 1);
+}
+
 /// A read-only open recovers a lost page in memory and changes nothing.
 #[test]
 fn a_read_only_open_skips_a_lost_page_in_memory() {
@@ -1276,13 +1309,13 @@ fn open_refuses_what_is_not_only_lost_pages() {
 
 /// Bit rot in a record of a synced file without a hint is not a lost
 /// page, even where the record's own key or value is zero pages: a flipped
-/// bit in a zero-valued record (the zeros stop at its end, where the next
-/// record's header is); a length damaged up into a later record's zeros
-/// (valid records start before them), or down into the record's own
-/// zeros (the record fills the span to the next one once the length is
-/// mended); a zero key and value behind a header that crosses a page
-/// boundary (the record fills the span as it is). All refused, as before
-/// the lost-page rule.
+/// bit in a zero-valued record, a damaged byte before a value's zero
+/// pages, or in the CRC (the checksum is one damaged byte away); a length
+/// damaged up into a later record's zeros (valid records start before
+/// them), or down into the record's own zeros (the record fills the span
+/// to the next one once the length is mended); a zero key and value
+/// behind a header that crosses a page boundary (one damaged byte). All
+/// refused, as before the lost-page rule.
 #[test]
 fn bit_rot_beside_zero_pages_is_not_a_lost_page() {
     let zeros = |n: usize| Some(vec![0u8; n]);
@@ -1302,7 +1335,24 @@ fn bit_rot_beside_zero_pages_is_not_a_lost_page() {
     across[1].1 = Some(val(2, 4078 - 16 - 120 - 20));
     // (name, the writes, the damage: returns the offset to be named)
     type Damage = fn(&mut [u8], &[RawRecord]) -> u64;
-    let cases: [(&str, Vec<W>, Damage); 5] = [
+    // A value with zero pages between other bytes.
+    let mut framed = vec![1u8; 100];
+    framed.extend_from_slice(&[0; 3 * 4096]);
+    framed.extend_from_slice(&[2u8; 100]);
+    let framed = around((b"framed".to_vec(), Some(framed)));
+    let cases: [(&str, Vec<W>, Damage); 7] = [
+        (
+            "a damaged byte before zero pages",
+            framed.clone(),
+            |b, recs| {
+                b[recs[2].offset as usize + 19 + 6 + 50] = 0x77; // value byte 50
+                recs[2].offset
+            },
+        ),
+        ("a damaged byte of the CRC", framed, |b, recs| {
+            b[recs[2].offset as usize + 2] ^= 0x90;
+            recs[2].offset
+        }),
         ("a flipped bit", zero_value.clone(), |b, recs| {
             b[recs[2].offset as usize + 4] ^= 0x01; // timestamp
             recs[2].offset
