@@ -241,8 +241,9 @@ fn zeros(r: &mut FileReader, from: u64, to: u64) -> Result<bool> {
 ///   its end too (its last page was lost, with the start of the next
 ///   record);
 /// - its header checks out, it ends where `next` starts, a whole page
-///   inside it is zero, and no single damaged byte explains its checksum
-///   (a page in the middle of it was lost).
+///   inside it is zero, and neither a single damaged byte nor one flipped
+///   bit of a length explains its checksum (a page in the middle of it
+///   was lost).
 ///
 /// Bit rot in a record that reached the disk does not zero a CRC. Where
 /// the record's own key or value is zero pages, one damaged field can make
@@ -268,7 +269,9 @@ pub fn lost_page(r: &mut FileReader, off: u64, next: u64) -> Result<bool> {
         let mut page = page_end;
         while page + PAGE <= next {
             if zeros(r, page, page + PAGE)? {
-                return Ok(!one_damaged_byte(r, &hdr, off, next)?);
+                return Ok(
+                    !one_damaged_byte(r, &hdr, off, next)? && !one_flipped_length_bit(r, &h, off)?
+                );
             }
             page += PAGE;
         }
@@ -340,6 +343,44 @@ fn one_damaged_byte(r: &mut FileReader, hdr: &RecordHeader, off: u64, end: u64) 
         }
         // Undo one zero byte: s = table[c & 0xff] ^ (c >> 8).
         s = ((s ^ table[v as usize]) << 8) | v as u32;
+    }
+    Ok(false)
+}
+
+/// Whether one flipped bit of the record's key or value length makes its
+/// CRC match over the length that results (within the file): a damaged
+/// length can make a record end early, where a record stored inside its
+/// value happens to start, and so look like one that fills the span to
+/// the next valid record.
+fn one_flipped_length_bit(
+    r: &mut FileReader,
+    h: &[u8; RECORD_HEADER_LEN],
+    off: u64,
+) -> Result<bool> {
+    let hdr = RecordHeader::decode(h);
+    let mut fixed = Vec::new();
+    for bit in 0..16 {
+        let mut h = *h;
+        h[12..14].copy_from_slice(&(hdr.key_len ^ 1 << bit).to_le_bytes());
+        fixed.push(h);
+    }
+    for bit in 0..31 {
+        let mut h = *h;
+        h[14..18].copy_from_slice(&(hdr.value_len ^ 1 << bit).to_le_bytes());
+        fixed.push(h);
+    }
+    for h in fixed {
+        let d = RecordHeader::decode(&h);
+        let end = off + d.record_len();
+        if d.key_len == 0 || end > r.len {
+            continue;
+        }
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&h[4..]);
+        each_window(r, off + RECORD_HEADER_LEN as u64, end, |b| crc.update(b))?;
+        if crc.finalize() == hdr.crc {
+            return Ok(true);
+        }
     }
     Ok(false)
 }

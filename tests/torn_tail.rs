@@ -1340,7 +1340,33 @@ fn bit_rot_beside_zero_pages_is_not_a_lost_page() {
     framed.extend_from_slice(&[0; 3 * 4096]);
     framed.extend_from_slice(&[2u8; 100]);
     let framed = around((b"framed".to_vec(), Some(framed)));
-    let cases: [(&str, Vec<W>, Damage); 7] = [
+    // A value holding a record's image at 0x2000, between zero pages.
+    let ghost = {
+        let (k, v) = (b"ghost", b"boo");
+        let mut h = vec![0u8; 19];
+        h[4..8].copy_from_slice(&1u32.to_le_bytes());
+        h[12..14].copy_from_slice(&(k.len() as u16).to_le_bytes());
+        h[14..18].copy_from_slice(&(v.len() as u32).to_le_bytes());
+        h.extend_from_slice(k);
+        h.extend_from_slice(v);
+        let crc = crc32fast::hash(&h[4..]);
+        h[0..4].copy_from_slice(&crc.to_le_bytes());
+        h
+    };
+    let mut nested = vec![0u8; 0x2000];
+    nested.extend_from_slice(&ghost);
+    nested.resize(0x3000, 0);
+    let nested = around((b"victim".to_vec(), Some(nested)));
+    let cases: [(&str, Vec<W>, Damage); 8] = [
+        (
+            "a length bit flipped to end at a record inside the value",
+            nested,
+            |b, recs| {
+                assert_eq!(recs[2].value.len(), 0x3000);
+                b[recs[2].offset as usize + 15] ^= 0x10; // 0x3000 -> 0x2000
+                recs[2].offset
+            },
+        ),
         (
             "a damaged byte before zero pages",
             framed.clone(),
