@@ -369,16 +369,28 @@ fn one_flipped_length_bit(
         h[14..18].copy_from_slice(&(hdr.value_len ^ 1 << bit).to_le_bytes());
         fixed.push(h);
     }
-    for h in fixed {
+    let len = r.len;
+    let within = fixed.into_iter().filter_map(|h| {
         let d = RecordHeader::decode(&h);
         let end = off + d.record_len();
-        if d.key_len == 0 || end > r.len {
-            continue;
-        }
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(&h[4..]);
-        each_window(r, off + RECORD_HEADER_LEN as u64, end, |b| crc.update(b))?;
-        if crc.finalize() == hdr.crc {
+        (d.key_len != 0 && end <= len).then_some((h, end))
+    });
+    any_matches(r, off, hdr.crc, within)
+}
+
+/// Whether one of the mended headers `fixed` (each with the end of its
+/// record) gives the record at `off` the checksum `crc`.
+fn any_matches(
+    r: &mut FileReader,
+    off: u64,
+    crc: u32,
+    fixed: impl Iterator<Item = ([u8; RECORD_HEADER_LEN], u64)>,
+) -> Result<bool> {
+    for (h, end) in fixed {
+        let mut c = crc32fast::Hasher::new();
+        c.update(&h[4..]);
+        each_window(r, off + RECORD_HEADER_LEN as u64, end, |b| c.update(b))?;
+        if c.finalize() == crc {
             return Ok(true);
         }
     }
@@ -412,15 +424,7 @@ fn one_record_with_damaged_length(
             fixed.push(h);
         }
     }
-    for h in fixed {
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(&h[4..]);
-        each_window(r, off + RECORD_HEADER_LEN as u64, next, |b| crc.update(b))?;
-        if crc.finalize() == hdr.crc {
-            return Ok(true);
-        }
-    }
-    Ok(false)
+    any_matches(r, off, hdr.crc, fixed.into_iter().map(|h| (h, next)))
 }
 
 /// Whether a data file's first page is zero while later bytes exist: the
