@@ -303,12 +303,8 @@ impl DataFile {
             }
         }
         buf.clear();
-        buf.try_reserve_exact(len).map_err(|_| {
-            Error::no_memory(
-                len,
-                format_args!("the record at offset {offset} of {}", self.path.display()),
-            )
-        })?;
+        let what = format_args!("the record at offset {offset} of {}", self.path.display());
+        crate::error::reserve(buf, len, what)?;
         buf.resize(len, 0);
         fd()?.read_exact_at(buf, offset).map_err(|e| {
             let what = if e.kind() == io::ErrorKind::UnexpectedEof {

@@ -346,9 +346,7 @@ impl Inner {
                     self.repaired_records_skipped += 1;
                     let bit_rot = recovery::header_bit_rot(&mut r)?
                         && matches!(recovery::probe(&mut r, FILE_HEADER_LEN)?, Probe::Record(_));
-                    if bit_rot
-                        || (self.torn_creation_possible(id) && recovery::lost_header_page(&mut r)?)
-                    {
+                    if bit_rot || self.lost_header_page(id, &mut r)? {
                         self.rewrite_without_damage(id, &path)?;
                     } else {
                         recovery::set_aside(&self.dir, &path)?;
@@ -370,7 +368,8 @@ impl Inner {
     /// hint, which no longer fits, goes first) and counts them.
     fn rewrite_without_damage(&mut self, id: u64, path: &Path) -> Result<()> {
         datafile::remove_file(&hint::hint_path(&self.dir, id))?;
-        self.repaired_records_skipped += recovery::rewrite_without_damage(&self.dir, path)?;
+        self.repaired_records_skipped +=
+            recovery::rewrite_without_damage(&self.dir, path, |_, _, _| Ok(true))?;
         Ok(())
     }
 
@@ -476,10 +475,9 @@ impl Inner {
             // same in every data file, so the file is rewritten under a
             // fresh one, keeping its records; a read-only handle skips
             // the zeros in memory (a read-write repair did the rewrite).
-            Err(_) if self.torn_creation_possible(id) && recovery::lost_header_page(&mut r)? => {
+            Err(_) if self.lost_header_page(id, &mut r)? => {
                 if !self.opts.read_only {
-                    let (rewritten, dropped) =
-                        recovery::rewrite_lost_pages(&self.dir, &mut r, FILE_HEADER_LEN)?;
+                    let (rewritten, dropped) = recovery::rewrite_lost_pages(&self.dir, &r)?;
                     r = rewritten;
                     self.recovered_bytes_dropped += dropped;
                 }
@@ -670,7 +668,7 @@ impl Inner {
             if lost && !self.opts.read_only {
                 // Records before the damage keep their offsets in the
                 // rewritten file, so the scan goes on from it there.
-                let (rewritten, n) = recovery::rewrite_lost_pages(&self.dir, &mut r, d.offset)?;
+                let (rewritten, n) = recovery::rewrite_lost_pages(&self.dir, &r)?;
                 r = rewritten;
                 (len, from) = (r.len, d.offset);
                 dropped += n;
@@ -681,13 +679,11 @@ impl Inner {
             }
             // Read-only: skip the damage in memory (and write no hint,
             // which would not cover the file).
-            let next = d.next_valid;
-            if let (true, Some(next)) = (lost, next) {
-                dropped += next - d.offset;
-            } else {
-                skipped += 1;
+            match (lost, d.next_valid) {
+                (true, Some(next)) => dropped += next - d.offset,
+                _ => skipped += 1,
             }
-            match next {
+            match d.next_valid {
                 Some(next) => from = next,
                 None => {
                     len = d.offset;
@@ -713,6 +709,12 @@ impl Inner {
     /// with one had its header on disk, newest or not).
     fn torn_creation_possible(&self, id: u64) -> bool {
         !hint::hint_path(&self.dir, id).exists()
+    }
+
+    /// Whether data file `id` (read by `r`) lost the page with its header
+    /// while later ones reached the disk: only in a file never synced.
+    fn lost_header_page(&self, id: u64, r: &mut FileReader) -> Result<bool> {
+        Ok(self.torn_creation_possible(id) && recovery::lost_header_page(r)?)
     }
 
     /// Whether a crash may have cut data file `id` short: the newest file,

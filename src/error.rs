@@ -107,7 +107,7 @@ impl Error {
     }
 
     /// A value (or record) of `len` bytes for which no memory could be had.
-    pub(crate) fn no_memory(len: usize, what: std::fmt::Arguments<'_>) -> Error {
+    pub(crate) fn no_memory(len: usize, what: fmt::Arguments<'_>) -> Error {
         Error::new(
             Status::NoMemory,
             format!("cannot allocate {len} bytes for {what}"),
@@ -135,13 +135,19 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// A copy of `bytes` (a value handed out), or `NoMemory` when the system
-/// has no room for it: a value can be up to 2 GiB, which a 32-bit process
-/// or a small device may not be able to hold, and must not abort it.
+/// Makes room in `v` for `len` bytes in all, or fails with `NoMemory`
+/// naming `what`: a value or record can be up to 2 GiB, which a 32-bit
+/// process or a small device may not be able to hold, and must not abort
+/// it.
+pub(crate) fn reserve(v: &mut Vec<u8>, len: usize, what: fmt::Arguments<'_>) -> Result<()> {
+    v.try_reserve_exact(len.saturating_sub(v.len()))
+        .map_err(|_| Error::no_memory(len, what))
+}
+
+/// A copy of `bytes` (a value handed out), or `NoMemory` (see `reserve`).
 pub(crate) fn copy_out<T: From<Vec<u8>>>(bytes: &[u8]) -> Result<T> {
     let mut v = Vec::new();
-    v.try_reserve_exact(bytes.len())
-        .map_err(|_| Error::no_memory(bytes.len(), format_args!("a copy of the value")))?;
+    reserve(&mut v, bytes.len(), format_args!("a copy of the value"))?;
     v.extend_from_slice(bytes);
     Ok(T::from(v))
 }

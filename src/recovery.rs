@@ -7,7 +7,7 @@
 //! pass for a torn tail and truncate good records away.
 
 use crate::datafile::{self, sync_dir};
-use crate::error::{Error, Result, Status};
+use crate::error::{reserve, Error, Result, Status};
 use crate::format::{self, RecordHeader, FILE_HEADER_LEN, RECORD_HEADER_LEN};
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -59,13 +59,8 @@ impl FileReader {
             // (Beyond the window only for a whole record a merge copies.)
             // The buffer is invalid until the read below succeeds.
             self.start = u64::MAX;
-            let more = want.saturating_sub(self.buf.len());
-            self.buf.try_reserve_exact(more).map_err(|_| {
-                Error::no_memory(
-                    want,
-                    format_args!("offset {off} of {}", self.path.display()),
-                )
-            })?;
+            let what = format_args!("offset {off} of {}", self.path.display());
+            reserve(&mut self.buf, want, what)?;
             self.buf.resize(want, 0);
             self.file
                 .read_exact_at(&mut self.buf, off)
@@ -147,14 +142,21 @@ pub fn probe(r: &mut FileReader, off: u64) -> Result<Probe> {
     if end > r.len {
         return Ok(Probe::Damaged("record cut short by the end of the file"));
     }
-    // Window by window: a damaged length must not make the reader hold
-    // what may be the rest of the file.
-    let mut crc = crc32fast::Hasher::new();
-    each_window(r, off + 4, end, |bytes| crc.update(bytes))?;
-    if crc.finalize() != hdr.crc {
+    if record_crc(r, off, end, &[])? != hdr.crc {
         return Ok(Probe::Damaged("record checksum mismatch"));
     }
     Ok(Probe::Record(hdr))
+}
+
+/// The checksum of the record `off..end`: of `head`, standing in for the
+/// header's first bytes after the CRC field (none: the file's own), then
+/// of the file's bytes after them. Window by window: a damaged length must
+/// not make the reader hold what may be the rest of the file.
+fn record_crc(r: &mut FileReader, off: u64, end: u64, head: &[u8]) -> Result<u32> {
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(head);
+    each_window(r, off + 4 + head.len() as u64, end, |b| crc.update(b))?;
+    Ok(crc.finalize())
 }
 
 /// Calls `f` with bytes `from..to` of the file (which holds them), a
@@ -324,9 +326,7 @@ fn crc_table() -> [u32; 256] {
 /// invertible: each table entry has its own top byte) and finding a table
 /// entry finds such a byte.
 fn one_damaged_byte(r: &mut FileReader, hdr: &RecordHeader, off: u64, end: u64) -> Result<bool> {
-    let mut crc = crc32fast::Hasher::new();
-    each_window(r, off + 4, end, |b| crc.update(b))?;
-    let syndrome = crc.finalize() ^ hdr.crc;
+    let syndrome = record_crc(r, off, end, &[])? ^ hdr.crc;
     if (0..4).any(|i| syndrome & !(0xff << (8 * i)) == 0) {
         return Ok(true); // the stored CRC's own byte
     }
@@ -387,10 +387,7 @@ fn any_matches(
     fixed: impl Iterator<Item = ([u8; RECORD_HEADER_LEN], u64)>,
 ) -> Result<bool> {
     for (h, end) in fixed {
-        let mut c = crc32fast::Hasher::new();
-        c.update(&h[4..]);
-        each_window(r, off + RECORD_HEADER_LEN as u64, end, |b| c.update(b))?;
-        if c.finalize() == crc {
+        if record_crc(r, off, end, &h[4..])? == crc {
             return Ok(true);
         }
     }
@@ -433,33 +430,19 @@ pub fn lost_header_page(r: &mut FileReader) -> Result<bool> {
     Ok(r.len > PAGE && zeros(r, 0, PAGE)?)
 }
 
-/// Open's recovery of lost pages: when every damage in the file from
-/// `from` on is a lost page or a torn tail, rewrites the file without them
-/// (as repair would: records before `from` keep their offsets) and returns
-/// a reader of the new file and the bytes dropped. Otherwise it fails with
-/// the first other damage and changes nothing.
-pub fn rewrite_lost_pages(dir: &Path, r: &mut FileReader, from: u64) -> Result<(FileReader, u64)> {
-    if let Some(d) = damage_besides_lost_pages(r, from)? {
-        return Err(damage_error(&r.path, &d));
-    }
-    rewrite_without_damage(dir, &r.path)?;
+/// Open's recovery of lost pages: when every damage in the file `r` reads
+/// is a lost page or a torn tail, rewrites the file without them (as
+/// repair would: records before the first damage keep their offsets) and
+/// returns a reader of the new file and the bytes dropped. Otherwise it
+/// fails with the first other damage and changes nothing.
+pub fn rewrite_lost_pages(dir: &Path, r: &FileReader) -> Result<(FileReader, u64)> {
+    rewrite_without_damage(dir, &r.path, |r, off, next| match next {
+        Some(next) => lost_page(r, off, next),
+        None => Ok(true),
+    })?;
     let new = FileReader::open(&r.path)?;
     let dropped = r.len - new.len;
     Ok((new, dropped))
-}
-
-/// The first damage from `from` on that is neither a lost page nor a torn
-/// tail: what keeps open from recovering a file's lost pages by itself.
-fn damage_besides_lost_pages(r: &mut FileReader, from: u64) -> Result<Option<Damage>> {
-    let mut off = from;
-    while let Some(d) = scan(r, off, |_, _, _| {})? {
-        let Some(next) = d.next_valid else { break };
-        if !lost_page(r, d.offset, next)? {
-            return Ok(Some(d));
-        }
-        off = next;
-    }
-    Ok(None)
 }
 
 pub fn damage_error(path: &Path, d: &Damage) -> Error {
@@ -542,10 +525,17 @@ pub fn check_versions(dir: &Path, ids: &[u64]) -> Result<()> {
     Ok(())
 }
 
-/// Repair: rewrites a damaged data file keeping only its valid records, in
-/// order (records before the first damage keep their offsets). Returns how
-/// many damaged regions were skipped.
-pub fn rewrite_without_damage(dir: &Path, path: &Path) -> Result<u64> {
+/// Rewrites a damaged data file keeping only its valid records, in order
+/// (records before the first damage keep their offsets). `leave_out(r,
+/// offset, next)` judges each damaged region, from `offset` to the next
+/// valid record (`next`; None: to the end): repair leaves out any, open
+/// only lost pages. When it refuses one, the file stays as it was and the
+/// error names that damage. Returns how many regions were left out.
+pub fn rewrite_without_damage(
+    dir: &Path,
+    path: &Path,
+    mut leave_out: impl FnMut(&mut FileReader, u64, Option<u64>) -> Result<bool>,
+) -> Result<u64> {
     let mut r = FileReader::open(path)?;
     let tmp = path.with_extension("data.tmp");
     let mut out =
@@ -569,9 +559,20 @@ pub fn rewrite_without_damage(dir: &Path, path: &Path) -> Result<u64> {
                 written.map_err(werr)?;
                 off = end;
             }
-            Probe::Damaged(_) => {
+            Probe::Damaged(reason) => {
+                let next = next_valid(&mut r, off)?;
+                if !leave_out(&mut r, off, next)? {
+                    drop(out);
+                    let _ = fs::remove_file(&tmp);
+                    let d = Damage {
+                        offset: off,
+                        reason,
+                        next_valid: next,
+                    };
+                    return Err(damage_error(path, &d));
+                }
                 skipped += 1;
-                match next_valid(&mut r, off)? {
+                match next {
                     Some(next) => off = next,
                     None => break,
                 }
@@ -609,10 +610,6 @@ pub fn remove_temporaries(dir: &Path, names: &[String]) -> Result<()> {
 mod tests {
     use super::*;
 
-    /// A record header whose value length was damaged to claim most of the
-    /// file is checked a window at a time: the reader never holds more
-    /// than its window, and a record that does check out is found as
-    /// before.
     /// The inverse step `one_damaged_byte` takes needs each table entry to
     /// have its own top byte; and the syndrome of one damaged byte is found
     /// wherever the byte is, while two damaged bytes are not taken for one.
@@ -657,6 +654,10 @@ mod tests {
         assert_eq!(misses, 4, "two damaged bytes taken for one");
     }
 
+    /// A record header whose value length was damaged to claim most of the
+    /// file is checked a window at a time: the reader never holds more
+    /// than its window, and a record that does check out is found as
+    /// before.
     #[test]
     fn probing_a_huge_claimed_record_reads_it_window_by_window() {
         let dir = tempfile::tempdir().unwrap();
