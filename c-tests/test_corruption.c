@@ -302,8 +302,7 @@ static void test_repair_bad_header(void) {
         db = open_db(dir, o);
         bc_options_free(o);
         snprintf(corrupt, sizeof corrupt, "%s.corrupt", name);
-        s.struct_size = sizeof s;
-        CHECK_STATUS(bc_get_stats(db, &s), BC_OK);
+        s = get_stats(db);
         CHECK_MSG(s.repaired_records_skipped == 1, "case %d: repaired_records_skipped = %llu", c,
                   (unsigned long long)s.repaired_records_skipped);
         if (rewritten) {

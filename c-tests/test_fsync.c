@@ -490,16 +490,10 @@ static void merge_fsync_failure_fails_the_handle(void) {
 /* Puts filler values until the database has one more data file. */
 static void fill_to_next_file(bc_db *db, const char *prefix) {
     static const uint8_t val[100];
-    bc_stats st;
-    uint64_t files;
+    uint64_t files = get_stats(db).data_files;
     int i = 0;
-    st.struct_size = sizeof st;
-    CHECK_STATUS(bc_get_stats(db, &st), BC_OK);
-    files = st.data_files;
-    while (st.data_files == files) {
+    while (get_stats(db).data_files == files)
         CHECK_STATUS(put_numbered(db, prefix, i++, val, sizeof val), BC_OK);
-        CHECK_STATUS(bc_get_stats(db, &st), BC_OK);
-    }
 }
 
 /* The index of the first event of `kind` (for 'U': unlinking `name`) at

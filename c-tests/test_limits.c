@@ -276,7 +276,6 @@ static int child_nomem(const char *dir) {
     uint8_t *val = NULL;
     size_t vlen = 0;
     void *probe;
-    bc_status st;
     rl.rlim_cur = rl.rlim_max = (rlim_t)address_space_bytes() + (64u << 20);
     if (setrlimit(RLIMIT_AS, &rl) != 0) return 77;
     probe = malloc(BIG_VALUE);
@@ -284,17 +283,9 @@ static int child_nomem(const char *dir) {
         free(probe);
         return 77;
     }
-    st = bc_get(db, K("big"), &val, &vlen);
-    if (st != BC_NO_MEMORY) {
-        fprintf(stderr, "bc_get of %u bytes: %s, expected BC_NO_MEMORY\n", BIG_VALUE,
-                status_name(st));
-        return 1;
-    }
-    if (strstr(bc_last_error(), "cannot allocate") == NULL) {
-        fprintf(stderr, "message: %s\n", bc_last_error());
-        return 2;
-    }
-    if (val != NULL || vlen != 0) return 3; /* outputs untouched */
+    CHECK_STATUS(bc_get(db, K("big"), &val, &vlen), BC_NO_MEMORY);
+    CHECK_STR_CONTAINS(bc_last_error(), "cannot allocate");
+    CHECK(val == NULL && vlen == 0); /* outputs untouched */
     CHECK_GET(db, K("small"), V("s"));
     CHECK_STATUS(bc_put(db, K("after"), V("a")), BC_OK);
     CHECK_GET(db, K("after"), V("a"));

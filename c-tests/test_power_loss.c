@@ -470,8 +470,7 @@ static void check_snapshot(const struct snapshot *sn, const char *dir) {
     db = open_db(dir, NULL); /* no repair option */
     /* Open dropped only what the disk lost: never a synced byte, and of a
      * file that lost a page, not the records after it. */
-    stats.struct_size = sizeof stats;
-    CHECK_STATUS(bc_get_stats(db, &stats), BC_OK);
+    stats = get_stats(db);
     CHECK_MSG(stats.recovered_bytes_dropped <= may_drop,
               "open dropped %llu bytes, at most %llu were lost",
               (unsigned long long)stats.recovered_bytes_dropped, (unsigned long long)may_drop);

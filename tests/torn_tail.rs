@@ -681,11 +681,17 @@ fn damaged_copy(
 ) -> PathBuf {
     let dir = fx.tmp.path().join(name);
     copy_dir(&fx.pristine, &dir);
-    let path = dir.join(fname);
-    let mut bytes = fs::read(&path).unwrap();
-    damage(&mut bytes);
-    fs::write(&path, &bytes).unwrap();
+    patch(&dir.join(fname), damage);
     dir
+}
+
+/// Rewrites the file at `path` with `damage` done to its bytes; returns
+/// what `damage` does.
+fn patch<R>(path: &Path, damage: impl FnOnce(&mut [u8]) -> R) -> R {
+    let mut bytes = fs::read(path).unwrap();
+    let r = damage(&mut bytes);
+    fs::write(path, &bytes).unwrap();
+    r
 }
 
 /// `r` is a Corruption error whose message names the file `fname`; returns
@@ -1125,9 +1131,7 @@ fn lost_page_with(first_len: usize, lost: impl Fn(&[RawRecord]) -> (usize, usize
     let recs = parse_data_file(&path);
     assert_eq!(recs.len(), ws.len());
     let (from, to) = lost(&recs);
-    let mut b = fs::read(&path).unwrap();
-    b[from..to].fill(0);
-    fs::write(&path, &b).unwrap();
+    patch(&path, |b| b[from..to].fill(0));
     let gone = |r: &RawRecord| r.offset < to as u64 && r.offset + r.len() > from as u64;
     let kept: Vec<W> = ws
         .iter()
@@ -1225,9 +1229,7 @@ fn a_lost_page_inside_a_large_record_is_recovered() {
     let victim = &recs[5];
     let page = (victim.offset / 4096 + 1) * 4096;
     assert!(page + 4096 < victim.offset + victim.len());
-    let mut b = fs::read(&path).unwrap();
-    b[page as usize..page as usize + 4096].fill(0);
-    fs::write(&path, &b).unwrap();
+    patch(&path, |b| b[page as usize..page as usize + 4096].fill(0));
     let kept: Vec<W> = ws
         .iter()
         .enumerate()
@@ -1277,15 +1279,13 @@ fn refused(dir: &Path, path: &Path, at: u64, ctx: &str) {
 /// is named.
 #[test]
 fn open_refuses_what_is_not_only_lost_pages() {
-    let refused = |lp: &LostPage, at: u64, ctx: &str| refused(&lp.dir, &lp.path, at, ctx);
-
     // Zeros from a record's start that end 1 byte before the page end.
     let lp = lost_page(|recs| {
         let (from, to) = from_a_record_to_the_page_end(recs);
         (from, to - 1)
     });
     let first = lp.recs.iter().find(|r| r.offset >= 5 * 4096).unwrap();
-    refused(&lp, first.offset, "short of the page end");
+    refused(&lp.dir, &lp.path, first.offset, "short of the page end");
 
     // A file with a hint (a damaged one: open scans the file) was synced.
     let lp = lost_page(a_whole_page);
@@ -1296,15 +1296,13 @@ fn open_refuses_what_is_not_only_lost_pages() {
         .iter()
         .find(|r| r.offset + r.len() > 5 * 4096)
         .unwrap();
-    refused(&lp, crossing.offset, "with a hint");
+    refused(&lp.dir, &lp.path, crossing.offset, "with a hint");
 
     // A lost page, then a flipped byte in a later record's value.
     let lp = lost_page(a_whole_page);
     let victim = lp.recs.iter().find(|r| r.offset > 8 * 4096).unwrap();
-    let mut b = fs::read(&lp.path).unwrap();
-    b[victim.offset as usize + 40] ^= 0x10;
-    fs::write(&lp.path, &b).unwrap();
-    refused(&lp, victim.offset, "with bit rot after it");
+    patch(&lp.path, |b| b[victim.offset as usize + 40] ^= 0x10);
+    refused(&lp.dir, &lp.path, victim.offset, "with bit rot after it");
 }
 
 /// Bit rot in a record of a synced file without a hint is not a lost
@@ -1423,9 +1421,7 @@ fn bit_rot_beside_zero_pages_is_not_a_lost_page() {
         remove_hints(&dir);
         let path = data_files(&dir).pop().unwrap();
         let recs = parse_data_file(&path);
-        let mut b = fs::read(&path).unwrap();
-        let at = damage(&mut b, &recs);
-        fs::write(&path, &b).unwrap();
+        let at = patch(&path, |b| damage(b, &recs));
         refused(&dir, &path, at, what);
     }
 }
