@@ -26,6 +26,8 @@ pub struct FileReader {
     start: u64,
     /// Bytes read from the file so far: what a scan cost.
     read: Cell<u64>,
+    /// Checksums of the file past the damage being crossed (`claimed_crc`).
+    ranges: Option<RangeCrc>,
 }
 
 impl FileReader {
@@ -49,6 +51,7 @@ impl FileReader {
             buf: Vec::new(),
             start: 0,
             read: Cell::new(0),
+            ranges: None,
         })
     }
 
@@ -191,34 +194,43 @@ fn each_window(r: &mut FileReader, from: u64, to: u64, mut f: impl FnMut(&[u8]))
 ///
 /// Every offset is a candidate. In random bytes about one in a few
 /// thousand has a sane header whose claimed record fits in the file, most
-/// often by claiming much of what follows; checking each such CRC by
-/// reading its record would cost seconds per megabyte of damage in a large
-/// file. Past `LONG` bytes a candidate's CRC comes from a `RangeCrc` of
-/// the rest of the file instead (built once, at the first such candidate),
-/// so crossing damage costs its length plus at most one read of the rest.
+/// often by claiming much of what follows: see `claimed_crc`.
 pub fn next_valid(r: &mut FileReader, off: u64) -> Result<Option<u64>> {
-    const LONG: u64 = 64 << 10;
-    let mut ranges: Option<RangeCrc> = None;
     let mut at = off + 1;
     while at + (RECORD_HEADER_LEN as u64) < r.len {
         if let Ok(hdr) = sane_header(r, at)? {
-            let end = at + hdr.record_len();
-            let crc = if end - at <= LONG {
-                record_crc(r, at, end, &[])?
-            } else {
-                let ranges = match &mut ranges {
-                    Some(ranges) => ranges,
-                    None => ranges.insert(RangeCrc::build(r, at + 4)?),
-                };
-                ranges.crc(r, at + 4, end)?
-            };
-            if crc == hdr.crc {
+            if claimed_crc(r, at, at + hdr.record_len(), &[], off)? == hdr.crc {
                 return Ok(Some(at));
             }
         }
         at += 1;
     }
     Ok(None)
+}
+
+/// `record_crc` of a record that damage at `damage` (at or before `off`)
+/// holds or claims. Crossing damage checks many such records, each
+/// perhaps claiming most of the rest of the file: reading each would cost
+/// seconds per megabyte of damage in a large file. Past 64 KiB the CRC
+/// comes from the reader's `RangeCrc` instead, built once from the
+/// damage's start, so crossing damage costs its own length plus at most
+/// one read of the rest of the file.
+fn claimed_crc(r: &mut FileReader, off: u64, end: u64, head: &[u8], damage: u64) -> Result<u32> {
+    const LONG: u64 = 64 << 10;
+    let from = off + 4 + head.len() as u64;
+    if end - from <= LONG {
+        return record_crc(r, off, end, head);
+    }
+    let mut ranges = match r.ranges.take() {
+        Some(ranges) if ranges.base <= from => ranges,
+        _ => RangeCrc::build(r, damage)?,
+    };
+    let rest = ranges.crc(r, from, end);
+    r.ranges = Some(ranges);
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(head);
+    crc.combine(&crc32fast::Hasher::new_with_initial_len(rest?, end - from));
+    Ok(crc.finalize())
 }
 
 /// The CRC of any byte range of a file from `base` on, in time independent
@@ -239,7 +251,13 @@ impl RangeCrc {
 
     /// One read of the file from `base` to its end.
     fn build(r: &mut FileReader, base: u64) -> Result<RangeCrc> {
-        let mut marks = vec![0];
+        let n = ((r.len - base) / Self::STRIDE + 1) as usize;
+        let mut marks = Vec::new();
+        marks.try_reserve_exact(n).map_err(|_| {
+            let what = format_args!("checksums of {}", r.path.display());
+            Error::no_memory(4 * n, what)
+        })?;
+        marks.push(0);
         let mut crc = crc32fast::Hasher::new();
         // Windows start at `base` and are whole strides but the last.
         each_window(r, base, r.len, |window| {
@@ -418,7 +436,7 @@ fn crc_table() -> [u32; 256] {
 /// invertible: each table entry has its own top byte) and finding a table
 /// entry finds such a byte.
 fn one_damaged_byte(r: &mut FileReader, hdr: &RecordHeader, off: u64, end: u64) -> Result<bool> {
-    let syndrome = record_crc(r, off, end, &[])? ^ hdr.crc;
+    let syndrome = claimed_crc(r, off, end, &[], off)? ^ hdr.crc;
     if (0..4).any(|i| syndrome & !(0xff << (8 * i)) == 0) {
         return Ok(true); // the stored CRC's own byte
     }
@@ -479,7 +497,7 @@ fn any_matches(
     fixed: impl Iterator<Item = ([u8; RECORD_HEADER_LEN], u64)>,
 ) -> Result<bool> {
     for (h, end) in fixed {
-        if record_crc(r, off, end, &h[4..])? == crc {
+        if claimed_crc(r, off, end, &h[4..], off)? == crc {
             return Ok(true);
         }
     }

@@ -1219,15 +1219,23 @@ fn a_lost_page_of_unsynced_appends_is_recovered_keeping_the_rest() {
 
 /// A page lost in the middle of a large record (its header and end
 /// intact, so it fills the span to the next record): open drops that
-/// record alone, as the checksum is not one damaged byte away.
+/// record alone, as the checksum is not one damaged byte away. Records of
+/// 10 KB, and of 200 KB, whose checksums for that test are taken from
+/// checksums of the rest of the file.
 #[test]
 fn a_lost_page_inside_a_large_record_is_recovered() {
+    for value_len in [10_000, 200_000] {
+        lost_page_inside_a_record(value_len);
+    }
+}
+
+fn lost_page_inside_a_record(value_len: usize) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("db");
     let ws: Vec<W> = (0..20)
-        .map(|i| (format!("key{i:02}").into_bytes(), Some(val(i, 10_000))))
+        .map(|i| (format!("key{i:02}").into_bytes(), Some(val(i, value_len))))
         .collect();
-    build(&dir, 1 << 20, &ws);
+    build(&dir, 1 << 23, &ws);
     remove_hints(&dir);
     let path = data_files(&dir).pop().unwrap();
     let recs = parse_data_file(&path);
@@ -1360,7 +1368,34 @@ fn bit_rot_beside_zero_pages_is_not_a_lost_page() {
     nested.extend_from_slice(&ghost);
     nested.resize(0x3000, 0);
     let nested = around((b"victim".to_vec(), Some(nested)));
-    let cases: [(&str, Vec<W>, Damage); 8] = [
+    // The same two, past 64 KiB: checksums for the one-damaged-byte and
+    // flipped-length-bit tests come from checksums of the rest of the file.
+    let mut framed_large = vec![1u8; 100];
+    framed_large.extend_from_slice(&[0; 40 * 4096]);
+    framed_large.extend_from_slice(&[2u8; 100]);
+    let framed_large = around((b"framed".to_vec(), Some(framed_large)));
+    let mut nested_large = vec![0u8; 0x20000];
+    nested_large.extend_from_slice(&ghost);
+    nested_large.resize(0x30000, 0);
+    let nested_large = around((b"victim".to_vec(), Some(nested_large)));
+    let cases: [(&str, Vec<W>, Damage); 10] = [
+        (
+            "a length bit flipped to end at a record inside a large value",
+            nested_large,
+            |b, recs| {
+                assert_eq!(recs[2].value.len(), 0x30000);
+                b[recs[2].offset as usize + 16] ^= 0x01; // 0x30000 -> 0x20000
+                recs[2].offset
+            },
+        ),
+        (
+            "a damaged byte before zero pages, in a large record",
+            framed_large,
+            |b, recs| {
+                b[recs[2].offset as usize + 19 + 6 + 50] = 0x77;
+                recs[2].offset
+            },
+        ),
         (
             "a length bit flipped to end at a record inside the value",
             nested,
