@@ -5,6 +5,8 @@
 #include "check.h"
 
 #include <sys/resource.h>
+#include <dirent.h>
+#include <unistd.h>
 
 static void test_custom_key_limit_every_call(void) {
     uint8_t key[17], buf[8];
@@ -321,6 +323,107 @@ static int child_nomem(const char *dir) {
     return check_finish();
 }
 
+/* In a child process: with the address space used up, puts of new keys
+ * get BC_NO_MEMORY naming the keydir once it cannot grow, with nothing
+ * appended (the parent checks that after a reopen: the index of the key
+ * that failed is in <dir>.failed), and the handle goes on working once
+ * memory is back; 77 where the limit is not enforced. */
+static int child_keydir_full(const char *dir) {
+    static void *held[1 << 16];
+    bc_db *db = open_db(dir, NULL);
+    struct rlimit rl;
+    bc_status st = BC_OK;
+    char key[32];
+    int nheld = 0, i, klen = 0;
+    long n;
+    rl.rlim_cur = rl.rlim_max = (rlim_t)address_space_bytes() + (16u << 20);
+    if (setrlimit(RLIMIT_AS, &rl) != 0) return 77;
+    while (nheld < (1 << 16) && (held[nheld] = malloc(64 << 10)) != NULL) nheld++;
+    if (nheld == 1 << 16) return 77;
+    for (i = 0; i < 16 && nheld > 0; i++) free(held[--nheld]);
+    for (n = 0; n < 10000000; n++) {
+        klen = snprintf(key, sizeof key, "key-%09ld", n);
+        st = bc_put(db, U8(key), (size_t)klen, V("value"));
+        if (st != BC_OK) break;
+    }
+    CHECK_STATUS(st, BC_NO_MEMORY);
+    CHECK_STR_CONTAINS(bc_last_error(), "keydir");
+    CHECK_ABSENT(db, U8(key), (size_t)klen);
+    /* Overwriting a key needs no memory, in the full shard too. */
+    for (i = 0; i < n; i++) {
+        char old[32];
+        int olen = snprintf(old, sizeof old, "key-%09d", i);
+        CHECK_STATUS(bc_put(db, U8(old), (size_t)olen, V("again")), BC_OK);
+    }
+    CHECK_STATUS(bc_put(db, U8(key), (size_t)klen, V("value")), BC_NO_MEMORY);
+    while (nheld > 0) free(held[--nheld]);
+    CHECK_STATUS(bc_put(db, K("after"), V("a")), BC_OK);
+    close_db(db);
+    {
+        char path[4096];
+        FILE *f;
+        snprintf(path, sizeof path, "%s.failed", dir);
+        f = fopen(path, "w");
+        CHECK(f != NULL && fprintf(f, "%ld\n", n) > 0 && fclose(f) == 0);
+    }
+    return check_finish();
+}
+
+/* Deletes the hint files in dir, so that open reads every record there is. */
+static void remove_hints(const char *dir) {
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    CHECK(d != NULL);
+    while ((e = readdir(d)) != NULL) {
+        size_t n = strlen(e->d_name);
+        char path[4096];
+        if (n < 5 || strcmp(e->d_name + n - 5, ".hint") != 0) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        CHECK(unlink(path) == 0);
+    }
+    closedir(d);
+}
+
+/* A put whose key the keydir has no memory for fails with BC_NO_MEMORY
+ * before its record is written, instead of aborting the process. */
+static void test_a_keydir_out_of_memory(void) {
+    const char *dir = make_temp_dir();
+    const char *args[3] = {"child-keydir", dir, NULL};
+    char path[4096], key[32];
+    bc_db *db;
+    uint64_t count = 0, i;
+    long failed = -1;
+    int rc, klen;
+    FILE *f;
+    if (under_valgrind()) return; /* valgrind manages the address space itself */
+    rc = wait_child(spawn_self(args, NULL, NULL));
+    if (rc == 77) {
+        printf("  (skipped: RLIMIT_AS is not enforced here)\n");
+        return;
+    }
+    CHECK_MSG(rc == 0, "the child reported failure %d (see above)", rc);
+    snprintf(path, sizeof path, "%s.failed", dir);
+    f = fopen(path, "r");
+    CHECK(f != NULL && fscanf(f, "%ld", &failed) == 1 && failed > 1000);
+    fclose(f);
+    /* The keys before the one whose put failed, and "after": that one is
+     * not there, in the data file either (the hint holds only what the
+     * keydir did). */
+    remove_hints(dir);
+    db = open_db(dir, NULL);
+    CHECK_STATUS(bc_count(db, &count), BC_OK);
+    CHECK_MSG(count == (uint64_t)failed + 1, "%lu keys, the put of key %ld failed",
+              (unsigned long)count, failed);
+    for (i = 0; i < (uint64_t)failed; i++) {
+        klen = snprintf(key, sizeof key, "key-%09lu", (unsigned long)i);
+        CHECK_GET(db, U8(key), (size_t)klen, V("again"));
+    }
+    klen = snprintf(key, sizeof key, "key-%09ld", failed);
+    CHECK_ABSENT(db, U8(key), (size_t)klen);
+    CHECK_GET(db, K("after"), V("a"));
+    close_db(db);
+}
+
 /* A value can be up to 2 GiB: a process that cannot hold a copy of it (a
  * 32-bit one, a small device) gets BC_NO_MEMORY, not an abort; so does an
  * iterator whose copy of the keys does not fit. */
@@ -368,6 +471,10 @@ int main(int argc, char **argv) {
         check_in_child();
         return child_nomem(argv[2]);
     }
+    if (argc == 3 && strcmp(argv[1], "child-keydir") == 0) {
+        check_in_child();
+        return child_keydir_full(argv[2]);
+    }
     if (argc == 4 && strcmp(argv[1], "child-absurd") == 0) {
         check_in_child();
         return child_absurd(argv[2], atoi(argv[3]));
@@ -380,5 +487,6 @@ int main(int argc, char **argv) {
     RUN(test_max_key_size_65535);
     RUN(test_max_value_size_1);
     RUN(test_a_value_too_big_for_memory);
+    RUN(test_a_keydir_out_of_memory);
     return check_finish();
 }

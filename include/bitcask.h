@@ -136,9 +136,11 @@ enum bc_status
     /**
      * The system had no memory for a value (or a record being read): a
      * value can be up to 2 GiB, more than a 32-bit process or a small
-     * device may hold at once. Nothing was changed; the handle stays
-     * usable. bc_get_into needs no copy of the value but the one in your
-     * buffer (with memory maps; otherwise it reads the record first).
+     * device may hold at once. Or, from a put of a new key, for the
+     * keydir to grow (every key lives in memory). Nothing was changed;
+     * the handle stays usable. bc_get_into needs no copy of the value but
+     * the one in your buffer (with memory maps; otherwise it reads the
+     * record first).
      */
     BC_NO_MEMORY = 11,
 };
@@ -355,7 +357,10 @@ bc_status bc_close(struct bc_db *db);
  *         with vlen > 0); BC_TOO_LARGE (key or value over its limit);
  *         BC_READ_ONLY; BC_IO (write or sync failed, e.g. disk full: in
  *         BC_SYNC_ALWAYS mode the value may or may not be durable; in the
- *         other modes it was not stored); BC_INTERNAL.
+ *         other modes it was not stored); BC_NO_MEMORY (a new key, and no
+ *         memory for the keydir to grow: nothing was stored; a key
+ *         already there needs none, unless the put gives it a TTL or
+ *         takes its TTL away); BC_INTERNAL.
  * Thread-safe.
  */
 bc_status bc_put(struct bc_db *db,

@@ -6,7 +6,7 @@ use crate::datafile::{self, sync_dir, DataFile, MAJOR_SHIFT};
 use crate::error::{copy_out, Error, Result, Status};
 use crate::format::{self, record_len, FILE_HEADER_LEN, FLAG_TOMBSTONE, RECORD_HEADER_LEN};
 use crate::hint::{self, Hint, HintWriter};
-use crate::keydir::{Keydir, Location, Seed};
+use crate::keydir::{Keydir, Location, NoRoom, Seed};
 use crate::load::{self, Source};
 use crate::lock::DirLock;
 use crate::options::{Options, SyncMode};
@@ -907,6 +907,11 @@ impl Inner {
         let hashed = self.keydir.prepare(key);
         let a = {
             let mut w = self.writer.lock();
+            // The keydir's memory first: a put that cannot be indexed
+            // must not be on disk either.
+            self.keydir
+                .make_room(key, &hashed, expiry != 0)
+                .map_err(|NoRoom(n)| Error::no_memory(n, format_args!("the keydir")))?;
             let a = self.append(&mut w, key, value, expiry, 0)?;
             let loc = Location {
                 file: a.fnum,

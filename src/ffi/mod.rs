@@ -70,9 +70,11 @@ pub enum bc_status {
     BC_VERSION_MISMATCH = 10,
     /// The system had no memory for a value (or a record being read): a
     /// value can be up to 2 GiB, more than a 32-bit process or a small
-    /// device may hold at once. Nothing was changed; the handle stays
-    /// usable. bc_get_into needs no copy of the value but the one in your
-    /// buffer (with memory maps; otherwise it reads the record first).
+    /// device may hold at once. Or, from a put of a new key, for the
+    /// keydir to grow (every key lives in memory). Nothing was changed;
+    /// the handle stays usable. bc_get_into needs no copy of the value but
+    /// the one in your buffer (with memory maps; otherwise it reads the
+    /// record first).
     BC_NO_MEMORY = 11,
 }
 

@@ -17,7 +17,7 @@
 //! regions are ordinary memory, touched page by page as before.
 
 use parking_lot::Mutex;
-use std::alloc::{alloc_zeroed, dealloc, handle_alloc_error, Layout};
+use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 
@@ -47,20 +47,20 @@ impl Block {
         pooled: false,
     };
 
-    fn heap(len: usize) -> Block {
+    /// A zeroed block from the global allocator; None if it has no room.
+    fn heap(len: usize) -> Option<Block> {
         if len == 0 {
-            return Block::EMPTY;
+            return Some(Block::EMPTY);
         }
-        let layout = Layout::from_size_align(len, 8).expect("keydir block size");
+        let layout = Layout::from_size_align(len, 8).ok()?;
         // SAFETY: the layout has a non-zero size. Zeroed, so every byte a
         // slice of the block covers is initialised.
-        let ptr = NonNull::new(unsafe { alloc_zeroed(layout) })
-            .unwrap_or_else(|| handle_alloc_error(layout));
-        Block {
+        let ptr = NonNull::new(unsafe { alloc_zeroed(layout) })?;
+        Some(Block {
             ptr,
             len,
             pooled: false,
-        }
+        })
     }
 
     /// Bytes from the global allocator (pooled bytes are the pool's).
@@ -122,14 +122,15 @@ impl Table {
         Table(Block::EMPTY)
     }
 
-    pub fn zeroed(pool: &Pool, slots: usize) -> Table {
-        let mut block = pool.take(slots * std::mem::size_of::<Slot>());
+    /// None if the system has no room for it.
+    pub fn zeroed(pool: &Pool, slots: usize) -> Option<Table> {
+        let mut block = pool.take(slots.checked_mul(std::mem::size_of::<Slot>())?)?;
         // Zeroed by writing, even where the memory is fresh: a page first
         // read by a probe would map the shared zero page, and the write
         // after it would fault again and flush every core's TLB. (Touching
         // one byte per page instead measured no faster.)
         block.bytes_mut().fill(0);
-        Table(block)
+        Some(Table(block))
     }
 
     pub fn into_block(self) -> Block {
@@ -177,11 +178,12 @@ pub struct Chunk {
 }
 
 impl Chunk {
-    pub fn with_capacity(pool: &Pool, cap: usize) -> Chunk {
-        Chunk {
-            block: pool.alloc(cap),
+    /// None if the system has no room for it.
+    pub fn with_capacity(pool: &Pool, cap: usize) -> Option<Chunk> {
+        Some(Chunk {
+            block: pool.alloc(cap)?,
             len: 0,
-        }
+        })
     }
 
     pub fn capacity(&self) -> usize {
@@ -241,19 +243,20 @@ impl Pool {
     /// A block of `len` bytes, of unspecified content (callers write before
     /// they read). Pooled when `len` is a whole number of `UNIT`s (full
     /// arena chunks and big slot tables); otherwise, or if the system
-    /// refuses a mapping, from the global allocator.
-    pub fn alloc(&self, len: usize) -> Block {
-        let mut block = self.take(len);
+    /// refuses a mapping, from the global allocator. None if that has no
+    /// room either.
+    pub fn alloc(&self, len: usize) -> Option<Block> {
+        let mut block = self.take(len)?;
         if cfg!(debug_assertions) && block.pooled {
             // Recycled memory holds old entries; callers must not rely on
             // its content, so tests see garbage.
             block.bytes_mut().fill(0xA5);
         }
-        block
+        Some(block)
     }
 
     /// As `alloc`, without the debug fill.
-    fn take(&self, len: usize) -> Block {
+    fn take(&self, len: usize) -> Option<Block> {
         if len < UNIT || len % UNIT != 0 {
             return Block::heap(len);
         }
@@ -281,11 +284,11 @@ impl Pool {
             })
         };
         match addr.and_then(|a| NonNull::new(a as *mut u8)) {
-            Some(ptr) => Block {
+            Some(ptr) => Some(Block {
                 ptr,
                 len,
                 pooled: true,
-            },
+            }),
             None => Block::heap(len),
         }
     }
@@ -389,33 +392,33 @@ mod tests {
     #[test]
     fn small_blocks_come_from_the_heap_and_units_are_reused() {
         let pool = Pool::default();
-        let small = pool.alloc(UNIT / 2);
+        let small = pool.alloc(UNIT / 2).unwrap();
         assert!(!small.pooled);
         assert_eq!(pool.mapped_bytes(), 0);
-        let a = pool.alloc(UNIT);
+        let a = pool.alloc(UNIT).unwrap();
         assert!(a.pooled);
         assert_eq!(pool.mapped_bytes(), REGION);
         assert_eq!(a.ptr.as_ptr() as usize % REGION, 0);
         let addr = a.ptr.as_ptr() as usize;
         pool.recycle(a);
-        assert_eq!(pool.alloc(UNIT).ptr.as_ptr() as usize, addr);
+        assert_eq!(pool.alloc(UNIT).unwrap().ptr.as_ptr() as usize, addr);
     }
 
     #[test]
     fn a_recycled_table_becomes_chunks_and_big_tables_get_their_own_region() {
         let pool = Pool::default();
-        let t = Table::zeroed(&pool, 4 * UNIT / 16);
+        let t = Table::zeroed(&pool, 4 * UNIT / 16).unwrap();
         assert!(t.iter().all(|s| *s == Slot::default()));
         pool.recycle(t.into_block());
         for _ in 0..4 {
-            pool.alloc(UNIT);
+            pool.alloc(UNIT).unwrap();
         }
         assert_eq!(pool.mapped_bytes(), REGION);
-        let big = Table::zeroed(&pool, 2 * REGION / 16);
+        let big = Table::zeroed(&pool, 2 * REGION / 16).unwrap();
         assert_eq!(big.len(), 2 * REGION / 16);
         assert_eq!(pool.mapped_bytes(), 3 * REGION);
         // The first region's tail (2 MiB - 4 units) is still there.
-        let mut c = Chunk::with_capacity(&pool, UNIT);
+        let mut c = Chunk::with_capacity(&pool, UNIT).unwrap();
         c.extend_from_slice(b"abc");
         assert_eq!(&c[..], b"abc");
         assert_eq!(pool.mapped_bytes(), 3 * REGION);
@@ -424,13 +427,13 @@ mod tests {
     #[test]
     fn a_table_of_one_and_a_half_regions_leaves_its_rounding_for_chunks() {
         let pool = Pool::default();
-        let t = Table::zeroed(&pool, 3 * REGION / 2 / 16);
+        let t = Table::zeroed(&pool, 3 * REGION / 2 / 16).unwrap();
         assert!(t.0.pooled);
         assert_eq!(pool.mapped_bytes(), 2 * REGION);
         // The half region after the table serves chunks before any new
         // region is mapped.
         for _ in 0..REGION / 2 / UNIT {
-            let c = pool.alloc(UNIT);
+            let c = pool.alloc(UNIT).unwrap();
             assert!(c.pooled);
             let at = c.ptr.as_ptr() as usize;
             assert!(
@@ -440,6 +443,6 @@ mod tests {
         }
         assert_eq!(pool.mapped_bytes(), 2 * REGION);
         // Not a whole number of units: from the heap.
-        assert!(!pool.alloc(UNIT + 8).pooled);
+        assert!(!pool.alloc(UNIT + 8).unwrap().pooled);
     }
 }

@@ -37,6 +37,7 @@ mod memory;
 use crate::prefetch::prefetch;
 use memory::{Chunk, Pool, Slot, Table};
 use parking_lot::RwLock;
+use std::alloc::{handle_alloc_error, Layout};
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 
@@ -55,6 +56,16 @@ const TAG_MASK: u32 = (1 << TAG_BITS) - 1;
 /// `value_len u32 | key_len u16`, then `expiry u32` in timed entries.
 const ENTRY_FIXED: usize = 6;
 const MIN_SLOTS: usize = 16;
+
+/// The system had no memory for the keydir: the bytes it asked for.
+#[derive(Debug)]
+pub struct NoRoom(pub usize);
+
+/// Where the keydir cannot fail (open's load, a merge's compaction's
+/// callers): the global allocator's handler, which aborts, as `Vec` does.
+fn out_of_memory(NoRoom(bytes): NoRoom) -> ! {
+    handle_alloc_error(Layout::from_size_align(bytes.max(1), 8).unwrap_or(Layout::new::<u64>()))
+}
 
 /// Where the newest record of a key lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -166,6 +177,18 @@ impl Keydir {
             prefetch(&shard.slots[shard.home_of(h & TAG_MASK)] as *const Slot as usize);
         }
         Hashed(h)
+    }
+
+    /// Makes sure that the `insert_hashed` of `key` (with an expiry time
+    /// when `timed`) that follows asks for no memory, making room for its
+    /// entry if it needs one: a put asks for its memory before it appends
+    /// its record, and fails cleanly. (Only puts add entries, one at a time
+    /// under the writer lock; a merge compacting the same shard in between
+    /// can still take the room.)
+    pub fn make_room(&self, key: &[u8], h: &Hashed, timed: bool) -> Result<(), NoRoom> {
+        self.shard(h.0)
+            .write()
+            .make_room(&self.pool, key, h.0, timed)
     }
 
     /// `insert` with the hash from `prepare`.
@@ -305,7 +328,8 @@ impl ShardRange<'_> {
     }
 
     /// Makes room in shard `partition` for `n` more keys, so a large hint
-    /// does not grow it step by step.
+    /// does not grow it step by step; without the memory for that, the
+    /// table grows as keys arrive.
     pub fn reserve(&mut self, partition: usize, n: usize) {
         let shard = self.shards[partition - self.first].get_mut();
         // Capped where the table's size in bytes could overflow (32-bit
@@ -313,7 +337,7 @@ impl ShardRange<'_> {
         // fails later; the table then grows as keys arrive.
         let want = slots_for(shard.len.saturating_add(n).min(isize::MAX as usize / 64));
         if want > shard.slots.len() {
-            shard.resize_known(self.pool, want);
+            let _ = shard.resize_known(self.pool, want);
         }
     }
 
@@ -335,7 +359,8 @@ impl ShardRange<'_> {
             let shard = shard.get_mut();
             let fit = slots_for(shard.len + 1);
             if fit < shard.slots.len() {
-                shard.resize_known(self.pool, fit);
+                // Without the memory for the smaller table, the larger stays.
+                let _ = shard.resize_known(self.pool, fit);
             }
         }
     }
@@ -565,15 +590,24 @@ impl Shard {
 
     /// Points `key` at `loc` with one probe sequence: it ends at the key
     /// or at the empty slot where the key belongs. Returns the old location.
+    /// The table grows only for a new key: an update asks for no memory
+    /// (see `make_room`).
     fn upsert(&mut self, pool: &Pool, key: &[u8], hash: u32, loc: Location) -> Option<Location> {
-        if self.len >= self.grow_at {
-            let len = self.slots.len();
-            self.resize(pool, if len == 0 { MIN_SLOTS } else { next_size(len) });
+        let mut empty = None;
+        if !self.slots.is_empty() {
+            match self.probe(key, hash, |_, _| {}) {
+                Ok((i, _)) => return Some(self.set_location(pool, i, loc)),
+                Err(at) => empty = Some(at),
+            }
         }
-        let i = match self.probe(key, hash, |_, _| {}) {
-            Ok((i, _)) => return Some(self.set_location(pool, i, loc)),
-            Err(empty) => empty,
-        };
+        if self.len >= self.grow_at {
+            if let Err(e) = self.grow_if_full(pool) {
+                out_of_memory(e);
+            }
+            empty = None;
+        }
+        // After a resize: the empty slot that ends the key's probe run.
+        let i = empty.unwrap_or_else(|| self.walk(hash, |_| false).unwrap_err());
         let e = self.arena.push(pool, key, loc.value_len, loc.expiry);
         self.slots[i] = Slot {
             meta: ((hash & TAG_MASK) as u64) << TAG_SHIFT | ent_bits(e),
@@ -593,21 +627,54 @@ impl Shard {
         self.slots[i] = slot;
     }
 
-    /// `resize` for the keys open knows are coming: the table grows again
-    /// only past `capacity_known`.
-    fn resize_known(&mut self, pool: &Pool, new_len: usize) {
-        self.resize(pool, new_len);
-        self.grow_at = capacity_known(new_len);
+    /// Grows the table if one more key would make it too full.
+    fn grow_if_full(&mut self, pool: &Pool) -> Result<(), NoRoom> {
+        if self.len < self.grow_at {
+            return Ok(());
+        }
+        let len = self.slots.len();
+        self.resize(pool, if len == 0 { MIN_SLOTS } else { next_size(len) })
     }
 
-    fn resize(&mut self, pool: &Pool, new_len: usize) {
-        let old = std::mem::replace(&mut self.slots, Table::zeroed(pool, new_len));
+    /// Room for `key`'s entry, unless it has one already (of the same
+    /// shape): the key is looked up only when there is no room.
+    fn make_room(&mut self, pool: &Pool, key: &[u8], hash: u32, timed: bool) -> Result<(), NoRoom> {
+        let need = Arena::entry_len(timed, key.len());
+        if self.len < self.grow_at && self.arena.fits(need) {
+            return Ok(());
+        }
+        if let Some((_, e)) = self.find(key, hash) {
+            if e.timed == timed {
+                return Ok(()); // updated in place
+            }
+            // Its slot stays; the arena takes a new entry.
+            return self.arena.make_room(pool, need);
+        }
+        self.grow_if_full(pool)?;
+        self.arena.make_room(pool, need)
+    }
+
+    /// `resize` for the keys open knows are coming: the table grows again
+    /// only past `capacity_known`.
+    fn resize_known(&mut self, pool: &Pool, new_len: usize) -> Result<(), NoRoom> {
+        self.resize(pool, new_len)?;
+        self.grow_at = capacity_known(new_len);
+        Ok(())
+    }
+
+    /// Moves the slots to a table of `new_len`; without the memory for
+    /// it, nothing changes.
+    fn resize(&mut self, pool: &Pool, new_len: usize) -> Result<(), NoRoom> {
+        let bytes = new_len.saturating_mul(std::mem::size_of::<Slot>());
+        let table = Table::zeroed(pool, new_len).ok_or(NoRoom(bytes))?;
+        let old = std::mem::replace(&mut self.slots, table);
         self.grow_at = capacity(new_len);
         for s in old.iter().filter(|s| s.meta != 0) {
             let home = self.home(s);
             self.place(*s, home);
         }
         pool.recycle(old.into_block());
+        Ok(())
     }
 
     /// Removes `key`; returns where it pointed.
@@ -649,14 +716,32 @@ impl Shard {
         }
     }
 
-    /// Rewrites the arena without the holes left by removed entries.
+    /// Rewrites the arena without the holes left by removed entries. It
+    /// only saves memory: without the memory to do it, nothing changes.
     fn compact(&mut self, pool: &Pool) {
         let mut fresh = Arena::default();
-        for s in self.slots.iter_mut().filter(|s| s.meta != 0) {
+        let mut moved = Vec::new();
+        if moved.try_reserve_exact(self.len).is_err() {
+            return;
+        }
+        for s in self.slots.iter().filter(|s| s.meta != 0) {
             let e = ent(s);
             let (value_len, expiry) = self.arena.sizes(e);
-            let moved = fresh.push(pool, self.arena.key(e), value_len, expiry);
-            repoint(s, moved);
+            let key = self.arena.key(e);
+            if fresh
+                .make_room(pool, Arena::entry_len(e.timed, key.len()))
+                .is_err()
+            {
+                for chunk in fresh.chunks {
+                    pool.recycle(chunk.into_block());
+                }
+                return;
+            }
+            moved.push(fresh.push(pool, key, value_len, expiry));
+        }
+        let live = self.slots.iter_mut().filter(|s| s.meta != 0);
+        for (s, m) in live.zip(moved) {
+            repoint(s, m);
         }
         let old = std::mem::replace(&mut self.arena, fresh);
         for chunk in old.chunks {
@@ -681,21 +766,37 @@ struct Arena {
 }
 
 impl Arena {
-    fn push(&mut self, pool: &Pool, key: &[u8], value_len: u32, expiry: u32) -> Ent {
-        let timed = expiry != 0;
-        let need = Arena::entry_len(timed, key.len());
-        let fits = self
-            .chunks
+    /// Whether an entry of `need` bytes fits in the last chunk.
+    fn fits(&self, need: usize) -> bool {
+        self.chunks
             .last()
-            .is_some_and(|c| c.len() + need <= c.capacity());
-        if !fits {
+            .is_some_and(|c| c.len() + need <= c.capacity())
+    }
+
+    /// Room for an entry of `need` bytes in the last chunk.
+    fn make_room(&mut self, pool: &Pool, need: usize) -> Result<(), NoRoom> {
+        if !self.fits(need) {
             // Small databases stay small: chunks start at 256 bytes and
             // double up to CHUNK.
             let grow = self
                 .chunks
                 .last()
                 .map_or(256, |c| (c.capacity() * 2).min(CHUNK));
-            self.chunks.push(Chunk::with_capacity(pool, need.max(grow)));
+            let cap = need.max(grow);
+            self.chunks
+                .try_reserve(1)
+                .map_err(|_| NoRoom(std::mem::size_of::<Chunk>()))?;
+            self.chunks
+                .push(Chunk::with_capacity(pool, cap).ok_or(NoRoom(cap))?);
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, pool: &Pool, key: &[u8], value_len: u32, expiry: u32) -> Ent {
+        let timed = expiry != 0;
+        let need = Arena::entry_len(timed, key.len());
+        if let Err(e) = self.make_room(pool, need) {
+            out_of_memory(e);
         }
         let idx = self.chunks.len() - 1;
         let chunk = &mut self.chunks[idx];
