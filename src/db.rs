@@ -7,7 +7,7 @@ use crate::error::{copy_out, Error, Result, Status};
 use crate::format::{self, record_len, FILE_HEADER_LEN, FLAG_TOMBSTONE, RECORD_HEADER_LEN};
 use crate::hint::{self, Hint, HintWriter};
 use crate::keydir::{Keydir, Location, NoRoom, Seed};
-use crate::load::{self, Source};
+use crate::load::{self, Source, Unloaded};
 use crate::lock::DirLock;
 use crate::options::{Options, SyncMode};
 use crate::prefetch::MapAddrs;
@@ -435,7 +435,12 @@ impl Inner {
                 // over. A hint built by a scan is not checked again, so one
                 // fails only if it cannot be read back: an error, not
                 // another round.
-                Err(bad) => {
+                Err(Unloaded::NoRoom(n)) => {
+                    drop(keydir);
+                    let what = format_args!("the keydir, loading hint files");
+                    return Err(Error::no_memory(n, what));
+                }
+                Err(Unloaded::BadHints(bad)) => {
                     if let Some(&i) = bad.iter().find(|&&i| sources[i].hint.built_here()) {
                         return Err(Error::new(
                             Status::Io,

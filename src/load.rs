@@ -17,8 +17,9 @@
 use crate::error::{Error, Result, Status};
 use crate::format::record_len;
 use crate::hint::{Hint, RangeSeen};
-use crate::keydir::{Keydir, Location, ShardRange};
+use crate::keydir::{Keydir, Location, NoRoom, ShardRange};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A data file (by in-memory handle) and the hint to load it from.
 pub struct Source {
@@ -35,23 +36,35 @@ pub struct Loaded {
     pub tombstones: HashMap<u32, u64>,
 }
 
-/// Loads `sources` (oldest first) into `keydir`. Returns what became dead,
-/// or the indexes of the sources whose hints turned out wrong.
+/// Why `load` did not load the keydir.
+pub enum Unloaded {
+    /// The indexes of the sources whose hints turned out wrong.
+    BadHints(Vec<usize>),
+    /// No memory for the keydir (the bytes asked for). The caller drops
+    /// the keydir before it says so: until then there may be no memory
+    /// even for the message.
+    NoRoom(usize),
+}
+
+/// Loads `sources` (oldest first) into `keydir`. Returns what became dead.
 pub fn load(
     keydir: &mut Keydir,
     sources: &[Source],
     threads: usize,
-) -> Result<std::result::Result<Loaded, Vec<usize>>> {
+) -> Result<std::result::Result<Loaded, Unloaded>> {
     // Entries carry their hash: the caller passes only hints under the
     // keydir's seed (it scans the others).
     debug_assert!(sources.iter().all(|s| s.hint.seed == keydir.seed()));
     let ranges = keydir.split(threads);
+    // Set by the first loader without memory: the others stop too.
+    let no_room = AtomicUsize::new(0);
     let results: Vec<(Loaded, Vec<RangeSeen>)> = std::thread::scope(|scope| {
         let mut handles = Vec::new();
         for range in ranges {
+            let no_room = &no_room;
             let h = std::thread::Builder::new()
                 .name("bitcask-load".into())
-                .spawn_scoped(scope, move || load_range(range, sources))
+                .spawn_scoped(scope, move || load_range(range, sources, no_room))
                 .map_err(|e| Error::new(Status::Io, format!("starting a loader thread: {e}")))?;
             handles.push(h);
         }
@@ -63,6 +76,10 @@ pub fn load(
             })
             .collect::<Result<Vec<_>>>()
     })?;
+    match no_room.into_inner() {
+        0 => {}
+        n => return Ok(Err(Unloaded::NoRoom(n))),
+    }
     let mut bad = Vec::new();
     for (i, source) in sources.iter().enumerate() {
         let seen: Vec<&RangeSeen> = results.iter().map(|(_, s)| &s[i]).collect();
@@ -71,7 +88,7 @@ pub fn load(
         }
     }
     if !bad.is_empty() {
-        return Ok(Err(bad));
+        return Ok(Err(Unloaded::BadHints(bad)));
     }
     let mut all = Loaded::default();
     for (part, _) in results {
@@ -93,7 +110,11 @@ const GROUP: usize = 8;
 /// stays in cache while the group's files fill it. (One sweep of the whole
 /// range per file instead measured 15-30% slower at 10 M keys in 6 files:
 /// every file streamed the tables through memory again.)
-fn load_range(mut range: ShardRange<'_>, sources: &[Source]) -> Result<(Loaded, Vec<RangeSeen>)> {
+fn load_range(
+    mut range: ShardRange<'_>,
+    sources: &[Source],
+    no_room: &AtomicUsize,
+) -> Result<(Loaded, Vec<RangeSeen>)> {
     let mut acc = Loaded::default();
     let mut seen: Vec<RangeSeen> = sources.iter().map(|_| RangeSeen::new()).collect();
     let mut buf = Vec::new();
@@ -126,7 +147,13 @@ fn load_range(mut range: ShardRange<'_>, sources: &[Source]) -> Result<(Loaded, 
                 range.reserve(p, n.fold(0, usize::saturating_add));
             }
             for ((s, seen), file) in group.iter().zip(seen.iter_mut()).zip(&files) {
+                if no_room.load(Ordering::Relaxed) != 0 {
+                    return Ok((acc, Vec::new()));
+                }
                 s.hint.read_part(p, file.as_ref(), &mut buf, seen, |e| {
+                    if no_room.load(Ordering::Relaxed) != 0 {
+                        return;
+                    }
                     let old = if e.hdr.is_tombstone() {
                         *acc.tombstones.entry(s.fnum).or_default() += e.hdr.record_len();
                         range.remove(e.hash, e.key)
@@ -137,7 +164,13 @@ fn load_range(mut range: ShardRange<'_>, sources: &[Source]) -> Result<(Loaded, 
                             value_len: e.hdr.value_len,
                             expiry: e.hdr.expiry,
                         };
-                        range.upsert(e.hash, e.key, loc)
+                        match range.upsert(e.hash, e.key, loc) {
+                            Ok(old) => old,
+                            Err(NoRoom(n)) => {
+                                no_room.store(n.max(1), Ordering::Relaxed);
+                                return;
+                            }
+                        }
                     };
                     if let Some(old) = old {
                         *acc.dead.entry(old.file).or_default() +=

@@ -61,8 +61,8 @@ const MIN_SLOTS: usize = 16;
 #[derive(Debug)]
 pub struct NoRoom(pub usize);
 
-/// Where the keydir cannot fail (open's load, a merge's compaction's
-/// callers): the global allocator's handler, which aborts, as `Vec` does.
+/// Where `make_room` made sure no memory is needed: the global
+/// allocator's handler, which aborts, as `Vec` does.
 fn out_of_memory(NoRoom(bytes): NoRoom) -> ! {
     handle_alloc_error(Layout::from_size_align(bytes.max(1), 8).unwrap_or(Layout::new::<u64>()))
 }
@@ -342,9 +342,17 @@ impl ShardRange<'_> {
     }
 
     /// Points `key` (whose hash is `hash`) at `loc`; returns the old location.
-    pub fn upsert(&mut self, hash: u32, key: &[u8], loc: Location) -> Option<Location> {
+    /// Or NoRoom, changing nothing, when the system has no memory for a
+    /// new key.
+    pub fn upsert(
+        &mut self,
+        hash: u32,
+        key: &[u8],
+        loc: Location,
+    ) -> Result<Option<Location>, NoRoom> {
         let (shard, pool) = self.shard(hash);
-        shard.upsert(pool, key, hash, loc)
+        shard.make_room(pool, key, hash, loc.expiry != 0)?;
+        Ok(shard.upsert(pool, key, hash, loc))
     }
 
     pub fn remove(&mut self, hash: u32, key: &[u8]) -> Option<Location> {
