@@ -320,8 +320,9 @@ const char *bc_last_error(void);
  *         pid); BC_CORRUPTION (a damaged or foreign file: the message
  *         names the file and offset); BC_VERSION_MISMATCH (a data file of
  *         a format version this library does not read, also with the
- *         repair option: nothing is changed); BC_NO_MEMORY (no room for a
- *         scan's read window); BC_INTERNAL (a bug, such as a panic in a
+ *         repair option: nothing is changed); BC_NO_MEMORY (no room for
+ *         the keydir, which holds every key, or for a scan's read
+ *         window); BC_INTERNAL (a bug, such as a panic in a
  *         thread that loads or scans files).
  * Thread-safe (opens of different directories may run in parallel).
  */
