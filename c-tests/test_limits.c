@@ -323,6 +323,8 @@ static int child_nomem(const char *dir) {
     return check_finish();
 }
 
+#define WARM_KEYS 2000
+
 /* In a child process: with the address space used up, puts of new keys
  * get BC_NO_MEMORY naming the keydir once it cannot grow, with nothing
  * appended (the parent checks that after a reopen: the index of the key
@@ -336,8 +338,23 @@ static int child_keydir_full(const char *dir) {
     char key[32];
     int nheld = 0, i, klen = 0;
     long n;
+    void *probe;
+    /* Enough records (300 KB) for the write buffer to grow to its full
+     * size (256 KiB): the keydir, not the buffer, is to run out. */
+    for (i = 0; i < WARM_KEYS; i++) {
+        char warm[150];
+        memset(warm, 'w', sizeof warm);
+        klen = snprintf(warm, 16, "warm-%d", i);
+        warm[klen] = 'w';
+        CHECK_STATUS(bc_put(db, U8(warm), sizeof warm, V("v")), BC_OK);
+    }
     rl.rlim_cur = rl.rlim_max = (rlim_t)address_space_bytes() + (16u << 20);
     if (setrlimit(RLIMIT_AS, &rl) != 0) return 77;
+    probe = malloc(64u << 20);
+    if (probe != NULL) {
+        free(probe);
+        return 77;
+    }
     while (nheld < (1 << 16) && (held[nheld] = malloc(64 << 10)) != NULL) nheld++;
     if (nheld == 1 << 16) return 77;
     for (i = 0; i < 16 && nheld > 0; i++) free(held[--nheld]);
@@ -406,13 +423,13 @@ static void test_a_keydir_out_of_memory(void) {
     f = fopen(path, "r");
     CHECK(f != NULL && fscanf(f, "%ld", &failed) == 1 && failed > 1000);
     fclose(f);
-    /* The keys before the one whose put failed, and "after": that one is
-     * not there, in the data file either (the hint holds only what the
-     * keydir did). */
+    /* The keys before the one whose put failed, the warm-up keys and
+     * "after": that one is not there, in the data file either (the hint
+     * holds only what the keydir did). */
     remove_hints(dir);
     db = open_db(dir, NULL);
     CHECK_STATUS(bc_count(db, &count), BC_OK);
-    CHECK_MSG(count == (uint64_t)failed + 1, "%lu keys, the put of key %ld failed",
+    CHECK_MSG(count == (uint64_t)failed + WARM_KEYS + 1, "%lu keys, the put of key %ld failed",
               (unsigned long)count, failed);
     for (i = 0; i < (uint64_t)failed; i++) {
         klen = snprintf(key, sizeof key, "key-%09lu", (unsigned long)i);

@@ -335,25 +335,37 @@ impl DataFile {
         len: usize,
         cap: usize,
         encode: impl FnOnce(&mut Vec<u8>),
-    ) -> Option<u64> {
+    ) -> Result<Option<u64>> {
         let mut tail = self.tail.write();
         if tail.pending.len() + len > cap {
-            return None;
+            return Ok(None);
         }
+        self.grow_buffer(&mut tail.pending, len)?;
         let before = tail.pending.len();
         encode(&mut tail.pending);
         self.record_bytes.fetch_add(len as u64, Ordering::Relaxed);
-        Some(tail.base + before as u64)
+        Ok(Some(tail.base + before as u64))
     }
 
-    /// Appends one record to the buffer; returns its offset.
-    pub fn append(&self, encode: impl FnOnce(&mut Vec<u8>)) -> u64 {
+    /// Appends one record of `len` bytes to the buffer; returns its offset.
+    pub fn append(&self, len: usize, encode: impl FnOnce(&mut Vec<u8>)) -> Result<u64> {
         let mut tail = self.tail.write();
+        self.grow_buffer(&mut tail.pending, len)?;
         let before = tail.pending.len();
         encode(&mut tail.pending);
-        let added = (tail.pending.len() - before) as u64;
-        self.record_bytes.fetch_add(added, Ordering::Relaxed);
-        tail.base + before as u64
+        self.record_bytes.fetch_add(len as u64, Ordering::Relaxed);
+        Ok(tail.base + before as u64)
+    }
+
+    /// Room in the buffer for `len` more bytes. The buffer grows as it
+    /// fills (a handle that writes little keeps a small one), so an append
+    /// may need memory: without it, the record is refused, not the
+    /// process aborted.
+    fn grow_buffer(&self, pending: &mut Vec<u8>, len: usize) -> Result<()> {
+        pending.try_reserve(len).map_err(|_| {
+            let what = format_args!("the write buffer of {}", self.path.display());
+            Error::no_memory(pending.len().saturating_add(len), what)
+        })
     }
 
     /// Writes a record straight to the file, bypassing the buffer (which

@@ -969,14 +969,16 @@ impl Inner {
         // `pwrite`; a record that does not fit in an empty buffer is
         // written at once.
         let cap = self.opts.write_buffer;
-        let offset = match file.append_within(len as usize, cap, encode) {
+        let offset = match file.append_within(len as usize, cap, encode)? {
             Some(offset) => offset,
             None => {
                 file.flush()?;
                 if len as usize >= cap {
                     // Too big for the buffer (which may be 0 bytes).
                     if len <= ONE_WRITE {
-                        let mut rec = Vec::with_capacity(len as usize);
+                        let mut rec = Vec::new();
+                        let what = format_args!("a record of {len} bytes");
+                        crate::error::reserve(&mut rec, len as usize, what)?;
                         encode(&mut rec);
                         file.append_direct(&[&rec])?
                     } else {
@@ -984,7 +986,7 @@ impl Inner {
                         file.append_direct(&[&header, key, value])?
                     }
                 } else {
-                    file.append(encode)
+                    file.append(len as usize, encode)?
                 }
             }
         };

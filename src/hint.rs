@@ -499,6 +499,9 @@ fn from_file(file: &File, path: &Path, data_id: u64, data_len: u64) -> Option<Hi
     })
 }
 
+/// The most of a hint file `Hint::read_part` reads at once.
+pub(crate) const READ_WINDOW: usize = 1 << 20;
+
 /// One entry of a hint.
 pub struct Entry<'a> {
     pub hash: u32,
@@ -603,7 +606,7 @@ impl Hint {
     /// `seen` what a check needs. Stops at the first entry out of place
     /// or unreadable (`seen` then says so) unless the hint was built here.
     /// `file` is the hint's `open`; `buf` is a read buffer the caller
-    /// reuses.
+    /// reuses (with room for `READ_WINDOW` bytes, it is not grown).
     pub fn read_part(
         &self,
         p: usize,
@@ -618,7 +621,7 @@ impl Hint {
         if matches!(self.src, Src::File) && file.is_none() {
             return seen.sane = false;
         }
-        const WINDOW: u64 = 1 << 20;
+        const WINDOW: u64 = READ_WINDOW as u64;
         let (count, end) = self.table[p];
         let mut at = self.start(p);
         let mut n = 0u32;

@@ -16,7 +16,7 @@
 
 use crate::error::{Error, Result, Status};
 use crate::format::record_len;
-use crate::hint::{Hint, RangeSeen};
+use crate::hint::{Hint, RangeSeen, READ_WINDOW};
 use crate::keydir::{Keydir, Location, NoRoom, ShardRange};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -117,7 +117,13 @@ fn load_range(
 ) -> Result<(Loaded, Vec<RangeSeen>)> {
     let mut acc = Loaded::default();
     let mut seen: Vec<RangeSeen> = sources.iter().map(|_| RangeSeen::new()).collect();
+    // The read buffer's whole size now: growing it later could find no
+    // memory where the keydir took it all.
     let mut buf = Vec::new();
+    if buf.try_reserve_exact(READ_WINDOW).is_err() {
+        no_room.store(READ_WINDOW, Ordering::Relaxed);
+        return Ok((acc, seen));
+    }
     for (g, group) in sources.chunks(GROUP).enumerate() {
         let files = group
             .iter()

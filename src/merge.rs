@@ -378,11 +378,11 @@ impl Inner {
                 }
             };
             let copy = |buf: &mut Vec<u8>| buf.extend_from_slice(keep);
-            let at = match o.file.append_within(keep.len(), WRITE_BUFFER, copy) {
+            let at = match o.file.append_within(keep.len(), WRITE_BUFFER, copy)? {
                 Some(at) => at,
                 None => {
                     o.file.flush()?;
-                    o.file.append(copy)
+                    o.file.append(keep.len(), copy)?
                 }
             };
             let kept = format::RecordHeader::decode(keep);
