@@ -323,6 +323,75 @@ static int child_nomem(const char *dir) {
     return check_finish();
 }
 
+/* Deletes the hint files in dir, so that open reads every record there is. */
+static void remove_hints(const char *dir) {
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    CHECK(d != NULL);
+    while ((e = readdir(d)) != NULL) {
+        size_t n = strlen(e->d_name);
+        char path[4096];
+        if (n < 5 || strcmp(e->d_name + n - 5, ".hint") != 0) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        CHECK(unlink(path) == 0);
+    }
+    closedir(d);
+}
+
+/* In a child process: a put whose record (250,000 bytes) the write buffer
+ * has to grow for, with 128 KiB of memory left, gets BC_NO_MEMORY naming
+ * the write buffer and writes nothing; smaller puts still work; 77 where
+ * the limit is not enforced. */
+static int child_buffer_full(const char *dir) {
+    static void *held[1 << 16];
+    static uint8_t big[250000];
+    bc_db *db = open_db(dir, NULL);
+    struct rlimit rl;
+    void *probe;
+    int nheld = 0, i;
+    rl.rlim_cur = rl.rlim_max = (rlim_t)address_space_bytes() + (16u << 20);
+    if (setrlimit(RLIMIT_AS, &rl) != 0) return 77;
+    probe = malloc(64u << 20);
+    if (probe != NULL) {
+        free(probe);
+        return 77;
+    }
+    while (nheld < (1 << 16) && (held[nheld] = malloc(64 << 10)) != NULL) nheld++;
+    if (nheld == 1 << 16) return 77;
+    for (i = 0; i < 2 && nheld > 0; i++) free(held[--nheld]);
+    memset(big, 'b', sizeof big);
+    CHECK_STATUS(bc_put(db, K("big"), big, sizeof big), BC_NO_MEMORY);
+    CHECK_STR_CONTAINS(bc_last_error(), "write buffer");
+    CHECK_STATUS(bc_put(db, K("small"), V("s")), BC_OK);
+    while (nheld > 0) free(held[--nheld]);
+    close_db(db);
+    return check_finish();
+}
+
+/* A put whose record the write buffer has no memory for fails with
+ * BC_NO_MEMORY before anything is written, instead of aborting. */
+static void test_a_write_buffer_out_of_memory(void) {
+    const char *dir = make_temp_dir();
+    const char *args[3] = {"child-buffer", dir, NULL};
+    bc_db *db;
+    uint64_t count = 0;
+    int rc;
+    if (under_valgrind()) return; /* valgrind manages the address space itself */
+    rc = wait_child(spawn_self(args, NULL, NULL));
+    if (rc == 77) {
+        printf("  (skipped: RLIMIT_AS is not enforced here)\n");
+        return;
+    }
+    CHECK_MSG(rc == 0, "the child reported failure %d (see above)", rc);
+    remove_hints(dir);
+    db = open_db(dir, NULL);
+    CHECK_STATUS(bc_count(db, &count), BC_OK);
+    CHECK(count == 1);
+    CHECK_GET(db, K("small"), V("s"));
+    CHECK_ABSENT(db, K("big"));
+    close_db(db);
+}
+
 #define WARM_KEYS 2000
 
 /* In a child process: with the address space used up, puts of new keys
@@ -384,21 +453,6 @@ static int child_keydir_full(const char *dir) {
         CHECK(f != NULL && fprintf(f, "%ld\n", n) > 0 && fclose(f) == 0);
     }
     return check_finish();
-}
-
-/* Deletes the hint files in dir, so that open reads every record there is. */
-static void remove_hints(const char *dir) {
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    CHECK(d != NULL);
-    while ((e = readdir(d)) != NULL) {
-        size_t n = strlen(e->d_name);
-        char path[4096];
-        if (n < 5 || strcmp(e->d_name + n - 5, ".hint") != 0) continue;
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        CHECK(unlink(path) == 0);
-    }
-    closedir(d);
 }
 
 /* A put whose key the keydir has no memory for fails with BC_NO_MEMORY
@@ -537,6 +591,10 @@ int main(int argc, char **argv) {
         check_in_child();
         return child_nomem(argv[2]);
     }
+    if (argc == 3 && strcmp(argv[1], "child-buffer") == 0) {
+        check_in_child();
+        return child_buffer_full(argv[2]);
+    }
     if (argc == 3 && strcmp(argv[1], "child-open") == 0) {
         check_in_child();
         return child_open_too_big(argv[2]);
@@ -558,6 +616,7 @@ int main(int argc, char **argv) {
     RUN(test_max_value_size_1);
     RUN(test_a_value_too_big_for_memory);
     RUN(test_a_keydir_out_of_memory);
+    RUN(test_a_write_buffer_out_of_memory);
     RUN(test_opening_a_keydir_too_big_for_memory);
     return check_finish();
 }
