@@ -18,11 +18,11 @@
 //! data file scanned.
 
 use crate::datafile::sync_dir;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Status};
 use crate::format::{self, RecordHeader, FILE_HEADER_LEN, HINT_MAGIC, RECORD_HEADER_LEN};
 use crate::keydir::{shard_of, Seed, SHARDS};
 use std::fs::{self, File};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -189,7 +189,9 @@ impl HintWriter {
             return Ok(part);
         };
         let spilled: usize = spill.runs[p].iter().map(|&(_, len, _)| len).sum();
-        let mut bytes = vec![0u8; spilled];
+        let mut bytes = Vec::new();
+        try_reserve(&mut bytes, spilled + part.len())?;
+        bytes.resize(spilled, 0);
         let mut at = 0;
         for &(offset, len, crc) in &spill.runs[p] {
             let run = &mut bytes[at..at + len];
@@ -246,9 +248,13 @@ impl HintWriter {
                 self.id, hdr.flags
             )));
         }
+        let b = &mut self.parts[shard_of(hash)];
+        if b.try_reserve(RAW_FIXED + 4 + key.len()).is_err() {
+            let what = format_args!("the hint of data file {:016x}", self.id);
+            return Err(Error::no_memory(b.len() + RAW_FIXED + 4 + key.len(), what));
+        }
         self.next_offset = offset + hdr.record_len();
         self.base = self.base.min(hdr.timestamp);
-        let b = &mut self.parts[shard_of(hash)];
         let before = b.len();
         for field in [hash, offset as u32, hdr.value_len, hdr.timestamp] {
             b.extend_from_slice(&field.to_le_bytes());
@@ -306,13 +312,17 @@ impl HintWriter {
             // order, so sorting keeps a key's records in the order they
             // were written.
             index.clear();
+            entries.clear();
+            // Room first (entries take RAW_FIXED bytes at least, and
+            // encode to at most 3 more than their raw bytes).
+            try_reserve(&mut index, part.len() / RAW_FIXED)?;
+            try_reserve(&mut entries, part.len() + part.len() / RAW_FIXED * 3)?;
             let mut at = 0;
             while at < part.len() {
                 index.push((format::u32_at(&part, at), at));
                 at += Self::raw_len(&part[at..]);
             }
             index.sort_unstable();
-            entries.clear();
             for &(_, at) in &index {
                 self.encode(&part[at..], &mut entries);
             }
@@ -340,13 +350,21 @@ impl HintWriter {
     }
 
     /// The hint as a source for loading without a file (open's scans
-    /// that cannot write it). Fails only if a spilled run cannot be read
-    /// back.
+    /// that cannot write it). Fails if a spilled run cannot be read back,
+    /// or with `NoMemory`.
     pub fn into_hint(self, data_len: u64) -> Result<Hint> {
         let mut bytes = Vec::new();
         let (id, seed) = (self.id, self.seed);
+        let spilled = self.spill.as_ref().map_or(0, |s| s.len as usize);
+        let raw = self.held + spilled;
+        let whole = FILE_HEADER_LEN as usize + raw + raw / RAW_FIXED * 3 + TRAILER_LEN as usize;
+        let what = format_args!("the hint of data file {id:016x}");
+        crate::error::reserve(&mut bytes, whole, what)?;
         let spill = self.spill.as_ref().map(|s| s.path.clone());
         if let Err(e) = self.write_to(&mut bytes, data_len) {
+            if e.kind() == std::io::ErrorKind::OutOfMemory {
+                return Err(Error::no_memory(whole, what));
+            }
             let path = spill.unwrap_or_default();
             return Err(Error::io(
                 "reading back the hint entries spilled to",
@@ -368,12 +386,19 @@ impl HintWriter {
     }
 }
 
+/// `v.try_reserve(n)`, failing as an I/O error of kind `OutOfMemory` (what
+/// `write_to` returns).
+fn try_reserve<T>(v: &mut Vec<T>, n: usize) -> std::io::Result<()> {
+    v.try_reserve(n)
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::OutOfMemory))
+}
+
 /// Writes hint `id` under a temporary name, syncs it and renames it into
 /// place; returns its path.
 fn write_atomically(
     dir: &Path,
     id: u64,
-    write: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
+    write: impl FnOnce(&mut File) -> std::io::Result<()>,
 ) -> Result<()> {
     // Two writers of one hint (merge and the worker sealing the same file)
     // must not share a temporary file; the last rename wins and both write
@@ -381,12 +406,17 @@ fn write_atomically(
     let path = hint_path(dir, id);
     let tmp = tmp_path(dir, id, "hint");
     let written = (|| {
-        let mut out = BufWriter::with_capacity(256 << 10, File::create(&tmp)?);
+        // Unbuffered: `write_to` writes a partition at a time.
+        let mut out = File::create(&tmp)?;
         write(&mut out)?;
-        out.into_inner().map_err(|e| e.into_error())?.sync_all()
+        out.sync_all()
     })();
     if let Err(e) = written {
         let _ = fs::remove_file(&tmp);
+        if e.kind() == std::io::ErrorKind::OutOfMemory {
+            let message = format!("{}: no memory to build the hint", tmp.display());
+            return Err(Error::new(Status::NoMemory, message));
+        }
         return Err(Error::io("writing hint file", &tmp, e));
     }
     fs::rename(&tmp, &path).map_err(|e| Error::io("renaming hint file to", &path, e))?;

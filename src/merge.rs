@@ -377,6 +377,13 @@ impl Inner {
                     out.insert(self.new_output(*next_id - 1)?)
                 }
             };
+            if o.moves.try_reserve(1).is_err() {
+                let n = (o.moves.len() + 1) * std::mem::size_of::<Move>();
+                return Err(Error::no_memory(
+                    n,
+                    format_args!("a merge's list of moved records"),
+                ));
+            }
             let copy = |buf: &mut Vec<u8>| buf.extend_from_slice(keep);
             let at = match o.file.append_within(keep.len(), WRITE_BUFFER, copy)? {
                 Some(at) => at,

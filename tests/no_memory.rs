@@ -1,0 +1,139 @@
+//! Allocations the system refuses, in the background work of a handle:
+//! this test binary's global allocator fails every allocation of 16 to 512
+//! KiB while a test says so (every thread's, the worker's too): the sizes
+//! a hint writer's entries grow through, but not a file reader's 1 MiB
+//! window, which would fail first. A seal whose hint cannot be built, and
+//! a merge without memory, must fail cleanly (the file keeps no hint; the
+//! merge returns `NoMemory`) and lose nothing, where an infallible
+//! allocation would abort the process.
+
+mod common;
+
+use bitcask::{Db, Options, Status, SyncMode};
+use common::{ok, open};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::HashMap;
+use std::fs;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Refuses allocations of 16 to 512 KiB while `REFUSING` is set.
+struct Refusing;
+
+static REFUSING: AtomicBool = AtomicBool::new(false);
+
+fn refused(size: usize) -> bool {
+    REFUSING.load(Ordering::Relaxed) && (16 << 10..=512 << 10).contains(&size)
+}
+
+fn refuse(on: bool) {
+    REFUSING.store(on, Ordering::Relaxed);
+}
+
+// SAFETY: every call is passed on to the system allocator unchanged, or
+// answered with null, which callers of a GlobalAlloc must handle.
+unsafe impl GlobalAlloc for Refusing {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if refused(layout.size()) {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: the caller's contract, passed on.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if refused(layout.size()) {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: as in `alloc`.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as in `alloc`.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if refused(new_size) {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: as in `alloc`.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Refusing = Refusing;
+
+fn names(dir: &Path, suffix: &str) -> usize {
+    fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(suffix)
+        })
+        .count()
+}
+
+fn verify(db: &Db, model: &HashMap<Vec<u8>, Vec<u8>>, what: &str) {
+    assert_eq!(db.count() as usize, model.len(), "{what}: count");
+    for (k, v) in model {
+        let got = ok(db.get(k), what);
+        assert_eq!(got.as_deref(), Some(&v[..]), "{what}: {k:?}");
+    }
+}
+
+#[test]
+fn a_seal_or_merge_without_memory_fails_cleanly_and_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let o = Options {
+        write_buffer: 4096,
+        ..common::opts(4 << 20, SyncMode::None)
+    };
+    let key = |i: u32| format!("key-{i:011}").into_bytes();
+    let mut model = HashMap::new();
+    let db = open(dir, &o);
+    // Most of a 4 MiB file: about 31,000 records whose hint entries take
+    // some 17 KiB per partition.
+    for i in 0..30_000u32 {
+        let v = format!("{i:0100}").into_bytes();
+        ok(db.put(&key(i), &v), "put");
+        model.insert(key(i), v);
+    }
+    // Overwrites (which need no keydir memory) retire the file; the
+    // worker's hint of it cannot be built, nor, at close, the active
+    // file's.
+    refuse(true);
+    for i in 0..2_000u32 {
+        let v = format!("{:0100}", i + 1).into_bytes();
+        ok(db.put(&key(i), &v), "overwrite under the limit");
+        model.insert(key(i), v);
+    }
+    let closed = db.close();
+    refuse(false);
+    ok(closed, "close under the limit");
+    assert_eq!(names(dir, ".data"), 2);
+    assert_eq!(names(dir, ".hint"), 0, "hints built without memory");
+
+    // Open scans the files and writes their hints.
+    let db = open(dir, &o);
+    verify(&db, &model, "reopen");
+    assert_eq!(names(dir, ".hint"), 2);
+
+    refuse(true);
+    let merged = db.merge();
+    refuse(false);
+    let e = merged.expect_err("a merge under the limit");
+    assert_eq!(e.status(), Status::NoMemory, "{}", e.message());
+    verify(&db, &model, "after the failed merge");
+    ok(db.merge(), "merge");
+    verify(&db, &model, "after the merge");
+    ok(db.close(), "close");
+    let db = open(dir, &o);
+    verify(&db, &model, "reopen after the merge");
+}
