@@ -489,8 +489,9 @@ bc_status bc_sync(struct bc_db *db);
  *         a failed fsync, which fails the handle: see bc_sync);
  *         BC_CORRUPTION (a record
  *         that fails its checksum: nothing was deleted); BC_NO_MEMORY (no
- *         room to read a record whole, as merge copies it: nothing was
- *         deleted); BC_INTERNAL.
+ *         room to read a record whole, as merge copies it, or for its
+ *         write buffer, its hints or its list of moved records: nothing
+ *         was deleted); BC_INTERNAL.
  * Thread-safe; one merge runs at a time (a second waits for the first).
  */
 bc_status bc_merge(struct bc_db *db);
