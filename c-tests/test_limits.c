@@ -269,6 +269,50 @@ static long address_space_bytes(void) {
     return pages * sysconf(_SC_PAGESIZE);
 }
 
+/* Limits the address space to what is in use plus `more` bytes. 0 when the
+ * limit is not enforced here, which a malloc of `probe` bytes then shows
+ * (qemu-user ignores RLIMIT_AS). */
+static int limit_address_space(size_t more, size_t probe) {
+    struct rlimit rl;
+    void *p;
+    rl.rlim_cur = rl.rlim_max = (rlim_t)address_space_bytes() + more;
+    if (setrlimit(RLIMIT_AS, &rl) != 0) return 0;
+    p = malloc(probe);
+    free(p);
+    return p == NULL;
+}
+
+/* 64 KiB blocks that take what the limit leaves. */
+static void *g_held[1 << 16];
+static int g_nheld;
+
+/* Takes every 64 KiB block malloc still gives (the heap's free space, which
+ * the limit cannot see, included), then gives `keep` of them back. 0 if
+ * malloc never refused. */
+static int use_up_memory(int keep) {
+    while (g_nheld < (1 << 16) && (g_held[g_nheld] = malloc(64 << 10)) != NULL) g_nheld++;
+    if (g_nheld == 1 << 16) return 0;
+    while (keep-- > 0 && g_nheld > 0) free(g_held[--g_nheld]);
+    return 1;
+}
+
+static void give_memory_back(void) {
+    while (g_nheld > 0) free(g_held[--g_nheld]);
+}
+
+/* Runs this program with `args` (a child mode and a directory) in a child
+ * process, which must succeed. 0 if it found the address-space limit not
+ * enforced here (its exit status 77). */
+static int run_in_child(const char **args) {
+    int rc = wait_child(spawn_self(args, NULL, NULL));
+    if (rc == 77) {
+        printf("  (skipped: RLIMIT_AS is not enforced here)\n");
+        return 0;
+    }
+    CHECK_MSG(rc == 0, "the child reported failure %d (see above)", rc);
+    return 1;
+}
+
 /* In a child process: 0 when bc_get of the big value returns BC_NO_MEMORY
  * naming the allocation and the handle goes on working; 77 when the limit
  * is not enforced here (qemu-user ignores RLIMIT_AS). */
@@ -277,14 +321,7 @@ static int child_nomem(const char *dir) {
     struct rlimit rl;
     uint8_t *val = NULL;
     size_t vlen = 0;
-    void *probe;
-    rl.rlim_cur = rl.rlim_max = (rlim_t)address_space_bytes() + (64u << 20);
-    if (setrlimit(RLIMIT_AS, &rl) != 0) return 77;
-    probe = malloc(BIG_VALUE);
-    if (probe != NULL) {
-        free(probe);
-        return 77;
-    }
+    if (!limit_address_space(64u << 20, BIG_VALUE)) return 77;
     val = (uint8_t *)&rl; /* sentinels: outputs are written only on success */
     vlen = 12345;
     CHECK_STATUS(bc_get(db, K("big"), &val, &vlen), BC_NO_MEMORY);
@@ -301,15 +338,10 @@ static int child_nomem(const char *dir) {
     rl.rlim_cur = rl.rlim_max = (rlim_t)address_space_bytes();
     CHECK(setrlimit(RLIMIT_AS, &rl) == 0);
     {
-        static void *held[1 << 16];
-        int nheld = 0;
         bc_iter *it = (bc_iter *)&rl; /* a sentinel, as above */
         const uint8_t *k;
         size_t kl;
-        int i;
-        while (nheld < (1 << 16) && (held[nheld] = malloc(64 << 10)) != NULL) nheld++;
-        CHECK_MSG(nheld < (1 << 16), "the address-space limit was not reached");
-        for (i = 0; i < 16 && nheld > 0; i++) free(held[--nheld]);
+        CHECK_MSG(use_up_memory(16), "the address-space limit was not reached");
         CHECK_STATUS(bc_iter_new(db, NULL, 0, &it), BC_NO_MEMORY);
         CHECK(it == (bc_iter *)&rl);
         CHECK_STR_CONTAINS(bc_last_error(), "iterator");
@@ -317,7 +349,7 @@ static int child_nomem(const char *dir) {
         CHECK_STATUS(bc_iter_next(it, &k, &kl), BC_OK);
         CHECK_STATUS(bc_iter_next(it, &k, &kl), BC_NOT_FOUND);
         bc_iter_free(it);
-        while (nheld > 0) free(held[--nheld]);
+        give_memory_back();
     }
     close_db(db);
     return check_finish();
@@ -343,27 +375,14 @@ static void remove_hints(const char *dir) {
  * the write buffer and writes nothing; smaller puts still work; 77 where
  * the limit is not enforced. */
 static int child_buffer_full(const char *dir) {
-    static void *held[1 << 16];
     static uint8_t big[250000];
     bc_db *db = open_db(dir, NULL);
-    struct rlimit rl;
-    void *probe;
-    int nheld = 0, i;
-    rl.rlim_cur = rl.rlim_max = (rlim_t)address_space_bytes() + (16u << 20);
-    if (setrlimit(RLIMIT_AS, &rl) != 0) return 77;
-    probe = malloc(64u << 20);
-    if (probe != NULL) {
-        free(probe);
-        return 77;
-    }
-    while (nheld < (1 << 16) && (held[nheld] = malloc(64 << 10)) != NULL) nheld++;
-    if (nheld == 1 << 16) return 77;
-    for (i = 0; i < 2 && nheld > 0; i++) free(held[--nheld]);
+    if (!limit_address_space(16u << 20, 64u << 20) || !use_up_memory(2)) return 77;
     memset(big, 'b', sizeof big);
     CHECK_STATUS(bc_put(db, K("big"), big, sizeof big), BC_NO_MEMORY);
     CHECK_STR_CONTAINS(bc_last_error(), "write buffer");
     CHECK_STATUS(bc_put(db, K("small"), V("s")), BC_OK);
-    while (nheld > 0) free(held[--nheld]);
+    give_memory_back();
     close_db(db);
     return check_finish();
 }
@@ -375,14 +394,8 @@ static void test_a_write_buffer_out_of_memory(void) {
     const char *args[3] = {"child-buffer", dir, NULL};
     bc_db *db;
     uint64_t count = 0;
-    int rc;
     if (under_valgrind()) return; /* valgrind manages the address space itself */
-    rc = wait_child(spawn_self(args, NULL, NULL));
-    if (rc == 77) {
-        printf("  (skipped: RLIMIT_AS is not enforced here)\n");
-        return;
-    }
-    CHECK_MSG(rc == 0, "the child reported failure %d (see above)", rc);
+    if (!run_in_child(args)) return;
     remove_hints(dir);
     db = open_db(dir, NULL);
     CHECK_STATUS(bc_count(db, &count), BC_OK);
@@ -400,14 +413,11 @@ static void test_a_write_buffer_out_of_memory(void) {
  * that failed is in <dir>.failed), and the handle goes on working once
  * memory is back; 77 where the limit is not enforced. */
 static int child_keydir_full(const char *dir) {
-    static void *held[1 << 16];
     bc_db *db = open_db(dir, NULL);
-    struct rlimit rl;
     bc_status st = BC_OK;
     char key[32];
-    int nheld = 0, i, klen = 0;
+    int i, klen = 0;
     long n;
-    void *probe;
     /* Enough records (300 KB) for the write buffer to grow to its full
      * size (256 KiB): the keydir, not the buffer, is to run out. */
     for (i = 0; i < WARM_KEYS; i++) {
@@ -417,16 +427,7 @@ static int child_keydir_full(const char *dir) {
         warm[klen] = 'w';
         CHECK_STATUS(bc_put(db, U8(warm), sizeof warm, V("v")), BC_OK);
     }
-    rl.rlim_cur = rl.rlim_max = (rlim_t)address_space_bytes() + (16u << 20);
-    if (setrlimit(RLIMIT_AS, &rl) != 0) return 77;
-    probe = malloc(64u << 20);
-    if (probe != NULL) {
-        free(probe);
-        return 77;
-    }
-    while (nheld < (1 << 16) && (held[nheld] = malloc(64 << 10)) != NULL) nheld++;
-    if (nheld == 1 << 16) return 77;
-    for (i = 0; i < 16 && nheld > 0; i++) free(held[--nheld]);
+    if (!limit_address_space(16u << 20, 64u << 20) || !use_up_memory(16)) return 77;
     for (n = 0; n < 10000000; n++) {
         klen = snprintf(key, sizeof key, "key-%09ld", n);
         st = bc_put(db, U8(key), (size_t)klen, V("value"));
@@ -442,7 +443,7 @@ static int child_keydir_full(const char *dir) {
         CHECK_STATUS(bc_put(db, U8(old), (size_t)olen, V("again")), BC_OK);
     }
     CHECK_STATUS(bc_put(db, U8(key), (size_t)klen, V("value")), BC_NO_MEMORY);
-    while (nheld > 0) free(held[--nheld]);
+    give_memory_back();
     CHECK_STATUS(bc_put(db, K("after"), V("a")), BC_OK);
     close_db(db);
     {
@@ -464,15 +465,10 @@ static void test_a_keydir_out_of_memory(void) {
     bc_db *db;
     uint64_t count = 0, i;
     long failed = -1;
-    int rc, klen;
+    int klen;
     FILE *f;
     if (under_valgrind()) return; /* valgrind manages the address space itself */
-    rc = wait_child(spawn_self(args, NULL, NULL));
-    if (rc == 77) {
-        printf("  (skipped: RLIMIT_AS is not enforced here)\n");
-        return;
-    }
-    CHECK_MSG(rc == 0, "the child reported failure %d (see above)", rc);
+    if (!run_in_child(args)) return;
     snprintf(path, sizeof path, "%s.failed", dir);
     f = fopen(path, "r");
     CHECK(f != NULL && fscanf(f, "%ld", &failed) == 1 && failed > 1000);
@@ -499,16 +495,8 @@ static void test_a_keydir_out_of_memory(void) {
  * what the address space has left (24 MiB) returns BC_NO_MEMORY naming
  * the keydir; 77 where the limit is not enforced. */
 static int child_open_too_big(const char *dir) {
-    struct rlimit rl;
     bc_db *db = NULL;
-    void *probe;
-    rl.rlim_cur = rl.rlim_max = (rlim_t)address_space_bytes() + (24u << 20);
-    if (setrlimit(RLIMIT_AS, &rl) != 0) return 77;
-    probe = malloc(64u << 20);
-    if (probe != NULL) {
-        free(probe);
-        return 77;
-    }
+    if (!limit_address_space(24u << 20, 64u << 20)) return 77;
     CHECK_STATUS(bc_open(dir, NULL, &db), BC_NO_MEMORY);
     CHECK(db == NULL);
     CHECK_STR_CONTAINS(bc_last_error(), "keydir");
@@ -523,7 +511,7 @@ static void test_opening_a_keydir_too_big_for_memory(void) {
     bc_db *db;
     uint64_t count = 0;
     char key[200];
-    int i, rc;
+    int i;
     if (under_valgrind()) return; /* valgrind manages the address space itself */
     db = open_db(dir, NULL);
     memset(key, 'k', sizeof key);
@@ -532,12 +520,7 @@ static void test_opening_a_keydir_too_big_for_memory(void) {
         CHECK_STATUS(bc_put(db, U8(key), sizeof key, V("v")), BC_OK);
     }
     close_db(db);
-    rc = wait_child(spawn_self(args, NULL, NULL));
-    if (rc == 77) {
-        printf("  (skipped: RLIMIT_AS is not enforced here)\n");
-        return;
-    }
-    CHECK_MSG(rc == 0, "the child reported failure %d (see above)", rc);
+    if (!run_in_child(args)) return;
     db = open_db(dir, NULL);
     CHECK_STATUS(bc_count(db, &count), BC_OK);
     CHECK(count == 200000);
@@ -577,12 +560,7 @@ static void test_a_value_too_big_for_memory(void) {
     args[0] = "child-nomem";
     args[1] = dir;
     args[2] = NULL;
-    rc = wait_child(spawn_self(args, NULL, NULL));
-    if (rc == 77) {
-        printf("  (skipped: RLIMIT_AS is not enforced here)\n");
-        return;
-    }
-    CHECK_MSG(rc == 0, "the child reported failure %d (see above)", rc);
+    if (!run_in_child(args)) return;
 }
 
 int main(int argc, char **argv) {

@@ -1346,12 +1346,14 @@ fn bit_rot_beside_zero_pages_is_not_a_lost_page() {
     across[1].1 = Some(val(2, 4078 - 16 - 120 - 20));
     // (name, the writes, the damage: returns the offset to be named)
     type Damage = fn(&mut [u8], &[RawRecord]) -> u64;
-    // A value with zero pages between other bytes.
-    let mut framed = vec![1u8; 100];
-    framed.extend_from_slice(&[0; 3 * 4096]);
-    framed.extend_from_slice(&[2u8; 100]);
-    let framed = around((b"framed".to_vec(), Some(framed)));
-    // A value holding a record's image at 0x2000, between zero pages.
+    // A value with `pages` zero pages between other bytes.
+    let framed = |pages: usize| {
+        let mut v = vec![1u8; 100];
+        v.extend_from_slice(&vec![0; pages * 4096]);
+        v.extend_from_slice(&[2u8; 100]);
+        around((b"framed".to_vec(), Some(v)))
+    };
+    // A value of `len` zero bytes with a record's image 2/3 into it.
     let ghost = {
         let (k, v) = (b"ghost", b"boo");
         let mut h = vec![0u8; 19];
@@ -1364,56 +1366,45 @@ fn bit_rot_beside_zero_pages_is_not_a_lost_page() {
         h[0..4].copy_from_slice(&crc.to_le_bytes());
         h
     };
-    let mut nested = vec![0u8; 0x2000];
-    nested.extend_from_slice(&ghost);
-    nested.resize(0x3000, 0);
-    let nested = around((b"victim".to_vec(), Some(nested)));
-    // The same two, past 64 KiB: checksums for the one-damaged-byte and
-    // flipped-length-bit tests come from checksums of the rest of the file.
-    let mut framed_large = vec![1u8; 100];
-    framed_large.extend_from_slice(&[0; 40 * 4096]);
-    framed_large.extend_from_slice(&[2u8; 100]);
-    let framed_large = around((b"framed".to_vec(), Some(framed_large)));
-    let mut nested_large = vec![0u8; 0x20000];
-    nested_large.extend_from_slice(&ghost);
-    nested_large.resize(0x30000, 0);
-    let nested_large = around((b"victim".to_vec(), Some(nested_large)));
+    let nested = |len: usize| {
+        let mut v = vec![0u8; len / 3 * 2];
+        v.extend_from_slice(&ghost);
+        v.resize(len, 0);
+        around((b"victim".to_vec(), Some(v)))
+    };
+    // One bit of the value length (0x3000 -> 0x2000), so that the record
+    // ends at the image inside its value.
+    let to_the_image: Damage = |b, recs| {
+        let len = recs[2].value.len() as u32;
+        assert_eq!((len ^ (len / 3 * 2)).count_ones(), 1);
+        let at = recs[2].offset as usize + 14;
+        b[at..at + 4].copy_from_slice(&(len / 3 * 2).to_le_bytes());
+        recs[2].offset
+    };
+    let byte_50: Damage = |b, recs| {
+        b[recs[2].offset as usize + 19 + 6 + 50] = 0x77; // value byte 50
+        recs[2].offset
+    };
+    // Past 64 KiB, the one-damaged-byte and flipped-length-bit tests take
+    // their checksums from checksums of the rest of the file.
     let cases: [(&str, Vec<W>, Damage); 10] = [
         (
             "a length bit flipped to end at a record inside a large value",
-            nested_large,
-            |b, recs| {
-                assert_eq!(recs[2].value.len(), 0x30000);
-                b[recs[2].offset as usize + 16] ^= 0x01; // 0x30000 -> 0x20000
-                recs[2].offset
-            },
+            nested(0x30000),
+            to_the_image,
         ),
         (
             "a damaged byte before zero pages, in a large record",
-            framed_large,
-            |b, recs| {
-                b[recs[2].offset as usize + 19 + 6 + 50] = 0x77;
-                recs[2].offset
-            },
+            framed(40),
+            byte_50,
         ),
         (
             "a length bit flipped to end at a record inside the value",
-            nested,
-            |b, recs| {
-                assert_eq!(recs[2].value.len(), 0x3000);
-                b[recs[2].offset as usize + 15] ^= 0x10; // 0x3000 -> 0x2000
-                recs[2].offset
-            },
+            nested(0x3000),
+            to_the_image,
         ),
-        (
-            "a damaged byte before zero pages",
-            framed.clone(),
-            |b, recs| {
-                b[recs[2].offset as usize + 19 + 6 + 50] = 0x77; // value byte 50
-                recs[2].offset
-            },
-        ),
-        ("a damaged byte of the CRC", framed, |b, recs| {
+        ("a damaged byte before zero pages", framed(3), byte_50),
+        ("a damaged byte of the CRC", framed(3), |b, recs| {
             b[recs[2].offset as usize + 2] ^= 0x90;
             recs[2].offset
         }),
