@@ -191,9 +191,10 @@ impl Keydir {
             .make_room(&self.pool, key, h.0, timed)
     }
 
-    /// `insert` with the hash from `prepare`.
+    /// `insert` with the hash from `prepare`, after `make_room`.
     pub fn insert_hashed(&self, key: &[u8], h: Hashed, loc: Location) -> Option<Location> {
-        self.shard(h.0).write().upsert(&self.pool, key, h.0, loc)
+        let inserted = self.shard(h.0).write().upsert(&self.pool, key, h.0, loc);
+        inserted.unwrap_or_else(|e| out_of_memory(e))
     }
 
     pub fn remove(&self, key: &[u8]) -> Option<Location> {
@@ -344,6 +345,7 @@ impl ShardRange<'_> {
     /// Points `key` (whose hash is `hash`) at `loc`; returns the old location.
     /// Or NoRoom, changing nothing, when the system has no memory for a
     /// new key.
+    #[inline]
     pub fn upsert(
         &mut self,
         hash: u32,
@@ -351,8 +353,7 @@ impl ShardRange<'_> {
         loc: Location,
     ) -> Result<Option<Location>, NoRoom> {
         let (shard, pool) = self.shard(hash);
-        shard.make_room(pool, key, hash, loc.expiry != 0)?;
-        Ok(shard.upsert(pool, key, hash, loc))
+        shard.upsert(pool, key, hash, loc)
     }
 
     pub fn remove(&mut self, hash: u32, key: &[u8]) -> Option<Location> {
@@ -476,7 +477,9 @@ impl Shard {
     }
 
     /// Moves the key in slot `i`; returns where it pointed before.
-    fn set_location(&mut self, pool: &Pool, i: usize, loc: Location) -> Location {
+    /// Or NoRoom, changing nothing, when the key needs a new arena entry
+    /// and there is no memory for it.
+    fn set_location(&mut self, pool: &Pool, i: usize, loc: Location) -> Result<Location, NoRoom> {
         let old = self.location(i);
         let e = ent(&self.slots[i]);
         if e.timed == (loc.expiry != 0) {
@@ -486,7 +489,7 @@ impl Shard {
             // shard header shares a cache line with its lock, so the count
             // is written only here, when it changes.)
             let key = self.arena.key(e).to_vec();
-            let moved = self.arena.push(pool, &key, loc.value_len, loc.expiry);
+            let moved = self.arena.push(pool, &key, loc.value_len, loc.expiry)?;
             self.arena.free(e);
             self.expiring = self.expiring + moved.timed as usize - e.timed as usize;
             repoint(&mut self.slots[i], moved);
@@ -496,7 +499,7 @@ impl Shard {
         }
         let slot = &mut self.slots[i];
         (slot.file, slot.offset) = (loc.file, loc.offset);
-        old
+        Ok(old)
     }
 
     /// The entries with an expiry time; none at all to visit in a shard
@@ -599,24 +602,29 @@ impl Shard {
     /// Points `key` at `loc` with one probe sequence: it ends at the key
     /// or at the empty slot where the key belongs. Returns the old location.
     /// The table grows only for a new key: an update asks for no memory
-    /// (see `make_room`).
-    fn upsert(&mut self, pool: &Pool, key: &[u8], hash: u32, loc: Location) -> Option<Location> {
+    /// (see `make_room`). Or NoRoom, changing nothing.
+    #[inline]
+    fn upsert(
+        &mut self,
+        pool: &Pool,
+        key: &[u8],
+        hash: u32,
+        loc: Location,
+    ) -> Result<Option<Location>, NoRoom> {
         let mut empty = None;
         if !self.slots.is_empty() {
             match self.probe(key, hash, |_, _| {}) {
-                Ok((i, _)) => return Some(self.set_location(pool, i, loc)),
+                Ok((i, _)) => return self.set_location(pool, i, loc).map(Some),
                 Err(at) => empty = Some(at),
             }
         }
         if self.len >= self.grow_at {
-            if let Err(e) = self.grow_if_full(pool) {
-                out_of_memory(e);
-            }
+            self.grow_if_full(pool)?;
             empty = None;
         }
         // After a resize: the empty slot that ends the key's probe run.
         let i = empty.unwrap_or_else(|| self.walk(hash, |_| false).unwrap_err());
-        let e = self.arena.push(pool, key, loc.value_len, loc.expiry);
+        let e = self.arena.push(pool, key, loc.value_len, loc.expiry)?;
         self.slots[i] = Slot {
             meta: ((hash & TAG_MASK) as u64) << TAG_SHIFT | ent_bits(e),
             file: loc.file,
@@ -624,7 +632,7 @@ impl Shard {
         };
         self.len += 1;
         self.expiring += (loc.expiry != 0) as usize;
-        None
+        Ok(None)
     }
 
     fn place(&mut self, slot: Slot, home: usize) {
@@ -735,17 +743,15 @@ impl Shard {
         for s in self.slots.iter().filter(|s| s.meta != 0) {
             let e = ent(s);
             let (value_len, expiry) = self.arena.sizes(e);
-            let key = self.arena.key(e);
-            if fresh
-                .make_room(pool, Arena::entry_len(e.timed, key.len()))
-                .is_err()
-            {
-                for chunk in fresh.chunks {
-                    pool.recycle(chunk.into_block());
+            match fresh.push(pool, self.arena.key(e), value_len, expiry) {
+                Ok(m) => moved.push(m),
+                Err(_) => {
+                    for chunk in fresh.chunks {
+                        pool.recycle(chunk.into_block());
+                    }
+                    return;
                 }
-                return;
             }
-            moved.push(fresh.push(pool, key, value_len, expiry));
         }
         let live = self.slots.iter_mut().filter(|s| s.meta != 0);
         for (s, m) in live.zip(moved) {
@@ -782,30 +788,42 @@ impl Arena {
     }
 
     /// Room for an entry of `need` bytes in the last chunk.
+    #[inline]
     fn make_room(&mut self, pool: &Pool, need: usize) -> Result<(), NoRoom> {
-        if !self.fits(need) {
-            // Small databases stay small: chunks start at 256 bytes and
-            // double up to CHUNK.
-            let grow = self
-                .chunks
-                .last()
-                .map_or(256, |c| (c.capacity() * 2).min(CHUNK));
-            let cap = need.max(grow);
-            self.chunks
-                .try_reserve(1)
-                .map_err(|_| NoRoom(std::mem::size_of::<Chunk>()))?;
-            self.chunks
-                .push(Chunk::with_capacity(pool, cap).ok_or(NoRoom(cap))?);
+        if self.fits(need) {
+            return Ok(());
         }
+        self.add_chunk(pool, need)
+    }
+
+    #[cold]
+    fn add_chunk(&mut self, pool: &Pool, need: usize) -> Result<(), NoRoom> {
+        // Small databases stay small: chunks start at 256 bytes and
+        // double up to CHUNK.
+        let grow = self
+            .chunks
+            .last()
+            .map_or(256, |c| (c.capacity() * 2).min(CHUNK));
+        let cap = need.max(grow);
+        self.chunks
+            .try_reserve(1)
+            .map_err(|_| NoRoom(std::mem::size_of::<Chunk>()))?;
+        self.chunks
+            .push(Chunk::with_capacity(pool, cap).ok_or(NoRoom(cap))?);
         Ok(())
     }
 
-    fn push(&mut self, pool: &Pool, key: &[u8], value_len: u32, expiry: u32) -> Ent {
+    /// Or NoRoom, changing nothing.
+    fn push(
+        &mut self,
+        pool: &Pool,
+        key: &[u8],
+        value_len: u32,
+        expiry: u32,
+    ) -> Result<Ent, NoRoom> {
         let timed = expiry != 0;
         let need = Arena::entry_len(timed, key.len());
-        if let Err(e) = self.make_room(pool, need) {
-            out_of_memory(e);
-        }
+        self.make_room(pool, need)?;
         let idx = self.chunks.len() - 1;
         let chunk = &mut self.chunks[idx];
         let pos = idx * CHUNK + chunk.len();
@@ -819,7 +837,7 @@ impl Arena {
         }
         chunk.extend_from_slice(key);
         self.live += need;
-        Ent { pos, timed }
+        Ok(Ent { pos, timed })
     }
 
     fn entry_len(timed: bool, key_len: usize) -> usize {
