@@ -443,6 +443,19 @@ static int child_keydir_full(const char *dir) {
         CHECK_STATUS(bc_put(db, U8(old), (size_t)olen, V("again")), BC_OK);
     }
     CHECK_STATUS(bc_put(db, U8(key), (size_t)klen, V("value")), BC_NO_MEMORY);
+    /* Giving a key a TTL needs a new entry: stored, or BC_NO_MEMORY with
+     * the old value kept. */
+    {
+        char warm[150];
+        int wlen;
+        memset(warm, 'w', sizeof warm);
+        wlen = snprintf(warm, 16, "warm-%d", 0);
+        warm[wlen] = 'w';
+        st = bc_put_ttl(db, U8(warm), sizeof warm, V("ttl"), 100000);
+        CHECK(st == BC_OK || st == BC_NO_MEMORY);
+        if (st == BC_OK) CHECK_GET(db, U8(warm), sizeof warm, V("ttl"));
+        else CHECK_GET(db, U8(warm), sizeof warm, V("v"));
+    }
     give_memory_back();
     CHECK_STATUS(bc_put(db, K("after"), V("a")), BC_OK);
     close_db(db);

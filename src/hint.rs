@@ -190,7 +190,7 @@ impl HintWriter {
         };
         let spilled: usize = spill.runs[p].iter().map(|&(_, len, _)| len).sum();
         let mut bytes = Vec::new();
-        try_reserve(&mut bytes, spilled + part.len())?;
+        try_reserve(&mut bytes, spilled.saturating_add(part.len()))?;
         bytes.resize(spilled, 0);
         let mut at = 0;
         for &(offset, len, crc) in &spill.runs[p] {
@@ -355,9 +355,15 @@ impl HintWriter {
     pub fn into_hint(self, data_len: u64) -> Result<Hint> {
         let mut bytes = Vec::new();
         let (id, seed) = (self.id, self.seed);
-        let spilled = self.spill.as_ref().map_or(0, |s| s.len as usize);
-        let raw = self.held + spilled;
-        let whole = FILE_HEADER_LEN as usize + raw + raw / RAW_FIXED * 3 + TRAILER_LEN as usize;
+        // (Saturating: a size that does not fit a 32-bit usize fails to
+        // reserve rather than wraps.)
+        let spilled = self.spill.as_ref().map_or(0, |s| s.len);
+        let raw = usize::try_from(spilled)
+            .unwrap_or(usize::MAX)
+            .saturating_add(self.held);
+        let whole = (raw / RAW_FIXED * 3)
+            .saturating_add(raw)
+            .saturating_add((FILE_HEADER_LEN + TRAILER_LEN) as usize);
         let what = format_args!("the hint of data file {id:016x}");
         crate::error::reserve(&mut bytes, whole, what)?;
         let spill = self.spill.as_ref().map(|s| s.path.clone());
@@ -375,7 +381,8 @@ impl HintWriter {
         let trailer = &bytes[bytes.len() - TRAILER_LEN as usize..];
         let (table, base) = (read_table(trailer), read_base(trailer));
         Ok(Hint {
-            src: Src::Mem(bytes.into()),
+            // An Arc of the Vec, not of its bytes: that would copy them.
+            src: Src::Mem(Arc::new(bytes)),
             path: PathBuf::from(format!("(hint of {id:016x} in memory)")),
             data_len,
             seed,
@@ -425,7 +432,7 @@ fn write_atomically(
 
 enum Src {
     File,
-    Mem(Arc<[u8]>),
+    Mem(Arc<Vec<u8>>),
 }
 
 /// A hint whose header and trailer fit its data file. Its entries and CRC

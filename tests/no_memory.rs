@@ -120,6 +120,19 @@ fn a_seal_or_merge_without_memory_fails_cleanly_and_loses_nothing() {
     assert_eq!(names(dir, ".data"), 2);
     assert_eq!(names(dir, ".hint"), 0, "hints built without memory");
 
+    // A read-only open builds the hints of the files it scans in memory:
+    // without memory for them it fails, changing nothing.
+    let ro = Options {
+        read_only: true,
+        ..o.clone()
+    };
+    refuse(true);
+    let opened = Db::open(dir, ro);
+    refuse(false);
+    let e = opened.err().expect("a read-only open under the limit");
+    assert_eq!(e.status(), Status::NoMemory, "{}", e.message());
+    assert_eq!(names(dir, ".hint"), 0);
+
     // Open scans the files and writes their hints.
     let db = open(dir, &o);
     verify(&db, &model, "reopen");

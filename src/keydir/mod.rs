@@ -488,7 +488,11 @@ impl Shard {
             // The key gains or loses its expiry field: a new entry. (The
             // shard header shares a cache line with its lock, so the count
             // is written only here, when it changes.)
-            let key = self.arena.key(e).to_vec();
+            let src = self.arena.key(e);
+            let mut key = Vec::new();
+            key.try_reserve_exact(src.len())
+                .map_err(|_| NoRoom(src.len()))?;
+            key.extend_from_slice(src);
             let moved = self.arena.push(pool, &key, loc.value_len, loc.expiry)?;
             self.arena.free(e);
             self.expiring = self.expiring + moved.timed as usize - e.timed as usize;
@@ -738,6 +742,7 @@ impl Shard {
         let mut fresh = Arena::default();
         let mut moved = Vec::new();
         if moved.try_reserve_exact(self.len).is_err() {
+            self.arena.retry_at = self.arena.dead.saturating_mul(2);
             return;
         }
         for s in self.slots.iter().filter(|s| s.meta != 0) {
@@ -749,6 +754,7 @@ impl Shard {
                     for chunk in fresh.chunks {
                         pool.recycle(chunk.into_block());
                     }
+                    self.arena.retry_at = self.arena.dead.saturating_mul(2);
                     return;
                 }
             }
@@ -777,6 +783,9 @@ struct Arena {
     chunks: Vec<Chunk>,
     live: usize,
     dead: usize,
+    /// After a compaction that found no memory: the dead bytes at which
+    /// to try again (not at every removal).
+    retry_at: usize,
 }
 
 impl Arena {
@@ -879,7 +888,7 @@ impl Arena {
     }
 
     fn should_compact(&self) -> bool {
-        self.dead > 4 * CHUNK && self.dead > self.live
+        self.dead > 4 * CHUNK && self.dead > self.live && self.dead >= self.retry_at
     }
 
     fn heap_bytes(&self) -> usize {
