@@ -201,6 +201,16 @@ impl Chunk {
         self.len = end;
     }
 
+    /// Appends `len` of its own bytes from `from`; the caller checked that
+    /// they fit.
+    pub fn extend_from_within(&mut self, from: usize, len: usize) {
+        let end = self.len + len;
+        self.block
+            .bytes_mut()
+            .copy_within(from..from + len, self.len);
+        self.len = end;
+    }
+
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         &mut self.block.bytes_mut()[..self.len]
     }

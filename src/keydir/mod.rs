@@ -183,8 +183,7 @@ impl Keydir {
     /// when `timed`) that follows asks for no memory, making room for its
     /// entry if it needs one: a put asks for its memory before it appends
     /// its record, and fails cleanly. (Only puts add entries, one at a time
-    /// under the writer lock; a merge compacting the same shard in between
-    /// can still take the room.)
+    /// under the writer lock.)
     pub fn make_room(&self, key: &[u8], h: &Hashed, timed: bool) -> Result<(), NoRoom> {
         self.shard(h.0)
             .write()
@@ -218,14 +217,15 @@ impl Keydir {
 
     /// Removes the key whose record is at `from` (file, offset), if one
     /// still does: a merge's expired record, found as `relocate` finds
-    /// one. Returns whether it did.
+    /// one. Returns whether it did. Without the writer lock, so it leaves
+    /// the arena as it is (see `make_room`): a later removal compacts.
     pub fn remove_located(&self, hash: u32, from: (u32, u32)) -> bool {
         let mut shard = self.shard(hash).write();
         let Some(i) = shard.find_located(hash, from) else {
             return false;
         };
         let e = ent(&shard.slots[i]);
-        shard.remove_at(&self.pool, i, e);
+        shard.remove_at(i, e);
         true
     }
 
@@ -488,12 +488,7 @@ impl Shard {
             // The key gains or loses its expiry field: a new entry. (The
             // shard header shares a cache line with its lock, so the count
             // is written only here, when it changes.)
-            let src = self.arena.key(e);
-            let mut key = Vec::new();
-            key.try_reserve_exact(src.len())
-                .map_err(|_| NoRoom(src.len()))?;
-            key.extend_from_slice(src);
-            let moved = self.arena.push(pool, &key, loc.value_len, loc.expiry)?;
+            let moved = self.arena.push_moved(pool, e, loc.value_len, loc.expiry)?;
             self.arena.free(e);
             self.expiring = self.expiring + moved.timed as usize - e.timed as usize;
             repoint(&mut self.slots[i], moved);
@@ -657,21 +652,24 @@ impl Shard {
     }
 
     /// Room for `key`'s entry, unless it has one already (of the same
-    /// shape): the key is looked up only when there is no room.
+    /// shape): the key is looked up only when there is no room. What can
+    /// change the shard between this and the insert, without the writer
+    /// lock, is a merge: it moves keys and removes expired ones, but never
+    /// compacts the arena; so a key with an expiry time, which a merge may
+    /// remove, is given room as a new one.
     fn make_room(&mut self, pool: &Pool, key: &[u8], hash: u32, timed: bool) -> Result<(), NoRoom> {
         let need = Arena::entry_len(timed, key.len());
         if self.len < self.grow_at && self.arena.fits(need) {
             return Ok(());
         }
-        if let Some((_, e)) = self.find(key, hash) {
-            if e.timed == timed {
-                return Ok(()); // updated in place
+        match self.find(key, hash) {
+            Some((_, e)) if !e.timed && !timed => Ok(()), // updated in place
+            Some((_, e)) if !e.timed => self.arena.make_room(pool, need), // a new entry, same slot
+            _ => {
+                self.grow_if_full(pool)?;
+                self.arena.make_room(pool, need)
             }
-            // Its slot stays; the arena takes a new entry.
-            return self.arena.make_room(pool, need);
         }
-        self.grow_if_full(pool)?;
-        self.arena.make_room(pool, need)
     }
 
     /// `resize` for the keys open knows are coming: the table grows again
@@ -701,11 +699,12 @@ impl Shard {
     fn remove(&mut self, pool: &Pool, key: &[u8], hash: u32) -> Option<Location> {
         let (i, e) = self.find(key, hash)?;
         let old = self.location(i);
-        self.remove_at(pool, i, e);
+        self.remove_at(i, e);
+        self.compact_if_needed(pool);
         Some(old)
     }
 
-    fn remove_at(&mut self, pool: &Pool, mut hole: usize, e: Ent) {
+    fn remove_at(&mut self, mut hole: usize, e: Ent) {
         self.expiring -= e.timed as usize;
         self.arena.free(e);
         self.len -= 1;
@@ -725,7 +724,6 @@ impl Shard {
             i = self.next(i);
         }
         self.slots[hole] = Slot::default();
-        self.compact_if_needed(pool);
     }
 
     /// Compacts the arena once its dead entries (removed keys, keys that
@@ -830,23 +828,56 @@ impl Arena {
         value_len: u32,
         expiry: u32,
     ) -> Result<Ent, NoRoom> {
+        self.make_room(pool, Arena::entry_len(expiry != 0, key.len()))?;
+        let e = self.push_head(key.len(), value_len, expiry);
+        self.chunks
+            .last_mut()
+            .expect("made room")
+            .extend_from_slice(key);
+        Ok(e)
+    }
+
+    /// A new entry for the key of `e` (which stays), copied within the
+    /// arena: a key gaining or losing an expiry time needs no memory but
+    /// the arena's (see `make_room`). Or NoRoom, changing nothing.
+    fn push_moved(
+        &mut self,
+        pool: &Pool,
+        e: Ent,
+        value_len: u32,
+        expiry: u32,
+    ) -> Result<Ent, NoRoom> {
+        let key_len = self.key(e).len();
+        self.make_room(pool, Arena::entry_len(expiry != 0, key_len))?;
+        let (from, last) = (e.pos / CHUNK, self.chunks.len() - 1);
+        let at = e.pos % CHUNK + ENTRY_FIXED + 4 * e.timed as usize;
+        let moved = self.push_head(key_len, value_len, expiry);
+        if from == last {
+            self.chunks[last].extend_from_within(at, key_len);
+        } else {
+            let (before, rest) = self.chunks.split_at_mut(last);
+            rest[0].extend_from_slice(&before[from][at..at + key_len]);
+        }
+        Ok(moved)
+    }
+
+    /// Appends an entry's fixed part to the last chunk, which has room for
+    /// the whole entry; its key follows.
+    fn push_head(&mut self, key_len: usize, value_len: u32, expiry: u32) -> Ent {
         let timed = expiry != 0;
-        let need = Arena::entry_len(timed, key.len());
-        self.make_room(pool, need)?;
         let idx = self.chunks.len() - 1;
         let chunk = &mut self.chunks[idx];
         let pos = idx * CHUNK + chunk.len();
         let mut fixed = [0u8; ENTRY_FIXED];
         fixed[0..4].copy_from_slice(&value_len.to_le_bytes());
-        fixed[4..6].copy_from_slice(&(key.len() as u16).to_le_bytes());
+        fixed[4..6].copy_from_slice(&(key_len as u16).to_le_bytes());
         // Fixed-size copies: a copy of a computed length is a memmove call.
         chunk.extend_from_slice(&fixed);
         if timed {
             chunk.extend_from_slice(&expiry.to_le_bytes());
         }
-        chunk.extend_from_slice(key);
-        self.live += need;
-        Ok(Ent { pos, timed })
+        self.live += Arena::entry_len(timed, key_len);
+        Ent { pos, timed }
     }
 
     fn entry_len(timed: bool, key_len: usize) -> usize {
