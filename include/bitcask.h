@@ -360,8 +360,8 @@ bc_status bc_close(struct bc_db *db);
  *         BC_SYNC_ALWAYS mode the value may or may not be durable; in the
  *         other modes it was not stored); BC_NO_MEMORY (a new key, and no
  *         memory for the keydir to grow: nothing was stored; a key
- *         already there needs none, unless the put gives it a TTL or
- *         takes its TTL away); BC_INTERNAL.
+ *         already there without a TTL needs none, unless the put gives
+ *         it one); BC_INTERNAL.
  * Thread-safe.
  */
 bc_status bc_put(struct bc_db *db,
