@@ -361,7 +361,11 @@ impl DataFile {
     /// fills (a handle that writes little keeps a small one), so an append
     /// may need memory: without it, the record is refused, not the
     /// process aborted.
+    #[inline]
     fn grow_buffer(&self, pending: &mut Vec<u8>, len: usize) -> Result<()> {
+        if pending.capacity() - pending.len() >= len {
+            return Ok(());
+        }
         pending.try_reserve(len).map_err(|_| {
             let what = format_args!("the write buffer of {}", self.path.display());
             Error::no_memory(pending.len().saturating_add(len), what)

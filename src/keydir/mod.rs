@@ -863,6 +863,7 @@ impl Arena {
 
     /// Appends an entry's fixed part to the last chunk, which has room for
     /// the whole entry; its key follows.
+    #[inline]
     fn push_head(&mut self, key_len: usize, value_len: u32, expiry: u32) -> Ent {
         let timed = expiry != 0;
         let idx = self.chunks.len() - 1;
