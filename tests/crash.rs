@@ -414,9 +414,13 @@ fn crash_kill9_recovery() {
         }
         if inflight == Some(InFlight::Merge) {
             interrupted_merges += 1;
-            // Evidence the kill hit a merge while it wrote: an output or
-            // hint still under its temporary name.
-            merges_cut_writing += (!tmp_files(&dir).is_empty()) as u64;
+            // Evidence the kill hit a merge while it wrote: an output still
+            // under its temporary name (`*.data.tmp`: only merge writes
+            // those; hints, which the worker also writes, are not counted).
+            let outputs = tmp_files(&dir)
+                .into_iter()
+                .filter(|p| p.to_string_lossy().ends_with(".data.tmp"));
+            merges_cut_writing += (outputs.count() > 0) as u64;
         }
 
         // Sometimes simulate a power cut in the middle of the in-flight write:
