@@ -13,7 +13,7 @@ mod common;
 use bitcask::{Error, Status, SyncMode};
 use common::*;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// 0: off. 1: worker fails (after 20 ms), P succeeds (after 200 ms).
 /// 2: P fails (after 20 ms), worker succeeds (after 200 ms).
@@ -28,6 +28,8 @@ static BY_C: AtomicUsize = AtomicUsize::new(0);
 /// descriptor that had one.
 static IN_FLIGHT: std::sync::Mutex<Vec<libc::c_int>> = std::sync::Mutex::new(Vec::new());
 static OVERLAPPED: AtomicBool = AtomicBool::new(false);
+/// When the last call by the thread "P" returned.
+static P_DONE: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
 static STALLED: AtomicBool = AtomicBool::new(false);
 
 #[no_mangle]
@@ -71,6 +73,9 @@ pub extern "C" fn fdatasync(fd: libc::c_int) -> libc::c_int {
         busy.push(fd);
     }
     let rc = fdatasync_as(fd, mode, who);
+    if who == 'p' {
+        *P_DONE.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    }
     let mut busy = IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner());
     let at = busy.iter().position(|&f| f == fd).expect("pushed above");
     busy.swap_remove(at);
@@ -110,11 +115,10 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 /// by the worker fails (EIO) where it would run beside P's fsync. Were the
 /// two to run at once, P's fsync could report success and P's put return
 /// Ok for a record whose page the failed writeback may have dropped.
-/// Returns whether the handle failed, P's result, and whether two calls
-/// on one descriptor overlapped.
-fn race(mode: u8) -> (bool, bitcask::Result<()>, bool, tempfile::TempDir) {
+fn race(mode: u8) -> Race {
     let _turn = serial();
     OVERLAPPED.store(false, Ordering::SeqCst);
+    *P_DONE.lock().unwrap_or_else(|e| e.into_inner()) = None;
     let dir = tempfile::tempdir().unwrap();
     let db = std::sync::Arc::new(open(dir.path(), &opts(4096, SyncMode::Always)));
     ok(db.put(b"warm", b"x"), "warm up (first fsync of the file)");
@@ -125,24 +129,61 @@ fn race(mode: u8) -> (bool, bitcask::Result<()>, bool, tempfile::TempDir) {
         .spawn(move || d2.put(b"p", b"value of P"))
         .unwrap();
     std::thread::sleep(Duration::from_millis(5)); // P is in its fsync
-                                                  // Q: a record too large for F1's remainder: F1 is retired to the worker.
-    let q = db.put(b"q", &[0u8; 4050]);
+                                                  // Q: a record too large for F1's remainder: F1 is retired to the
+                                                  // worker, and F2 made.
+    let d3 = db.clone();
+    let q = std::thread::spawn(move || d3.put(b"q", &[0u8; 4050]));
+    while data_files(dir.path()).len() < 2 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let retired = Instant::now();
     let p = p.join().unwrap();
+    let q = q.join().unwrap();
+    let p_done = P_DONE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .expect("P synced");
     std::thread::sleep(Duration::from_millis(300));
     MODE.store(0, Ordering::SeqCst);
     let failed = db.put(b"after", b"x").is_err();
     let _ = q;
     drop(db);
-    (failed, p, OVERLAPPED.load(Ordering::SeqCst), dir)
+    Race {
+        failed,
+        p,
+        overlapped: OVERLAPPED.load(Ordering::SeqCst),
+        competed: retired < p_done,
+        dir,
+    }
+}
+
+struct Race {
+    /// The handle failed.
+    failed: bool,
+    /// P's put.
+    p: bitcask::Result<()>,
+    /// Two calls on one descriptor overlapped.
+    overlapped: bool,
+    /// F1 was retired to the worker (F2 existed) while P's fsync of it
+    /// was in progress: the worker's fsync had to wait or overlap.
+    competed: bool,
+    dir: tempfile::TempDir,
 }
 
 #[test]
 fn no_put_is_acknowledged_once_another_fsync_of_its_file_failed() {
-    let (failed, p, overlapped, _dir) = race(1);
+    let Race {
+        failed,
+        p,
+        overlapped,
+        competed,
+        ..
+    } = race(1);
     assert!(
         failed,
         "the handle failed (the worker's fsync of F1 failed)"
     );
+    assert!(competed, "F1 was retired only after P's fsync ended");
     assert!(!overlapped, "two fsyncs of one file ran at once");
     // P's fsync ran first and succeeded: its record was on disk before
     // the worker's fsync began (and failed, for later pages).
@@ -151,7 +192,7 @@ fn no_put_is_acknowledged_once_another_fsync_of_its_file_failed() {
 
 #[test]
 fn no_hint_vouches_for_a_file_after_a_failed_fsync() {
-    let (failed, p, _, dir) = race(2);
+    let Race { failed, p, dir, .. } = race(2);
     assert!(
         failed && p.is_err(),
         "P's fsync failed and failed the handle"
