@@ -28,8 +28,11 @@ static BY_C: AtomicUsize = AtomicUsize::new(0);
 /// descriptor that had one.
 static IN_FLIGHT: std::sync::Mutex<Vec<libc::c_int>> = std::sync::Mutex::new(Vec::new());
 static OVERLAPPED: AtomicBool = AtomicBool::new(false);
-/// When the last call by the thread "P" returned.
-static P_DONE: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
+/// The last call by the thread "P": its descriptor, when it began and
+/// when it returned; and the descriptor of the worker's last call.
+static P_CALL: std::sync::Mutex<Option<(libc::c_int, Instant, Instant)>> =
+    std::sync::Mutex::new(None);
+static W_FD: std::sync::Mutex<Option<libc::c_int>> = std::sync::Mutex::new(None);
 static STALLED: AtomicBool = AtomicBool::new(false);
 
 #[no_mangle]
@@ -72,9 +75,12 @@ pub extern "C" fn fdatasync(fd: libc::c_int) -> libc::c_int {
         }
         busy.push(fd);
     }
+    let began = Instant::now();
     let rc = fdatasync_as(fd, mode, who);
-    if who == 'p' {
-        *P_DONE.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    match who {
+        'p' => *lock(&P_CALL) = Some((fd, began, Instant::now())),
+        'w' => *lock(&W_FD) = Some(fd),
+        _ => {}
     }
     let mut busy = IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner());
     let at = busy.iter().position(|&f| f == fd).expect("pushed above");
@@ -105,6 +111,10 @@ fn fdatasync_as(fd: libc::c_int, mode: u8, who: char) -> libc::c_int {
     unsafe { libc::syscall(libc::SYS_fdatasync, fd) as libc::c_int }
 }
 
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// MODE is global: the tests of this file take turns.
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -118,7 +128,8 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 fn race(mode: u8) -> Race {
     let _turn = serial();
     OVERLAPPED.store(false, Ordering::SeqCst);
-    *P_DONE.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    *lock(&P_CALL) = None;
+    *lock(&W_FD) = None;
     let dir = tempfile::tempdir().unwrap();
     let db = std::sync::Arc::new(open(dir.path(), &opts(4096, SyncMode::Always)));
     ok(db.put(b"warm", b"x"), "warm up (first fsync of the file)");
@@ -133,16 +144,18 @@ fn race(mode: u8) -> Race {
                                                   // worker, and F2 made.
     let d3 = db.clone();
     let q = std::thread::spawn(move || d3.put(b"q", &[0u8; 4050]));
+    let waiting = Instant::now();
     while data_files(dir.path()).len() < 2 {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(10),
+            "F2 never appeared"
+        );
         std::thread::sleep(Duration::from_millis(1));
     }
     let retired = Instant::now();
     let p = p.join().unwrap();
     let q = q.join().unwrap();
-    let p_done = P_DONE
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .expect("P synced");
+    let (p_fd, p_began, p_done) = lock(&P_CALL).expect("P synced");
     std::thread::sleep(Duration::from_millis(300));
     MODE.store(0, Ordering::SeqCst);
     let failed = db.put(b"after", b"x").is_err();
@@ -152,7 +165,7 @@ fn race(mode: u8) -> Race {
         failed,
         p,
         overlapped: OVERLAPPED.load(Ordering::SeqCst),
-        competed: retired < p_done,
+        competed: p_began < retired && retired < p_done && *lock(&W_FD) == Some(p_fd),
         dir,
     }
 }
@@ -165,7 +178,8 @@ struct Race {
     /// Two calls on one descriptor overlapped.
     overlapped: bool,
     /// F1 was retired to the worker (F2 existed) while P's fsync of it
-    /// was in progress: the worker's fsync had to wait or overlap.
+    /// was in progress, and the worker then synced the descriptor P did:
+    /// the worker's fsync had to wait or overlap.
     competed: bool,
     dir: tempfile::TempDir,
 }
@@ -183,7 +197,10 @@ fn no_put_is_acknowledged_once_another_fsync_of_its_file_failed() {
         failed,
         "the handle failed (the worker's fsync of F1 failed)"
     );
-    assert!(competed, "F1 was retired only after P's fsync ended");
+    assert!(
+        competed,
+        "P's fsync and the worker's did not compete for F1's descriptor"
+    );
     assert!(!overlapped, "two fsyncs of one file ran at once");
     // P's fsync ran first and succeeded: its record was on disk before
     // the worker's fsync began (and failed, for later pages).

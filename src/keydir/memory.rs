@@ -280,7 +280,7 @@ impl Pool {
                 // Regions and blocks are whole units, so the tail left
                 // behind is too: keep it for chunks.
                 let (bump, left) = (r.bump, r.left);
-                r.free.extend((0..left / UNIT).map(|i| bump + i * UNIT));
+                r.keep_free((0..left / UNIT).map(|i| bump + i * UNIT));
                 match r.map(REGION) {
                     Some(a) => (r.bump, r.left) = (a, REGION),
                     None => (r.bump, r.left) = (0, 0),
@@ -323,8 +323,7 @@ impl Pool {
         }
         self.regions
             .lock()
-            .free
-            .extend((0..len / UNIT).map(|i| start + i * UNIT));
+            .keep_free((0..len / UNIT).map(|i| start + i * UNIT));
     }
 
     /// Bytes mapped for this pool (touched or not).
@@ -334,10 +333,22 @@ impl Pool {
 }
 
 impl Regions {
+    /// Adds units to the free list. Without memory for the list they are
+    /// not reused, only unmapped with the rest when the pool drops: this
+    /// list's growth must not abort a caller that was promised no
+    /// allocation could (see `Keydir::make_room`).
+    fn keep_free(&mut self, units: impl ExactSizeIterator<Item = usize>) {
+        if self.free.try_reserve(units.len()).is_ok() {
+            self.free.extend(units);
+        }
+    }
+
     /// Maps `len` bytes (whole units) at a REGION-aligned address and asks
     /// for huge pages there; the units that round the mapping up to whole
     /// regions are kept for chunks. None if the system refuses.
     fn map(&mut self, want: usize) -> Option<usize> {
+        // Room to record the mapping first: one made, it must be unmapped.
+        self.maps.try_reserve(1).ok()?;
         let len = want.next_multiple_of(REGION);
         let span = len + REGION;
         // SAFETY: a fresh private anonymous mapping at an address the kernel
@@ -376,8 +387,7 @@ impl Regions {
             libc::madvise(aligned as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
         }
         self.maps.push((aligned, len));
-        self.free
-            .extend((want..len).step_by(UNIT).map(|off| aligned + off));
+        self.keep_free((want..len).step_by(UNIT).map(|off| aligned + off));
         Some(aligned)
     }
 }

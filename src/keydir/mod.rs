@@ -218,7 +218,7 @@ impl Keydir {
     /// Removes the key whose record is at `from` (file, offset), if one
     /// still does: a merge's expired record, found as `relocate` finds
     /// one. Returns whether it did. Without the writer lock, so it leaves
-    /// the arena as it is (see `make_room`): a later removal compacts.
+    /// the arena as it is (see `make_room`): the shard's next put compacts.
     pub fn remove_located(&self, hash: u32, from: (u32, u32)) -> bool {
         let mut shard = self.shard(hash).write();
         let Some(i) = shard.find_located(hash, from) else {
@@ -658,6 +658,9 @@ impl Shard {
     /// compacts the arena; so a key with an expiry time, which a merge may
     /// remove, is given room as a new one.
     fn make_room(&mut self, pool: &Pool, key: &[u8], hash: u32, timed: bool) -> Result<(), NoRoom> {
+        // Merge removes expired keys without compacting: a shard that only
+        // ever loses keys that way compacts here, under the writer lock.
+        self.compact_if_needed(pool);
         let need = Arena::entry_len(timed, key.len());
         if self.len < self.grow_at && self.arena.fits(need) {
             return Ok(());
@@ -1146,6 +1149,36 @@ mod tests {
         for i in 0..20_000 {
             assert_eq!(kd.get(&key(i)), Some(at(i, false)));
         }
+    }
+
+    /// Keys that only ever leave by expiring (merge removes them, without
+    /// compacting) do not hold the arena: the shard's next put compacts.
+    #[test]
+    fn keys_that_expire_away_do_not_hold_the_arena() {
+        let kd = Keydir::new(Seed::random());
+        let key = |i: u32| format!("{i:0200}").into_bytes(); // 210-byte entries
+        let at = |i: u32| Location {
+            expiry: 1000,
+            ..loc(i * 5 + 1)
+        };
+        for i in 0..100_000 {
+            kd.insert(&key(i), at(i));
+        }
+        for i in 0..100_000 {
+            let l = at(i);
+            assert!(kd.remove_located(kd.hash(&key(i)), (l.file, l.offset)));
+        }
+        let compactable = |kd: &Keydir| {
+            let shards = kd.shards.iter();
+            shards.filter(|s| s.read().arena.should_compact()).count()
+        };
+        assert_eq!(compactable(&kd), SHARDS, "the removals left dead entries");
+        for i in 100_000..110_000 {
+            let h = kd.prepare(&key(i));
+            kd.make_room(&key(i), &h, false).unwrap();
+            kd.insert_hashed(&key(i), h, loc(i * 5 + 1));
+        }
+        assert_eq!(compactable(&kd), 0);
     }
 
     /// Two keys with the same 32-bit hash (found by trying keys: a birthday
