@@ -593,26 +593,30 @@ static void test_a_value_too_big_for_memory(void) {
     if (!run_in_child(args)) return;
 }
 
+/* In a child process: 0 where RLIMIT_AS is enforced, 77 where not. */
+static int child_probe(const char *dir) {
+    (void)dir;
+    return limit_address_space(16u << 20, 64u << 20) ? 0 : 77;
+}
+
+/* The child modes taking a directory, for run_in_child. */
+static const struct {
+    const char *mode;
+    int (*run)(const char *dir);
+} children[] = {
+    {"child-nomem", child_nomem},   {"child-buffer", child_buffer_full},
+    {"child-probe", child_probe},   {"child-open", child_open_too_big},
+    {"child-keydir", child_keydir_full},
+};
+
 int main(int argc, char **argv) {
+    size_t i;
     check_init(argc, argv);
-    if (argc == 3 && strcmp(argv[1], "child-nomem") == 0) {
-        check_in_child();
-        return child_nomem(argv[2]);
-    }
-    if (argc == 3 && strcmp(argv[1], "child-buffer") == 0) {
-        check_in_child();
-        return child_buffer_full(argv[2]);
-    }
-    if (argc == 3 && strcmp(argv[1], "child-probe") == 0) {
-        return limit_address_space(16u << 20, 64u << 20) ? 0 : 77;
-    }
-    if (argc == 3 && strcmp(argv[1], "child-open") == 0) {
-        check_in_child();
-        return child_open_too_big(argv[2]);
-    }
-    if (argc == 3 && strcmp(argv[1], "child-keydir") == 0) {
-        check_in_child();
-        return child_keydir_full(argv[2]);
+    for (i = 0; argc == 3 && i < sizeof children / sizeof children[0]; i++) {
+        if (strcmp(argv[1], children[i].mode) == 0) {
+            check_in_child();
+            return children[i].run(argv[2]);
+        }
     }
     if (argc == 4 && strcmp(argv[1], "child-absurd") == 0) {
         check_in_child();
