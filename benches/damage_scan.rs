@@ -80,7 +80,10 @@ fn main() {
         size / 1_000_000
     );
     let read = median((0..runs).map(|_| read_all(&path)).collect());
-    println!("  reading the file once: {:.1} ms", read.as_secs_f64() * 1e3);
+    println!(
+        "  reading the file once: {:.1} ms",
+        read.as_secs_f64() * 1e3
+    );
     for kib in [64usize, 1024, 16 * 1024] {
         let mut f = fs::OpenOptions::new().write(true).open(&path).unwrap();
         f.seek(SeekFrom::Start(1 << 20)).unwrap();
