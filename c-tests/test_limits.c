@@ -313,8 +313,8 @@ static int run_in_child(const char **args) {
     return 1;
 }
 
-/* In a child process: 0 when bc_get of the big value returns BC_NO_MEMORY
- * naming the allocation and the handle goes on working; 77 when the limit
+/* In a child process: 0 when bc_get (and bc_iter_value) of the big value
+ * returns BC_NO_MEMORY naming the allocation and the handle goes on working; 77 when the limit
  * is not enforced here (qemu-user ignores RLIMIT_AS). */
 static int child_nomem(const char *dir) {
     bc_db *db = open_db(dir, NULL);
@@ -348,6 +348,14 @@ static int child_nomem(const char *dir) {
         CHECK_STATUS(bc_iter_new(db, K("small"), &it), BC_OK);
         CHECK_STATUS(bc_iter_next(it, &k, &kl), BC_OK);
         CHECK_STATUS(bc_iter_next(it, &k, &kl), BC_NOT_FOUND);
+        bc_iter_free(it);
+        /* The big value through an iterator: no room for its copy. */
+        CHECK_STATUS(bc_iter_new(db, K("big"), &it), BC_OK);
+        CHECK_STATUS(bc_iter_next(it, &k, &kl), BC_OK);
+        val = (uint8_t *)&rl;
+        vlen = 12345;
+        CHECK_STATUS(bc_iter_value(it, &val, &vlen), BC_NO_MEMORY);
+        CHECK(val == (uint8_t *)&rl && vlen == 12345);
         bc_iter_free(it);
         give_memory_back();
     }
