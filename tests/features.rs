@@ -902,3 +902,30 @@ fn files_named_in_uppercase_hex_are_not_the_databases() {
         "the uppercase hint was removed"
     );
 }
+
+/// Past 2106 the clock, a u32 of seconds, saturates, and so do expiry
+/// times (README, Limits: time): a TTL that would end past the largest u32
+/// ends there, the key stays visible until the clock reaches it, and then
+/// it is gone, after a reopen too; keys without a TTL are untouched.
+#[test]
+fn expiry_times_saturate_at_the_end_of_the_u32_clock() {
+    let now = Arc::new(AtomicU32::new(u32::MAX - 100));
+    let c = now.clone();
+    let opts = Options {
+        clock: Arc::new(move || c.load(Ordering::Relaxed)),
+        ..common::opts(1 << 20, SyncMode::None)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), opts.clone()).unwrap();
+    db.put_ttl(b"ttl", b"v", 1000).unwrap();
+    db.put(b"plain", b"p").unwrap();
+    now.store(u32::MAX - 1, Ordering::Relaxed);
+    assert_eq!(db.get(b"ttl").unwrap().as_deref(), Some(&b"v"[..]));
+    now.store(u32::MAX, Ordering::Relaxed);
+    assert_eq!(db.get(b"ttl").unwrap(), None);
+    assert_eq!(db.get(b"plain").unwrap().as_deref(), Some(&b"p"[..]));
+    db.close().unwrap();
+    let db = Db::open(dir.path(), opts).unwrap();
+    assert_eq!(db.get(b"ttl").unwrap(), None);
+    assert_eq!(db.count(), 1);
+}
