@@ -135,13 +135,13 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// Makes room in `v` for `len` bytes in all, or fails with `NoMemory`
+/// Makes room in `v` for `len` items in all, or fails with `NoMemory`
 /// naming `what`: a value or record can be up to 2 GiB, which a 32-bit
 /// process or a small device may not be able to hold, and must not abort
 /// it.
-pub(crate) fn reserve(v: &mut Vec<u8>, len: usize, what: fmt::Arguments<'_>) -> Result<()> {
+pub(crate) fn reserve<T>(v: &mut Vec<T>, len: usize, what: fmt::Arguments<'_>) -> Result<()> {
     v.try_reserve_exact(len.saturating_sub(v.len()))
-        .map_err(|_| Error::no_memory(len, what))
+        .map_err(|_| Error::no_memory(len.saturating_mul(std::mem::size_of::<T>()), what))
 }
 
 /// A copy of `bytes` (a value handed out), or `NoMemory` (see `reserve`).

@@ -253,10 +253,11 @@ impl RangeCrc {
     fn build(r: &mut FileReader, base: u64) -> Result<RangeCrc> {
         let n = ((r.len - base) / Self::STRIDE + 1) as usize;
         let mut marks = Vec::new();
-        marks.try_reserve_exact(n).map_err(|_| {
-            let what = format_args!("checksums of {}", r.path.display());
-            Error::no_memory(4 * n, what)
-        })?;
+        reserve(
+            &mut marks,
+            n,
+            format_args!("checksums of {}", r.path.display()),
+        )?;
         marks.push(0);
         let mut crc = crc32fast::Hasher::new();
         // Windows start at `base` and are whole strides but the last.
