@@ -469,17 +469,9 @@ fn one_flipped_length_bit(
     off: u64,
 ) -> Result<bool> {
     let hdr = RecordHeader::decode(h);
-    let mut fixed = Vec::new();
-    for bit in 0..16 {
-        let mut h = *h;
-        h[12..14].copy_from_slice(&(hdr.key_len ^ 1 << bit).to_le_bytes());
-        fixed.push(h);
-    }
-    for bit in 0..31 {
-        let mut h = *h;
-        h[14..18].copy_from_slice(&(hdr.value_len ^ 1 << bit).to_le_bytes());
-        fixed.push(h);
-    }
+    let keys = (0..16).map(|bit| mended(h, hdr.key_len ^ 1 << bit, hdr.value_len));
+    let values = (0..31).map(|bit| mended(h, hdr.key_len, hdr.value_len ^ 1 << bit));
+    let fixed: Vec<_> = keys.chain(values).collect();
     let len = r.len;
     let within = fixed.into_iter().filter_map(|h| {
         let d = RecordHeader::decode(&h);
@@ -520,19 +512,24 @@ fn one_record_with_damaged_length(
     let mut fixed = Vec::new();
     if let Some(value_len) = body.checked_sub(hdr.key_len as u64) {
         if let Ok(v) = u32::try_from(value_len) {
-            let mut h = *h;
-            h[14..18].copy_from_slice(&v.to_le_bytes());
-            fixed.push(h);
+            fixed.push(mended(h, hdr.key_len, v));
         }
     }
     if let Some(key_len) = body.checked_sub(hdr.value_len as u64) {
         if let Ok(k @ 1..) = u16::try_from(key_len) {
-            let mut h = *h;
-            h[12..14].copy_from_slice(&k.to_le_bytes());
-            fixed.push(h);
+            fixed.push(mended(h, k, hdr.value_len));
         }
     }
     any_matches(r, off, hdr.crc, fixed.into_iter().map(|h| (h, next)))
+}
+
+/// Header `h` with its key and value lengths set (the fields `decode`
+/// reads at 12..14 and 14..18).
+fn mended(h: &[u8; RECORD_HEADER_LEN], key_len: u16, value_len: u32) -> [u8; RECORD_HEADER_LEN] {
+    let mut h = *h;
+    h[12..14].copy_from_slice(&key_len.to_le_bytes());
+    h[14..18].copy_from_slice(&value_len.to_le_bytes());
+    h
 }
 
 /// Whether a data file's first page is zero while later bytes exist: the
