@@ -740,34 +740,36 @@ impl Shard {
     /// Rewrites the arena without the holes left by removed entries. It
     /// only saves memory: without the memory to do it, nothing changes.
     fn compact(&mut self, pool: &Pool) {
-        let mut fresh = Arena::default();
-        let mut moved = Vec::new();
-        if moved.try_reserve_exact(self.len).is_err() {
+        let Some((fresh, moved)) = self.compacted(pool) else {
             self.arena.retry_at = self.arena.dead.saturating_mul(2);
             return;
+        };
+        let live = self.slots.iter_mut().filter(|s| s.meta != 0);
+        for (s, m) in live.zip(moved) {
+            repoint(s, m);
         }
+        let old = std::mem::replace(&mut self.arena, fresh);
+        old.recycle(pool);
+    }
+
+    /// The live entries copied to a new arena, and where each slot's went
+    /// (in slot order); None, giving back what it took, without memory.
+    fn compacted(&self, pool: &Pool) -> Option<(Arena, Vec<Ent>)> {
+        let mut fresh = Arena::default();
+        let mut moved = Vec::new();
+        moved.try_reserve_exact(self.len).ok()?;
         for s in self.slots.iter().filter(|s| s.meta != 0) {
             let e = ent(s);
             let (value_len, expiry) = self.arena.sizes(e);
             match fresh.push(pool, self.arena.key(e), value_len, expiry) {
                 Ok(m) => moved.push(m),
                 Err(_) => {
-                    for chunk in fresh.chunks {
-                        pool.recycle(chunk.into_block());
-                    }
-                    self.arena.retry_at = self.arena.dead.saturating_mul(2);
-                    return;
+                    fresh.recycle(pool);
+                    return None;
                 }
             }
         }
-        let live = self.slots.iter_mut().filter(|s| s.meta != 0);
-        for (s, m) in live.zip(moved) {
-            repoint(s, m);
-        }
-        let old = std::mem::replace(&mut self.arena, fresh);
-        for chunk in old.chunks {
-            pool.recycle(chunk.into_block());
-        }
+        Some((fresh, moved))
     }
 
     /// Bytes from the global allocator (the pool counts its own).
@@ -920,6 +922,13 @@ impl Arena {
         let n = Arena::entry_len(e.timed, self.key(e).len());
         self.live -= n;
         self.dead += n;
+    }
+
+    /// Gives the chunks back to the pool.
+    fn recycle(self, pool: &Pool) {
+        for chunk in self.chunks {
+            pool.recycle(chunk.into_block());
+        }
     }
 
     fn should_compact(&self) -> bool {
