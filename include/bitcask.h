@@ -566,7 +566,8 @@ bc_status bc_iter_next(struct bc_iter *it, const uint8_t **key, size_t *klen);
  * @param[out] vlen receives its length. Both written only on BC_OK.
  * @return BC_OK; BC_NOT_FOUND (the key was deleted or expired since, or
  *         the iterator is not on a key); BC_INVALID_ARGUMENT; BC_CORRUPTION;
- *         BC_IO; BC_NO_MEMORY (no room for the copy).
+ *         BC_IO; BC_NO_MEMORY (no room for the copy, or, where the data
+ *         file is read rather than mapped, for the record).
  * Not thread-safe: one thread per iterator.
  */
 bc_status bc_iter_value(struct bc_iter *it, uint8_t **val, size_t *vlen);

@@ -107,7 +107,8 @@ pub extern "C" fn bc_iter_next(
 /// @param[out] vlen receives its length. Both written only on BC_OK.
 /// @return BC_OK; BC_NOT_FOUND (the key was deleted or expired since, or
 ///         the iterator is not on a key); BC_INVALID_ARGUMENT; BC_CORRUPTION;
-///         BC_IO; BC_NO_MEMORY (no room for the copy).
+///         BC_IO; BC_NO_MEMORY (no room for the copy, or, where the data
+///         file is read rather than mapped, for the record).
 /// Not thread-safe: one thread per iterator.
 #[no_mangle]
 pub extern "C" fn bc_iter_value(
