@@ -910,11 +910,7 @@ fn files_named_in_uppercase_hex_are_not_the_databases() {
 #[test]
 fn expiry_times_saturate_at_the_end_of_the_u32_clock() {
     let now = Arc::new(AtomicU32::new(u32::MAX - 100));
-    let c = now.clone();
-    let opts = Options {
-        clock: Arc::new(move || c.load(Ordering::Relaxed)),
-        ..common::opts(1 << 20, SyncMode::None)
-    };
+    let opts = opts_with_clock(&now);
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(dir.path(), opts.clone()).unwrap();
     db.put_ttl(b"ttl", b"v", 1000).unwrap();
