@@ -417,10 +417,11 @@ fn crash_kill9_recovery() {
             // Evidence the kill hit a merge while it wrote: an output still
             // under its temporary name (`*.data.tmp`: only merge writes
             // those; hints, which the worker also writes, are not counted).
-            let outputs = tmp_files(&dir)
-                .into_iter()
-                .filter(|p| p.to_string_lossy().ends_with(".data.tmp"));
-            merges_cut_writing += (outputs.count() > 0) as u64;
+            let tmp = tmp_files(&dir);
+            let cut = tmp
+                .iter()
+                .any(|p| p.to_string_lossy().ends_with(".data.tmp"));
+            merges_cut_writing += cut as u64;
         }
 
         // Sometimes simulate a power cut in the middle of the in-flight write:

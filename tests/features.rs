@@ -19,13 +19,8 @@ fn opts_with_clock(now: &Arc<AtomicU32>) -> Options {
 }
 
 fn names(dir: &Path, suffix: &str) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.ends_with(suffix))
-        .collect();
-    v.sort();
-    v
+    let files = common::files_ending(dir, suffix);
+    files.iter().map(|p| common::file_name(p)).collect()
 }
 
 #[test]

@@ -69,7 +69,7 @@ pub extern "C" fn fdatasync(fd: libc::c_int) -> libc::c_int {
         _ => '-',
     };
     {
-        let mut busy = IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner());
+        let mut busy = lock(&IN_FLIGHT);
         if busy.contains(&fd) {
             OVERLAPPED.store(true, Ordering::SeqCst);
         }
@@ -82,7 +82,7 @@ pub extern "C" fn fdatasync(fd: libc::c_int) -> libc::c_int {
         'w' => *lock(&W_FD) = Some(fd),
         _ => {}
     }
-    let mut busy = IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner());
+    let mut busy = lock(&IN_FLIGHT);
     let at = busy.iter().position(|&f| f == fd).expect("pushed above");
     busy.swap_remove(at);
     rc
@@ -118,7 +118,7 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// MODE is global: the tests of this file take turns.
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+    lock(&SERIAL)
 }
 
 /// P puts into F1 and leads its group commit; Q's put retires F1, whose seal
@@ -154,12 +154,11 @@ fn race(mode: u8) -> Race {
     }
     let retired = Instant::now();
     let p = p.join().unwrap();
-    let q = q.join().unwrap();
+    let _ = q.join().unwrap();
     let (p_fd, p_began, p_done) = lock(&P_CALL).expect("P synced");
     std::thread::sleep(Duration::from_millis(300));
     MODE.store(0, Ordering::SeqCst);
     let failed = db.put(b"after", b"x").is_err();
-    let _ = q;
     drop(db);
     Race {
         failed,

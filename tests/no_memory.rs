@@ -10,11 +10,9 @@
 mod common;
 
 use bitcask::{Db, Options, Status, SyncMode};
-use common::{ok, open};
+use common::{files_ending, ok, open};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
-use std::fs;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Refuses allocations of 16 to 512 KiB while `REFUSING` is set.
@@ -66,19 +64,6 @@ unsafe impl GlobalAlloc for Refusing {
 #[global_allocator]
 static ALLOCATOR: Refusing = Refusing;
 
-fn names(dir: &Path, suffix: &str) -> usize {
-    fs::read_dir(dir)
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .ends_with(suffix)
-        })
-        .count()
-}
-
 fn verify(db: &Db, model: &HashMap<Vec<u8>, Vec<u8>>, what: &str) {
     assert_eq!(db.count() as usize, model.len(), "{what}: count");
     for (k, v) in model {
@@ -117,8 +102,12 @@ fn a_seal_or_merge_without_memory_fails_cleanly_and_loses_nothing() {
     let closed = db.close();
     refuse(false);
     ok(closed, "close under the limit");
-    assert_eq!(names(dir, ".data"), 2);
-    assert_eq!(names(dir, ".hint"), 0, "hints built without memory");
+    assert_eq!(files_ending(dir, ".data").len(), 2);
+    assert_eq!(
+        files_ending(dir, ".hint").len(),
+        0,
+        "hints built without memory"
+    );
 
     // A read-only open builds the hints of the files it scans in memory:
     // without memory for them it fails, changing nothing.
@@ -131,12 +120,12 @@ fn a_seal_or_merge_without_memory_fails_cleanly_and_loses_nothing() {
     refuse(false);
     let e = opened.err().expect("a read-only open under the limit");
     assert_eq!(e.status(), Status::NoMemory, "{}", e.message());
-    assert_eq!(names(dir, ".hint"), 0);
+    assert_eq!(files_ending(dir, ".hint").len(), 0);
 
     // Open scans the files and writes their hints.
     let db = open(dir, &o);
     verify(&db, &model, "reopen");
-    assert_eq!(names(dir, ".hint"), 2);
+    assert_eq!(files_ending(dir, ".hint").len(), 2);
 
     refuse(true);
     let merged = db.merge();

@@ -95,14 +95,15 @@ pub fn data_files(dir: &Path) -> Vec<PathBuf> {
 
 /// Files in `dir` whose name ends in `.tmp`.
 pub fn tmp_files(dir: &Path) -> Vec<PathBuf> {
+    files_ending(dir, ".tmp")
+}
+
+/// Files in `dir` whose name ends in `suffix`, sorted by name.
+pub fn files_ending(dir: &Path, suffix: &str) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = fs::read_dir(dir)
-        .unwrap()
+        .unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .map(|n| n.to_string_lossy().ends_with(".tmp"))
-                .unwrap_or(false)
-        })
+        .filter(|p| file_name(p).ends_with(suffix))
         .collect();
     v.sort();
     v
