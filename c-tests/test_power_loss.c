@@ -239,7 +239,7 @@ static void tear(struct snap_file *sf, const struct file_id *id) {
         size_t keep = sf->len + 1 + (size_t)(tear_seed >> 4) % (cur_len - sf->len);
         size_t page_end = (sf->len / 4096 + 1) * 4096;
         if (fate == 2) memset(cur + sf->len, 0, keep - sf->len);
-        sf->may_drop = keep - sf->len;
+        if (fate < 3) sf->may_drop = keep - sf->len;
         if (fate >= 3) {
             /* Out of order: one page never got its new bytes, later
              * pages did. */
