@@ -5,7 +5,8 @@
 //! `include/bitcask.h`, linked to the `libbitcask.so` that `cargo test` has
 //! just built, and run as its own process; each is one `#[test]` here. The
 //! header is compiled alone as C99/C11 and C++11 (and linked from C++), and
-//! `examples/*.c` are compiled and run.
+//! `examples/*.c` are compiled and run, as are the Python (ctypes) and Go
+//! (cgo) wrappers in `examples/python` and `examples/go`.
 //!
 //! Environment:
 //! - `BITCASK_VALGRIND=1`: run every program under valgrind (leaks of kind
@@ -448,6 +449,85 @@ fn example_threads() {
 #[test]
 fn example_sensors() {
     run_example("sensors");
+}
+
+/// The cgo wrapper in examples/go builds (gofmt-clean, `go vet`-clean)
+/// against this run's library and runs its checked demonstration, which
+/// includes failing calls from many goroutines whose messages must be
+/// their own. Skipped as the Python example is: under valgrind and ASan,
+/// for another architecture, and without `go` outside CI.
+#[test]
+fn example_go_cgo() {
+    if valgrind() || asan() {
+        return;
+    }
+    let go = std::env::var("GO").unwrap_or_else(|_| "go".into());
+    let goarch = match Command::new(&go).args(["env", "GOARCH"]).output() {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
+        _ => {
+            assert!(
+                !env_flag("CI"),
+                "{go} not found; CI installs golang-go for this test"
+            );
+            eprintln!("note: {go} not found: skipped examples/go");
+            return;
+        }
+    };
+    let ours = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        arch => arch,
+    };
+    if goarch != ours {
+        eprintln!("note: {go} builds for {goarch}, this library is for {ours}: skipped");
+        return;
+    }
+    let src = manifest_path("examples/go");
+    let unformatted = Command::new("gofmt")
+        .arg("-l")
+        .arg(&src)
+        .output()
+        .expect("run gofmt");
+    assert!(
+        unformatted.status.success() && unformatted.stdout.is_empty(),
+        "gofmt -l examples/go: {}",
+        String::from_utf8_lossy(&unformatted.stdout)
+    );
+    let lib = lib_dir();
+    let lib = lib.to_str().expect("utf-8 path");
+    let exe = exe_name("example_go");
+    let go_cmd = |args: &[&str]| {
+        let out = Command::new(&go)
+            .args(args)
+            .current_dir(&src)
+            .env("CGO_ENABLED", "1")
+            .env("CGO_LDFLAGS", format!("-L{lib} -Wl,-rpath,{lib}"))
+            .env(
+                "GOCACHE",
+                Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-cache"),
+            )
+            .env("GOTOOLCHAIN", "local")
+            .output()
+            .expect("run go");
+        assert!(
+            out.status.success(),
+            "go {}: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    go_cmd(&["vet", "./..."]);
+    go_cmd(&["build", "-o", exe.to_str().expect("utf-8 path"), "."]);
+    let dir = scratch_dir("go");
+    let db = dir.join("db");
+    let out = run_program(&exe, &[db.to_str().expect("utf-8 path")], "examples/go");
+    assert!(
+        out.contains("from Go: 5000 keys"),
+        "unexpected output\n{out}"
+    );
+    let _ = fs::remove_dir_all(&dir);
 }
 
 /// The ctypes wrapper in examples/python runs its checked demonstration

@@ -1,0 +1,3 @@
+module bitcask-example
+
+go 1.19
