@@ -276,6 +276,13 @@ impl Inner {
             .filter_map(|n| datafile::parse_data_name(n))
             .collect();
         ids.sort_unstable();
+        // New files take ids above every name in use, those of files the
+        // repair option set aside included: a name is never used twice.
+        let newest = names
+            .iter()
+            .filter_map(|n| datafile::parse_id(n, ".data.corrupt"))
+            .chain(ids.last().copied())
+            .max();
         // Before anything is changed (torn files removed, repairs): a file
         // from a newer release fails the open and leaves the directory as
         // it was.
@@ -296,7 +303,7 @@ impl Inner {
             files: RwLock::new(FileTable::default()),
             writer: Mutex::new(Writer {
                 active: None,
-                next_major: ids.last().map_or(1, |id| (id >> MAJOR_SHIFT) + 1),
+                next_major: newest.map_or(1, |id| (id >> MAJOR_SHIFT) + 1),
             }),
             commit: GroupCommit::default(),
             merge_lock: Mutex::new(()),

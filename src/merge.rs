@@ -206,7 +206,8 @@ impl Inner {
             prefix &= input_ids.contains(&id);
             may_drop.insert(id, prefix);
         }
-        let mut next_id = sealed.last().map_or(0, |f| f.id) + 1;
+        let newest_sealed = sealed.last().map_or(0, |f| f.id);
+        let mut next_id = newest_sealed + 1;
         let mut out: Option<Output> = None;
         let mut expired = Vec::new();
         // Per input: whether it dropped tombstones or expired records,
@@ -222,6 +223,15 @@ impl Inner {
                     &mut next_id,
                     &mut expired,
                 )?);
+            }
+            // A file name is never used twice (docs/FORMAT.md): new ids
+            // start above the newest sealed file, so a merge that deletes it
+            // and writes nothing above it leaves an empty output instead.
+            // Else a later file would take the name of a deleted one, and a
+            // read-only handle, which opens files by name when it first
+            // reads them, would read the wrong file.
+            if next_id == newest_sealed + 1 && inputs.last().map(|f| f.id) == Some(newest_sealed) {
+                out = Some(self.new_output(next_id)?);
             }
             if let Some(o) = out.take() {
                 self.finish_output(o)?;

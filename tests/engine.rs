@@ -183,6 +183,70 @@ fn a_read_only_handle_never_maps_past_a_shortened_file() {
     assert!(found > 40 && io > 40, "{found} found, {io} BC_IO");
 }
 
+/// A data file name is never used twice. A read-only handle opens its
+/// files by name at first read: had the writer, after merging everything
+/// away, started again at the first id, the read-only handle would have
+/// read the new file as the old one, and returned BC_CORRUPTION (another
+/// file's bytes) or, where the same key sat at the same offset with the
+/// same length, a value written after its open.
+#[test]
+fn a_read_only_handle_never_reads_a_new_file_under_an_old_name() {
+    for mmap in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), Options::default()).unwrap();
+        db.put(b"k", b"old-value").unwrap();
+        db.close().unwrap();
+        let ro = Options {
+            read_only: true,
+            mmap,
+            ..Options::default()
+        };
+        let r = Db::open(dir.path(), ro).unwrap();
+        let db = Db::open(dir.path(), Options::default()).unwrap();
+        assert!(db.delete(b"k").unwrap());
+        db.merge().unwrap();
+        db.close().unwrap();
+        let db = Db::open(dir.path(), Options::default()).unwrap();
+        db.put(b"k", b"NEW-value").unwrap();
+        db.close().unwrap();
+        match r.get(b"k") {
+            Ok(v) => assert_eq!(v.as_deref(), Some(&b"old-value"[..]), "mmap {mmap}"),
+            Err(e) => {
+                assert_eq!(e.status(), Status::Io, "mmap {mmap}: {e:?}");
+                assert!(e.message().contains("was deleted"), "{e:?}");
+            }
+        }
+    }
+}
+
+/// A file the repair option set aside (`*.data.corrupt`) keeps its name
+/// taken: the next file after it gets a new one.
+#[test]
+fn a_file_set_aside_keeps_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), Options::default()).unwrap();
+    db.put(b"k", b"v").unwrap();
+    db.close().unwrap();
+    let name = data_files(dir.path()).pop().unwrap();
+    let path = dir.path().join(&name);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[12..16].copy_from_slice(&[0xde, 0xad, 0xbe, 0xef]); // the header's CRC
+    fs::write(&path, bytes).unwrap();
+    let repair = Options {
+        repair: true,
+        ..Options::default()
+    };
+    Db::open(dir.path(), repair).unwrap().close().unwrap();
+    assert!(path.with_extension("data.corrupt").exists());
+    assert!(data_files(dir.path()).is_empty());
+    let db = Db::open(dir.path(), Options::default()).unwrap();
+    db.put(b"k2", b"v").unwrap();
+    db.close().unwrap();
+    let names = data_files(dir.path());
+    assert_eq!(names.len(), 1);
+    assert_ne!(names[0], name, "a new file took the set-aside file's name");
+}
+
 #[test]
 fn limits_are_enforced() {
     let dir = tempfile::tempdir().unwrap();

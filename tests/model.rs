@@ -8,8 +8,8 @@ use bitcask::{Db, MergePolicy, Options, SyncMode};
 use common::Rng;
 use common::*;
 use proptest::prelude::*;
-use std::collections::HashMap;
-use std::path::Path;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -176,6 +176,10 @@ fn run_ops_with(ops: &[Op], o: Options) {
     let dir = tmp.path().join("db");
     let mut db = Some(open(&dir, &o));
     let mut model: HashMap<usize, Vec<u8>> = HashMap::new();
+    // Data file names seen and since deleted: none may come back, or a
+    // read-only handle that knew the old file would open the new one.
+    let mut present: HashSet<PathBuf> = HashSet::new();
+    let mut gone: HashSet<PathBuf> = HashSet::new();
 
     for (step, op) in ops.iter().enumerate() {
         let ctx = format!("step {step} {op:?}");
@@ -240,6 +244,12 @@ fn run_ops_with(ops: &[Op], o: Options) {
         if matches!(op, Op::Sync | Op::Reopen { .. }) {
             check_stats_on_disk(d, &dir, &ctx);
         }
+        let now: HashSet<PathBuf> = data_files(&dir).into_iter().collect();
+        if let Some(again) = now.intersection(&gone).next() {
+            panic!("{ctx}: a new data file took the name of a deleted one: {again:?}");
+        }
+        gone.extend(present.difference(&now).cloned());
+        present = now;
     }
     let d = db.take().unwrap();
     check_all(&d, &keys, &model, "end");
@@ -333,6 +343,31 @@ fn model_fixed_sequence() {
         ops.push(Op::Merge);
         ops.push(Op::Merge); // merge with nothing (or little) to do
     }
+    run_ops(&ops, SyncMode::None);
+}
+
+/// Every key deleted and merged away, then a reopen and a put: the new
+/// active file must not take the name of a merged one (run_ops checks).
+#[test]
+fn deleted_file_names_are_not_reused() {
+    let ops = [
+        Op::Put(0, vec![1; 10]),
+        Op::Put(1, vec![2; 10]),
+        Op::Reopen { drop_only: false },
+        Op::Delete(0),
+        Op::Delete(1),
+        Op::Merge,
+        Op::Reopen { drop_only: false },
+        Op::Put(0, vec![3; 10]),
+        Op::Merge,
+        Op::Put(1, vec![4; 10]),
+        Op::Delete(1),
+        Op::Delete(0),
+        Op::MergeIfNeeded,
+        Op::Merge,
+        Op::Reopen { drop_only: true },
+        Op::Put(1, vec![5; 10]),
+    ];
     run_ops(&ops, SyncMode::None);
 }
 
