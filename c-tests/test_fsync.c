@@ -23,7 +23,8 @@
  *   valgrind and ASan see no leak);
  * - in BC_SYNC_ALWAYS mode the put whose fsync fails returns BC_IO;
  * - in BC_SYNC_INTERVAL mode a failed background sync fails later writes;
- * - a merge whose fsync fails returns BC_IO and fails the handle;
+ * - a merge whose fsync fails returns BC_IO and fails the handle, and so
+ *   does one that cannot delete a file it merged (unlink failing);
  * - after a failure, bc_close writes nothing to the directory;
  * - each time, the directory reopens with every record synced before the
  *   failure, and no damage;
@@ -137,12 +138,23 @@ static int intercepted(long nr, int fd) {
 
 int fsync(int fd) { return intercepted(SYS_fsync, fd); }
 int fdatasync(int fd) { return intercepted(SYS_fdatasync, fd); }
+/* Set: unlinking a .data file fails with EBUSY. */
+static atomic_int fail_unlinks;
+
 int unlink(const char *path) {
     if (atomic_load(&recording) && ends_with_data(path)) log_event('U', path);
+    if (atomic_load(&fail_unlinks) && ends_with_data(path)) {
+        errno = EBUSY;
+        return -1;
+    }
     return (int)syscall(SYS_unlinkat, AT_FDCWD, path, 0);
 }
 int unlinkat(int dirfd, const char *path, int flags) {
     if (atomic_load(&recording) && ends_with_data(path)) log_event('U', path);
+    if (atomic_load(&fail_unlinks) && ends_with_data(path)) {
+        errno = EBUSY;
+        return -1;
+    }
     return (int)syscall(SYS_unlinkat, dirfd, path, flags);
 }
 
@@ -602,6 +614,42 @@ static void merge_directory_sync_failure_fails_the_handle(void) {
     CHECK_MSG(merged && k > 3, "bc_merge succeeded after %d directory syncs", k - 1);
 }
 
+/* A merge that cannot delete a file it merged (an unlink failing) returns
+ * BC_IO naming the file and fails the handle, as a failed fsync does: the
+ * file stays on disk outside the file table, where a later merge of this
+ * handle could drop a tombstone that shadows it. bc_sync, bc_merge and
+ * writes return BC_IO from then on, naming the first failure; bc_close
+ * too, after it has written out what was acknowledged. The directory
+ * reopens with the data exact, the undeleted file merged again. */
+static void merge_unlink_failure_fails_the_handle(void) {
+    static const uint8_t zeros[100];
+    static const char *const synced[] = {"acked"};
+    const char *dir = victim_db();
+    bc_options *o = make_opts(4096, 0, 0);
+    bc_db *db = open_db(dir, o);
+    bc_options_free(o);
+    CHECK_STATUS(bc_put(db, K("acked"), K("acked")), BC_OK);
+    atomic_store(&fail_unlinks, 1);
+    CHECK_STATUS(bc_merge(db), BC_IO);
+    atomic_store(&fail_unlinks, 0);
+    CHECK_STR_CONTAINS(bc_last_error(), ".data");
+    CHECK_STATUS(bc_put(db, K("after"), K("after")), BC_IO);
+    CHECK_STR_CONTAINS(bc_last_error(), "reopen");
+    CHECK_STR_CONTAINS(bc_last_error(), ".data");
+    CHECK_STATUS(bc_sync(db), BC_IO);
+    CHECK_STATUS(bc_merge(db), BC_IO);
+    CHECK_ABSENT(db, K("victim"));
+    CHECK_GET(db, K("a0"), zeros, sizeof zeros);
+    CHECK_STATUS(bc_close(db), BC_IO);
+    check_reopen(dir, synced, 1, "victim");
+    check_reopen(dir, NULL, 0, "after");
+    db = open_db(dir, NULL);
+    CHECK_STATUS(bc_merge(db), BC_OK);
+    CHECK_GET(db, K("a0"), zeros, sizeof zeros);
+    close_db(db);
+    check_reopen(dir, synced, 1, "victim");
+}
+
 int main(int argc, char **argv) {
     check_init(argc, argv);
     RUN(always_mode_put_waits_for_an_fsync);
@@ -617,5 +665,6 @@ int main(int argc, char **argv) {
     RUN(open_syncs_a_scanned_file_before_hinting_it);
     RUN(merge_deletes_shadowed_values_first);
     RUN(merge_directory_sync_failure_fails_the_handle);
+    RUN(merge_unlink_failure_fails_the_handle);
     return check_finish();
 }

@@ -156,9 +156,10 @@ typedef int32_t bc_status;
  * An open database. Opaque; made by bc_open, freed by bc_close.
  *
  * One bc_db may be used from many threads at once: gets run in parallel
- * and do not wait for writers; puts, deletes and merges are serialised
- * inside. bc_close must not run concurrently with any other call on the
- * same handle.
+ * and do not wait for writers; puts and deletes are serialised inside
+ * (appends to one file), merges with each other, and a merge pauses
+ * writers only for its final swap. bc_close must not run concurrently
+ * with any other call on the same handle.
  */
 typedef struct bc_db bc_db;
 
@@ -334,11 +335,13 @@ bc_status bc_open(const char *path, const struct bc_options *opts, struct bc_db 
  *
  * @param[in] db the handle; it is freed whatever the result, and must not
  *            be used again nor be in use by another thread.
- * @return BC_OK; BC_IO if the final flush or sync failed, or an earlier
- *         sync of this handle did (the data written since the last
- *         successful sync may be lost; after a failed sync close
- *         neither flushes nor seals anything: the next open scans the
- *         files never sealed); BC_INTERNAL if a bug was caught on this
+ * @return BC_OK; BC_IO if the final flush or sync failed, or the handle
+ *         failed earlier (a failed sync: the data written since the last
+ *         successful sync may be lost, and close neither flushes nor
+ *         seals anything, so the next open scans the files never sealed;
+ *         or a merge that could not delete a file it merged: close
+ *         writes out and syncs every acknowledged put, sealing nothing);
+ *         BC_INTERNAL if a bug was caught on this
  *         handle earlier (close then still writes out and syncs every
  *         acknowledged put, but seals nothing: the next open scans those
  *         files).
@@ -358,10 +361,11 @@ bc_status bc_close(struct bc_db *db);
  *         with vlen > 0); BC_TOO_LARGE (key or value over its limit);
  *         BC_READ_ONLY; BC_IO (write or sync failed, e.g. disk full: in
  *         BC_SYNC_ALWAYS mode the value may or may not be durable; in the
- *         other modes it was not stored); BC_NO_MEMORY (a new key, and no
- *         memory for the keydir to grow: nothing was stored; a key
- *         already there without a TTL needs none, unless the put gives
- *         it one); BC_INTERNAL.
+ *         other modes it was not stored); BC_NO_MEMORY (nothing was
+ *         stored: a new key, and no memory for the keydir to grow, which
+ *         a key already there without a TTL does not need, unless the put
+ *         gives it one; or no room for the write buffer to grow to the
+ *         record); BC_INTERNAL.
  * Thread-safe.
  */
 bc_status bc_put(struct bc_db *db,
@@ -445,7 +449,8 @@ void bc_free(uint8_t *val, size_t vlen);
  * @return BC_OK; BC_NOT_FOUND (the key was absent: nothing is written);
  *         BC_INVALID_ARGUMENT; BC_TOO_LARGE (key over 65535 bytes: a key
  *         over max_key_size, written under a larger limit, can be
- *         deleted); BC_READ_ONLY; BC_IO; BC_INTERNAL.
+ *         deleted); BC_READ_ONLY; BC_IO; BC_NO_MEMORY (no room for the
+ *         write buffer to grow: nothing was written); BC_INTERNAL.
  * Thread-safe.
  */
 bc_status bc_delete(struct bc_db *db, const uint8_t *key, size_t klen);
@@ -466,10 +471,13 @@ bc_status bc_contains(struct bc_db *db, const uint8_t *key, size_t klen);
  * on a read-only handle.
  *
  * @return BC_OK; BC_INVALID_ARGUMENT (NULL db); BC_IO (the fsync failed,
- *         or an earlier one of this handle did: from the first failure on,
- *         bc_sync and every write return BC_IO, since a retried fsync may
- *         report success for data the kernel has dropped; reopen the
- *         database, which checks what reached the disk); BC_INTERNAL (a
+ *         or the handle failed earlier: an fsync, or a merge that could
+ *         not delete a file it merged. From the first failure on, bc_sync,
+ *         bc_merge and every write return BC_IO naming it: a retried
+ *         fsync may report success for data the kernel has dropped, and
+ *         an undeleted file is outside what this handle's merges account
+ *         for. Reopen the database, which checks what reached the disk
+ *         and merges that file again); BC_INTERNAL (a
  *         bug was caught on this handle earlier: bc_close writes out and
  *         syncs what was acknowledged; then reopen).
  * Thread-safe.
@@ -486,7 +494,8 @@ bc_status bc_sync(struct bc_db *db);
  *
  * @return BC_OK; BC_INVALID_ARGUMENT; BC_READ_ONLY; BC_IO (the database
  *         stays consistent; a later merge retries, unless the failure was
- *         a failed fsync, which fails the handle: see bc_sync);
+ *         a failed fsync or a merged file that could not be deleted,
+ *         which fail the handle: see bc_sync);
  *         BC_CORRUPTION (a record
  *         that fails its checksum: nothing was deleted); BC_NO_MEMORY (no
  *         room to read a record whole, as merge copies it, or for its
@@ -720,7 +729,9 @@ bc_status bc_options_set_clock(struct bc_options *opts, bc_clock_fn now, void *c
  * every interval_ms milliseconds and merges the files the thresholds
  * select when they fire. 0, the default, turns it off (merge only with
  * bc_merge). bc_close stops the thread, abandoning a merge in progress
- * safely within a few thousand records.
+ * safely within a few thousand records. The thread's merge failures reach
+ * no caller, except those that fail the handle (see bc_sync): later
+ * writes return BC_IO naming them.
  *
  * @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL.
  * Not thread-safe: calls on one bc_options must not overlap (set it
@@ -733,8 +744,11 @@ bc_status bc_options_set_auto_merge(struct bc_options *opts, uint32_t interval_m
  * data file has at least `frag` of its bytes dead (0..1, default 0.6) or
  * at least `dead_bytes` dead bytes (default 512 MiB).
  *
- * @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL, frag is outside
- *         0..1, or a trigger is below its threshold.
+ * Triggers and thresholds may be set in either order: bc_open checks that
+ * no trigger is below its threshold.
+ *
+ * @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL or frag is outside
+ *         0..1 (the previous values are kept).
  * Not thread-safe: calls on one bc_options must not overlap (set it
  * up on one thread); different bc_options are independent.
  */
@@ -746,8 +760,11 @@ bc_status bc_options_set_merge_triggers(struct bc_options *opts, double frag, ui
  * (default 128 MiB), or smaller than `small_file` bytes (default 10 MiB;
  * small files are combined). bc_merge always takes every file.
  *
- * @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL, frag is outside
- *         0..1, or a threshold is above its trigger.
+ * Set in either order with the triggers: bc_open checks that no threshold
+ * is above its trigger.
+ *
+ * @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL or frag is outside
+ *         0..1 (the previous values are kept).
  * Not thread-safe: calls on one bc_options must not overlap (set it
  * up on one thread); different bc_options are independent.
  */

@@ -258,7 +258,9 @@ pub fn check_open_files(v: u32) -> Result<()> {
 }
 
 impl MergePolicy {
-    pub fn validate(&self) -> Result<()> {
+    /// Each value in its range; what the option setters check, so that
+    /// triggers and thresholds can be set in either order.
+    pub fn check_ranges(&self) -> Result<()> {
         let fraction = |name: &str, v: f64| {
             if (0.0..=1.0).contains(&v) {
                 Ok(())
@@ -267,13 +269,23 @@ impl MergePolicy {
             }
         };
         fraction("frag_trigger", self.frag_trigger)?;
-        fraction("frag_threshold", self.frag_threshold)?;
+        fraction("frag_threshold", self.frag_threshold)
+    }
+
+    /// The ranges, and no threshold above its trigger (checked at open).
+    pub fn validate(&self) -> Result<()> {
+        self.check_ranges()?;
         if self.frag_threshold > self.frag_trigger
             || self.dead_bytes_threshold > self.dead_bytes_trigger
         {
-            return Err(Error::invalid(
-                "merge thresholds must not exceed their triggers (a triggered merge would select nothing)",
-            ));
+            return Err(Error::invalid(format!(
+                "merge thresholds (fragmentation {}, dead bytes {}) must not exceed their \
+                 triggers ({}, {}): a triggered merge would select nothing",
+                self.frag_threshold,
+                self.dead_bytes_threshold,
+                self.frag_trigger,
+                self.dead_bytes_trigger
+            )));
         }
         Ok(())
     }

@@ -10,9 +10,10 @@ use std::os::unix::ffi::OsStrExt;
 /// An open database. Opaque; made by bc_open, freed by bc_close.
 ///
 /// One bc_db may be used from many threads at once: gets run in parallel
-/// and do not wait for writers; puts, deletes and merges are serialised
-/// inside. bc_close must not run concurrently with any other call on the
-/// same handle.
+/// and do not wait for writers; puts and deletes are serialised inside
+/// (appends to one file), merges with each other, and a merge pauses
+/// writers only for its final swap. bc_close must not run concurrently
+/// with any other call on the same handle.
 pub struct bc_db {
     pub(crate) db: Db,
 }
@@ -116,11 +117,13 @@ pub extern "C" fn bc_open(
 ///
 /// @param[in] db the handle; it is freed whatever the result, and must not
 ///            be used again nor be in use by another thread.
-/// @return BC_OK; BC_IO if the final flush or sync failed, or an earlier
-///         sync of this handle did (the data written since the last
-///         successful sync may be lost; after a failed sync close
-///         neither flushes nor seals anything: the next open scans the
-///         files never sealed); BC_INTERNAL if a bug was caught on this
+/// @return BC_OK; BC_IO if the final flush or sync failed, or the handle
+///         failed earlier (a failed sync: the data written since the last
+///         successful sync may be lost, and close neither flushes nor
+///         seals anything, so the next open scans the files never sealed;
+///         or a merge that could not delete a file it merged: close
+///         writes out and syncs every acknowledged put, sealing nothing);
+///         BC_INTERNAL if a bug was caught on this
 ///         handle earlier (close then still writes out and syncs every
 ///         acknowledged put, but seals nothing: the next open scans those
 ///         files).
@@ -150,10 +153,11 @@ pub extern "C" fn bc_close(db: *mut bc_db) -> bc_status {
 ///         with vlen > 0); BC_TOO_LARGE (key or value over its limit);
 ///         BC_READ_ONLY; BC_IO (write or sync failed, e.g. disk full: in
 ///         BC_SYNC_ALWAYS mode the value may or may not be durable; in the
-///         other modes it was not stored); BC_NO_MEMORY (a new key, and no
-///         memory for the keydir to grow: nothing was stored; a key
-///         already there without a TTL needs none, unless the put gives
-///         it one); BC_INTERNAL.
+///         other modes it was not stored); BC_NO_MEMORY (nothing was
+///         stored: a new key, and no memory for the keydir to grow, which
+///         a key already there without a TTL does not need, unless the put
+///         gives it one; or no room for the write buffer to grow to the
+///         record); BC_INTERNAL.
 /// Thread-safe.
 #[no_mangle]
 pub extern "C" fn bc_put(
@@ -323,7 +327,8 @@ pub extern "C" fn bc_free(val: *mut u8, vlen: usize) {
 /// @return BC_OK; BC_NOT_FOUND (the key was absent: nothing is written);
 ///         BC_INVALID_ARGUMENT; BC_TOO_LARGE (key over 65535 bytes: a key
 ///         over max_key_size, written under a larger limit, can be
-///         deleted); BC_READ_ONLY; BC_IO; BC_INTERNAL.
+///         deleted); BC_READ_ONLY; BC_IO; BC_NO_MEMORY (no room for the
+///         write buffer to grow: nothing was written); BC_INTERNAL.
 /// Thread-safe.
 #[no_mangle]
 pub extern "C" fn bc_delete(db: *mut bc_db, key: *const u8, klen: usize) -> bc_status {
@@ -354,10 +359,13 @@ pub extern "C" fn bc_contains(db: *mut bc_db, key: *const u8, klen: usize) -> bc
 /// on a read-only handle.
 ///
 /// @return BC_OK; BC_INVALID_ARGUMENT (NULL db); BC_IO (the fsync failed,
-///         or an earlier one of this handle did: from the first failure on,
-///         bc_sync and every write return BC_IO, since a retried fsync may
-///         report success for data the kernel has dropped; reopen the
-///         database, which checks what reached the disk); BC_INTERNAL (a
+///         or the handle failed earlier: an fsync, or a merge that could
+///         not delete a file it merged. From the first failure on, bc_sync,
+///         bc_merge and every write return BC_IO naming it: a retried
+///         fsync may report success for data the kernel has dropped, and
+///         an undeleted file is outside what this handle's merges account
+///         for. Reopen the database, which checks what reached the disk
+///         and merges that file again); BC_INTERNAL (a
 ///         bug was caught on this handle earlier: bc_close writes out and
 ///         syncs what was acknowledged; then reopen).
 /// Thread-safe.
@@ -378,7 +386,8 @@ pub extern "C" fn bc_sync(db: *mut bc_db) -> bc_status {
 ///
 /// @return BC_OK; BC_INVALID_ARGUMENT; BC_READ_ONLY; BC_IO (the database
 ///         stays consistent; a later merge retries, unless the failure was
-///         a failed fsync, which fails the handle: see bc_sync);
+///         a failed fsync or a merged file that could not be deleted,
+///         which fail the handle: see bc_sync);
 ///         BC_CORRUPTION (a record
 ///         that fails its checksum: nothing was deleted); BC_NO_MEMORY (no
 ///         room to read a record whole, as merge copies it, or for its

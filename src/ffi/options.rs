@@ -296,7 +296,9 @@ pub extern "C" fn bc_options_set_clock(
 /// every interval_ms milliseconds and merges the files the thresholds
 /// select when they fire. 0, the default, turns it off (merge only with
 /// bc_merge). bc_close stops the thread, abandoning a merge in progress
-/// safely within a few thousand records.
+/// safely within a few thousand records. The thread's merge failures reach
+/// no caller, except those that fail the handle (see bc_sync): later
+/// writes return BC_IO naming them.
 ///
 /// @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL.
 /// Not thread-safe: calls on one bc_options must not overlap (set it
@@ -316,8 +318,11 @@ pub extern "C" fn bc_options_set_auto_merge(opts: *mut bc_options, interval_ms: 
 /// data file has at least `frag` of its bytes dead (0..1, default 0.6) or
 /// at least `dead_bytes` dead bytes (default 512 MiB).
 ///
-/// @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL, frag is outside
-///         0..1, or a trigger is below its threshold.
+/// Triggers and thresholds may be set in either order: bc_open checks that
+/// no trigger is below its threshold.
+///
+/// @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL or frag is outside
+///         0..1 (the previous values are kept).
 /// Not thread-safe: calls on one bc_options must not overlap (set it
 /// up on one thread); different bc_options are independent.
 #[no_mangle]
@@ -330,7 +335,7 @@ pub extern "C" fn bc_options_set_merge_triggers(
         let mut p = o.merge;
         p.frag_trigger = frag;
         p.dead_bytes_trigger = dead_bytes;
-        p.validate()?;
+        p.check_ranges()?;
         o.merge = p;
         Ok(())
     })
@@ -341,8 +346,11 @@ pub extern "C" fn bc_options_set_merge_triggers(
 /// (default 128 MiB), or smaller than `small_file` bytes (default 10 MiB;
 /// small files are combined). bc_merge always takes every file.
 ///
-/// @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL, frag is outside
-///         0..1, or a threshold is above its trigger.
+/// Set in either order with the triggers: bc_open checks that no threshold
+/// is above its trigger.
+///
+/// @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL or frag is outside
+///         0..1 (the previous values are kept).
 /// Not thread-safe: calls on one bc_options must not overlap (set it
 /// up on one thread); different bc_options are independent.
 #[no_mangle]
@@ -357,7 +365,7 @@ pub extern "C" fn bc_options_set_merge_thresholds(
         p.frag_threshold = frag;
         p.dead_bytes_threshold = dead_bytes;
         p.small_file_threshold = small_file;
-        p.validate()?;
+        p.check_ranges()?;
         o.merge = p;
         Ok(())
     })
