@@ -247,6 +247,68 @@ fn a_file_set_aside_keeps_its_name() {
     assert_ne!(names[0], name, "a new file took the set-aside file's name");
 }
 
+/// Every file in `dir` with its bytes.
+fn snapshot(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .map(|e| {
+            (
+                e.file_name().into_string().unwrap(),
+                fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// A read-only open changes nothing in the directory, whatever a crash or
+/// a running writer left there: a newer data file shorter than its header
+/// (a torn creation after a power loss, or a writer's file between its
+/// creation and its header), temporary files (a merge's output or a hint's
+/// spill, perhaps being written), a hint without its data file. It leaves
+/// the torn file out of its keydir. A read-write open then removes all of
+/// them.
+#[test]
+fn a_read_only_open_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let db = Db::open(dir, Options::default()).unwrap();
+    for i in 0..100u32 {
+        db.put(&i.to_be_bytes(), &[i as u8; 50]).unwrap();
+    }
+    db.close().unwrap();
+    let leftovers = [
+        ("0000000900000000.data", &b"BITCASKD\x01"[..]),
+        ("0000000100000001.data.tmp", &b"BITCASKD merge output"[..]),
+        ("0000000100000000.hint.4242-0.tmp", &b"spill"[..]),
+        ("0000000500000000.hint", &b"BITCASKH orphan"[..]),
+    ];
+    for (name, bytes) in leftovers {
+        fs::write(dir.join(name), bytes).unwrap();
+    }
+    let before = snapshot(dir);
+    let ro = Options {
+        read_only: true,
+        ..Options::default()
+    };
+    let r = Db::open(dir, ro).unwrap();
+    assert_eq!(r.stats().recovered_bytes_dropped, 9);
+    for i in 0..100u32 {
+        assert_eq!(r.get(&i.to_be_bytes()).unwrap(), Some(vec![i as u8; 50]));
+    }
+    r.close().unwrap();
+    assert_eq!(
+        snapshot(dir),
+        before,
+        "a read-only open changed the directory"
+    );
+    let db = Db::open(dir, Options::default()).unwrap();
+    for (name, _) in leftovers {
+        assert!(!dir.join(name).exists(), "{name} left by a read-write open");
+    }
+    assert_eq!(db.get(&7u32.to_be_bytes()).unwrap(), Some(vec![7; 50]));
+}
+
 #[test]
 fn limits_are_enforced() {
     let dir = tempfile::tempdir().unwrap();
