@@ -315,7 +315,7 @@ fn a_hint_written_while_a_merge_deletes_its_file_does_not_outlive_it() {
 
 /// After a caught bug (not a failed fsync) close still makes the puts
 /// acknowledged before it durable: it writes out the buffer and fsyncs,
-/// as bc_close's header comment says, though it seals nothing.
+/// as bc_close's header comment says, and seals nothing (no hint).
 #[test]
 fn close_after_a_caught_bug_syncs_what_was_acknowledged() {
     let _turn = serial();
@@ -333,6 +333,9 @@ fn close_after_a_caught_bug_syncs_what_was_acknowledged() {
     let (status, _) = err(closed, "close of a failed handle");
     assert_eq!(status, Status::Internal as i32);
     assert!(BY_C.load(Ordering::SeqCst) > 0, "close did not fsync");
+    // Sealed means hinted: the next open must scan (and check) the file.
+    let hints = files_ending(dir.path(), ".hint");
+    assert!(hints.is_empty(), "close of a failed handle sealed: {hints:?}");
     let db = open(dir.path(), &opts(1 << 20, SyncMode::None));
     assert_eq!(ok(db.get(b"k"), "get"), Some(b"acknowledged".to_vec()));
 }
