@@ -335,7 +335,10 @@ fn close_after_a_caught_bug_syncs_what_was_acknowledged() {
     assert!(BY_C.load(Ordering::SeqCst) > 0, "close did not fsync");
     // Sealed means hinted: the next open must scan (and check) the file.
     let hints = files_ending(dir.path(), ".hint");
-    assert!(hints.is_empty(), "close of a failed handle sealed: {hints:?}");
+    assert!(
+        hints.is_empty(),
+        "close of a failed handle sealed: {hints:?}"
+    );
     let db = open(dir.path(), &opts(1 << 20, SyncMode::None));
     assert_eq!(ok(db.get(b"k"), "get"), Some(b"acknowledged".to_vec()));
 }

@@ -1546,3 +1546,54 @@ fn a_read_only_handle_never_returns_another_keys_value_from_a_rewritten_file() {
         );
     }
 }
+
+/// The 4-byte bounds of the lost-page shapes, exact on both sides (bit rot
+/// can zero a few bytes; a lost page zeroes at least a CRC):
+/// - shape 1: a record starting 4 bytes before a page end, those 4 bytes
+///   zero, is a lost page; starting 3 bytes before, refused;
+/// - shape 3: a record (the first, long) whose last page is zero and which
+///   ends 4 bytes before that page's end is a lost page (the next record's
+///   CRC is in it); ending 3 bytes before (or 2), refused.
+#[test]
+fn lost_page_shapes_need_four_zero_bytes() {
+    let (p, len) = (5 * 4096, 19 + 7 + 97);
+    // The first value's length that puts some record `before` bytes short
+    // of page 5's end (offset 16, 26 + first_len, then records of `len`).
+    let start_short_by = |before: usize| {
+        let at = p - before;
+        97 + (at - 16 - 26 - 97) % len
+    };
+    for (before, recovered) in [(4, true), (3, false)] {
+        let lp = lost_page_with(start_short_by(before), |recs| {
+            let r = recs
+                .iter()
+                .find(|r| r.offset as usize == p - before)
+                .unwrap();
+            (r.offset as usize, p)
+        });
+        let at = (p - before) as u64;
+        let what = format!("shape 1, a record {before} bytes before the page end");
+        if recovered {
+            let db = open(&lp.dir, &opts(1 << 20, SyncMode::None));
+            assert_eq!(db.stats().recovered_bytes_dropped, lp.gone_bytes, "{what}");
+            verify(&db, &model_of(&lp.kept), &all_keys(&lp.ws), &what);
+        } else {
+            refused(&lp.dir, &lp.path, at, &what);
+        }
+    }
+    // The first record runs from 16 to 42 + first_len; page 2 (8192..12288)
+    // is its last, zeroed.
+    for (left, recovered) in [(4, true), (3, false), (2, false)] {
+        let end = 3 * 4096 - left;
+        let lp = lost_page_with(end - 42, |_| (2 * 4096, 3 * 4096));
+        assert_eq!(lp.recs[0].offset + lp.recs[0].len(), end as u64);
+        let what = format!("shape 3, a record ending {left} bytes before the page end");
+        if recovered {
+            let db = open(&lp.dir, &opts(1 << 20, SyncMode::None));
+            assert_eq!(db.stats().recovered_bytes_dropped, lp.gone_bytes, "{what}");
+            verify(&db, &model_of(&lp.kept), &all_keys(&lp.ws), &what);
+        } else {
+            refused(&lp.dir, &lp.path, 16, &what);
+        }
+    }
+}
