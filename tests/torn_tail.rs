@@ -1557,6 +1557,16 @@ fn a_read_only_handle_never_returns_another_keys_value_from_a_rewritten_file() {
 #[test]
 fn lost_page_shapes_need_four_zero_bytes() {
     let (p, len) = (5 * 4096, 19 + 7 + 97);
+    // Open recovers the lost page, or refuses the damage at `at`.
+    let judged = |lp: LostPage, at: u64, what: &str, recovered: bool| {
+        if recovered {
+            let db = open(&lp.dir, &opts(1 << 20, SyncMode::None));
+            assert_eq!(db.stats().recovered_bytes_dropped, lp.gone_bytes, "{what}");
+            verify(&db, &model_of(&lp.kept), &all_keys(&lp.ws), what);
+        } else {
+            refused(&lp.dir, &lp.path, at, what);
+        }
+    };
     // The first value's length that puts some record `before` bytes short
     // of page 5's end (offset 16, 26 + first_len, then records of `len`).
     let start_short_by = |before: usize| {
@@ -1571,15 +1581,8 @@ fn lost_page_shapes_need_four_zero_bytes() {
                 .unwrap();
             (r.offset as usize, p)
         });
-        let at = (p - before) as u64;
         let what = format!("shape 1, a record {before} bytes before the page end");
-        if recovered {
-            let db = open(&lp.dir, &opts(1 << 20, SyncMode::None));
-            assert_eq!(db.stats().recovered_bytes_dropped, lp.gone_bytes, "{what}");
-            verify(&db, &model_of(&lp.kept), &all_keys(&lp.ws), &what);
-        } else {
-            refused(&lp.dir, &lp.path, at, &what);
-        }
+        judged(lp, (p - before) as u64, &what, recovered);
     }
     // The first record runs from 16 to 42 + first_len; page 2 (8192..12288)
     // is its last, zeroed.
@@ -1588,12 +1591,6 @@ fn lost_page_shapes_need_four_zero_bytes() {
         let lp = lost_page_with(end - 42, |_| (2 * 4096, 3 * 4096));
         assert_eq!(lp.recs[0].offset + lp.recs[0].len(), end as u64);
         let what = format!("shape 3, a record ending {left} bytes before the page end");
-        if recovered {
-            let db = open(&lp.dir, &opts(1 << 20, SyncMode::None));
-            assert_eq!(db.stats().recovered_bytes_dropped, lp.gone_bytes, "{what}");
-            verify(&db, &model_of(&lp.kept), &all_keys(&lp.ws), &what);
-        } else {
-            refused(&lp.dir, &lp.path, 16, &what);
-        }
+        judged(lp, 16, &what, recovered);
     }
 }
