@@ -855,6 +855,22 @@ mod tests {
         (seen, ok)
     }
 
+    /// Keydir locations hold 32-bit offsets, and a scan builds its hint
+    /// through `add`: this is the one check that refuses a record past
+    /// 4 GiB (in a file bitcask did not write) before an offset wraps.
+    #[test]
+    fn a_record_past_4_gib_is_refused() {
+        let mut w = HintWriter::create(7, Seed(1, 2));
+        w.add(u32::MAX as u64 - 30, &hdr(1, 10, 0, 0), b"a")
+            .unwrap();
+        let e = w.add(1 << 32, &hdr(1, 10, 0, 0), b"b").unwrap_err();
+        assert_eq!(e.status(), crate::Status::Corruption);
+        assert!(
+            e.message().contains("offset 4294967296, past 4 GiB"),
+            "{e:?}"
+        );
+    }
+
     #[test]
     fn roundtrip_and_every_damage_is_refused() {
         let dir = tempfile::tempdir().unwrap();
