@@ -666,7 +666,9 @@ bc_status bc_options_set_sync(struct bc_options *opts, int32_t mode, uint32_t in
  * read-only handle sees the data as of its open and refuses writes with
  * BC_READ_ONLY. It opens data files at first read, so after a merge by
  * the read-write handle a get may return BC_IO saying the file it needs
- * was deleted: reopen the read-only handle to see the merged files.
+ * was deleted, or replaced (rewritten by a read-write open recovering
+ * lost pages after a power loss, or by repair): reopen the read-only
+ * handle to see the files as they are now.
  *
  * @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL.
  * Not thread-safe: calls on one bc_options must not overlap (set it

@@ -8,13 +8,13 @@
 //! the writer's I/O: the writer holds only a shared lock on the tail while
 //! its `pwrite` runs.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Status};
 use crate::format::{self, FILE_HEADER_LEN};
 use crate::mmap::Map;
 use parking_lot::{Mutex, RwLock};
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -72,6 +72,10 @@ pub struct DataFile {
     /// On-disk id; the file name is derived from it.
     pub id: u64,
     pub path: PathBuf,
+    /// For a read-only handle, the device and inode the name stood for at
+    /// open: a read-write open may since have rewritten the file under the
+    /// same name (lost pages, repair), and `open_fd` refuses the new one.
+    identity: Option<(u64, u64)>,
     /// Opened on demand and closed again when too many are open (see
     /// `Inner::fd`); the active file and merge outputs keep theirs.
     fd: RwLock<Option<Arc<File>>>,
@@ -162,9 +166,11 @@ impl DataFile {
         len: u64,
         open_fds: Arc<AtomicUsize>,
         use_map: bool,
+        identity: Option<(u64, u64)>,
     ) -> Self {
         let mut f = DataFile::from_parts(fnum, id, path, None, len, true, open_fds);
         f.use_map = use_map;
+        f.identity = identity;
         f
     }
 
@@ -181,6 +187,7 @@ impl DataFile {
             fnum,
             id,
             path,
+            identity: None,
             fd: RwLock::new(file.map(Arc::new)),
             last_used: AtomicU64::new(0),
             open_fds,
@@ -230,6 +237,22 @@ impl DataFile {
         let f = Arc::new(
             File::open(&self.path).map_err(|e| Error::io("opening data file", &self.path, e))?,
         );
+        if let Some(known) = self.identity {
+            let meta = f
+                .metadata()
+                .map_err(|e| Error::io("reading metadata of", &self.path, e))?;
+            if (meta.dev(), meta.ino()) != known {
+                return Err(Error::new(
+                    Status::Io,
+                    format!(
+                        "{} was replaced after this read-only handle opened (rewritten \
+                         by a read-write open recovering lost pages, or by repair); \
+                         reopen the read-only handle",
+                        self.path.display()
+                    ),
+                ));
+            }
+        }
         *fd = Some(f.clone());
         self.open_fds.fetch_add(1, Ordering::Relaxed);
         Ok((f, true))

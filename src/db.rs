@@ -417,7 +417,8 @@ impl Inner {
                 }
                 Err(_) => (f.hint.take().expect("a hint that fits"), f.len),
             };
-            self.add_sealed(fnum, f.id, self.dir.join(datafile::data_name(f.id)), len);
+            let path = self.dir.join(datafile::data_name(f.id));
+            self.add_sealed(fnum, f.id, path, len, f.identity);
             sources.push(Source { fnum, hint });
         }
         loop {
@@ -461,7 +462,8 @@ impl Inner {
                     for (i, scan) in bad.into_iter().zip(scans) {
                         if scan.scanned.len != sources[i].hint.data_len {
                             let f = self.file(sources[i].fnum).expect("added above");
-                            self.add_sealed(f.fnum, f.id, f.path.clone(), scan.scanned.len);
+                            let id = found[i].identity;
+                            self.add_sealed(f.fnum, f.id, f.path.clone(), scan.scanned.len, id);
                         }
                         sources[i].hint = scan.hint;
                     }
@@ -539,6 +541,9 @@ impl Inner {
             newest,
             len: r.len,
             hint,
+            // A read-only handle changes no file, so the one read here is
+            // the one it reads later, unless a writer replaces it.
+            identity: self.opts.read_only.then_some(r.identity),
         }))
     }
 
@@ -736,8 +741,23 @@ impl Inner {
         newest || self.torn_creation_possible(id)
     }
 
-    fn add_sealed(&self, fnum: u32, id: u64, path: PathBuf, len: u64) {
-        let file = DataFile::sealed(fnum, id, path, len, self.open_fds(), self.opts.maps());
+    fn add_sealed(
+        &self,
+        fnum: u32,
+        id: u64,
+        path: PathBuf,
+        len: u64,
+        identity: Option<(u64, u64)>,
+    ) {
+        let file = DataFile::sealed(
+            fnum,
+            id,
+            path,
+            len,
+            self.open_fds(),
+            self.opts.maps(),
+            identity,
+        );
         self.files.write().insert(fnum, Arc::new(file));
     }
 
@@ -1418,6 +1438,8 @@ struct Found {
     newest: bool,
     len: u64,
     hint: Option<Hint>,
+    /// Device and inode, kept by a read-only handle (`DataFile::identity`).
+    identity: Option<(u64, u64)>,
 }
 
 /// Counts the record `old` as dead in its file `f`.

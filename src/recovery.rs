@@ -12,7 +12,7 @@ use crate::format::{self, RecordHeader, FILE_HEADER_LEN, RECORD_HEADER_LEN};
 use std::cell::Cell;
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 const WINDOW: usize = 1 << 20;
@@ -22,6 +22,8 @@ pub struct FileReader {
     file: File,
     pub path: PathBuf,
     pub len: u64,
+    /// The file's device and inode: which file the name stood for.
+    pub identity: (u64, u64),
     buf: Vec<u8>,
     start: u64,
     /// Bytes read from the file so far: what a scan cost.
@@ -40,14 +42,14 @@ impl FileReader {
 
     pub fn open(path: &Path) -> Result<FileReader> {
         let file = File::open(path).map_err(|e| Error::io("opening", path, e))?;
-        let len = file
+        let meta = file
             .metadata()
-            .map_err(|e| Error::io("reading metadata of", path, e))?
-            .len();
+            .map_err(|e| Error::io("reading metadata of", path, e))?;
         Ok(FileReader {
             file,
             path: path.to_path_buf(),
-            len,
+            len: meta.len(),
+            identity: (meta.dev(), meta.ino()),
             buf: Vec::new(),
             start: 0,
             read: Cell::new(0),
