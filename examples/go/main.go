@@ -76,6 +76,7 @@ func main() {
 	} else {
 		d, err := os.MkdirTemp("", "bitcask-go-")
 		must(err)
+		defer os.RemoveAll(d)
 		dir = d + "/db"
 	}
 
@@ -102,13 +103,25 @@ func main() {
 	expect("empty key", errors.As(err, &e) && e.Status == bitcask.StatusInvalidArgument &&
 		e.Message == "key is empty", fmt.Sprint(err))
 
-	var keys, vals []string
+	// The slices are kept past the scan: they must be copies.
+	var keys, vals [][]byte
 	must(db.Scan([]byte("sensor:000"), func(k, v []byte) bool {
-		keys, vals = append(keys, string(k)), append(vals, string(v))
+		keys, vals = append(keys, k), append(vals, v)
 		return true
 	}))
-	expect("prefix scan", len(keys) == 9 && keys[0] == "sensor:0001" && keys[8] == "sensor:0009" &&
-		vals[8] == "reading 9", fmt.Sprint(keys, vals))
+	scanned := len(keys) == 9
+	for i := 0; scanned && i < 9; i++ {
+		scanned = string(keys[i]) == fmt.Sprintf("sensor:%04d", i+1) &&
+			string(vals[i]) == fmt.Sprintf("reading %d", i+1)
+	}
+	expect("prefix scan", scanned, fmt.Sprintf("%q %q", keys, vals))
+
+	// A message longer than any fixed buffer comes back whole: it names
+	// the path, here under a regular file, so no directory can be made.
+	long := dir + "/LOCK/" + strings.Repeat("deeper/", 100) + "db"
+	_, err = bitcask.Open(long)
+	expect("a long message", errors.As(err, &e) && e.Status == bitcask.StatusIO &&
+		strings.Contains(e.Message, long), fmt.Sprint(err))
 
 	goroutines(db)
 	n, err := db.Count()
