@@ -499,7 +499,7 @@ bc_status bc_sync(struct bc_db *db);
  *         BC_CORRUPTION (a record
  *         that fails its checksum: nothing was deleted); BC_NO_MEMORY (no
  *         room to read a record whole, as merge copies it, or for its
- *         write buffer, its hints or its list of moved records: nothing
+ *         write buffer, its hints, its lists of moved or expired records: nothing
  *         was deleted); BC_INTERNAL.
  * Thread-safe; one merge runs at a time (a second waits for the first).
  */

@@ -34,7 +34,7 @@
 
 use crate::datafile::{self, sync_dir, DataFile};
 use crate::db::{expired, Inner};
-use crate::error::{Error, Result, Status};
+use crate::error::{reserve, Error, Result, Status};
 use crate::format::{self, FILE_HEADER_LEN, FLAG_TOMBSTONE, RECORD_HEADER_LEN};
 use crate::hint::{self, HintWriter};
 use crate::keydir::Location;
@@ -363,6 +363,13 @@ impl Inner {
             } else if current != Some(here) {
                 continue; // overwritten or deleted
             } else if expired(here.expiry, now) {
+                if expired_out.try_reserve(1).is_err() {
+                    let n = (expired_out.len() + 1) * std::mem::size_of::<Expired>();
+                    return Err(Error::no_memory(
+                        n,
+                        format_args!("a merge's list of expired records"),
+                    ));
+                }
                 expired_out.push(Expired {
                     hash,
                     from: (here.file, here.offset),
@@ -372,6 +379,8 @@ impl Inner {
                     continue;
                 }
                 tombstone.clear();
+                let len = RECORD_HEADER_LEN + key.len();
+                reserve(&mut tombstone, len, format_args!("a merge's tombstone"))?;
                 format::encode_record(&mut tombstone, hdr.timestamp, 0, FLAG_TOMBSTONE, key, &[]);
                 &tombstone
             } else {

@@ -13,7 +13,8 @@ use bitcask::{Db, Options, Status, SyncMode};
 use common::{files_ending, ok, open};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
 
 /// Refuses allocations of 16 to 512 KiB while `REFUSING` is set.
 struct Refusing;
@@ -138,4 +139,33 @@ fn a_seal_or_merge_without_memory_fails_cleanly_and_loses_nothing() {
     ok(db.close(), "close");
     let db = open(dir, &o);
     verify(&db, &model, "reopen after the merge");
+    drop(db);
+
+    // A merge of expired records lists them, to take them out of the
+    // keydir once its outputs are in place: without memory for the list
+    // it fails (it aborted the process before).
+    let dir = &tmp.path().join("expiring");
+    let clock = Arc::new(AtomicU32::new(1_000_000));
+    let now = clock.clone();
+    let o = Options {
+        clock: Arc::new(move || now.load(Ordering::Relaxed)),
+        ..o
+    };
+    let db = open(dir, &o);
+    for i in 0..30_000u32 {
+        ok(db.put_ttl(&key(i), b"v", 1), "put with a TTL");
+    }
+    ok(db.close(), "close");
+    let db = open(dir, &o);
+    clock.fetch_add(10, Ordering::Relaxed);
+    refuse(true);
+    let merged = db.merge();
+    refuse(false);
+    let e = merged.expect_err("a merge of expired records under the limit");
+    assert_eq!(e.status(), Status::NoMemory, "{}", e.message());
+    assert!(e.message().contains("expired records"), "{}", e.message());
+    assert_eq!(db.stats().expired_keys, 30_000);
+    ok(db.merge(), "merge");
+    let s = db.stats();
+    assert_eq!((s.expired_keys, s.live_keys, s.dead_bytes), (0, 0, 0));
 }

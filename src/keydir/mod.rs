@@ -601,7 +601,8 @@ impl Shard {
     /// Points `key` at `loc` with one probe sequence: it ends at the key
     /// or at the empty slot where the key belongs. Returns the old location.
     /// The table grows only for a new key: an update asks for no memory
-    /// (see `make_room`). Or NoRoom, changing nothing.
+    /// (see `make_room`). Or NoRoom, changing no key or location (the
+    /// table may have grown before the arena ran out).
     #[inline]
     fn upsert(
         &mut self,
