@@ -1093,6 +1093,33 @@ fn a_non_regular_file_is_refused_not_opened() {
     }
 }
 
+/// A data file that is a symlink to a regular file counts as one (a
+/// database may keep files on another disk); a symlink to a directory is
+/// refused as the directory is.
+#[test]
+fn a_symlink_to_a_data_file_counts_as_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), Default::default()).unwrap();
+    db.put(b"k", b"v").unwrap();
+    db.close().unwrap();
+    let path = data_files(dir.path()).pop().unwrap();
+    let moved = elsewhere.path().join(file_name(&path));
+    fs::rename(&path, &moved).unwrap();
+    fs::remove_file(path.with_extension("hint")).unwrap();
+    std::os::unix::fs::symlink(&moved, &path).unwrap();
+    let db = Db::open(dir.path(), Default::default()).unwrap();
+    assert_eq!(db.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+    db.close().unwrap();
+    let name = "00000000ffffffff.data";
+    std::os::unix::fs::symlink(elsewhere.path(), dir.path().join(name)).unwrap();
+    corruption_naming(
+        Db::open(dir.path(), Default::default()).map(|_| ()),
+        name,
+        "symlink",
+    );
+}
+
 /// A database of one file, without hints, of 400 records of about 120
 /// bytes (the first 100 keys written twice), where `damage` was done to
 /// the data file's bytes: the directory, the file, its records before the
