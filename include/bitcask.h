@@ -690,7 +690,8 @@ bc_status bc_options_set_create_if_missing(struct bc_options *opts, bool create)
  * are skipped and, on a read-write handle, the files holding them are
  * rewritten without them; a file whose header is unreadable is rewritten
  * under a fresh header if the header is at most 4 bits off and its first
- * record checks out, and otherwise renamed to `*.data.corrupt`. The
+ * record checks out, and otherwise renamed to `*.data.corrupt` (never
+ * over an existing one: bc_open then fails with BC_IO naming it). The
  * count (a bad header counts one) is in bc_stats.repaired_records_skipped.
  * Data in damaged records is lost: copy the directory first if it matters.
  *

@@ -91,6 +91,9 @@ pub(crate) struct Inner {
     map_addrs: MapAddrs,
     /// Released by close, even while an iterator still holds the handle.
     lock: Mutex<Option<DirLock>>,
+    /// The largest id named in the directory at open, `*.data.corrupt`
+    /// included: new files (merge outputs too) take ids above it.
+    pub(crate) newest_at_open: u64,
 }
 
 pub(crate) struct Writer {
@@ -305,6 +308,7 @@ impl Inner {
                 active: None,
                 next_major: newest.map_or(1, |id| (id >> MAJOR_SHIFT) + 1),
             }),
+            newest_at_open: newest.unwrap_or(0),
             commit: GroupCommit::default(),
             merge_lock: Mutex::new(()),
             next_fnum: AtomicU32::new(1),
@@ -357,6 +361,8 @@ impl Inner {
                         self.rewrite_without_damage(id, &path)?;
                     } else {
                         recovery::set_aside(&self.dir, &path)?;
+                        // Its hint must not outlive it under its id.
+                        datafile::remove_file(&hint::hint_path(&self.dir, id))?;
                     }
                     continue;
                 }
@@ -1044,6 +1050,18 @@ impl Inner {
             }
         }
         if w.active.is_none() {
+            if w.next_major > u32::MAX as u64 {
+                // Only a file named with the top major (not bitcask's)
+                // leads here: its successor's id would wrap to 0.
+                return Err(Error::new(
+                    Status::Io,
+                    format!(
+                        "{}: no data file id is left above {:016x}",
+                        self.dir.display(),
+                        (w.next_major - 1) << MAJOR_SHIFT
+                    ),
+                ));
+            }
             let id = w.next_major << MAJOR_SHIFT;
             let path = self.dir.join(datafile::data_name(id));
             let created = DataFile::create(

@@ -206,8 +206,11 @@ impl Inner {
             prefix &= input_ids.contains(&id);
             may_drop.insert(id, prefix);
         }
+        // Above the newest sealed file, and above every id open saw (a
+        // file repair set aside is in no table but keeps its name).
         let newest_sealed = sealed.last().map_or(0, |f| f.id);
-        let mut next_id = newest_sealed + 1;
+        let newest = newest_sealed.max(self.newest_at_open);
+        let mut next_id = newest + 1;
         let mut out: Option<Output> = None;
         let mut expired = Vec::new();
         // Per input: whether it dropped tombstones or expired records,
@@ -230,7 +233,7 @@ impl Inner {
             // Else a later file would take the name of a deleted one, and a
             // read-only handle, which opens files by name when it first
             // reads them, would read the wrong file.
-            if next_id == newest_sealed + 1 && inputs.last().map(|f| f.id) == Some(newest_sealed) {
+            if next_id == newest + 1 && inputs.last().map(|f| f.id) == Some(newest) {
                 out = Some(self.new_output(next_id)?);
             }
             if let Some(o) = out.take() {

@@ -699,6 +699,18 @@ pub fn rewrite_without_damage(
 /// Repair: moves a file whose header is unreadable out of the way.
 pub fn set_aside(dir: &Path, path: &Path) -> Result<()> {
     let aside = path.with_extension("data.corrupt");
+    // (Ids are not reused, so only a file put there by hand is in the way;
+    // the write lock keeps any other handle from racing this check.)
+    if aside.exists() {
+        return Err(Error::new(
+            Status::Io,
+            format!(
+                "cannot set aside {}: {} exists; move it away",
+                path.display(),
+                aside.display()
+            ),
+        ));
+    }
     fs::rename(path, &aside).map_err(|e| Error::io("setting aside", path, e))?;
     sync_dir(dir)
 }

@@ -3,6 +3,8 @@
 use bitcask::{Db, Options, Status, SyncMode};
 use std::fs;
 use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
 fn small() -> Options {
     Options {
@@ -245,6 +247,92 @@ fn a_file_set_aside_keeps_its_name() {
     let names = data_files(dir.path());
     assert_eq!(names.len(), 1);
     assert_ne!(names[0], name, "a new file took the set-aside file's name");
+}
+
+/// A merge output never takes the id of a file repair set aside: that
+/// file is in no file table, so merge numbers its outputs above every id
+/// open saw. Before, a merge of expired records that deleted the newest
+/// sealed file wrote its empty output under the set-aside file's id, and a
+/// second repair then renamed that file over the first set-aside one. The
+/// set-aside file's hint goes with it, and repair refuses to set a file
+/// aside over an existing `*.data.corrupt`.
+#[test]
+fn a_merge_output_never_takes_a_set_aside_files_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let now = Arc::new(AtomicU32::new(1_700_000_000));
+    let clock = now.clone();
+    let o = Options {
+        max_file_size: 4096,
+        clock: Arc::new(move || clock.load(Ordering::Relaxed)),
+        ..Options::default()
+    };
+    let db = Db::open(dir, o.clone()).unwrap();
+    for i in 0..60u32 {
+        db.put_ttl(format!("k{i:03}").as_bytes(), &[b'v'; 100], 100)
+            .unwrap();
+    }
+    db.put_ttl(b"k000", &[b'w'; 100], 100).unwrap();
+    db.merge().unwrap(); // two outputs
+    db.close().unwrap();
+    let newest = dir.join(data_files(dir).pop().unwrap());
+    let garbage = |path: &Path| {
+        let mut b = fs::read(path).unwrap();
+        b[..8].copy_from_slice(b"GARBAGE!");
+        fs::write(path, b).unwrap();
+    };
+    garbage(&newest);
+    let repair = Options {
+        repair: true,
+        ..o.clone()
+    };
+    let db = Db::open(dir, repair.clone()).unwrap();
+    let aside = newest.with_extension("data.corrupt");
+    assert!(aside.exists());
+    assert!(
+        !newest.with_extension("hint").exists(),
+        "the set-aside file's hint"
+    );
+    now.fetch_add(1000, Ordering::Relaxed); // everything expires
+    db.merge().unwrap();
+    db.close().unwrap();
+    assert!(
+        !newest.exists(),
+        "a merge output took the set-aside file's name"
+    );
+
+    // A file in the way of setting another aside (put there by hand).
+    let db = Db::open(dir, o).unwrap();
+    db.put(b"k", b"v").unwrap();
+    db.close().unwrap();
+    let victim = dir.join(data_files(dir).pop().unwrap());
+    garbage(&victim);
+    fs::write(victim.with_extension("data.corrupt"), b"in the way").unwrap();
+    let e = Db::open(dir, repair).err().unwrap();
+    assert_eq!(e.status(), Status::Io, "{e:?}");
+    assert!(e.message().contains("cannot set aside"), "{e:?}");
+    assert!(victim.exists());
+}
+
+/// A data file named with the top major (not a name bitcask writes): the
+/// database opens and reads, but a new file would wrap to id 0 (and read
+/// as the oldest: a put was then lost to the older value at reopen), so a
+/// write that needs one fails instead.
+#[test]
+fn no_file_id_wraps_around() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), Options::default()).unwrap();
+    db.put(b"k", b"old").unwrap();
+    db.close().unwrap();
+    let f = dir.path().join(data_files(dir.path()).pop().unwrap());
+    fs::rename(&f, dir.path().join("ffffffff00000000.data")).unwrap();
+    fs::remove_file(f.with_extension("hint")).unwrap();
+    let db = Db::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(db.get(b"k").unwrap().as_deref(), Some(&b"old"[..]));
+    let e = db.put(b"k", b"new").unwrap_err();
+    assert_eq!(e.status(), Status::Io, "{e:?}");
+    assert!(e.message().contains("no data file id is left"), "{e:?}");
+    assert_eq!(db.get(b"k").unwrap().as_deref(), Some(&b"old"[..]));
 }
 
 /// Every file in `dir` with its bytes.
