@@ -32,11 +32,18 @@
  * deletion of a newer input holding its tombstone is durable: without the
  * directory sync between them, a deleted key came back here.
  *
+ * A fourth run adds puts with TTLs on a clock that moves on, and
+ * auto-merge every millisecond with thresholds that select some files and
+ * not others: partial merges beside the writes, dropping tombstones and
+ * expired records only when no older value can survive (a merge allowed to
+ * drop them always brought back an expired key's older value here, 3 runs
+ * of 3). Each instant is opened at its own time.
+ *
  * Checked at every instant (every fsync of puts, deletes, file rotations,
  * hint writes and full merges, whose unsynced unlinks bring merged-away
  * files back): the directory opens without repair; with BC_SYNC_ALWAYS
- * every acknowledged put is there with its value and every acknowledged
- * delete stays deleted (the operation in flight may or may not have
+ * every acknowledged put is there with its value (unless it has expired)
+ * and every acknowledged delete stays deleted (the operation in flight may or may not have
  * happened); with BC_SYNC_NONE and BC_SYNC_INTERVAL every key found holds a
  * value once stored under it; and in every mode open drops no more than
  * the disk lost (bc_stats.recovered_bytes_dropped): a file's bytes past
@@ -45,9 +52,10 @@
 #define _GNU_SOURCE
 #include "check.h"
 
+#include <stdatomic.h>
 #include <sys/syscall.h>
 
-#define MAX_INODES 1024
+#define MAX_INODES 8192
 #define MAX_NAMES 256
 #define NAME_CAP 96
 
@@ -153,11 +161,13 @@ static void record_file(int fd, const struct stat *st) {
 /* ---- snapshots of the durable state --------------------------------------- */
 
 #define KEYS 40
-#define MAX_SNAPS 1200
+#define MAX_SNAPS 6000
 
-/* version[k]: 0 = absent, v > 0 = the value of operation number v. */
+/* version[k]: 0 = absent, v > 0 = the value of operation number v;
+ * expiry[k]: when that value expires (0: never). */
 struct state {
     int version[KEYS];
+    uint32_t expiry[KEYS];
 };
 
 /* What the workload had acknowledged when a snapshot was taken, and the
@@ -166,6 +176,7 @@ struct context {
     struct state acked;
     int key, version;
     int exact; /* every acknowledged write must be there */
+    uint32_t clock; /* the handle's clock */
 };
 
 struct snap_file {
@@ -396,11 +407,27 @@ static void unwatch(void) {
     CHECK_MSG(!model_overflow, "the disk model ran out of room");
 }
 
+/* The handles' clock: the workload moves it on (under disk_mu, so that
+ * every snapshot carries the time of its instant); auto-merge reads it. */
+static atomic_uint fake_now = 1000000;
+static uint32_t clock_fn(void *ctx) {
+    (void)ctx;
+    return (uint32_t)atomic_load(&fake_now);
+}
+
+static void advance_clock(uint32_t secs) {
+    pthread_mutex_lock(&disk_mu);
+    atomic_fetch_add(&fake_now, secs);
+    current.clock = (uint32_t)atomic_load(&fake_now);
+    pthread_mutex_unlock(&disk_mu);
+}
+
 /* Sets what is acknowledged and what is in flight; snapshots taken from now
  * on carry it. With snap, also takes a snapshot now (between operations). */
 static void set_context(const struct state *acked, int key, int version, int exact, int snap) {
     pthread_mutex_lock(&disk_mu);
     current.acked = *acked;
+    current.clock = (uint32_t)atomic_load(&fake_now);
     current.key = key;
     current.version = version;
     current.exact = exact;
@@ -419,7 +446,7 @@ static void free_snapshots(void) {
 
 /* ---- the workload and its model ------------------------------------------ */
 
-#define OPS 360
+#define MAX_OPS 600
 
 static int key_of(char *buf, int k) { return snprintf(buf, 32, "key-%02d", k); }
 
@@ -431,7 +458,7 @@ static size_t value_of(uint8_t *buf, int k, int v) {
     return n;
 }
 
-/* The operation whose value is found for key k (1..OPS), or -1. A value
+/* The operation whose value is found for key k (1..MAX_OPS), or -1. A value
  * names its key and operation in its first bytes ("k<k> v<v>"): only that
  * operation's value is compared. */
 static int version_found(const uint8_t *val, size_t len, int k) {
@@ -441,7 +468,7 @@ static int version_found(const uint8_t *val, size_t len, int k) {
     size_t n = len < sizeof head - 1 ? len : sizeof head - 1;
     memcpy(head, val, n);
     head[n] = '\0';
-    if (sscanf(head, "k%d v%d", &vk, &v) != 2 || vk != k || v < 1 || v > OPS) return -1;
+    if (sscanf(head, "k%d v%d", &vk, &v) != 2 || vk != k || v < 1 || v > MAX_OPS) return -1;
     n = value_of(want, k, v);
     return n == len && memcmp(want, val, n) == 0 ? v : -1;
 }
@@ -467,7 +494,13 @@ static void check_snapshot(const struct snapshot *sn, const char *dir) {
         CHECK(fclose(f) == 0);
         may_drop += sn->files[i].may_drop;
     }
-    db = open_db(dir, NULL); /* no repair option */
+    {
+        bc_options *o = make_opts(0, 0, 0); /* no repair option */
+        atomic_store(&fake_now, sn->ctx.clock);
+        CHECK_STATUS(bc_options_set_clock(o, clock_fn, NULL), BC_OK);
+        db = open_db(dir, o);
+        bc_options_free(o);
+    }
     /* Open dropped only what the disk lost: never a synced byte, and of a
      * file that lost a page, not the records after it. */
     stats = get_stats(db);
@@ -484,21 +517,33 @@ static void check_snapshot(const struct snapshot *sn, const char *dir) {
         v = st == BC_OK ? version_found(val, vlen, k) : 0;
         if (st == BC_OK) bc_free(val, vlen);
         CHECK_MSG(v >= 0, "%s holds a value never stored under it", key);
-        if (sn->ctx.exact)
-            CHECK_MSG(v == sn->ctx.acked.version[k] || (k == sn->ctx.key && v == sn->ctx.version),
-                      "%s after power loss: version %d, acknowledged %d", key, v,
-                      sn->ctx.acked.version[k]);
+        if (sn->ctx.exact) {
+            int want = sn->ctx.acked.version[k];
+            uint32_t expiry = sn->ctx.acked.expiry[k];
+            if (expiry != 0 && expiry <= sn->ctx.clock) want = 0;
+            /* The operation in flight may have happened (a put with a TTL
+             * may have expired by now) or not. */
+            CHECK_MSG(v == want || (k == sn->ctx.key && (v == sn->ctx.version || v == 0)),
+                      "%s after power loss: version %d, acknowledged %d (expiry %u, clock %u)",
+                      key, v, want, expiry, sn->ctx.clock);
+        }
     }
     close_db(db);
     CHECK_MSG(remove_tree(dir) == 0, "cleaning %s", dir);
 }
 
-static void run_workload(int32_t mode, uint32_t interval_ms) {
+/* The workload: puts and deletes of KEYS keys, full merges every 120
+ * operations. With `partial`, also puts with TTLs on a clock that moves
+ * on, and auto-merge every millisecond with low thresholds and 4 open
+ * files at most: partial merges running beside the writes, dropping
+ * tombstones and expired records. */
+static void run_workload(int32_t mode, uint32_t interval_ms, int partial) {
     const char *dir = make_temp_dir();
     const char *out = make_temp_dir();
     bc_options *o = make_opts(8192, 0, 0);
     struct state now;
-    int op, i, exact = mode == BC_SYNC_ALWAYS, merges = 0;
+    int op, i, exact = mode == BC_SYNC_ALWAYS, merges = 0, ops = partial ? MAX_OPS : 360;
+    uint64_t completed;
     uint8_t val[512];
     char key[32];
     uint32_t x = 12345;
@@ -506,11 +551,18 @@ static void run_workload(int32_t mode, uint32_t interval_ms) {
     memset(&now, 0, sizeof now);
     free_snapshots(); /* left by a sub-test that failed */
     CHECK_STATUS(bc_options_set_sync(o, mode, interval_ms), BC_OK);
+    CHECK_STATUS(bc_options_set_clock(o, clock_fn, NULL), BC_OK);
+    if (partial) {
+        CHECK_STATUS(bc_options_set_auto_merge(o, 1), BC_OK);
+        CHECK_STATUS(bc_options_set_merge_thresholds(o, 0.5, 4096, 1024), BC_OK);
+        CHECK_STATUS(bc_options_set_merge_triggers(o, 0.6, 6000), BC_OK);
+        CHECK_STATUS(bc_options_set_max_open_files(o, 4), BC_OK);
+    }
     watch(dir);
     set_context(&now, -1, 0, exact, 0);
     db = open_db(dir, o);
     bc_options_free(o);
-    for (op = 1; op <= OPS; op++) {
+    for (op = 1; op <= ops; op++) {
         int k, kl;
         x = x * 1103515245u + 12345u;
         k = (int)((x >> 8) % KEYS);
@@ -521,31 +573,41 @@ static void run_workload(int32_t mode, uint32_t interval_ms) {
             st = bc_delete(db, U8(key), (size_t)kl);
             CHECK_MSG(st == BC_OK || st == BC_NOT_FOUND, "delete: %s", status_name(st));
             now.version[k] = 0;
+            now.expiry[k] = 0;
         } else {
             size_t n = value_of(val, k, op);
+            uint32_t ttl = partial && (x >> 24) % 3 == 0 ? 1 + (x >> 4) % 20 : 0;
             set_context(&now, k, op, exact, 0);
-            CHECK_STATUS(bc_put(db, U8(key), (size_t)kl, val, n), BC_OK);
+            CHECK_STATUS(bc_put_ttl(db, U8(key), (size_t)kl, val, n, ttl), BC_OK);
             now.version[k] = op;
+            now.expiry[k] = ttl ? (uint32_t)atomic_load(&fake_now) + ttl : 0;
         }
         set_context(&now, -1, 0, exact, op % 10 == 0);
+        if (partial && op % 7 == 0) advance_clock(3);
+        if (partial && op % 3 == 0) usleep(2000); /* auto-merge runs */
         if (op % 120 == 0) {
             CHECK_STATUS(bc_merge(db), BC_OK);
             merges++;
         }
     }
+    completed = get_stats(db).merges;
     close_db(db);
     /* After a clean close everything is durable, whatever the mode. */
     set_context(&now, -1, 0, 1, 1);
     unwatch();
-    CHECK_MSG(nsnaps > OPS / 10 + merges, "only %d snapshots", nsnaps);
+    CHECK_MSG(nsnaps > ops / 10 + merges, "only %d snapshots", nsnaps);
+    if (partial)
+        CHECK_MSG(completed > (uint64_t)merges, "auto-merge never ran (%llu merges, %d by hand)",
+                  (unsigned long long)completed, merges);
     CHECK_MSG(torn_files > nsnaps / 10, "only %d files were given unsynced bytes", torn_files);
     CHECK_MSG(unlinks_persisted > 0, "no unlink reached the disk before a directory fsync");
     /* (BC_SYNC_ALWAYS leaves hardly any unsynced bytes behind.) */
     if (mode != BC_SYNC_ALWAYS) CHECK_MSG(lost_pages > 0, "no file lost a page before later ones");
-    printf("mode %d: %d power-loss instants checked, %d files with unsynced bytes (%d with a "
+    printf("mode %d%s: %d power-loss instants checked, %d files with unsynced bytes (%d with a "
            "page lost before later ones), %d names dropped by unlinks that reached the disk "
-           "before a directory fsync\n",
-           (int)mode, nsnaps, torn_files, lost_pages, unlinks_persisted);
+           "before a directory fsync, %llu merges\n",
+           (int)mode, partial ? " (partial merges, TTLs)" : "", nsnaps, torn_files, lost_pages,
+           unlinks_persisted, (unsigned long long)completed);
     for (i = 0; i < nsnaps; i++) {
         char sub[4096 + 16];
         /* Under valgrind, every fourth instant (and the last). */
@@ -556,16 +618,23 @@ static void run_workload(int32_t mode, uint32_t interval_ms) {
     free_snapshots();
 }
 
-static void sync_always_keeps_every_acknowledged_write(void) { run_workload(BC_SYNC_ALWAYS, 0); }
+static void sync_always_keeps_every_acknowledged_write(void) {
+    run_workload(BC_SYNC_ALWAYS, 0, 0);
+}
 
-static void sync_interval_opens_without_repair(void) { run_workload(BC_SYNC_INTERVAL, 2); }
+static void sync_interval_opens_without_repair(void) { run_workload(BC_SYNC_INTERVAL, 2, 0); }
 
-static void sync_none_opens_without_repair(void) { run_workload(BC_SYNC_NONE, 0); }
+static void sync_none_opens_without_repair(void) { run_workload(BC_SYNC_NONE, 0, 0); }
+
+static void partial_merges_and_ttls_keep_every_acknowledged_write(void) {
+    run_workload(BC_SYNC_ALWAYS, 0, 1);
+}
 
 int main(int argc, char **argv) {
     check_init(argc, argv);
     RUN(sync_always_keeps_every_acknowledged_write);
     RUN(sync_interval_opens_without_repair);
     RUN(sync_none_opens_without_repair);
+    RUN(partial_merges_and_ttls_keep_every_acknowledged_write);
     return check_finish();
 }
