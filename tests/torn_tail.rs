@@ -1513,6 +1513,21 @@ fn a_lost_first_page_keeps_the_records_after_it() {
     }
 }
 
+/// A closed database in `dir` of one file: `key0000`..`key0399`, each
+/// with 97 bytes of its number. Returns its options.
+fn four_hundred_keys(dir: &Path) -> bitcask::Options {
+    let o = opts(1 << 20, SyncMode::None);
+    let db = open(dir, &o);
+    for i in 0..400u32 {
+        ok(
+            db.put(format!("key{i:04}").as_bytes(), &[i as u8; 97]),
+            "put",
+        );
+    }
+    ok(db.close(), "close");
+    o
+}
+
 /// A read-only handle opened on a file with a lost page (it leaves files
 /// as they are), then a read-write open that rewrites the file without the
 /// page under the same name (a new inode): the read-only handle, which
@@ -1524,15 +1539,7 @@ fn a_lost_first_page_keeps_the_records_after_it() {
 fn a_read_only_handle_refuses_a_file_rewritten_under_its_name() {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("db");
-    let o = opts(1 << 20, SyncMode::None);
-    let db = open(&src, &o);
-    for i in 0..400u32 {
-        ok(
-            db.put(format!("key{i:04}").as_bytes(), &[i as u8; 97]),
-            "put",
-        );
-    }
-    ok(db.close(), "close");
+    let o = four_hundred_keys(&src);
     for p in files_ending(&src, ".hint") {
         fs::remove_file(p).unwrap();
     }
@@ -1575,13 +1582,8 @@ fn a_read_only_handle_refuses_a_file_rewritten_under_its_name() {
 fn a_get_never_returns_another_keys_record() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("db");
-    let o = opts(1 << 20, SyncMode::None);
-    let db = open(&dir, &o);
+    let o = four_hundred_keys(&dir);
     let value = |i: u32| vec![i as u8; 97];
-    for i in 0..400u32 {
-        ok(db.put(format!("key{i:04}").as_bytes(), &value(i)), "put");
-    }
-    ok(db.close(), "close");
     let path = data_files(&dir).pop().unwrap();
     let recs = parse_data_file(&path);
     for mmap in [true, false] {
