@@ -22,7 +22,9 @@
  *   the handle and releases the directory lock (the directory reopens;
  *   valgrind and ASan see no leak);
  * - in BC_SYNC_ALWAYS mode the put whose fsync fails returns BC_IO;
- * - in BC_SYNC_INTERVAL mode a failed background sync fails later writes;
+ * - in BC_SYNC_INTERVAL mode a failed background sync fails later writes,
+ *   and the interval sync runs on while a seal is slow;
+ * - a failed fsync of a hint file fails the handle too;
  * - a merge whose fsync fails returns BC_IO and fails the handle, and so
  *   does one that cannot delete a file it merged (unlink failing);
  * - after a failure, bc_close writes nothing to the directory;
@@ -93,13 +95,16 @@ static atomic_int dir_syncs_left = -1;
  * FAIL_FIRST_DATA_LATE the first sync of a .data file only, after 300 ms
  * (as Linux reports a writeback error to one fsync only: a second one
  * beside it succeeds). */
-enum { FAIL_ALL = 1, FAIL_DATA = 2, FAIL_FIRST_DATA_LATE = 3 };
+enum { FAIL_ALL = 1, FAIL_DATA = 2, FAIL_FIRST_DATA_LATE = 3, FAIL_HINT = 4 };
+
+/* Microseconds each fsync of a hint file takes (a slow seal), while set. */
+static atomic_int slow_hints_us;
 
 static int intercepted(long nr, int fd) {
     int slow = atomic_load(&slow_syncs_us);
     int fail = atomic_load(&fail_syncs); /* decided when the call begins */
     long n = atomic_fetch_add(&sync_calls, 1) + 1, done;
-    int rc, is_data = 0;
+    int rc, is_data = 0, is_hint = 0;
     char link[64], target[PATH_MAX];
     ssize_t tl;
     snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
@@ -107,6 +112,12 @@ static int intercepted(long nr, int fd) {
     if (tl > 0) {
         target[tl] = '\0';
         is_data = ends_with_data(target);
+        is_hint = strstr(target, ".hint") != NULL;
+    }
+    if (is_hint && atomic_load(&slow_hints_us) > 0) usleep((useconds_t)atomic_load(&slow_hints_us));
+    if (is_hint && fail == FAIL_HINT) {
+        errno = EIO;
+        return -1;
     }
     if (is_data) atomic_fetch_add(&data_syncs, 1);
     if (is_dir_fd(fd)) {
@@ -650,6 +661,58 @@ static void merge_unlink_failure_fails_the_handle(void) {
     check_reopen(dir, synced, 1, "victim");
 }
 
+/* The worker's fsync of a hint it wrote fails: the handle fails as for any
+ * failed fsync (the error was reported once; a later fsync may pass over
+ * lost pages). Later puts, bc_sync and bc_close return BC_IO naming it;
+ * the sealed file's records stay. */
+static void hint_fsync_failure_fails_the_handle(void) {
+    static const uint8_t zeros[100];
+    const char *dir = make_temp_dir();
+    bc_options *o = make_opts(4096, 0, 0);
+    bc_db *db = open_db(dir, o);
+    int i;
+    bc_options_free(o);
+    disk_ok();
+    atomic_store(&fail_syncs, FAIL_HINT);
+    CHECK_STATUS(bc_put(db, K("first"), K("file")), BC_OK);
+    fill_to_next_file(db, "a"); /* the worker seals and hints the first file */
+    for (i = 0; i < 5000 && put_numbered(db, "b", i, NULL, 0) == BC_OK; i++) usleep(1000);
+    atomic_store(&fail_syncs, 0);
+    CHECK_MSG(i < 5000, "puts still acknowledged 5 s after the hint's fsync failed");
+    CHECK_STR_CONTAINS(bc_last_error(), "hint");
+    CHECK_STATUS(bc_sync(db), BC_IO);
+    CHECK_STATUS(bc_close(db), BC_IO);
+    db = open_db(dir, NULL);
+    CHECK_GET(db, K("first"), K("file"));
+    CHECK_GET(db, K("a0"), zeros, sizeof zeros);
+    close_db(db);
+}
+
+/* BC_SYNC_INTERVAL: the interval flush and fsync go on while the worker
+ * is held up sealing a file (its hint's fsync takes 600 ms here): they
+ * ran on the worker, after its seals. */
+static void interval_sync_does_not_wait_for_a_slow_seal(void) {
+    bc_db *db;
+    long before;
+    bc_options *o = make_opts(4096, 0, 0);
+    const char *dir = make_temp_dir();
+    disk_ok();
+    CHECK_STATUS(bc_options_set_sync(o, BC_SYNC_INTERVAL, 10), BC_OK);
+    db = open_db(dir, o);
+    bc_options_free(o);
+    CHECK_STATUS(bc_put(db, K("first"), K("file")), BC_OK);
+    atomic_store(&slow_hints_us, 600000);
+    fill_to_next_file(db, "a"); /* the first file is retired */
+    usleep(50000); /* the worker is in its hint's fsync now */
+    before = atomic_load(&data_syncs);
+    CHECK_STATUS(bc_put(db, K("during"), K("the seal")), BC_OK);
+    usleep(200000);
+    CHECK_MSG(atomic_load(&data_syncs) > before,
+              "the put was not synced in 200 ms of 10 ms intervals during a slow seal");
+    atomic_store(&slow_hints_us, 0);
+    close_db(db);
+}
+
 int main(int argc, char **argv) {
     check_init(argc, argv);
     RUN(always_mode_put_waits_for_an_fsync);
@@ -666,5 +729,7 @@ int main(int argc, char **argv) {
     RUN(merge_deletes_shadowed_values_first);
     RUN(merge_directory_sync_failure_fails_the_handle);
     RUN(merge_unlink_failure_fails_the_handle);
+    RUN(hint_fsync_failure_fails_the_handle);
+    RUN(interval_sync_does_not_wait_for_a_slow_seal);
     return check_finish();
 }

@@ -62,8 +62,10 @@
 #define BC_SYNC_ALWAYS 1
 
 /**
- * A background thread flushes and fsyncs every interval_ms milliseconds:
- * a crash loses at most that much.
+ * A background thread of its own flushes and fsyncs every interval_ms
+ * milliseconds: a crash loses at most that much. A flush or fsync of it
+ * that fails (a full disk, a dying one) fails the handle: later writes
+ * return BC_IO naming it.
  */
 #define BC_SYNC_INTERVAL 2
 

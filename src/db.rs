@@ -621,7 +621,19 @@ impl Inner {
         let sync = writable && self.may_be_torn(id, newest);
         let scanned = self.scan_records(id, newest, sync, &mut writer)?;
         let hint = if writable && scanned.skipped == 0 {
-            let built = match writer.finish(scanned.len, &self.dir) {
+            // A failed fsync fails the open, as the data file's does.
+            let sync_failure = std::cell::RefCell::new(None);
+            let note = |r: Result<()>| {
+                if let Err(e) = &r {
+                    sync_failure.borrow_mut().get_or_insert(e.clone());
+                }
+                r
+            };
+            let finished = writer.finish_synced(scanned.len, &self.dir, &note);
+            if let Some(e) = sync_failure.take() {
+                return Err(e);
+            }
+            let built = match finished {
                 Ok(()) => hint::open_built(&self.dir, id, scanned.len)?,
                 Err(_) => None,
             };
@@ -780,7 +792,9 @@ impl Inner {
             }
         });
         match (walked, err) {
-            (Ok(end), None) if end == r.len => h.finish(r.len, &self.dir),
+            (Ok(end), None) if end == r.len => {
+                h.finish_synced(r.len, &self.dir, &|r| self.synced(r))
+            }
             (Ok(end), None) => Err(Error::corruption(format!(
                 "{}: offset {end}: record runs past the end of the file",
                 file.path.display()
@@ -1244,7 +1258,7 @@ impl Inner {
     }
 
     /// The error that failed the handle, if one did.
-    fn failure(&self) -> Option<Error> {
+    pub(crate) fn failure(&self) -> Option<Error> {
         if !self.failed.load(Ordering::Acquire) {
             return None;
         }

@@ -344,9 +344,23 @@ impl HintWriter {
 
     /// Writes the hint for a data file of `data_len` bytes under a
     /// temporary name, syncs it and renames it into place.
+    #[cfg(test)]
     pub fn finish(self, data_len: u64, dir: &Path) -> Result<()> {
+        self.finish_synced(data_len, dir, &|r| r)
+    }
+
+    /// `finish`, passing the result of each fsync (the hint's, and the
+    /// directory's after the rename) through `synced` first: a handle
+    /// fails on a failed fsync, where a hint that cannot be written only
+    /// costs a scan at the next open.
+    pub fn finish_synced(
+        self,
+        data_len: u64,
+        dir: &Path,
+        synced: &dyn Fn(Result<()>) -> Result<()>,
+    ) -> Result<()> {
         let id = self.id;
-        write_atomically(dir, id, |out| self.write_to(out, data_len))
+        write_atomically(dir, id, |out| self.write_to(out, data_len), synced)
     }
 
     /// The hint as a source for loading without a file (open's scans
@@ -401,33 +415,44 @@ fn try_reserve<T>(v: &mut Vec<T>, n: usize) -> std::io::Result<()> {
 }
 
 /// Writes hint `id` under a temporary name, syncs it and renames it into
-/// place; returns its path.
+/// place (each fsync's result passed through `synced`).
 fn write_atomically(
     dir: &Path,
     id: u64,
     write: impl FnOnce(&mut File) -> std::io::Result<()>,
+    synced: &dyn Fn(Result<()>) -> Result<()>,
 ) -> Result<()> {
     // Two writers of one hint (merge and the worker sealing the same file)
     // must not share a temporary file; the last rename wins and both write
     // the same bytes.
     let path = hint_path(dir, id);
     let tmp = tmp_path(dir, id, "hint");
-    let written = (|| {
+    let written = (|| -> std::io::Result<File> {
         // Unbuffered: `write_to` writes a partition at a time.
         let mut out = File::create(&tmp)?;
         write(&mut out)?;
-        out.sync_all()
+        Ok(out)
     })();
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        if e.kind() == std::io::ErrorKind::OutOfMemory {
-            let message = format!("{}: no memory to build the hint", tmp.display());
-            return Err(Error::new(Status::NoMemory, message));
+    let out = match written {
+        Ok(out) => out,
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            if e.kind() == std::io::ErrorKind::OutOfMemory {
+                let message = format!("{}: no memory to build the hint", tmp.display());
+                return Err(Error::new(Status::NoMemory, message));
+            }
+            return Err(Error::io("writing hint file", &tmp, e));
         }
-        return Err(Error::io("writing hint file", &tmp, e));
+    };
+    let hint_synced = out
+        .sync_all()
+        .map_err(|e| Error::io("syncing hint file", &tmp, e));
+    if let Err(e) = synced(hint_synced) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
     }
     fs::rename(&tmp, &path).map_err(|e| Error::io("renaming hint file to", &path, e))?;
-    sync_dir(dir)
+    synced(sync_dir(dir))
 }
 
 enum Src {

@@ -465,8 +465,14 @@ impl Inner {
             let _ = datafile::remove_file(&o.tmp);
             return Err(e);
         }
-        // The data file is in place; a missing hint only costs a scan.
-        let _ = o.hint.finish(o.file.len(), &self.dir);
+        // The data file is in place; a missing hint only costs a scan,
+        // but a failed fsync fails the handle, and the merge stops here.
+        let _ = o
+            .hint
+            .finish_synced(o.file.len(), &self.dir, &|r| self.synced(r));
+        if let Some(e) = self.failure() {
+            return Err(e);
+        }
         self.files.write().insert(o.file.fnum, o.file.clone());
         self.evict_fds(u32::MAX);
         // Each move leaves a dead record behind: the input's copy if the

@@ -1,11 +1,12 @@
 //! The background threads of a read-write handle. `bitcask-worker` syncs,
 //! seals and writes the hint files of data files the writer moved away
-//! from, and flushes and syncs in BC_SYNC_INTERVAL mode. `bitcask-merge`
-//! (with auto-merge on) runs a merge when its triggers fire: on a thread of
-//! its own, so that a long merge holds up neither the interval sync (what
-//! a crash may lose) nor sealing. Close stops both cleanly: a merge in
-//! progress is abandoned within a few thousand records (its outputs are
-//! removed or are complete and valid).
+//! from. `bitcask-sync` (in BC_SYNC_INTERVAL mode) flushes and syncs every
+//! interval, and `bitcask-merge` (with auto-merge on) runs a merge when its
+//! triggers fire: each on a thread of its own, so that neither a long
+//! merge nor a slow seal holds up the interval sync (what a crash may
+//! lose). Close stops them all cleanly: a merge in progress is abandoned
+//! within a few thousand records (its outputs are removed or are complete
+//! and valid).
 
 use crate::datafile::DataFile;
 use crate::db::Inner;
@@ -29,8 +30,8 @@ pub(crate) struct Queue {
     jobs: Mutex<Jobs>,
     /// Wakes the worker (a seal queued, or stop).
     wake: Condvar,
-    /// Wakes the merge thread (stop).
-    wake_merge: Condvar,
+    /// Wakes the merge and sync threads (stop).
+    wake_timed: Condvar,
 }
 
 impl Queue {
@@ -55,6 +56,9 @@ impl Worker {
             threads: Vec::new(),
         };
         let mut started = worker.spawn(&inner, "bitcask-worker", run);
+        if started.is_ok() && matches!(inner.opts.sync, SyncMode::Interval(_)) {
+            started = worker.spawn(&inner, "bitcask-sync", run_syncs);
+        }
         if started.is_ok() && inner.opts.auto_merge.is_some() {
             started = worker.spawn(&inner, "bitcask-merge", run_merges);
         }
@@ -85,7 +89,7 @@ impl Worker {
     pub fn stop(self, queue: &Queue) {
         queue.jobs.lock().stop = true;
         queue.wake.notify_all();
-        queue.wake_merge.notify_all();
+        queue.wake_timed.notify_all();
         for t in self.threads {
             let _ = t.join();
         }
@@ -106,29 +110,15 @@ fn lower_priority() {
 
 fn run(inner: &Inner) {
     lower_priority();
-    let sync_every = match inner.opts.sync {
-        SyncMode::Interval(d) => Some(d),
-        _ => None,
-    };
-    let mut next_sync = sync_every.map(|d| Instant::now() + d);
     loop {
         let (seals, stop) = {
             let mut jobs = inner.queue.jobs.lock();
-            loop {
-                // Queued seals are done even when stopping: every file
-                // is synced, sealed and hinted before close returns.
-                if jobs.stop || !jobs.seals.is_empty() {
-                    break (std::mem::take(&mut jobs.seals), jobs.stop);
-                }
-                let now = Instant::now();
-                match next_sync {
-                    Some(t) if t <= now => break (Vec::new(), false),
-                    Some(t) => {
-                        inner.queue.wake.wait_for(&mut jobs, t - now);
-                    }
-                    None => inner.queue.wake.wait(&mut jobs),
-                }
+            // Queued seals are done even when stopping: every file is
+            // synced, sealed and hinted before close returns.
+            while !jobs.stop && jobs.seals.is_empty() {
+                inner.queue.wake.wait(&mut jobs);
             }
+            (std::mem::take(&mut jobs.seals), jobs.stop)
         };
         for file in seals {
             // A failed fsync fails the handle (see `Inner::synced`).
@@ -137,13 +127,31 @@ fn run(inner: &Inner) {
         if stop {
             return;
         }
-        let now = Instant::now();
-        if let (Some(t), Some(every)) = (next_sync, sync_every) {
-            if t <= now {
-                // A failure shows at the next write or sync.
-                let _ = inner.sync();
-                next_sync = Some(now + every);
-            }
+    }
+}
+
+/// Waits `every` on the timed threads' condvar; false once stopping.
+fn wait_or_stop(inner: &Inner, every: Duration) -> bool {
+    let mut jobs = inner.queue.jobs.lock();
+    let until = Instant::now() + every;
+    while !jobs.stop && Instant::now() < until {
+        inner.queue.wake_timed.wait_until(&mut jobs, until);
+    }
+    !jobs.stop
+}
+
+/// BC_SYNC_INTERVAL: flushes the write buffer and fsyncs every interval.
+/// At its normal priority: it bounds what a crash may lose.
+fn run_syncs(inner: &Inner) {
+    let SyncMode::Interval(every) = inner.opts.sync else {
+        return;
+    };
+    while wait_or_stop(inner, every) {
+        if let Err(e) = inner.sync() {
+            // A failed fsync has failed the handle already. A failed write
+            // (a full disk) does too: the puts since were acknowledged on
+            // the promise of this flush, and later ones must not be.
+            inner.fail(e);
         }
     }
 }
@@ -156,17 +164,7 @@ fn run_merges(inner: &Inner) {
         return;
     };
     let every = every.max(Duration::from_millis(1));
-    loop {
-        {
-            let mut jobs = inner.queue.jobs.lock();
-            let until = Instant::now() + every;
-            while !jobs.stop && Instant::now() < until {
-                inner.queue.wake_merge.wait_until(&mut jobs, until);
-            }
-            if jobs.stop {
-                return;
-            }
-        }
+    while wait_or_stop(inner, every) {
         if inner.needs_merge() {
             // A failure shows in the stats and at the next merge.
             let _ = inner.merge_selected();

@@ -6,8 +6,9 @@
 //! room again. (Found by review; each failed before its fix.)
 
 mod common;
-use bitcask::SyncMode;
+use bitcask::{Status, SyncMode};
 use common::*;
+use std::time::{Duration, Instant};
 
 #[test]
 fn writes_on_a_full_disk() {
@@ -16,6 +17,7 @@ fn writes_on_a_full_disk() {
     unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     rotation_works_again_once_the_disk_has_room();
     a_partly_written_record_is_cut_off();
+    a_failed_interval_flush_fails_the_handle();
 }
 
 fn set_file_size_limit(n: libc::rlim_t) {
@@ -94,4 +96,44 @@ fn a_partly_written_record_is_cut_off() {
     assert_eq!(db.stats().recovered_bytes_dropped, 0);
     assert_eq!(ok(db.get(b"b"), "get b"), Some(vec![3u8; 1000]));
     assert_eq!(ok(db.get(b"big"), "get big"), None);
+}
+
+/// BC_SYNC_INTERVAL: puts are acknowledged on the promise of the next
+/// interval's flush. A flush that fails for want of room (not only an
+/// fsync that fails) fails the handle: later puts return BC_IO naming it,
+/// where they went on being acknowledged, unwritten, for as long as the
+/// disk stayed full. Close still writes out what was acknowledged, once
+/// there is room.
+fn a_failed_interval_flush_fails_the_handle() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(
+        dir.path(),
+        &opts(8 << 20, SyncMode::Interval(Duration::from_millis(5))),
+    );
+    ok(db.put(b"a", &[1u8; 100]), "put");
+    ok(db.sync(), "sync");
+    let file = data_files(dir.path()).pop().unwrap();
+    let len = std::fs::metadata(&file).unwrap().len();
+    set_file_size_limit(len as libc::rlim_t);
+    ok(
+        db.put(b"b", &[2u8; 100]),
+        "put while the disk is full (buffered)",
+    );
+    let start = Instant::now();
+    let refused = loop {
+        match db.put(b"c", &[3u8; 100]) {
+            Err(e) => break e,
+            Ok(()) if start.elapsed() < Duration::from_secs(5) => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            Ok(()) => panic!("puts still acknowledged 5 s after the flushes began to fail"),
+        }
+    };
+    set_file_size_limit(libc::RLIM_INFINITY);
+    assert_eq!(refused.status(), Status::Io, "{refused:?}");
+    assert!(refused.message().contains("reopen"), "{refused:?}");
+    err(db.close(), "close of the failed handle");
+    let db = open(dir.path(), &opts(8 << 20, SyncMode::None));
+    assert_eq!(ok(db.get(b"a"), "get a"), Some(vec![1u8; 100]));
+    assert_eq!(ok(db.get(b"b"), "get b"), Some(vec![2u8; 100]));
 }

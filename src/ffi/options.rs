@@ -23,8 +23,10 @@ pub const BC_SYNC_NONE: i32 = 0;
 /// 1 ms); a single writer does not wait (only once, right after the others
 /// stopped writing).
 pub const BC_SYNC_ALWAYS: i32 = 1;
-/// A background thread flushes and fsyncs every interval_ms milliseconds:
-/// a crash loses at most that much.
+/// A background thread of its own flushes and fsyncs every interval_ms
+/// milliseconds: a crash loses at most that much. A flush or fsync of it
+/// that fails (a full disk, a dying one) fails the handle: later writes
+/// return BC_IO naming it.
 pub const BC_SYNC_INTERVAL: i32 = 2;
 
 /// Edits the options behind `opts` with `edit`.
