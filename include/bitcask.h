@@ -717,9 +717,15 @@ bc_status bc_options_set_default_ttl(struct bc_options *opts, uint32_t ttl_secs)
  * Replaces the clock the database reads for TTL expiry (tests use this to
  * expire keys without sleeping). NULL `now` restores the system clock.
  *
+ * Expiry is judged against the clock at each read. A clock that goes
+ * back (a device without a real-time clock, before NTP) can make an
+ * expired key visible again, even one whose delete returned BC_NOT_FOUND
+ * because it had expired, until a merge has removed it. An older value
+ * of the key does not reappear.
+ *
  * @param[in] now a function returning seconds since the Unix epoch. It may
  *            be called from any thread (the caller's and the library's
- *            background thread) until the handles opened with these options
+ *            background threads) until the handles opened with these options
  *            are closed; it must not call back into the library.
  * @param[in] ctx passed to `now` unchanged; owned by the caller and kept
  *            alive as long as `now` may be called.
