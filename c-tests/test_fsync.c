@@ -24,7 +24,8 @@
  * - in BC_SYNC_ALWAYS mode the put whose fsync fails returns BC_IO;
  * - in BC_SYNC_INTERVAL mode a failed background sync fails later writes,
  *   and the interval sync runs on while a seal is slow;
- * - a failed fsync of a hint file fails the handle too;
+ * - a failed fsync of a hint file fails the handle too, or the open that
+ *   wrote the hint;
  * - a merge whose fsync fails returns BC_IO and fails the handle, and so
  *   does one that cannot delete a file it merged (unlink failing);
  * - after a failure, bc_close writes nothing to the directory;
@@ -152,20 +153,22 @@ int fdatasync(int fd) { return intercepted(SYS_fdatasync, fd); }
 /* Set: unlinking a .data file fails with EBUSY. */
 static atomic_int fail_unlinks;
 
+/* What unlink and unlinkat do first: log a data file's unlink while
+ * recording; -1 (EBUSY) where it must fail, else 0. */
+static int intercept_unlink(const char *path) {
+    if (!ends_with_data(path)) return 0;
+    if (atomic_load(&recording)) log_event('U', path);
+    if (!atomic_load(&fail_unlinks)) return 0;
+    errno = EBUSY;
+    return -1;
+}
+
 int unlink(const char *path) {
-    if (atomic_load(&recording) && ends_with_data(path)) log_event('U', path);
-    if (atomic_load(&fail_unlinks) && ends_with_data(path)) {
-        errno = EBUSY;
-        return -1;
-    }
+    if (intercept_unlink(path) != 0) return -1;
     return (int)syscall(SYS_unlinkat, AT_FDCWD, path, 0);
 }
 int unlinkat(int dirfd, const char *path, int flags) {
-    if (atomic_load(&recording) && ends_with_data(path)) log_event('U', path);
-    if (atomic_load(&fail_unlinks) && ends_with_data(path)) {
-        errno = EBUSY;
-        return -1;
-    }
+    if (intercept_unlink(path) != 0) return -1;
     return (int)syscall(SYS_unlinkat, dirfd, path, flags);
 }
 
@@ -688,6 +691,27 @@ static void hint_fsync_failure_fails_the_handle(void) {
     close_db(db);
 }
 
+/* An open that scans a file without a hint writes its hint: a failed
+ * fsync of that hint fails the open with BC_IO naming it, as a failed
+ * fsync of the data file does (open_syncs_a_scanned_file_before_hinting_it);
+ * with a healthy disk the directory opens. */
+static void open_fails_when_the_hint_it_writes_fails_to_sync(void) {
+    const char *dir = make_temp_dir();
+    bc_db *db = open_db(dir, NULL), *failed = NULL;
+    CHECK_STATUS(bc_put(db, K("k"), K("v")), BC_OK);
+    close_db(db);
+    CHECK(remove_files_with_suffix(dir, ".hint") == 1);
+    disk_ok();
+    atomic_store(&fail_syncs, FAIL_HINT);
+    CHECK_STATUS(bc_open(dir, NULL, &failed), BC_IO);
+    atomic_store(&fail_syncs, 0);
+    CHECK(failed == NULL);
+    CHECK_STR_CONTAINS(bc_last_error(), "hint");
+    db = open_db(dir, NULL);
+    CHECK_GET(db, K("k"), K("v"));
+    close_db(db);
+}
+
 /* BC_SYNC_INTERVAL: the interval flush and fsync go on while the worker
  * is held up sealing a file (its hint's fsync takes 600 ms here): they
  * ran on the worker, after its seals. */
@@ -730,6 +754,7 @@ int main(int argc, char **argv) {
     RUN(merge_directory_sync_failure_fails_the_handle);
     RUN(merge_unlink_failure_fails_the_handle);
     RUN(hint_fsync_failure_fails_the_handle);
+    RUN(open_fails_when_the_hint_it_writes_fails_to_sync);
     RUN(interval_sync_does_not_wait_for_a_slow_seal);
     return check_finish();
 }

@@ -621,16 +621,9 @@ impl Inner {
         let sync = writable && self.may_be_torn(id, newest);
         let scanned = self.scan_records(id, newest, sync, &mut writer)?;
         let hint = if writable && scanned.skipped == 0 {
+            let finished = writer.finish_synced(scanned.len, &self.dir, &|r| self.synced(r));
             // A failed fsync fails the open, as the data file's does.
-            let sync_failure = std::cell::RefCell::new(None);
-            let note = |r: Result<()>| {
-                if let Err(e) = &r {
-                    sync_failure.borrow_mut().get_or_insert(e.clone());
-                }
-                r
-            };
-            let finished = writer.finish_synced(scanned.len, &self.dir, &note);
-            if let Some(e) = sync_failure.take() {
+            if let Some(e) = self.failure() {
                 return Err(e);
             }
             let built = match finished {

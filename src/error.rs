@@ -144,6 +144,19 @@ pub(crate) fn reserve<T>(v: &mut Vec<T>, len: usize, what: fmt::Arguments<'_>) -
         .map_err(|_| Error::no_memory(len.saturating_mul(std::mem::size_of::<T>()), what))
 }
 
+/// Makes room in `v` for one more item (growing as `push` does), or fails
+/// with `NoMemory` naming `what`: for lists that grow an item at a time
+/// where running out of memory must not abort.
+pub(crate) fn reserve_one<T>(v: &mut Vec<T>, what: fmt::Arguments<'_>) -> Result<()> {
+    v.try_reserve(1).map_err(|_| {
+        let bytes = v
+            .len()
+            .saturating_add(1)
+            .saturating_mul(std::mem::size_of::<T>());
+        Error::no_memory(bytes, what)
+    })
+}
+
 /// A copy of `bytes` (a value handed out), or `NoMemory` (see `reserve`).
 pub(crate) fn copy_out<T: From<Vec<u8>>>(bytes: &[u8]) -> Result<T> {
     let mut v = Vec::new();

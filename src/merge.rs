@@ -34,7 +34,7 @@
 
 use crate::datafile::{self, sync_dir, DataFile};
 use crate::db::{expired, Inner};
-use crate::error::{reserve, Error, Result, Status};
+use crate::error::{reserve, reserve_one, Error, Result, Status};
 use crate::format::{self, FILE_HEADER_LEN, FLAG_TOMBSTONE, RECORD_HEADER_LEN};
 use crate::hint::{self, HintWriter};
 use crate::keydir::Location;
@@ -366,13 +366,10 @@ impl Inner {
             } else if current != Some(here) {
                 continue; // overwritten or deleted
             } else if expired(here.expiry, now) {
-                if expired_out.try_reserve(1).is_err() {
-                    let n = (expired_out.len() + 1) * std::mem::size_of::<Expired>();
-                    return Err(Error::no_memory(
-                        n,
-                        format_args!("a merge's list of expired records"),
-                    ));
-                }
+                reserve_one(
+                    expired_out,
+                    format_args!("a merge's list of expired records"),
+                )?;
                 expired_out.push(Expired {
                     hash,
                     from: (here.file, here.offset),
@@ -399,13 +396,10 @@ impl Inner {
                     out.insert(self.new_output(*next_id - 1)?)
                 }
             };
-            if o.moves.try_reserve(1).is_err() {
-                let n = (o.moves.len() + 1) * std::mem::size_of::<Move>();
-                return Err(Error::no_memory(
-                    n,
-                    format_args!("a merge's list of moved records"),
-                ));
-            }
+            reserve_one(
+                &mut o.moves,
+                format_args!("a merge's list of moved records"),
+            )?;
             let copy = |buf: &mut Vec<u8>| buf.extend_from_slice(keep);
             let at = match o.file.append_within(keep.len(), WRITE_BUFFER, copy)? {
                 Some(at) => at,
