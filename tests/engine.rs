@@ -1,5 +1,7 @@
 //! Focused engine behaviour: the basics, reopen, merge, locking, limits.
 
+mod common;
+
 use bitcask::{Db, Options, Status, SyncMode};
 use std::fs;
 use std::path::Path;
@@ -261,12 +263,7 @@ fn a_merge_output_never_takes_a_set_aside_files_name() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     let now = Arc::new(AtomicU32::new(1_700_000_000));
-    let clock = now.clone();
-    let o = Options {
-        max_file_size: 4096,
-        clock: Arc::new(move || clock.load(Ordering::Relaxed)),
-        ..Options::default()
-    };
+    let o = common::with_clock(small(), &now);
     let db = Db::open(dir, o.clone()).unwrap();
     for i in 0..60u32 {
         db.put_ttl(format!("k{i:03}").as_bytes(), &[b'v'; 100], 100)
@@ -335,20 +332,6 @@ fn no_file_id_wraps_around() {
     assert_eq!(db.get(b"k").unwrap().as_deref(), Some(&b"old"[..]));
 }
 
-/// Every file in `dir` with its bytes.
-fn snapshot(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
-    fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap())
-        .map(|e| {
-            (
-                e.file_name().into_string().unwrap(),
-                fs::read(e.path()).unwrap(),
-            )
-        })
-        .collect()
-}
-
 /// A read-only open changes nothing in the directory, whatever a crash or
 /// a running writer left there: a newer data file shorter than its header
 /// (a torn creation after a power loss, or a writer's file between its
@@ -374,7 +357,7 @@ fn a_read_only_open_changes_nothing() {
     for (name, bytes) in leftovers {
         fs::write(dir.join(name), bytes).unwrap();
     }
-    let before = snapshot(dir);
+    let before = common::dir_bytes(dir);
     let ro = Options {
         read_only: true,
         ..Options::default()
@@ -386,7 +369,7 @@ fn a_read_only_open_changes_nothing() {
     }
     r.close().unwrap();
     assert_eq!(
-        snapshot(dir),
+        common::dir_bytes(dir),
         before,
         "a read-only open changed the directory"
     );

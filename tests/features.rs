@@ -10,12 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 fn opts_with_clock(now: &Arc<AtomicU32>) -> Options {
-    let now = now.clone();
-    Options {
+    let o = Options {
         max_file_size: 4096,
-        clock: Arc::new(move || now.load(Ordering::Relaxed)),
         ..Options::default()
-    }
+    };
+    common::with_clock(o, now)
 }
 
 fn names(dir: &Path, suffix: &str) -> Vec<String> {

@@ -146,11 +146,7 @@ fn a_seal_or_merge_without_memory_fails_cleanly_and_loses_nothing() {
     // it fails (it aborted the process before).
     let dir = &tmp.path().join("expiring");
     let clock = Arc::new(AtomicU32::new(1_000_000));
-    let now = clock.clone();
-    let o = Options {
-        clock: Arc::new(move || now.load(Ordering::Relaxed)),
-        ..o
-    };
+    let o = common::with_clock(o, &clock);
     let db = open(dir, &o);
     for i in 0..30_000u32 {
         ok(db.put_ttl(&key(i), b"v", 1), "put with a TTL");

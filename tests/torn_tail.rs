@@ -5,7 +5,7 @@ mod common;
 
 use bitcask::{Db, Status, SyncMode};
 use common::*;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 
@@ -345,15 +345,6 @@ impl Pristine {
         }
         dir
     }
-}
-
-/// Every file of `dir` by name, with its bytes.
-fn dir_bytes(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .map(|p| (p.clone(), fs::read(&p).unwrap()))
-        .collect()
 }
 
 /// Puts a copy of one of the directory's hints beside data file `id`, as

@@ -1,9 +1,12 @@
-//! Shared helpers for the integration tests (model, crash, torn_tail).
+//! Shared helpers for the integration tests.
 #![allow(dead_code)]
 
 use bitcask::{Db, MergePolicy, Options, Result, SyncMode};
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
 /// Size of a record header on disk (see API.md "On-disk layout").
 pub const RECORD_HEADER: u64 = 19;
@@ -39,6 +42,24 @@ pub fn opts(max_file_size: u64, sync: SyncMode) -> Options {
         sync,
         ..Options::default()
     }
+}
+
+/// `o` reading the time from `now` (seconds), which the test moves.
+pub fn with_clock(o: Options, now: &Arc<AtomicU32>) -> Options {
+    let now = now.clone();
+    Options {
+        clock: Arc::new(move || now.load(Ordering::Relaxed)),
+        ..o
+    }
+}
+
+/// Every file in `dir` with its bytes.
+pub fn dir_bytes(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| (p.clone(), fs::read(&p).unwrap()))
+        .collect()
 }
 
 pub fn open(dir: &Path, o: &Options) -> Db {
