@@ -964,3 +964,36 @@ fn a_hint_that_calls_a_tombstone_a_value_is_caught_by_the_get() {
     assert_eq!(e.status(), Status::Corruption, "{e:?}");
     assert!(e.message().contains("does not hold the key"), "{e:?}");
 }
+
+/// What bc_options_set_clock promises of a clock that goes back: expiry is
+/// judged at each read, so an expired key shows again (even one whose
+/// delete returned "absent" because it had expired) until a merge removes
+/// it; and no older value of the key reappears, before or after the merge
+/// and a reopen.
+#[test]
+fn a_clock_going_back_shows_an_expired_key_again_until_a_merge() {
+    let now = Arc::new(AtomicU32::new(1_000));
+    let o = opts_with_clock(&now);
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), o.clone()).unwrap();
+    db.put(b"k", b"old").unwrap();
+    db.close().unwrap();
+    let db = Db::open(dir.path(), o.clone()).unwrap();
+    db.put_ttl(b"k", b"new", 10).unwrap();
+    db.put_ttl(b"d", b"x", 10).unwrap();
+    now.fetch_add(10, Ordering::Relaxed);
+    assert_eq!(db.get(b"k").unwrap(), None);
+    assert!(!db.delete(b"d").unwrap(), "an expired key is absent");
+    now.fetch_sub(5, Ordering::Relaxed);
+    assert_eq!(db.get(b"k").unwrap().as_deref(), Some(&b"new"[..]));
+    assert_eq!(db.get(b"d").unwrap().as_deref(), Some(&b"x"[..]));
+    now.fetch_add(5, Ordering::Relaxed);
+    db.merge().unwrap();
+    now.fetch_sub(5, Ordering::Relaxed);
+    assert_eq!(db.get(b"k").unwrap(), None, "after the merge");
+    assert_eq!(db.get(b"d").unwrap(), None, "after the merge");
+    db.close().unwrap();
+    let db = Db::open(dir.path(), o).unwrap();
+    assert_eq!(db.get(b"k").unwrap(), None, "after a reopen");
+    assert_eq!(db.get(b"d").unwrap(), None, "after a reopen");
+}
