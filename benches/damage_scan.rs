@@ -6,6 +6,8 @@
 //! cargo bench --bench damage_scan -- [runs] [dir]
 //! (defaults: 3 runs, /tmp/bitcask-damage-scan).
 
+mod common;
+
 use bitcask::{Db, Options, Status};
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -49,10 +51,7 @@ fn noise(n: usize) -> Vec<u8> {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
+    let args = common::args();
     let runs: usize = args.first().map_or(3, |a| a.parse().unwrap());
     let dir = PathBuf::from(args.get(1).map_or("/tmp/bitcask-damage-scan", |a| a));
     let _ = fs::remove_dir_all(&dir);

@@ -3,6 +3,8 @@
 //! cargo bench --bench merge_pause -- [keys] [seconds] [dir]
 //! (defaults: 1,000,000 keys of 16 bytes with 100-byte values, 3 s).
 
+mod common;
+
 use bitcask::{Db, Options};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,10 +56,7 @@ fn summary(name: &str, mut lat: Vec<Duration>) -> Duration {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
+    let args = common::args();
     let keys: u64 = args.first().map_or(1_000_000, |a| a.parse().unwrap());
     let secs: u64 = args.get(1).map_or(3, |a| a.parse().unwrap());
     let dir = Path::new(

@@ -3,6 +3,8 @@
 //! one run. Usage: cargo bench --bench open_time -- [keys] [runs] [dir]
 //! (defaults: 10,000,000 keys, 3 runs, /tmp/bitcask-open-time).
 
+mod common;
+
 use bitcask::{Db, Options};
 use std::fs;
 use std::io::Read;
@@ -47,10 +49,7 @@ fn drop_caches() -> bool {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
+    let args = common::args();
     let keys: u64 = args.first().map_or(10_000_000, |a| a.parse().unwrap());
     let runs: usize = args.get(1).map_or(3, |a| a.parse().unwrap());
     let dir = Path::new(args.get(2).map_or("/tmp/bitcask-open-time", |s| s.as_str())).to_path_buf();

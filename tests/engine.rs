@@ -233,9 +233,10 @@ fn a_file_set_aside_keeps_its_name() {
     db.close().unwrap();
     let name = data_files(dir.path()).pop().unwrap();
     let path = dir.path().join(&name);
-    let mut bytes = fs::read(&path).unwrap();
-    bytes[12..16].copy_from_slice(&[0xde, 0xad, 0xbe, 0xef]); // the header's CRC
-    fs::write(&path, bytes).unwrap();
+    // The header's CRC.
+    common::patch(&path, |b| {
+        b[12..16].copy_from_slice(&[0xde, 0xad, 0xbe, 0xef])
+    });
     let repair = Options {
         repair: true,
         ..Options::default()
@@ -273,11 +274,7 @@ fn a_merge_output_never_takes_a_set_aside_files_name() {
     db.merge().unwrap(); // two outputs
     db.close().unwrap();
     let newest = dir.join(data_files(dir).pop().unwrap());
-    let garbage = |path: &Path| {
-        let mut b = fs::read(path).unwrap();
-        b[..8].copy_from_slice(b"GARBAGE!");
-        fs::write(path, b).unwrap();
-    };
+    let garbage = |path: &Path| common::patch(path, |b| b[..8].copy_from_slice(b"GARBAGE!"));
     garbage(&newest);
     let repair = Options {
         repair: true,

@@ -944,21 +944,21 @@ fn a_hint_that_calls_a_tombstone_a_value_is_caught_by_the_get() {
     assert!(db.delete(b"k").unwrap());
     db.close().unwrap();
     let hint = common::files_ending(dir.path(), ".hint").pop().unwrap();
-    let mut b = fs::read(&hint).unwrap();
-    // Two entries of 13 bytes after the 16-byte header (hash, offset,
-    // flags, three one-byte varints, the key): the value at 16, then its
-    // tombstone at 16 + 19 + 1 + 1 = 37.
-    let flags = (16..b.len() - 808)
-        .step_by(13)
-        .find(|&e| common::le_u32(&b[e + 4..]) == 37)
-        .unwrap()
-        + 8;
-    assert_eq!(b[flags], 1, "the tombstone's flags");
-    b[flags] = 0;
-    let crc_at = b.len() - 4;
-    let crc = crc32fast::hash(&b[..crc_at]);
-    b[crc_at..].copy_from_slice(&crc.to_le_bytes());
-    fs::write(&hint, &b).unwrap();
+    common::patch(&hint, |b| {
+        // Two entries of 13 bytes after the 16-byte header (hash, offset,
+        // flags, three one-byte varints, the key): the value at 16, then
+        // its tombstone at 16 + 19 + 1 + 1 = 37.
+        let flags = (16..b.len() - 808)
+            .step_by(13)
+            .find(|&e| common::le_u32(&b[e + 4..]) == 37)
+            .unwrap()
+            + 8;
+        assert_eq!(b[flags], 1, "the tombstone's flags");
+        b[flags] = 0;
+        let crc_at = b.len() - 4;
+        let crc = crc32fast::hash(&b[..crc_at]);
+        b[crc_at..].copy_from_slice(&crc.to_le_bytes());
+    });
     let db = Db::open(dir.path(), Options::default()).unwrap();
     let e = db.get(b"k").unwrap_err();
     assert_eq!(e.status(), Status::Corruption, "{e:?}");

@@ -676,15 +676,6 @@ fn damaged_copy(
     dir
 }
 
-/// Rewrites the file at `path` with `damage` done to its bytes; returns
-/// what `damage` does.
-fn patch<R>(path: &Path, damage: impl FnOnce(&mut [u8]) -> R) -> R {
-    let mut bytes = fs::read(path).unwrap();
-    let r = damage(&mut bytes);
-    fs::write(path, &bytes).unwrap();
-    r
-}
-
 /// `r` is a Corruption error whose message names the file `fname`; returns
 /// the message.
 #[track_caller]

@@ -53,6 +53,15 @@ pub fn with_clock(o: Options, now: &Arc<AtomicU32>) -> Options {
     }
 }
 
+/// Rewrites the file at `path` with `damage` done to its bytes; returns
+/// what `damage` does.
+pub fn patch<R>(path: &Path, damage: impl FnOnce(&mut [u8]) -> R) -> R {
+    let mut bytes = fs::read(path).unwrap();
+    let r = damage(&mut bytes);
+    fs::write(path, &bytes).unwrap();
+    r
+}
+
 /// Every file in `dir` with its bytes.
 pub fn dir_bytes(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     fs::read_dir(dir)
