@@ -175,6 +175,7 @@ struct state {
 struct context {
     struct state acked;
     int key, version;
+    uint32_t expiry; /* of the put in flight (0: none, or no TTL) */
     int exact; /* every acknowledged write must be there */
     uint32_t clock; /* the handle's clock */
 };
@@ -424,12 +425,14 @@ static void advance_clock(uint32_t secs) {
 
 /* Sets what is acknowledged and what is in flight; snapshots taken from now
  * on carry it. With snap, also takes a snapshot now (between operations). */
-static void set_context(const struct state *acked, int key, int version, int exact, int snap) {
+static void set_context(const struct state *acked, int key, int version, uint32_t expiry,
+                        int exact, int snap) {
     pthread_mutex_lock(&disk_mu);
     current.acked = *acked;
     current.clock = (uint32_t)atomic_load(&fake_now);
     current.key = key;
     current.version = version;
+    current.expiry = expiry;
     current.exact = exact;
     if (snap) take_snapshot_locked();
     pthread_mutex_unlock(&disk_mu);
@@ -471,6 +474,11 @@ static int version_found(const uint8_t *val, size_t len, int k) {
     if (sscanf(head, "k%d v%d", &vk, &v) != 2 || vk != k || v < 1 || v > MAX_OPS) return -1;
     n = value_of(want, k, v);
     return n == len && memcmp(want, val, n) == 0 ? v : -1;
+}
+
+/* Version `version` as a get reads it at `clock`: 0 once it has expired. */
+static int visible(int version, uint32_t expiry, uint32_t clock) {
+    return expiry != 0 && expiry <= clock ? 0 : version;
 }
 
 /* Writes snapshot `sn` out as directory `dir`, opens it (no repair) and
@@ -518,14 +526,14 @@ static void check_snapshot(const struct snapshot *sn, const char *dir) {
         if (st == BC_OK) bc_free(val, vlen);
         CHECK_MSG(v >= 0, "%s holds a value never stored under it", key);
         if (sn->ctx.exact) {
-            int want = sn->ctx.acked.version[k];
-            uint32_t expiry = sn->ctx.acked.expiry[k];
-            if (expiry != 0 && expiry <= sn->ctx.clock) want = 0;
-            /* The operation in flight may have happened (a put with a TTL
-             * may have expired by now) or not. */
-            CHECK_MSG(v == want || (k == sn->ctx.key && (v == sn->ctx.version || v == 0)),
+            /* What the acknowledged state and the operation in flight
+             * (which may have happened or not) read as at the snapshot's
+             * time: nothing for a value that has expired. */
+            int want = visible(sn->ctx.acked.version[k], sn->ctx.acked.expiry[k], sn->ctx.clock);
+            int inflight = visible(sn->ctx.version, sn->ctx.expiry, sn->ctx.clock);
+            CHECK_MSG(v == want || (k == sn->ctx.key && v == inflight),
                       "%s after power loss: version %d, acknowledged %d (expiry %u, clock %u)",
-                      key, v, want, expiry, sn->ctx.clock);
+                      key, v, want, sn->ctx.acked.expiry[k], sn->ctx.clock);
         }
     }
     close_db(db);
@@ -559,7 +567,7 @@ static void run_workload(int32_t mode, uint32_t interval_ms, int partial) {
         CHECK_STATUS(bc_options_set_max_open_files(o, 4), BC_OK);
     }
     watch(dir);
-    set_context(&now, -1, 0, exact, 0);
+    set_context(&now, -1, 0, 0, exact, 0);
     db = open_db(dir, o);
     bc_options_free(o);
     for (op = 1; op <= ops; op++) {
@@ -569,7 +577,7 @@ static void run_workload(int32_t mode, uint32_t interval_ms, int partial) {
         kl = key_of(key, k);
         if ((x >> 20) % 5 == 0) {
             bc_status st;
-            set_context(&now, k, 0, exact, 0);
+            set_context(&now, k, 0, 0, exact, 0);
             st = bc_delete(db, U8(key), (size_t)kl);
             CHECK_MSG(st == BC_OK || st == BC_NOT_FOUND, "delete: %s", status_name(st));
             now.version[k] = 0;
@@ -577,12 +585,13 @@ static void run_workload(int32_t mode, uint32_t interval_ms, int partial) {
         } else {
             size_t n = value_of(val, k, op);
             uint32_t ttl = partial && (x >> 24) % 3 == 0 ? 1 + (x >> 4) % 20 : 0;
-            set_context(&now, k, op, exact, 0);
+            uint32_t expiry = ttl ? (uint32_t)atomic_load(&fake_now) + ttl : 0;
+            set_context(&now, k, op, expiry, exact, 0);
             CHECK_STATUS(bc_put_ttl(db, U8(key), (size_t)kl, val, n, ttl), BC_OK);
             now.version[k] = op;
-            now.expiry[k] = ttl ? (uint32_t)atomic_load(&fake_now) + ttl : 0;
+            now.expiry[k] = expiry;
         }
-        set_context(&now, -1, 0, exact, op % 10 == 0);
+        set_context(&now, -1, 0, 0, exact, op % 10 == 0);
         if (partial && op % 7 == 0) advance_clock(3);
         if (partial && op % 3 == 0) usleep(2000); /* auto-merge runs */
         if (op % 120 == 0) {
@@ -593,7 +602,7 @@ static void run_workload(int32_t mode, uint32_t interval_ms, int partial) {
     completed = get_stats(db).merges;
     close_db(db);
     /* After a clean close everything is durable, whatever the mode. */
-    set_context(&now, -1, 0, 1, 1);
+    set_context(&now, -1, 0, 0, 1, 1);
     unwatch();
     CHECK_MSG(nsnaps > ops / 10 + merges, "only %d snapshots", nsnaps);
     if (partial)
