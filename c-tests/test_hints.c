@@ -1,10 +1,10 @@
-/* test_hints.c - hint files (docs/FORMAT.md, hint version 3). After
+/* test_hints.c - hint files (docs/FORMAT.md, hint version 4). After
  * bc_close (also after bc_merge, and after a reopen) every *.data file has a
  * *.hint file and no hint is left without its data file; each hint is
  * checked against docs/FORMAT.md byte for byte (header, trailer data_id and
  * data_len, CRC, the partition table tiling the body with the right counts,
  * every entry in its partition, sorted by (hash, offset), its hash the top
- * 32 bits of SipHash-2-4 of its key under the trailer's seed, its lengths
+ * folded-multiply hash of its key under the trailer's seed, its lengths
  * and timestamp varints in their shortest form, the 0x80 flag exactly when
  * it carries an expiry, matching the record at its offset, timestamp
  * included, the records tiling the data file), and all hints of a database carry one seed,
@@ -14,7 +14,8 @@
  * an entry, the middle of the entries, the partition table (CRC fixed) and
  * the trailer, garbage appended, replaced by the data file, only some
  * deleted, copied from another data file of the same length, written in the
- * version 1 and version 2 layouts of older releases, a third under another
+ * version 1 and version 2 layouts of older releases, labelled version 3 (whose
+ * keys were placed by another hash), a third under another
  * seed (CRC fixed, so valid but for the seed), orphan hints with no data
  * file): bc_open never
  * fails, read-only and read-write, every key reads back exactly (values,
@@ -176,44 +177,36 @@ static void put64(uint8_t *p, uint64_t v) {
     put32(p + 4, (uint32_t)(v >> 32));
 }
 
-/* SipHash-2-4 of p[0..n) under the 128-bit key k0 || k1 (as Rust's
- * SipHasher::new_with_keys(k0, k1), write(p), finish()). */
-#define ROTL64(x, b) (((x) << (b)) | ((x) >> (64 - (b))))
-static void sip_rounds(uint64_t v[4], int rounds) {
-    while (rounds-- > 0) {
-        v[0] += v[1], v[1] = ROTL64(v[1], 13), v[1] ^= v[0], v[0] = ROTL64(v[0], 32);
-        v[2] += v[3], v[3] = ROTL64(v[3], 16), v[3] ^= v[2];
-        v[0] += v[3], v[3] = ROTL64(v[3], 21), v[3] ^= v[0];
-        v[2] += v[1], v[1] = ROTL64(v[1], 17), v[1] ^= v[2], v[2] = ROTL64(v[2], 32);
-    }
+/* The 128-bit product of a and b, its 64-bit halves xored; from 32-bit
+ * halves, so that it needs no __int128 (armv7 has none). */
+static uint64_t fold(uint64_t a, uint64_t b) {
+    uint64_t al = (uint32_t)a, ah = a >> 32, bl = (uint32_t)b, bh = b >> 32;
+    uint64_t ll = al * bl, lh = al * bh, hl = ah * bl, hh = ah * bh;
+    uint64_t mid = (ll >> 32) + (uint32_t)lh + (uint32_t)hl;
+    uint64_t lo = (mid << 32) | (uint32_t)ll;
+    uint64_t hi = hh + (lh >> 32) + (hl >> 32) + (mid >> 32);
+    return lo ^ hi;
 }
-static uint64_t siphash24(uint64_t k0, uint64_t k1, const uint8_t *p, size_t n) {
-    uint64_t v[4], m;
-    size_t i, j;
-    v[0] = k0 ^ UINT64_C(0x736f6d6570736575);
-    v[1] = k1 ^ UINT64_C(0x646f72616e646f6d);
-    v[2] = k0 ^ UINT64_C(0x6c7967656e657261);
-    v[3] = k1 ^ UINT64_C(0x7465646279746573);
-    for (i = 0; i + 8 <= n; i += 8) {
-        m = le64(p + i);
-        v[3] ^= m;
-        sip_rounds(v, 2);
-        v[0] ^= m;
-    }
-    m = (uint64_t)(n & 0xff) << 56; /* the last block: the tail and the length */
-    for (j = 0; i + j < n; j++) m |= (uint64_t)p[i + j] << (8 * j);
-    v[3] ^= m;
-    sip_rounds(v, 2);
-    v[0] ^= m;
-    v[2] ^= 0xff;
-    sip_rounds(v, 4);
-    return v[0] ^ v[1] ^ v[2] ^ v[3];
-}
-#undef ROTL64
 
-/* The hint's key hash (docs/FORMAT.md): the top 32 bits of SipHash-2-4. */
+/* The hint's key hash (docs/FORMAT.md, "The seed and the key hash"),
+ * written from that text. */
 static uint32_t key_hash(uint64_t k0, uint64_t k1, const uint8_t *key, size_t n) {
-    return (uint32_t)(siphash24(k0, k1, key, n) >> 32);
+    const uint64_t P0 = UINT64_C(0xa0761d6478bd642f), P1 = UINT64_C(0xe7037ed1a0b428db),
+                   P2 = UINT64_C(0x8ebc6af09c88c6e3);
+    uint64_t acc = k0 ^ P0, a = 0, b = 0, h;
+    if (n > 16) {
+        size_t i = 0;
+        for (; n - i > 16; i += 16) acc = fold(le64(key + i) ^ k1 ^ P1, le64(key + i + 8) ^ acc);
+        a = le64(key + n - 16), b = le64(key + n - 8);
+    } else if (n >= 8) {
+        a = le64(key), b = le64(key + n - 8);
+    } else if (n >= 4) {
+        a = le32(key), b = le32(key + n - 4);
+    } else if (n >= 1) {
+        a = (uint64_t)key[0] << 16 | (uint64_t)key[n / 2] << 8 | key[n - 1];
+    }
+    h = fold(a ^ k1 ^ P1, b ^ acc);
+    return (uint32_t)(fold(h ^ P2, k1 ^ (uint64_t)n ^ P0) >> 32);
 }
 
 /* Sorted names of the files in dir ending with suffix, whose stem is 16
@@ -345,7 +338,7 @@ static int span_cmp(const void *a, const void *b) {
 }
 
 /* NULL if the hint of data file `data_name` is valid per docs/FORMAT.md
- * (hint version 3) and describes exactly the records of the data file; else
+ * (hint version 4) and describes exactly the records of the data file; else
  * why not. On success, seed[] is the hint's seed (k0, k1). */
 static const char *hint_problem(const char *dir, const char *data_name, uint64_t seed[2]) {
     static char why[256];
@@ -365,7 +358,7 @@ static const char *hint_problem(const char *dir, const char *data_name, uint64_t
         le32(d + 12) != crc32_ieee(d, 12))
         BAD("%s: bad data file header", data_name);
     if (hl < FILE_HDR + TRAILER) BAD("hint of %s is %zu bytes", data_name, hl);
-    if (memcmp(h, "BITCASKH", 8) != 0 || le32(h + 8) != 3 || le32(h + 12) != crc32_ieee(h, 12))
+    if (memcmp(h, "BITCASKH", 8) != 0 || le32(h + 8) != 4 || le32(h + 12) != crc32_ieee(h, 12))
         BAD("hint of %s: bad header (version %u)", data_name, (unsigned)le32(h + 8));
     tab = hl - TRAILER;
     tail = tab + TABLE;
@@ -485,24 +478,21 @@ static void check_hints(const char *dir, uint64_t seed[2]) {
 
 /* ---- tests --------------------------------------------------------------- */
 
-/* The reference SipHash-2-4 vectors (key 00 01 .. 0f, message 00 01 ..
- * of 0, 1, 7, 8 and 15 bytes), so that siphash24() is known right before it
- * judges the engine's hashes. */
-static void test_siphash_reference_vectors(void) {
-    static const uint64_t want[] = {
-        UINT64_C(0x726fdb47dd0e0e31), UINT64_C(0x74f839c593dc67fd),
-        UINT64_C(0xab0200f58b01d137), UINT64_C(0x93f5f5799a932462),
-        UINT64_C(0xa129ca6149be45e5),
-    };
-    static const size_t lens[] = {0, 1, 7, 8, 15};
-    uint8_t msg[16];
-    int i;
-    for (i = 0; i < 16; i++) msg[i] = (uint8_t)i;
-    for (i = 0; i < 5; i++) {
-        uint64_t got = siphash24(UINT64_C(0x0706050403020100), UINT64_C(0x0f0e0d0c0b0a0908), msg,
-                                 lens[i]);
-        CHECK_MSG(got == want[i], "SipHash-2-4 of %zu bytes: %016llx, expected %016llx", lens[i],
-                  (unsigned long long)got, (unsigned long long)want[i]);
+/* The check values of docs/FORMAT.md, so that key_hash() is known right
+ * before it judges the engine's hashes. */
+static void test_key_hash_check_values(void) {
+    static const size_t lens[] = {0, 1, 3, 4, 7, 8, 15, 16, 17, 32, 33, 100};
+    static const uint32_t want[] = {0x70cc5405, 0xe2a93d3b, 0xf646da5f, 0xd86ef7a8,
+                                    0x9370b96a, 0x1fb960fe, 0xd104582d, 0xe6197fe8,
+                                    0x6b05fab8, 0x50441af0, 0xf2eb8fe6, 0x38926609};
+    uint8_t msg[100];
+    size_t i;
+    for (i = 0; i < sizeof msg; i++) msg[i] = (uint8_t)i;
+    for (i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+        uint32_t got = key_hash(UINT64_C(0x0706050403020100), UINT64_C(0x0f0e0d0c0b0a0908), msg,
+                                lens[i]);
+        CHECK_MSG(got == want[i], "key hash of %zu bytes: %08x, expected %08x", lens[i],
+                  (unsigned)got, (unsigned)want[i]);
     }
 }
 
@@ -753,6 +743,19 @@ static void d_reseed(const char *dir, const char *hint, int i, int n) {
     CHECK(spit(hint, b, len) == 0);
     free(b);
 }
+/* The hint labelled with the previous version, 3 (header CRC fixed): its
+ * layout is this version's, but its hashes were SipHash's, so an open that
+ * took it would place every key where no lookup finds it. */
+static void d_v3(const char *dir, const char *hint, int i, int n) {
+    size_t hl = 0;
+    uint8_t *h = slurp(hint, &hl);
+    (void)dir, (void)i, (void)n;
+    CHECK(h != NULL && hl >= FILE_HDR + TRAILER);
+    put32(h + 8, 3);
+    fix_crcs(h, hl);
+    CHECK(spit(hint, h, hl) == 0);
+    free(h);
+}
 /* The hint an older release wrote (hint version 1): header, then per record
  * in file order expiry u32 | key_len u16 | value_len u32 | flags u8 | key,
  * then data_id u64 | data_len u64 | crc u32. */
@@ -986,6 +989,7 @@ static void test_hints_are_data(void) { run_damage(d_data_copy, "replaced by the
 static void test_hints_swapped(void) { run_damage(d_swap, "copied from other data files"); }
 static void test_hints_v1(void) { run_damage(d_v1, "of hint version 1"); }
 static void test_hints_v2(void) { run_damage(d_v2, "of hint version 2"); }
+static void test_hints_v3(void) { run_damage(d_v3, "labelled hint version 3"); }
 
 /* Hints valid but for their seed are scanned, and the rewritten ones carry
  * the seed of the majority, the pristine hints' seed. */
@@ -1046,7 +1050,7 @@ static void test_orphan_hints(void) {
 
 int main(int argc, char **argv) {
     check_init(argc, argv);
-    RUN(test_siphash_reference_vectors);
+    RUN(test_key_hash_check_values);
     RUN(test_every_data_file_has_a_hint);
     RUN(test_hint_timestamps);
     RUN(test_pristine_copy_is_intact);
@@ -1072,6 +1076,7 @@ int main(int argc, char **argv) {
     RUN(test_hints_swapped);
     RUN(test_hints_v1);
     RUN(test_hints_v2);
+    RUN(test_hints_v3);
     RUN(test_hints_reseeded);
     RUN(test_orphan_hints);
     return check_finish();

@@ -2,7 +2,7 @@
 //! what it is, without the value), so open can rebuild the keydir without
 //! reading values.
 //!
-//! Layout (docs/FORMAT.md, hint version 3): the 16-byte file header with
+//! Layout (docs/FORMAT.md, hint version 4): the 16-byte file header with
 //! magic "BITCASKH", then the entries, then a trailer. An entry is
 //! `hash u32 | offset u32 | flags u8 | key_len var | value_len var |
 //! timestamp - base var | [expiry u32] | key`, `var` an unsigned LEB128 in

@@ -17,9 +17,9 @@
 //! Keys are placed by the *high* bits of their hash (shard, then home slot,
 //! a multiply-shift of the tag), so a shard's slots are in hash order: a
 //! hint file, whose entries are sorted by the same hash, loads as one
-//! sequential sweep through the table. For that the hash is SipHash-2-4
-//! under a seed kept in the hint files, so it is the same in every process
-//! that opens the database. Tables grow through powers of two and 1.5
+//! sequential sweep through the table. For that the hash is fixed by the
+//! format (`hash`) and keyed with a seed kept in the hint files, so it is
+//! the same in every process that opens the database. Tables grow through powers of two and 1.5
 //! times them (16, 24, 32, 48, ...), so they are never under 1/2 full
 //! after growing: with 16-byte slots, whole doublings would leave some key
 //! counts at 7/16 and cost up to 37 bytes a key in slots alone.
@@ -32,6 +32,7 @@
 //! pages where the kernel allows (`memory`): fewer TLB misses per lookup,
 //! and 512 times fewer page faults while open builds the keydir.
 
+mod hash;
 mod memory;
 
 use crate::prefetch::prefetch;
@@ -39,7 +40,7 @@ use memory::{Chunk, Pool, Slot, Table};
 use parking_lot::RwLock;
 use std::alloc::{handle_alloc_error, Layout};
 use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
+use std::hash::BuildHasher;
 
 pub(crate) const SHARD_BITS: u32 = 6;
 pub(crate) const SHARDS: usize = 1 << SHARD_BITS;
@@ -79,9 +80,9 @@ pub struct Location {
     pub expiry: u32,
 }
 
-/// The key hash: the top 32 bits of SipHash-2-4 keyed with the database's
-/// seed. A random seed per database keeps crafted keys from piling into
-/// one probe run; storing it keeps hints sorted for every later open.
+/// The key hash (`hash`) keyed with the database's seed. A random seed
+/// per database keeps crafted keys from piling into one probe run; storing
+/// it keeps hints sorted for every later open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Seed(pub u64, pub u64);
 
@@ -92,13 +93,7 @@ impl Seed {
     }
 
     pub fn hash(&self, key: &[u8]) -> u32 {
-        // SipHasher is deprecated only in favour of RandomState, whose
-        // algorithm may change between Rust releases; a hash that is stored
-        // on disk needs this one, which is SipHash-2-4 by its definition.
-        #[allow(deprecated)]
-        let mut h = std::hash::SipHasher::new_with_keys(self.0, self.1);
-        h.write(key);
-        (h.finish() >> 32) as u32
+        hash::hash(self.0, self.1, key)
     }
 }
 
