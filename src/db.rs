@@ -266,10 +266,10 @@ impl Inner {
         for entry in fs::read_dir(dir).map_err(|e| Error::io("listing", dir, e))? {
             let entry = entry.map_err(|e| Error::io("listing", dir, e))?;
             if let Ok(name) = entry.file_name().into_string() {
-                if datafile::parse_data_name(&name).is_some()
-                    || hint::parse_hint_name(&name).is_some()
-                {
-                    check_regular(&entry)?;
+                if datafile::parse_data_name(&name).is_some() {
+                    check_regular(&entry, false)?;
+                } else if hint::parse_hint_name(&name).is_some() {
+                    check_regular(&entry, true)?;
                 }
                 names.push(name);
             }
@@ -1402,12 +1402,18 @@ struct Appended {
 /// Refuses a file named like a data or hint file that is not a regular
 /// file (opening a FIFO would block the open forever). The directory entry
 /// tells its type without a system call; only a symbolic link is followed.
-fn check_regular(entry: &fs::DirEntry) -> Result<()> {
+/// A symbolic link to nothing is a missing hint (scanned for, like any bad
+/// hint), but fails the open as a data file.
+fn check_regular(entry: &fs::DirEntry, hint: bool) -> Result<()> {
     let path = entry.path();
     let io = |e| Error::io("checking", &path, e);
     let mut kind = entry.file_type().map_err(io)?;
     if kind.is_symlink() {
-        kind = fs::metadata(&path).map_err(io)?.file_type();
+        kind = match fs::metadata(&path) {
+            Ok(m) => m.file_type(),
+            Err(e) if hint && e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io(e)),
+        };
     }
     if kind.is_file() {
         return Ok(());

@@ -20,7 +20,7 @@
 use crate::datafile::sync_dir;
 use crate::error::{Error, Result, Status};
 use crate::format::{self, RecordHeader, FILE_HEADER_LEN, HINT_MAGIC, RECORD_HEADER_LEN};
-use crate::keydir::{shard_of, Seed, SHARDS};
+use crate::keydir::{fold, shard_of, Seed, SHARDS};
 use std::fs::{self, File};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -572,11 +572,31 @@ pub struct Entry<'a> {
     pub key: &'a [u8],
 }
 
+/// A random map of data file offsets, fixed per process. The records of
+/// a hint's entries tile the data file exactly when the sum over entries
+/// of `mark(offset + len) - mark(offset)` telescopes to `mark(data_len) -
+/// mark(16)` (wrapping): a gap, an overlap, a duplicate or an entry inside
+/// another record breaks the sum, except with odds of about 2^-64, in any
+/// order of entries. Random, so that no hint can be crafted to pass it.
+fn tile_mark(key: (u64, u64), offset: u64) -> u64 {
+    fold(offset ^ key.0, key.1)
+}
+
+fn tile_key() -> (u64, u64) {
+    static KEY: std::sync::OnceLock<(u64, u64)> = std::sync::OnceLock::new();
+    *KEY.get_or_init(|| {
+        let Seed(a, b) = Seed::random();
+        (a, b | 1)
+    })
+}
+
 /// What a loader saw of a range of partitions: enough for `Hint::check`.
 pub struct RangeSeen {
     crc: crc32fast::Hasher,
     /// Sum of the lengths of the records the entries describe.
     record_bytes: u64,
+    /// Sum of the entries' `tile_mark` differences.
+    tiling: u64,
     /// False when an entry was out of place.
     sane: bool,
 }
@@ -592,6 +612,7 @@ impl RangeSeen {
         RangeSeen {
             crc: crc32fast::Hasher::new(),
             record_bytes: 0,
+            tiling: 0,
             sane: true,
         }
     }
@@ -687,6 +708,9 @@ impl Hint {
         let (count, end) = self.table[p];
         let mut at = self.start(p);
         let mut n = 0u32;
+        // What each entry must come after: `(hash, offset)` increase.
+        let mut last = None;
+        let key = tile_key();
         while at < end {
             let want = (end - at).min(WINDOW) as usize;
             let chunk: &[u8] = match (&self.src, &file) {
@@ -710,15 +734,28 @@ impl Hint {
                     }
                     break;
                 };
+                let rec_end = e.offset + e.hdr.record_len();
                 if self.crc.is_some() {
+                    // Checked before the entry touches the keydir, so that
+                    // a hint cannot make open use memory beyond what its
+                    // counts and its data file's length allow.
                     let ok = shard_of(e.hash) == p
                         && e.hdr.problem().is_none()
                         && e.offset >= FILE_HEADER_LEN
-                        && e.offset + e.hdr.record_len() <= self.data_len;
+                        && rec_end <= self.data_len
+                        && n < count
+                        && seen.record_bytes + e.hdr.record_len()
+                            <= self.data_len.saturating_sub(FILE_HEADER_LEN)
+                        && last < Some((e.hash, e.offset));
                     if !ok {
                         seen.sane = false;
                         break;
                     }
+                    last = Some((e.hash, e.offset));
+                    seen.tiling = seen
+                        .tiling
+                        .wrapping_add(tile_mark(key, rec_end))
+                        .wrapping_sub(tile_mark(key, e.offset));
                 }
                 seen.record_bytes += e.hdr.record_len();
                 n += 1;
@@ -750,6 +787,12 @@ impl Hint {
         };
         let records: u64 = ranges.iter().map(|r| r.record_bytes).sum();
         if records != self.data_len - FILE_HEADER_LEN {
+            return false;
+        }
+        let key = tile_key();
+        let tiling = ranges.iter().fold(0u64, |t, r| t.wrapping_add(r.tiling));
+        let whole = tile_mark(key, self.data_len).wrapping_sub(tile_mark(key, FILE_HEADER_LEN));
+        if tiling != whole {
             return false;
         }
         // The header passed `check_file_header`, so its bytes are known.

@@ -353,6 +353,20 @@ impl Inner {
             // alike (both under the keydir's seed).
             let hash = self.keydir.seed().hash(key);
             let current = self.keydir.get_hashed(key, hash, |_, _| {});
+            // An entry at this record that disagrees with it came from a
+            // hint that lied under a valid CRC. Dropping the record as
+            // overwritten would leave the entry pointing into a deleted
+            // file, so refuse, as for damage.
+            if let Some(c) = current.filter(|c| (c.file, c.offset) == (here.file, here.offset)) {
+                if c != here || hdr.is_tombstone() {
+                    return Err(Error::corruption(format!(
+                        "{}: offset {}: the keydir's entry for this record (from its hint) \
+                         disagrees with it (found by merge; nothing was deleted)",
+                        input.path.display(),
+                        here.offset
+                    )));
+                }
+            }
             // What survives: the record itself, a tombstone standing in
             // for it, or nothing.
             let keep: &[u8] = if hdr.is_tombstone() {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use bitcask::{Db, Status, SyncMode};
+use bitcask::{Db, Options, Status, SyncMode};
 use common::*;
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
@@ -1653,4 +1653,159 @@ fn lost_page_shapes_need_four_zero_bytes() {
         let what = format!("shape 3, a record ending {left} bytes before the page end");
         judged(lp, 16, &what, recovered);
     }
+}
+
+/// A record image of `key` and `value`, as bitcask writes one.
+fn record_image(key: &[u8], value: &[u8]) -> Vec<u8> {
+    let mut r = vec![0u8; 4];
+    r.extend_from_slice(&12345u32.to_le_bytes()); // timestamp
+    r.extend_from_slice(&0u32.to_le_bytes()); // expiry
+    r.extend_from_slice(&(key.len() as u16).to_le_bytes());
+    r.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    r.push(0);
+    r.extend_from_slice(key);
+    r.extend_from_slice(value);
+    let crc = crc32fast::hash(&r[4..]);
+    r[..4].copy_from_slice(&crc.to_le_bytes());
+    r
+}
+
+/// The newest file (no hint) of a database holding "victim" = "real", then
+/// a record whose value holds images of records ("victim" = "INJECTED",
+/// "ghost"), cut 50 bytes short as by a crash (or, without `cut`, with its
+/// 10th-last byte changed). With `cross_page` that record's header
+/// crosses a page end into a page of its value's zeros. Returns the
+/// directory, the file and that record's offset.
+fn torn_write_holding_images(root: &Path, cross_page: bool, cut: bool) -> (PathBuf, PathBuf, u64) {
+    let dir = root.join(format!("images-{cross_page}-{cut}"));
+    let db = open(&dir, &opts(1 << 20, SyncMode::None));
+    ok(db.put(b"victim", b"real"), "put");
+    let mut value = if cross_page {
+        // Pad so that the next record starts 18 bytes before a page end;
+        // its header's last byte, its key (one zero byte) and its value's
+        // zeros fill the next page.
+        let pad = 4096 - 18 - (16 + 19 + 6 + 4) - 19 - 3;
+        ok(db.put(b"pad", &vec![1u8; pad]), "put");
+        vec![0u8; 4096 + 100]
+    } else {
+        vec![7u8; 100]
+    };
+    value.extend(record_image(b"victim", b"INJECTED"));
+    value.extend(record_image(b"ghost", b"never written"));
+    value.extend(vec![9u8; 300]);
+    ok(db.put(b"\0", &value), "put");
+    ok(db.close(), "close");
+    remove_hints(&dir);
+    let path = data_files(&dir).pop().unwrap();
+    let recs = parse_data_file(&path);
+    let at = recs.last().unwrap().offset;
+    assert_eq!(cross_page, at == 4096 - 18);
+    let len = fs::metadata(&path).unwrap().len();
+    if cut {
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        f.set_len(len - 50).unwrap();
+    } else {
+        patch(&path, |b| b[len as usize - 10] ^= 1);
+    }
+    (dir, path, at)
+}
+
+/// A write cut short by a crash is a torn tail even when its value holds
+/// record images (a value may hold any bytes, a backup of another
+/// database say): open drops it whole and takes nothing from inside it,
+/// read-only, read-write and with repair, whether or not its header
+/// crosses a page end into zeros. Before, that crossing read as a lost
+/// page with the images after it (an older key's value replaced, a key
+/// never written appearing), and without it open refused the file, where
+/// repair then kept the images.
+#[test]
+fn a_torn_write_holding_record_images_is_dropped_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    for cross_page in [true, false] {
+        let (dir, path, cut) = torn_write_holding_images(tmp.path(), cross_page, true);
+        let torn = fs::metadata(&path).unwrap().len() - cut;
+        for (how, o) in [
+            (
+                "read-only",
+                Options {
+                    read_only: true,
+                    ..opts(1 << 20, SyncMode::None)
+                },
+            ),
+            ("read-write", opts(1 << 20, SyncMode::None)),
+            (
+                "repair",
+                Options {
+                    repair: true,
+                    ..opts(1 << 20, SyncMode::None)
+                },
+            ),
+        ] {
+            let copy = tmp.path().join(format!("copy-{cross_page}-{how}"));
+            copy_dir(&dir, &copy);
+            let ctx = format!("cross_page {cross_page}, {how}");
+            let db = ok(Db::open(&copy, o), &ctx);
+            assert_eq!(
+                ok(db.get(b"victim"), &ctx).as_deref(),
+                Some(&b"real"[..]),
+                "{ctx}"
+            );
+            assert_eq!(ok(db.get(b"ghost"), &ctx), None, "{ctx}");
+            assert_eq!(ok(db.get(b"\0"), &ctx), None, "{ctx}");
+            let s = db.stats();
+            assert_eq!(
+                (s.recovered_bytes_dropped, s.repaired_records_skipped),
+                (torn, 0),
+                "{ctx}"
+            );
+        }
+    }
+}
+
+/// A length damaged so that its record claims to run past the end of the
+/// newest file, with records after it, is damage, not a torn write: the
+/// record's CRC matches with the length mended to end where the next
+/// record starts. Open refuses it, naming its offset (value_len with high
+/// bits set, or a high bit of key_len), where a torn write would silently
+/// drop every record after it.
+#[test]
+fn a_length_damaged_past_the_end_is_not_a_torn_write() {
+    for (field, at, x) in [("value_len", 17, 0x7f), ("key_len", 13, 0x80)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("db");
+        let ws: Vec<W> = (0..50)
+            .map(|i| (format!("key{i:02}").into_bytes(), Some(val(i, 97))))
+            .collect();
+        build(&dir, 1 << 20, &ws);
+        remove_hints(&dir);
+        let path = data_files(&dir).pop().unwrap();
+        let victim = &parse_data_file(&path)[20];
+        patch(&path, |b| b[victim.offset as usize + at] ^= x);
+        refused(&dir, &path, victim.offset, field);
+        let db = ok(
+            Db::open(
+                &dir,
+                Options {
+                    repair: true,
+                    ..opts(1 << 20, SyncMode::None)
+                },
+            ),
+            field,
+        );
+        assert_eq!(db.stats().repaired_records_skipped, 1, "{field}");
+        assert_eq!(ok(db.get(b"key49"), field), Some(val(49, 97)), "{field}");
+    }
+}
+
+/// The same record, whole but with a byte of its value changed (bit rot in
+/// a file without a hint): its header crosses into a page of zeros, and
+/// record images follow, but its header claims to run past them, which a
+/// lost page (zeros only shorten a length) cannot make it do. Open refuses
+/// it, naming its offset, instead of reading the images as the records
+/// after a lost page.
+#[test]
+fn bit_rot_in_a_record_holding_images_is_not_a_lost_page() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, path, at) = torn_write_holding_images(tmp.path(), true, false);
+    refused(&dir, &path, at, "a changed byte");
 }

@@ -203,6 +203,9 @@ pub extern "C" fn bc_options_set_create_if_missing(
 /// over an existing one: bc_open then fails with BC_IO naming it). The
 /// count (a bad header counts one) is in bc_stats.repaired_records_skipped.
 /// Data in damaged records is lost: copy the directory first if it matters.
+/// That includes deletes: a key whose tombstone was damaged (or was in a
+/// file set aside) shows its older value again, since repair reads no
+/// hints.
 ///
 /// @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL.
 /// Not thread-safe: calls on one bc_options must not overlap (set it

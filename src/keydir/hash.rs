@@ -17,7 +17,7 @@ const P2: u64 = 0x8ebc_6af0_9c88_c6e3;
 
 /// The 128-bit product of `a` and `b`, its halves xored.
 #[inline(always)]
-fn fold(a: u64, b: u64) -> u64 {
+pub(crate) fn fold(a: u64, b: u64) -> u64 {
     let p = (a as u128).wrapping_mul(b as u128);
     (p as u64) ^ ((p >> 64) as u64)
 }

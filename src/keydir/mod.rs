@@ -33,6 +33,7 @@
 //! and 512 times fewer page faults while open builds the keydir.
 
 mod hash;
+pub(crate) use hash::fold;
 mod memory;
 
 use crate::prefetch::prefetch;
