@@ -575,9 +575,9 @@ pub struct Entry<'a> {
 /// A random map of data file offsets, fixed per process. The records of
 /// a hint's entries tile the data file exactly when the sum over entries
 /// of `mark(offset + len) - mark(offset)` telescopes to `mark(data_len) -
-/// mark(16)` (wrapping): a gap, an overlap, a duplicate or an entry inside
-/// another record breaks the sum, except with odds of about 2^-64, in any
-/// order of entries. Random, so that no hint can be crafted to pass it.
+/// mark(16)` (wrapping): a gap, an overlap or a duplicate among the
+/// entries breaks the sum, except with odds of about 2^-64, in any order
+/// of entries. Random, so that no hint can be crafted to pass it.
 fn tile_mark(key: (u64, u64), offset: u64) -> u64 {
     fold(offset ^ key.0, key.1)
 }

@@ -210,50 +210,6 @@ pub fn next_valid(r: &mut FileReader, off: u64) -> Result<Option<u64>> {
     Ok(None)
 }
 
-/// Where the first valid record after the damaged one at `off` starts, if
-/// any: `next_valid`, but for a record cut by the end of the file (see
-/// `next_after_cut`).
-fn next_after_damage(r: &mut FileReader, off: u64) -> Result<Option<u64>> {
-    match claims_past_end(r, off)? {
-        Some(h) => next_after_cut(r, off, &h),
-        None => next_valid(r, off),
-    }
-}
-
-/// The header at `off` if it checks out but claims a record that runs past
-/// the end of the file: a write the end of the file cut short, or a
-/// damaged length.
-fn claims_past_end(r: &mut FileReader, off: u64) -> Result<Option<[u8; RECORD_HEADER_LEN]>> {
-    let Some(b) = r.bytes(off, RECORD_HEADER_LEN)? else {
-        return Ok(None);
-    };
-    let h: [u8; RECORD_HEADER_LEN] = b.try_into().expect("a header's length");
-    let hdr = RecordHeader::decode(&h);
-    Ok((hdr.problem().is_none() && off + hdr.record_len() > r.len).then_some(h))
-}
-
-/// `next_valid` for the record at `off` whose header `h` claims to run past
-/// the end of the file. A value may hold record images, so the valid
-/// records inside the claim are taken for records only where a damaged
-/// length explains the claim: the record's CRC matches with its key or
-/// value length mended to end where one of them starts. Otherwise the
-/// record was cut by the end of the file (a torn write), and nothing valid
-/// follows it. (One pass over the rest of the file at most.)
-fn next_after_cut(
-    r: &mut FileReader,
-    off: u64,
-    h: &[u8; RECORD_HEADER_LEN],
-) -> Result<Option<u64>> {
-    let mut at = off;
-    while let Some(c) = next_valid(r, at)? {
-        if one_record_with_damaged_length(r, h, off, c)? {
-            return Ok(Some(c));
-        }
-        at = c;
-    }
-    Ok(None)
-}
-
 /// `record_crc` of a record that damage at `damage` (at or before `off`)
 /// holds or claims. Crossing damage checks many such records, each
 /// perhaps claiming most of the rest of the file: reading each would cost
@@ -366,7 +322,7 @@ pub fn scan(
                 off += hdr.record_len();
             }
             Probe::Damaged(reason) => {
-                let next_valid = next_after_damage(r, off)?;
+                let next_valid = next_valid(r, off)?;
                 return Ok(Some(Damage {
                     offset: off,
                     reason,
@@ -721,7 +677,7 @@ pub fn rewrite_without_damage(
                 off = end;
             }
             Probe::Damaged(reason) => {
-                let next = next_after_damage(&mut r, off)?;
+                let next = next_valid(&mut r, off)?;
                 if !leave_out(&mut r, off, next)? {
                     drop(out);
                     let _ = fs::remove_file(&tmp);

@@ -5,7 +5,7 @@
 //! "The seed and the key hash"), not by a library version. It follows the
 //! wyhash/foldhash design: the key is read as 64-bit little-endian words,
 //! two at a time, each pair combined with the seed by one 64x64->128-bit
-//! multiply whose halves are xored ("folded"). About 20 instructions for a
+//! multiply whose halves are xored ("folded"). About 30 instructions for a
 //! 16-byte key, against about 190 for SipHash-2-4, the hash of hint
 //! versions up to 3. The seed is random per database, so keys crafted
 //! without it do not pile into one probe run.
