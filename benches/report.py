@@ -21,7 +21,8 @@ import tempfile
 from collections import defaultdict
 
 PEERS = ["lmdb", "leveldb", "rocksdb", "sqlite", "tkrzw", "kyotocabinet"]
-ENGINE_ORDER = ["bitcask"] + PEERS + ["append", "memhash", "fileperkey"]
+BITCASKS = ["bitcask", "bitcask-wb0"]
+ENGINE_ORDER = BITCASKS + PEERS + ["append", "memhash", "fileperkey"]
 WORKLOADS = [
     ("fillseq", "fillseq"),
     ("fillrandom", "fillrandom"),
@@ -75,8 +76,9 @@ class Run:
         return [e for e in ENGINE_ORDER if e in present] + sorted(present - set(ENGINE_ORDER))
 
     def rate(self, engine, vsize, workload):
+        """ops/s, None when not run or when its reads were wrong (ERRORS)"""
         o = self.ops.get((engine, vsize), {}).get(workload)
-        return o["ops_s"] if o else None
+        return o["ops_s"] if o and "ERRORS" not in o["note"] else None
 
 
 def md(text):
@@ -130,7 +132,7 @@ def op_table(run, vsize, out):
     out.append("|---|" + "---:|" * len(cols))
     for e in engines:
         n = run.n.get((e, vsize))
-        name = f"**{e}**" if e == "bitcask" else e
+        name = f"**{e}**" if e in BITCASKS else e
         n_main = max(v for (x, vs), v in run.n.items() if vs == vsize)
         if n and n != n_main:
             name += f" (n={n:,})"
@@ -218,13 +220,16 @@ def targets(run, nominal_n):
             res.append((label, num / den, thr, detail))
 
     v1, v2 = 100, 10000
+    # Judged on bitcask-wb0, whose no-sync puts reach the OS before they
+    # return as the peers' do; bitcask's default buffer shown beside it.
     for w, label, thr in [("fillrandom", "fillrandom", 2.0), ("overwrite", "overwrite", 2.0),
                           ("readrandom", "readrandom", 1.5), ("readwhilewriting:read", "readwhilewriting reads", 1.5),
                           ("readwhilewriting:write", "readwhilewriting writes", 1.5)]:
-        b = run.rate("bitcask", v1, w)
         fp = fastest_peer(v1, w)
-        add(f"100 B: {label} ≥ {thr:g}× fastest peer", b, fp[1] if fp else None, thr,
-            f"bitcask {fmt_rate(b)} vs {fp[0]} {fmt_rate(fp[1])}" if fp and b else "")
+        for e, how in [("bitcask-wb0", "equal durability"), ("bitcask", "default 256 KiB buffer")]:
+            b = run.rate(e, v1, w)
+            add(f"100 B: {label} ≥ {thr:g}× fastest peer ({how})", b, fp[1] if fp else None, thr,
+                f"{e} {fmt_rate(b)} vs {fp[0]} {fmt_rate(fp[1])}" if fp and b else "")
     b = run.rate("bitcask", v2, "fillrandom")
     a = run.rate("append", v2, "fillrandom")
     add("10 KB: fillrandom ≥ 0.9× append baseline", b, a, 0.9, f"bitcask {fmt_rate(b)} vs append {fmt_rate(a)}")
@@ -270,7 +275,8 @@ def fmt_ratio(t):
         return "—"
     if "B/key" in t[0]:
         return f"{ratio:.1f} B"
-    return f"{ratio:.2f}×"
+    # Three digits, so that 1.4999 never shows as a missed 1.50.
+    return f"{ratio:.3f}×"
 
 
 def chart(runs, path, title):

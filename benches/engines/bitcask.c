@@ -2,8 +2,10 @@
  * runs: BC_SYNC_NONE.  Fillsync runs: BC_SYNC_ALWAYS (durable before put
  * returns; concurrent writers are group-committed).  Reads use bc_get_into
  * (copy into the caller's buffer).  compact = bc_merge.  The environment
- * variable BITCASK_WRITE_BUFFER (bytes) sets bc_options_set_write_buffer;
- * unset, the default (256 KiB) is measured. */
+ * variable BITCASK_WRITE_BUFFER (bytes) sets bc_options_set_write_buffer
+ * of "bitcask"; unset, the default (256 KiB) is measured. "bitcask-wb0"
+ * has no write buffer: each put reaches the OS before it returns, the
+ * durability of the peers' no-sync runs (a process crash loses nothing). */
 #include "engine.h"
 
 #include <bitcask.h>
@@ -18,7 +20,8 @@ static int fail(int st, const char *what)
     return -1;
 }
 
-static int bca_open(void **out, const char *dir, const engine_cfg *cfg)
+/* write_buffer: -1 for the default (or BITCASK_WRITE_BUFFER when set). */
+static int open_with(void **out, const char *dir, const engine_cfg *cfg, long long write_buffer)
 {
     bc_options *o = NULL;
     int st = bc_options_new(&o);
@@ -30,8 +33,10 @@ static int bca_open(void **out, const char *dir, const engine_cfg *cfg)
         return fail(st, "options_set_sync");
     }
     const char *wb = getenv("BITCASK_WRITE_BUFFER");
-    if (wb != NULL && *wb != '\0') {
-        st = bc_options_set_write_buffer(o, (size_t)strtoull(wb, NULL, 10));
+    if (write_buffer < 0 && wb != NULL && *wb != '\0')
+        write_buffer = (long long)strtoull(wb, NULL, 10);
+    if (write_buffer >= 0) {
+        st = bc_options_set_write_buffer(o, (size_t)write_buffer);
         if (st != BC_OK) {
             bc_options_free(o);
             return fail(st, "options_set_write_buffer");
@@ -44,6 +49,18 @@ static int bca_open(void **out, const char *dir, const engine_cfg *cfg)
         return fail(st, "open");
     *out = db;
     return 0;
+}
+
+static int bca_open(void **out, const char *dir, const engine_cfg *cfg)
+{
+    return open_with(out, dir, cfg, -1);
+}
+
+/* Every put handed to the OS (one pwrite) before it returns, as the
+ * peers' no-sync writes are: a crash of the process loses nothing. */
+static int bca_open_wb0(void **out, const char *dir, const engine_cfg *cfg)
+{
+    return open_with(out, dir, cfg, 0);
 }
 
 static int bca_put(void *h, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
@@ -92,11 +109,29 @@ static int bca_close(void *h)
 const engine_t engine_bitcask = {
     .name = "bitcask",
     .kind = "engine",
-    .durability_nosync = "BC_SYNC_NONE: user-space buffer, the OS decides when to write; no fsync",
+    .durability_nosync = "BC_SYNC_NONE: 256 KiB user-space buffer written when full (a process crash "
+                         "loses what it holds); no fsync",
     .durability_sync = "BC_SYNC_ALWAYS: on stable storage before put returns (group commit)",
     .caps = CAP_GET | CAP_PERSIST,
     .version = bc_ver,
     .open = bca_open,
+    .put = bca_put,
+    .get = bca_get,
+    .del = bca_del,
+    .sync = bca_sync,
+    .compact = bca_compact,
+    .close = bca_close,
+};
+
+const engine_t engine_bitcask_wb0 = {
+    .name = "bitcask-wb0",
+    .kind = "engine",
+    .durability_nosync = "BC_SYNC_NONE, write buffer 0: each put written to the OS (pwrite) before it "
+                         "returns, as the peers; no fsync",
+    .durability_sync = "BC_SYNC_ALWAYS: on stable storage before put returns (group commit)",
+    .caps = CAP_GET | CAP_PERSIST,
+    .version = bc_ver,
+    .open = bca_open_wb0,
     .put = bca_put,
     .get = bca_get,
     .del = bca_del,

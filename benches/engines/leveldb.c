@@ -1,7 +1,8 @@
 /* LevelDB through its C API (leveldb/c.h).  Defaults except: compression off
- * (bitcask does not compress and the values are random bytes anyway) and a
+ * (bitcask does not compress and the values are random bytes anyway), a
  * 10 bits/key bloom filter (the configuration LevelDB recommends for point
- * reads).  One Put/Delete per op, no batching. */
+ * reads) and a 64 MiB write buffer (RocksDB's default).  One Put/Delete per
+ * op, no batching. */
 #include "engine.h"
 
 #include <leveldb/c.h>
@@ -55,6 +56,9 @@ static int ldb_open(void **out, const char *dir, const engine_cfg *cfg)
     h->opts = leveldb_options_create();
     leveldb_options_set_create_if_missing(h->opts, 1);
     leveldb_options_set_compression(h->opts, leveldb_no_compression);
+    /* RocksDB's default memtable size: LevelDB's 4 MiB stalls every write
+     * for 1 ms at level-0 slowdown with 10 KB values. */
+    leveldb_options_set_write_buffer_size(h->opts, 64 << 20);
     h->filter = leveldb_filterpolicy_create_bloom(10);
     leveldb_options_set_filter_policy(h->opts, h->filter);
     h->wopts = leveldb_writeoptions_create();

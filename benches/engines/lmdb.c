@@ -61,14 +61,19 @@ static int lm_open(void **out, const char *dir, const engine_cfg *cfg)
         free(h);
         return -1;
     }
-    /* map size: virtual only (no MDB_WRITEMAP, so the file grows as needed) */
+    /* map size: virtual; with MDB_WRITEMAP the file is that size but
+     * sparse, so `du` counts only the pages written */
     size_t want = cfg->n * (cfg->key_size + cfg->value_size + 64) * 4;
     size_t mapsize = (size_t)64 << 30;
     if (want > mapsize)
         mapsize = want;
     mdb_env_set_mapsize(h->env, mapsize);
     mdb_env_set_maxreaders(h->env, 256);
-    unsigned flags = cfg->sync ? 0 : (MDB_NOSYNC | MDB_NOMETASYNC);
+    /* No-sync runs write through the shared map (MDB_WRITEMAP): the
+     * fastest way LMDB's users write without fsync, and still nothing lost
+     * to a crash of the process; without it each commit pwrite()s copies
+     * of its pages, 5-8x slower here. */
+    unsigned flags = cfg->sync ? 0 : (MDB_NOSYNC | MDB_NOMETASYNC | MDB_WRITEMAP);
     rc = mdb_env_open(h->env, dir, flags, 0644);
     if (check(rc, "env_open")) {
         mdb_env_close(h->env);
@@ -204,7 +209,7 @@ static int lm_close(void *hp)
 const engine_t engine_lmdb = {
     .name = "lmdb",
     .kind = "engine",
-    .durability_nosync = "MDB_NOSYNC|MDB_NOMETASYNC, one write txn per op: committed to the OS (write(2)), no fsync",
+    .durability_nosync = "MDB_NOSYNC|MDB_NOMETASYNC|MDB_WRITEMAP, one write txn per op: written into the shared map, no fsync",
     .durability_sync = "default flags: fsync (fdatasync) at every txn commit, one txn per op; writers serialise",
     .caps = CAP_GET | CAP_PERSIST,
     .version = lm_version,
