@@ -106,36 +106,28 @@ static int bca_close(void *h)
     return st == BC_OK ? 0 : fail(st, "close");
 }
 
-const engine_t engine_bitcask = {
-    .name = "bitcask",
-    .kind = "engine",
-    .durability_nosync = "BC_SYNC_NONE: 256 KiB user-space buffer written when full (a process crash "
-                         "loses what it holds); no fsync",
-    .durability_sync = "BC_SYNC_ALWAYS: on stable storage before put returns (group commit)",
-    .caps = CAP_GET | CAP_PERSIST,
-    .version = bc_ver,
-    .open = bca_open,
-    .put = bca_put,
-    .get = bca_get,
-    .del = bca_del,
-    .sync = bca_sync,
-    .compact = bca_compact,
-    .close = bca_close,
-};
+/* The two configurations differ in their open and in what no-sync runs
+ * promise. */
+#define BITCASK_ENGINE(var, engine_name, open_fn, nosync)                                          \
+    const engine_t var = {                                                                         \
+        .name = engine_name,                                                                       \
+        .kind = "engine",                                                                          \
+        .durability_nosync = nosync,                                                               \
+        .durability_sync = "BC_SYNC_ALWAYS: on stable storage before put returns (group commit)", \
+        .caps = CAP_GET | CAP_PERSIST,                                                             \
+        .version = bc_ver,                                                                         \
+        .open = open_fn,                                                                           \
+        .put = bca_put,                                                                            \
+        .get = bca_get,                                                                            \
+        .del = bca_del,                                                                            \
+        .sync = bca_sync,                                                                          \
+        .compact = bca_compact,                                                                    \
+        .close = bca_close,                                                                        \
+    }
 
-const engine_t engine_bitcask_wb0 = {
-    .name = "bitcask-wb0",
-    .kind = "engine",
-    .durability_nosync = "BC_SYNC_NONE, write buffer 0: each put written to the OS (pwrite) before it "
-                         "returns, as the peers; no fsync",
-    .durability_sync = "BC_SYNC_ALWAYS: on stable storage before put returns (group commit)",
-    .caps = CAP_GET | CAP_PERSIST,
-    .version = bc_ver,
-    .open = bca_open_wb0,
-    .put = bca_put,
-    .get = bca_get,
-    .del = bca_del,
-    .sync = bca_sync,
-    .compact = bca_compact,
-    .close = bca_close,
-};
+BITCASK_ENGINE(engine_bitcask, "bitcask", bca_open,
+               "BC_SYNC_NONE: 256 KiB user-space buffer written when full (a process crash loses "
+               "what it holds); no fsync");
+BITCASK_ENGINE(engine_bitcask_wb0, "bitcask-wb0", bca_open_wb0,
+               "BC_SYNC_NONE, write buffer 0: each put written to the OS (pwrite) before it returns, "
+               "as the peers; no fsync");
