@@ -100,6 +100,10 @@ pub(crate) struct Writer {
     pub(crate) active: Option<Arc<DataFile>>,
     /// Major id of the next active file.
     next_major: u64,
+    /// Where a record too big for the write buffer (every record, with a
+    /// buffer of 0) but not for one write (`ONE_WRITE`) is encoded before
+    /// its write: kept, so that such puts do not allocate.
+    record: Vec<u8>,
 }
 
 thread_local! {
@@ -307,6 +311,7 @@ impl Inner {
             writer: Mutex::new(Writer {
                 active: None,
                 next_major: newest.map_or(1, |id| (id >> MAJOR_SHIFT) + 1),
+                record: Vec::new(),
             }),
             newest_at_open: newest.unwrap_or(0),
             commit: GroupCommit::default(),
@@ -1001,6 +1006,9 @@ impl Inner {
     ) -> Result<Appended> {
         let len = record_len(key.len(), value.len() as u32);
         let now = self.now();
+        // Out of `w` while `file` borrows it (an error drops it: the next
+        // such record allocates again).
+        let mut rec = std::mem::take(&mut w.record);
         let file = self.active_for(w, len)?;
         // Flush before appending, so a failed write (a full disk) rejects
         // this record cleanly instead of leaving it half-acknowledged.
@@ -1016,7 +1024,7 @@ impl Inner {
                 if len as usize >= cap {
                     // Too big for the buffer (which may be 0 bytes).
                     if len <= ONE_WRITE {
-                        let mut rec = Vec::new();
+                        rec.clear();
                         let what = format_args!("a record of {len} bytes");
                         crate::error::reserve(&mut rec, len as usize, what)?;
                         encode(&mut rec);
@@ -1033,12 +1041,14 @@ impl Inner {
         if flags & FLAG_TOMBSTONE != 0 {
             file.add_tombstone(len);
         }
-        Ok(Appended {
+        let appended = Appended {
             fnum: file.fnum,
             to_sync: (self.opts.sync == SyncMode::Always).then(|| file.clone()),
             offset,
             end: offset + len,
-        })
+        };
+        w.record = rec;
+        Ok(appended)
     }
 
     /// The active file, starting a new one first when `len` more bytes

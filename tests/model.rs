@@ -313,6 +313,17 @@ proptest! {
 }
 
 proptest! {
+    #![proptest_config(config(24))]
+
+    /// No write buffer: every record is encoded in the writer's reused
+    /// record buffer and written at once (the peers' no-sync guarantee).
+    #[test]
+    fn model_unbuffered(ops in proptest::collection::vec(op_strategy(), 1..200)) {
+        run_ops_with(&ops, Options { write_buffer: 0, ..opts(MIN_FILE, SyncMode::None) });
+    }
+}
+
+proptest! {
     #![proptest_config(config(12))]
 
     #[test]
