@@ -100,6 +100,15 @@ enum { FAIL_ALL = 1, FAIL_DATA = 2, FAIL_FIRST_DATA_LATE = 3, FAIL_HINT = 4 };
 
 /* Microseconds each fsync of a hint file takes (a slow seal), while set. */
 static atomic_int slow_hints_us;
+/* Microseconds each fsync of a data file by the worker thread takes (the
+ * seal of a retired file, writing back a whole file), while set. */
+static atomic_int slow_worker_data_us;
+
+static int on_worker_thread(void) {
+    char name[16] = "";
+    return pthread_getname_np(pthread_self(), name, sizeof name) == 0 &&
+           strcmp(name, "bitcask-worker") == 0;
+}
 
 static int intercepted(long nr, int fd) {
     int slow = atomic_load(&slow_syncs_us);
@@ -116,6 +125,8 @@ static int intercepted(long nr, int fd) {
         is_hint = strstr(target, ".hint") != NULL;
     }
     if (is_hint && atomic_load(&slow_hints_us) > 0) usleep((useconds_t)atomic_load(&slow_hints_us));
+    if (is_data && atomic_load(&slow_worker_data_us) > 0 && on_worker_thread())
+        usleep((useconds_t)atomic_load(&slow_worker_data_us));
     if (is_hint && fail == FAIL_HINT) {
         errno = EIO;
         return -1;
@@ -737,6 +748,35 @@ static void interval_sync_does_not_wait_for_a_slow_seal(void) {
     close_db(db);
 }
 
+/* BC_SYNC_INTERVAL: the interval flush writes the active file's buffer to
+ * the OS while the worker is held up in the fsync of the file it seals
+ * (600 ms here), so a process crash loses nothing older than an interval.
+ * It waited for that fsync before (the sync fsynced retired files first). */
+static void interval_flush_does_not_wait_for_a_slow_data_fsync(void) {
+    bc_db *db;
+    uint64_t before = 0, after = 0;
+    bc_options *o = make_opts(4096, 0, 0);
+    const char *dir = make_temp_dir();
+    disk_ok();
+    CHECK_STATUS(bc_options_set_sync(o, BC_SYNC_INTERVAL, 10), BC_OK);
+    db = open_db(dir, o);
+    bc_options_free(o);
+    CHECK_STATUS(bc_put(db, K("first"), K("file")), BC_OK);
+    atomic_store(&slow_worker_data_us, 600000);
+    fill_to_next_file(db, "a"); /* the first file is retired */
+    usleep(100000); /* the worker is in its fsync now */
+    count_files_with_suffix(dir, ".data", &before, NULL);
+    CHECK_STATUS(bc_put(db, K("during"), K("the fsync")), BC_OK);
+    usleep(200000);
+    count_files_with_suffix(dir, ".data", &after, NULL);
+    CHECK_MSG(after > before,
+              "the put was not written out in 200 ms of 10 ms intervals during a slow fsync "
+              "(%llu data bytes before and after)",
+              (unsigned long long)after);
+    atomic_store(&slow_worker_data_us, 0);
+    close_db(db);
+}
+
 int main(int argc, char **argv) {
     check_init(argc, argv);
     RUN(always_mode_put_waits_for_an_fsync);
@@ -756,5 +796,6 @@ int main(int argc, char **argv) {
     RUN(hint_fsync_failure_fails_the_handle);
     RUN(open_fails_when_the_hint_it_writes_fails_to_sync);
     RUN(interval_sync_does_not_wait_for_a_slow_seal);
+    RUN(interval_flush_does_not_wait_for_a_slow_data_fsync);
     return check_finish();
 }

@@ -449,6 +449,23 @@ impl DataFile {
     /// fdatasync of everything flushed so far (and, the first time, of the
     /// directory entry of a new file).
     pub fn sync_data(&self) -> Result<()> {
+        self.sync_data_locking(|m| Some(m.lock()))
+    }
+
+    /// `sync_data` of a retired file, which no one writes any more: while
+    /// another thread's fsync of it is under way (a seal writing back the
+    /// whole file), that one covers every byte, and this returns at once
+    /// instead of waiting for it.
+    pub fn sync_data_unless_busy(&self) -> Result<()> {
+        self.sync_data_locking(|m| m.try_lock())
+    }
+
+    fn sync_data_locking<'a>(
+        &'a self,
+        lock: impl FnOnce(
+            &'a Mutex<Option<Error>>,
+        ) -> Option<parking_lot::MutexGuard<'a, Option<Error>>>,
+    ) -> Result<()> {
         let upto = self.flushed.load(Ordering::Acquire);
         // Sealing syncs first, then may close the descriptor: holding it
         // keeps it open, and a file without one was sealed, so is synced.
@@ -457,7 +474,9 @@ impl DataFile {
             None if self.is_sealed() => return Ok(()),
             None => return self.write_fd().map(|_| ()),
         };
-        let mut failure = self.sync_failure.lock();
+        let Some(mut failure) = lock(&self.sync_failure) else {
+            return Ok(());
+        };
         if let Some(e) = &*failure {
             return Err(e.clone());
         }

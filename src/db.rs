@@ -1202,6 +1202,21 @@ impl Inner {
     /// active file up to its end, and files the writer has retired but the
     /// worker has not sealed yet (their records were flushed on retirement).
     pub(crate) fn sync(&self) -> Result<()> {
+        self.sync_retired_then_active(DataFile::sync_data)
+    }
+
+    /// The interval sync (`BC_SYNC_INTERVAL`): as `sync`, but a retired
+    /// file whose fsync another thread is running (the worker's seal) is
+    /// left to that fsync, so that the next interval's flush of the active
+    /// file is not held up behind a whole file's write-back.
+    pub(crate) fn sync_interval(&self) -> Result<()> {
+        self.sync_retired_then_active(DataFile::sync_data_unless_busy)
+    }
+
+    fn sync_retired_then_active(
+        &self,
+        sync_retired: impl Fn(&DataFile) -> Result<()>,
+    ) -> Result<()> {
         if self.opts.read_only {
             return Ok(());
         }
@@ -1211,11 +1226,18 @@ impl Inner {
         self.check_writable()?;
         let (active, retired) = {
             let w = self.writer.lock();
+            // The active file's buffer goes to the OS first: a process
+            // crash then loses nothing acknowledged before this sync began,
+            // however long the fsyncs of retired files below take (a seal
+            // in progress holds one for a whole file's write-back).
+            if let Some(a) = &w.active {
+                a.flush()?;
+            }
             let active = w.active.as_ref().map(|a| (a.clone(), a.len()));
             (active, self.unsealed_retired(&w))
         };
         for f in &retired {
-            self.synced(f.sync_data())?;
+            self.synced(sync_retired(f))?;
         }
         match active {
             Some((file, end)) => self.sync_upto(&file, end),
@@ -1231,8 +1253,10 @@ impl Inner {
         // Seal the active file (a reopen never appends to an old file) and
         // write its hint now, so the next open need not scan it.
         let active = self.writer.lock().active.take();
+        // After a failure, whether or not a file is active: a merge that
+        // took the active file to seal it may have failed before its fsync.
         let sealed = match active {
-            Some(a) if self.failure().is_some() => self.close_after_failure(&a),
+            _ if self.failure().is_some() => self.close_after_failure(active.as_deref()),
             Some(a) => self.seal_file(&a),
             None => Ok(()),
         };
@@ -1247,17 +1271,20 @@ impl Inner {
     /// unsealed file synced, but nothing is sealed or hinted (the handle's
     /// state is unknown), so the next open scans those files and checks
     /// every record; a record a panic cut short is a torn tail there.
-    fn close_after_failure(&self, active: &DataFile) -> Result<()> {
+    fn close_after_failure(&self, active: Option<&DataFile>) -> Result<()> {
         if self.sync_failed.load(Ordering::Relaxed) {
             return Ok(());
         }
-        active.flush()?;
+        // A flush that fails (a full disk) does not keep the other files
+        // from their fsync: what the OS holds of them still goes to disk.
+        let flushed = active.map_or(Ok(()), |a| a.flush());
         // The active file is no longer the writer's: it is one of these.
         let unsealed = self.unsealed_retired(&self.writer.lock());
+        let mut synced = Ok(());
         for f in unsealed {
-            f.sync_data()?;
+            synced = synced.and(f.sync_data());
         }
-        Ok(())
+        flushed.and(synced)
     }
 
     /// The error that failed the handle, if one did.

@@ -147,7 +147,7 @@ fn run_syncs(inner: &Inner) {
         return;
     };
     while wait_or_stop(inner, every) {
-        if let Err(e) = inner.sync() {
+        if let Err(e) = inner.sync_interval() {
             // A failed fsync has failed the handle already. A failed write
             // (a full disk) does too: the puts since were acknowledged on
             // the promise of this flush, and later ones must not be.

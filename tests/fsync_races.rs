@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 /// 4: the worker's fsync calls of files (a hint's; not a directory's, nor
 ///    a data file's fdatasync) wait until MODE changes, after setting
 ///    STALLED.
+/// 5: every fdatasync call but those of threads named "C" waits until MODE
+///    changes.
 static MODE: AtomicU8 = AtomicU8::new(0);
 /// Calls made by threads named "C".
 static BY_C: AtomicUsize = AtomicUsize::new(0);
@@ -95,6 +97,12 @@ fn fdatasync_as(fd: libc::c_int, mode: u8, who: char) -> libc::c_int {
         (1, 'p') | (2, 'w') => (200, false),
         (3, 'w') => {
             while MODE.load(Ordering::SeqCst) == 3 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            (0, false)
+        }
+        (5, w) if w != 'c' => {
+            while MODE.load(Ordering::SeqCst) == 5 {
                 std::thread::sleep(Duration::from_millis(1));
             }
             (0, false)
@@ -341,4 +349,50 @@ fn close_after_a_caught_bug_syncs_what_was_acknowledged() {
     );
     let db = open(dir.path(), &opts(1 << 20, SyncMode::None));
     assert_eq!(ok(db.get(b"k"), "get"), Some(b"acknowledged".to_vec()));
+}
+
+/// The same when a merge had taken the active file to seal it and the bug
+/// was caught before the merge synced it (the merge stopped at its next
+/// seal): close syncs that file too, though no file is active any more.
+/// It synced nothing before (found by review).
+#[test]
+fn close_after_a_caught_bug_syncs_the_file_a_merge_took() {
+    let _turn = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let db = std::sync::Arc::new(open(dir.path(), &opts(4096, SyncMode::None)));
+    ok(db.put(b"dead", b"1"), "put");
+    // Every fsync but close's waits: the worker's seal of the first file,
+    // then the merge's.
+    MODE.store(5, Ordering::SeqCst);
+    fill_until_files(&db, 2, &mut 0);
+    ok(db.put(b"dead", b"2"), "put");
+    ok(db.put(b"last", b"acknowledged"), "put");
+    let merging = db.clone();
+    let merge = std::thread::Builder::new()
+        .name("M".into())
+        .spawn(move || merging.merge())
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    db.poison(Error::new(Status::Internal, "injected bug"));
+    MODE.store(0, Ordering::SeqCst);
+    assert!(
+        merge.join().unwrap().is_err(),
+        "the merge went on after the bug"
+    );
+    let db = std::sync::Arc::try_unwrap(db).unwrap_or_else(|_| panic!("still shared"));
+    BY_C.store(0, Ordering::SeqCst);
+    let closed = std::thread::Builder::new()
+        .name("C".into())
+        .spawn(move || db.close())
+        .unwrap()
+        .join()
+        .unwrap();
+    let (status, _) = err(closed, "close of a failed handle");
+    assert_eq!(status, Status::Internal as i32);
+    assert!(
+        BY_C.load(Ordering::SeqCst) > 0,
+        "close did not fsync the file the merge took"
+    );
+    let db = open(dir.path(), &opts(4096, SyncMode::None));
+    assert_eq!(ok(db.get(b"last"), "get"), Some(b"acknowledged".to_vec()));
 }
