@@ -726,19 +726,26 @@ static void open_fails_when_the_hint_it_writes_fails_to_sync(void) {
 /* BC_SYNC_INTERVAL: the interval flush and fsync go on while the worker
  * is held up sealing a file (its hint's fsync takes 600 ms here): they
  * ran on the worker, after its seals. */
-static void interval_sync_does_not_wait_for_a_slow_seal(void) {
+/* A database in `dir` with 4 KiB files and a 10 ms BC_SYNC_INTERVAL, whose
+ * first file is retired, after `slow` (a knob above) was set to 600 ms and
+ * `settle_us` passed: the worker is in its slow fsync. */
+static bc_db *retire_under_slow_fsync(const char *dir, atomic_int *slow, useconds_t settle_us) {
     bc_db *db;
-    long before;
     bc_options *o = make_opts(4096, 0, 0);
-    const char *dir = make_temp_dir();
     disk_ok();
     CHECK_STATUS(bc_options_set_sync(o, BC_SYNC_INTERVAL, 10), BC_OK);
     db = open_db(dir, o);
     bc_options_free(o);
     CHECK_STATUS(bc_put(db, K("first"), K("file")), BC_OK);
-    atomic_store(&slow_hints_us, 600000);
+    atomic_store(slow, 600000);
     fill_to_next_file(db, "a"); /* the first file is retired */
-    usleep(50000); /* the worker is in its hint's fsync now */
+    usleep(settle_us);
+    return db;
+}
+
+static void interval_sync_does_not_wait_for_a_slow_seal(void) {
+    long before;
+    bc_db *db = retire_under_slow_fsync(make_temp_dir(), &slow_hints_us, 50000);
     before = atomic_load(&data_syncs);
     CHECK_STATUS(bc_put(db, K("during"), K("the seal")), BC_OK);
     usleep(200000);
@@ -753,18 +760,9 @@ static void interval_sync_does_not_wait_for_a_slow_seal(void) {
  * (600 ms here), so a process crash loses nothing older than an interval.
  * It waited for that fsync before (the sync fsynced retired files first). */
 static void interval_flush_does_not_wait_for_a_slow_data_fsync(void) {
-    bc_db *db;
     uint64_t before = 0, after = 0;
-    bc_options *o = make_opts(4096, 0, 0);
     const char *dir = make_temp_dir();
-    disk_ok();
-    CHECK_STATUS(bc_options_set_sync(o, BC_SYNC_INTERVAL, 10), BC_OK);
-    db = open_db(dir, o);
-    bc_options_free(o);
-    CHECK_STATUS(bc_put(db, K("first"), K("file")), BC_OK);
-    atomic_store(&slow_worker_data_us, 600000);
-    fill_to_next_file(db, "a"); /* the first file is retired */
-    usleep(100000); /* the worker is in its fsync now */
+    bc_db *db = retire_under_slow_fsync(dir, &slow_worker_data_us, 100000);
     count_files_with_suffix(dir, ".data", &before, NULL);
     CHECK_STATUS(bc_put(db, K("during"), K("the fsync")), BC_OK);
     usleep(200000);

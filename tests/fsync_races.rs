@@ -321,6 +321,21 @@ fn a_hint_written_while_a_merge_deletes_its_file_does_not_outlive_it() {
     );
 }
 
+/// Closes `db`, which a caught bug failed, on a thread named "C": close
+/// reports the bug, and `why` unless it fsynced.
+fn close_failed_on_c(db: bitcask::Db, why: &str) {
+    BY_C.store(0, Ordering::SeqCst);
+    let closed = std::thread::Builder::new()
+        .name("C".into())
+        .spawn(move || db.close())
+        .unwrap()
+        .join()
+        .unwrap();
+    let (status, _) = err(closed, "close of a failed handle");
+    assert_eq!(status, Status::Internal as i32);
+    assert!(BY_C.load(Ordering::SeqCst) > 0, "{why}");
+}
+
 /// After a caught bug (not a failed fsync) close still makes the puts
 /// acknowledged before it durable: it writes out the buffer and fsyncs,
 /// as bc_close's header comment says, and seals nothing (no hint).
@@ -331,16 +346,7 @@ fn close_after_a_caught_bug_syncs_what_was_acknowledged() {
     let db = open(dir.path(), &opts(1 << 20, SyncMode::None));
     ok(db.put(b"k", b"acknowledged"), "put");
     db.poison(Error::new(Status::Internal, "injected bug"));
-    BY_C.store(0, Ordering::SeqCst);
-    let closed = std::thread::Builder::new()
-        .name("C".into())
-        .spawn(move || db.close())
-        .unwrap()
-        .join()
-        .unwrap();
-    let (status, _) = err(closed, "close of a failed handle");
-    assert_eq!(status, Status::Internal as i32);
-    assert!(BY_C.load(Ordering::SeqCst) > 0, "close did not fsync");
+    close_failed_on_c(db, "close did not fsync");
     // Sealed means hinted: the next open must scan (and check) the file.
     let hints = files_ending(dir.path(), ".hint");
     assert!(
@@ -380,19 +386,7 @@ fn close_after_a_caught_bug_syncs_the_file_a_merge_took() {
         "the merge went on after the bug"
     );
     let db = std::sync::Arc::try_unwrap(db).unwrap_or_else(|_| panic!("still shared"));
-    BY_C.store(0, Ordering::SeqCst);
-    let closed = std::thread::Builder::new()
-        .name("C".into())
-        .spawn(move || db.close())
-        .unwrap()
-        .join()
-        .unwrap();
-    let (status, _) = err(closed, "close of a failed handle");
-    assert_eq!(status, Status::Internal as i32);
-    assert!(
-        BY_C.load(Ordering::SeqCst) > 0,
-        "close did not fsync the file the merge took"
-    );
+    close_failed_on_c(db, "close did not fsync the file the merge took");
     let db = open(dir.path(), &opts(4096, SyncMode::None));
     assert_eq!(ok(db.get(b"last"), "get"), Some(b"acknowledged".to_vec()));
 }
