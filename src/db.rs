@@ -1112,10 +1112,16 @@ impl Inner {
     /// seal and hint.
     fn seal_retired(&self, f: Arc<DataFile>) -> Result<()> {
         // Back-pressure: when the worker lags so far behind that retired
-        // files hold more descriptors than allowed, the writer seals this
-        // one itself.
+        // files hold more descriptors than allowed, the writer syncs and
+        // seals this one itself, so that its descriptor may close, but
+        // leaves the hint (a read of the whole file, and an fsync) to the
+        // worker: puts wait for one fsync, not for all of a seal.
         if self.open_fds.load(Ordering::Relaxed) > self.opts.max_open_files as usize {
-            return self.seal_file(&f);
+            if let Some(e) = self.failure() {
+                return Err(e);
+            }
+            self.synced(f.seal())?;
+            self.evict_fds(u32::MAX);
         }
         self.queue.seal(f);
         Ok(())
