@@ -164,3 +164,13 @@ pub(crate) fn copy_out<T: From<Vec<u8>>>(bytes: &[u8]) -> Result<T> {
     v.extend_from_slice(bytes);
     Ok(T::from(v))
 }
+
+/// The message a panic was raised with (`panic!("...")` gives a `&str` or a
+/// `String`), for the error that reports it.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string())
+}

@@ -71,14 +71,19 @@ impl Worker {
 
     fn spawn(&mut self, inner: &Arc<Inner>, name: &str, job: fn(&Inner)) -> Result<()> {
         let inner = inner.clone();
+        let thread_name = name.to_string();
         let thread = std::thread::Builder::new()
             .name(name.into())
             .spawn(move || {
                 // A bug here must not leave files unsealed without anyone
-                // knowing: the handle then refuses writes (BC_INTERNAL).
+                // knowing: the handle then refuses writes (BC_INTERNAL),
+                // naming the thread and the panic.
                 let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&inner)));
-                if caught.is_err() {
-                    inner.fail(Error::internal("a background thread panicked"));
+                if let Err(payload) = caught {
+                    inner.fail(Error::internal(format!(
+                        "background thread {thread_name} panicked: {}",
+                        crate::error::panic_message(payload.as_ref())
+                    )));
                 }
             })
             .map_err(|e| Error::new(Status::Io, format!("starting a background thread: {e}")))?;

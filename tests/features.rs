@@ -997,3 +997,48 @@ fn a_clock_going_back_shows_an_expired_key_again_until_a_merge() {
     assert_eq!(db.get(b"k").unwrap(), None, "after a reopen");
     assert_eq!(db.get(b"d").unwrap(), None, "after a reopen");
 }
+
+/// A panic on a background thread (here a clock that fails on the
+/// auto-merge thread) fails the handle: later writes return BC_INTERNAL
+/// naming the thread and the panic's message, and nothing is lost.
+#[test]
+fn a_background_panic_is_reported_with_its_thread_and_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = Options {
+        auto_merge: Some(Duration::from_millis(1)),
+        clock: Arc::new(|| {
+            if std::thread::current().name() == Some("bitcask-merge") {
+                panic!("the clock broke");
+            }
+            1_700_000_000
+        }),
+        ..Options::default()
+    };
+    let db = Db::open(dir.path(), o).unwrap();
+    db.put(b"k", b"v").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let e = loop {
+        match db.put(b"k", b"v2") {
+            Err(e) => break e,
+            Ok(()) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the panic never failed the handle"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    };
+    assert_eq!(e.status(), Status::Internal, "{}", e.message());
+    assert!(
+        e.message().contains("bitcask-merge") && e.message().contains("the clock broke"),
+        "{}",
+        e.message()
+    );
+    let _ = db.close();
+    let db = Db::open(dir.path(), Options::default()).unwrap();
+    assert!(matches!(
+        db.get(b"k").unwrap().as_deref(),
+        Some(b"v") | Some(b"v2")
+    ));
+}

@@ -153,13 +153,9 @@ pub(crate) fn catch(body: impl FnOnce() -> Result<bc_status, Error>) -> Result<b
     let outcome = panic::catch_unwind(AssertUnwindSafe(body));
     let _ = IN_CALL.try_with(|c| c.set(false));
     outcome.unwrap_or_else(|payload| {
-        let what = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".to_string());
         Err(Error::internal(format!(
-            "internal error (caught panic): {what}"
+            "internal error (caught panic): {}",
+            crate::error::panic_message(payload.as_ref())
         )))
     })
 }
