@@ -449,7 +449,7 @@ impl DataFile {
     /// fdatasync of everything flushed so far (and, the first time, of the
     /// directory entry of a new file).
     pub fn sync_data(&self) -> Result<()> {
-        self.sync_data_locking(|m| Some(m.lock()))
+        self.sync_data_waiting(true)
     }
 
     /// `sync_data` of a retired file, which no one writes any more: while
@@ -457,15 +457,10 @@ impl DataFile {
     /// whole file), that one covers every byte, and this returns at once
     /// instead of waiting for it.
     pub fn sync_data_unless_busy(&self) -> Result<()> {
-        self.sync_data_locking(|m| m.try_lock())
+        self.sync_data_waiting(false)
     }
 
-    fn sync_data_locking<'a>(
-        &'a self,
-        lock: impl FnOnce(
-            &'a Mutex<Option<Error>>,
-        ) -> Option<parking_lot::MutexGuard<'a, Option<Error>>>,
-    ) -> Result<()> {
+    fn sync_data_waiting(&self, wait: bool) -> Result<()> {
         let upto = self.flushed.load(Ordering::Acquire);
         // Sealing syncs first, then may close the descriptor: holding it
         // keeps it open, and a file without one was sealed, so is synced.
@@ -474,7 +469,12 @@ impl DataFile {
             None if self.is_sealed() => return Ok(()),
             None => return self.write_fd().map(|_| ()),
         };
-        let Some(mut failure) = lock(&self.sync_failure) else {
+        let locked = if wait {
+            Some(self.sync_failure.lock())
+        } else {
+            self.sync_failure.try_lock()
+        };
+        let Some(mut failure) = locked else {
             return Ok(());
         };
         if let Some(e) = &*failure {

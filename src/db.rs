@@ -1117,37 +1117,37 @@ impl Inner {
         // leaves the hint (a read of the whole file, and an fsync) to the
         // worker: puts wait for one fsync, not for all of a seal.
         if self.open_fds.load(Ordering::Relaxed) > self.opts.max_open_files as usize {
-            if let Some(e) = self.failure() {
-                return Err(e);
-            }
-            self.synced(f.seal())?;
+            self.sync_and_seal(&f)?;
             self.evict_fds(u32::MAX);
         }
         self.queue.seal(f);
         Ok(())
     }
 
-    /// Syncs and seals a retired file, then writes its hint (the worker's
-    /// job, and merge's for files the worker has not reached yet). A hint
-    /// that cannot be written only costs a scan at the next open.
-    pub(crate) fn seal_file(&self, file: &DataFile) -> Result<()> {
-        // After a failed fsync nothing tells what reached the disk: a
-        // retried fsync may report success for pages the kernel dropped.
-        // So no file is sealed or hinted any more (not the active file at
-        // close, not a retired one the worker still has queued): the next
-        // open scans them and checks every record.
+    /// Syncs and seals `file` unless the handle has failed. After a failed
+    /// fsync nothing tells what reached the disk: a retried fsync may
+    /// report success for pages the kernel dropped. So no file is sealed or
+    /// hinted any more (not the active file at close, not a retired one the
+    /// worker still has queued): the next open scans them and checks every
+    /// record. And another thread's fsync of this file may have failed
+    /// while this one succeeded (Linux reports a writeback error once), so
+    /// the failure is checked again after.
+    fn sync_and_seal(&self, file: &DataFile) -> Result<()> {
         if let Some(e) = self.failure() {
             return Err(e);
         }
         if !file.is_sealed() {
             self.synced(file.seal())?;
         }
-        // Another thread's fsync of this file may have failed while this
-        // one succeeded (Linux reports a writeback error once): no hint
-        // may then vouch for the file.
-        if let Some(e) = self.failure() {
-            return Err(e);
-        }
+        self.failure().map_or(Ok(()), Err)
+    }
+
+    /// Syncs and seals a retired file, then writes its hint (the worker's
+    /// job, and merge's for files the worker has not reached yet). A hint
+    /// that cannot be written only costs a scan at the next open.
+    pub(crate) fn seal_file(&self, file: &DataFile) -> Result<()> {
+        // No hint may vouch for a file on a failed handle.
+        self.sync_and_seal(file)?;
         let _ = self.write_hint(file);
         if self.file(file.fnum).is_none() {
             // A merge took the file while its hint was written: it leaves

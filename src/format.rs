@@ -163,7 +163,7 @@ pub fn encode_header(
     value: &[u8],
 ) -> [u8; RECORD_HEADER_LEN] {
     let mut h = encode_fields(timestamp, expiry, flags, key, value);
-    let mut crc = crc32fast::Hasher::new();
+    let mut crc = crc_hasher();
     crc.update(&h[4..]);
     crc.update(key);
     crc.update(value);
@@ -181,14 +181,13 @@ pub fn encode_record(
     value: &[u8],
 ) {
     let start = buf.len();
-    let mut h = encode_fields(timestamp, expiry, flags, key, value);
-    buf.extend_from_slice(&h);
+    buf.extend_from_slice(&encode_fields(timestamp, expiry, flags, key, value));
     buf.extend_from_slice(key);
     buf.extend_from_slice(value);
     // One CRC call over the contiguous record: crc32fast folds 128 bytes
     // at a time only within one call, so three short ones cost twice this.
-    h[..4].copy_from_slice(&crc32(&buf[start + 4..]).to_le_bytes());
-    buf[start..start + 4].copy_from_slice(&h[..4]);
+    let crc = crc32(&buf[start + 4..]);
+    buf[start..start + 4].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// True when `record` (a whole record) carries a matching CRC.
@@ -200,10 +199,15 @@ pub fn crc_ok(record: &[u8]) -> bool {
 /// check of the CPU's features per call (about 37 instructions, a quarter
 /// of a 135-byte record's CRC): the hasher is made once and copied.
 pub fn crc32(bytes: &[u8]) -> u32 {
-    static FRESH: std::sync::OnceLock<crc32fast::Hasher> = std::sync::OnceLock::new();
-    let mut h = FRESH.get_or_init(crc32fast::Hasher::new).clone();
+    let mut h = crc_hasher();
     h.update(bytes);
     h.finalize()
+}
+
+/// A fresh `crc32fast::Hasher`, copied from one made once.
+fn crc_hasher() -> crc32fast::Hasher {
+    static FRESH: std::sync::OnceLock<crc32fast::Hasher> = std::sync::OnceLock::new();
+    FRESH.get_or_init(crc32fast::Hasher::new).clone()
 }
 
 pub fn u64_at(b: &[u8], at: usize) -> u64 {

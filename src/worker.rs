@@ -71,7 +71,6 @@ impl Worker {
 
     fn spawn(&mut self, inner: &Arc<Inner>, name: &str, job: fn(&Inner)) -> Result<()> {
         let inner = inner.clone();
-        let thread_name = name.to_string();
         let thread = std::thread::Builder::new()
             .name(name.into())
             .spawn(move || {
@@ -81,7 +80,8 @@ impl Worker {
                 let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&inner)));
                 if let Err(payload) = caught {
                     inner.fail(Error::internal(format!(
-                        "background thread {thread_name} panicked: {}",
+                        "background thread {} panicked: {}",
+                        std::thread::current().name().unwrap_or("?"),
                         crate::error::panic_message(payload.as_ref())
                     )));
                 }
