@@ -7,7 +7,7 @@
 mod common;
 
 use bitcask::{Db, Options, Status};
-use common::{files_ending, mentions_offset, parse_data_file};
+use common::{files_ending, le_u32, mentions_offset, parse_data_file, record_image};
 use std::fs;
 use std::path::Path;
 
@@ -29,10 +29,6 @@ struct HintFile {
     trailer: Vec<u8>, // seed, data_id, data_len, base
     base: u32,
     parts: Vec<Vec<Entry>>,
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
 }
 
 fn varint(b: &[u8], at: &mut usize) -> u32 {
@@ -58,20 +54,20 @@ fn put_varint(out: &mut Vec<u8>, mut v: u32) {
 
 fn parse(b: &[u8]) -> HintFile {
     let t = b.len() - TRAILER;
-    let base = u32_at(b, t + 800);
+    let base = le_u32(&b[t + 800..]);
     let (mut parts, mut at) = (Vec::new(), 16);
     for p in 0..PARTS {
         let end = u64::from_le_bytes(b[t + 12 * p + 4..t + 12 * p + 12].try_into().unwrap());
         let mut es = Vec::new();
         while at < end as usize {
-            let (hash, offset, flags) = (u32_at(b, at), u32_at(b, at + 4), b[at + 8]);
+            let (hash, offset, flags) = (le_u32(&b[at..]), le_u32(&b[at + 4..]), b[at + 8]);
             at += 9;
             let key_len = varint(b, &mut at) as usize;
             let value_len = varint(b, &mut at);
             let ts = base + varint(b, &mut at);
             let expiry = (flags & 0x80 != 0).then(|| {
                 at += 4;
-                u32_at(b, at - 4)
+                le_u32(&b[at - 4..])
             });
             let key = b[at..at + key_len].to_vec();
             at += key_len;
@@ -85,7 +81,7 @@ fn parse(b: &[u8]) -> HintFile {
                 key,
             });
         }
-        assert_eq!(es.len(), u32_at(b, t + 12 * p) as usize);
+        assert_eq!(es.len(), le_u32(&b[t + 12 * p..]) as usize);
         parts.push(es);
     }
     HintFile {
@@ -274,15 +270,7 @@ fn merge_refuses_a_tombstone_whose_entry_says_value() {
 /// records no longer tile the file, so the hint is not used.
 #[test]
 fn an_entry_inside_another_record_is_not_used() {
-    let mut forged = vec![0u8; 4];
-    forged.extend_from_slice(&1u32.to_le_bytes()); // timestamp
-    forged.extend_from_slice(&0u32.to_le_bytes()); // expiry
-    forged.extend_from_slice(&6u16.to_le_bytes());
-    forged.extend_from_slice(&8u32.to_le_bytes());
-    forged.push(0);
-    forged.extend_from_slice(b"victimFORGED!!");
-    let crc = crc32fast::hash(&forged[4..]);
-    forged[..4].copy_from_slice(&crc.to_le_bytes());
+    let forged = record_image(b"victim", b"FORGED!!");
     let dir = db_with(&[(b"victim", b"precious"), (b"carrier", &forged)]);
     let inside = record_offset(dir.path(), b"carrier") + 19 + 7;
     // Only the offset lies: the lengths still add up to the file's.

@@ -1655,21 +1655,6 @@ fn lost_page_shapes_need_four_zero_bytes() {
     }
 }
 
-/// A record image of `key` and `value`, as bitcask writes one.
-fn record_image(key: &[u8], value: &[u8]) -> Vec<u8> {
-    let mut r = vec![0u8; 4];
-    r.extend_from_slice(&12345u32.to_le_bytes()); // timestamp
-    r.extend_from_slice(&0u32.to_le_bytes()); // expiry
-    r.extend_from_slice(&(key.len() as u16).to_le_bytes());
-    r.extend_from_slice(&(value.len() as u32).to_le_bytes());
-    r.push(0);
-    r.extend_from_slice(key);
-    r.extend_from_slice(value);
-    let crc = crc32fast::hash(&r[4..]);
-    r[..4].copy_from_slice(&crc.to_le_bytes());
-    r
-}
-
 /// The newest file (no hint) of a database holding "victim" = "real", then
 /// a record whose value holds images of records ("victim" = "INJECTED",
 /// "ghost"), cut 50 bytes short as by a crash (or, without `cut`, with its

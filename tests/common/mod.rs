@@ -280,3 +280,19 @@ pub fn garbage_until_files(db: &Db, files: u64) {
         ok(db.put(b"b", &[2u8; 100]), "garbage");
     }
 }
+
+/// A record of `key` and `value` (timestamp 12345, no expiry), as bitcask
+/// writes one: for tests that store record images inside values.
+pub fn record_image(key: &[u8], value: &[u8]) -> Vec<u8> {
+    let mut r = vec![0u8; 4];
+    r.extend_from_slice(&12345u32.to_le_bytes()); // timestamp
+    r.extend_from_slice(&0u32.to_le_bytes()); // expiry
+    r.extend_from_slice(&(key.len() as u16).to_le_bytes());
+    r.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    r.push(0);
+    r.extend_from_slice(key);
+    r.extend_from_slice(value);
+    let crc = crc32fast::hash(&r[4..]);
+    r[..4].copy_from_slice(&crc.to_le_bytes());
+    r
+}
