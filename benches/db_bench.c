@@ -177,7 +177,6 @@ typedef struct {
     op_kind op;
     const uint32_t *idx; /* NULL: sequential 0..count-1 */
     uint64_t count;      /* ops to do (or the index cycle length in loop mode) */
-    uint64_t idx_offset; /* added to indices (for missing keys) */
     uint32_t gen;
     uint32_t *lat; /* capacity lat_cap */
     uint64_t lat_cap;
@@ -213,7 +212,7 @@ static void *run_job(void *arg)
         }
         uint64_t pos = j->count ? i % j->count : i;
         uint32_t idx = j->idx ? j->idx[pos] : (uint32_t)pos;
-        make_key(key, idx + j->idx_offset);
+        make_key(key, idx);
         /* Absent keys between present ones ('x' sorts after the digits),
          * so that ordered engines cannot answer from their key range. */
         if (j->op == OP_GET_MISSING)
@@ -323,9 +322,9 @@ static int check_job(ctx_t *c, const char *workload, job_t *j)
 
 /* run one job in this thread and report it */
 static int timed(ctx_t *c, const char *workload, op_kind op, const uint32_t *idx, uint64_t count,
-                 uint64_t offset, uint32_t gen)
+                 uint32_t gen)
 {
-    job_t j = {.e = c->e, .h = c->h, .op = op, .idx = idx, .count = count, .idx_offset = offset, .gen = gen,
+    job_t j = {.e = c->e, .h = c->h, .op = op, .idx = idx, .count = count, .gen = gen,
                .lat = c->lat_a, .lat_cap = c->lat_cap};
     run_job(&j);
     double secs = (double)(j.t1 - j.t0) / 1e9;
@@ -365,7 +364,7 @@ static int bench_fill(ctx_t *c, const char *name, const uint32_t *order)
         return -1;
     uint64_t rss0, anon0, rss1, anon1;
     read_rss(&rss0, &anon0);
-    int rc = timed(c, name, OP_PUT, order, opt.n, 0, 0);
+    int rc = timed(c, name, OP_PUT, order, opt.n, 0);
     read_rss(&rss1, &anon1);
     if (rc == 0)
         c->loaded = 1;
@@ -465,7 +464,7 @@ static int run_benchmark(ctx_t *c, const char *b)
     if (!strcmp(b, "overwrite")) {
         if (ensure_loaded(c) != 0)
             return -1;
-        int rc = timed(c, "overwrite", OP_PUT, perm_over, opt.n, 0, 1);
+        int rc = timed(c, "overwrite", OP_PUT, perm_over, opt.n, 1);
         disk_metric(c, "disk_after_overwrite");
         return rc;
     }
@@ -536,13 +535,13 @@ static int run_benchmark(ctx_t *c, const char *b)
         if (ensure_loaded(c) != 0)
             return -1;
         if (!strcmp(b, "readrandom"))
-            return timed(c, "readrandom", OP_GET, perm_read, reads, 0, 0);
-        return timed(c, "readmissing", OP_GET_MISSING, perm_read, reads, 0, 0);
+            return timed(c, "readrandom", OP_GET, perm_read, reads, 0);
+        return timed(c, "readmissing", OP_GET_MISSING, perm_read, reads, 0);
     }
     if (!strcmp(b, "deleterandom")) {
         if (ensure_loaded(c) != 0)
             return -1;
-        int rc = timed(c, "deleterandom", OP_DEL, perm_del, opt.n, 0, 0);
+        int rc = timed(c, "deleterandom", OP_DEL, perm_del, opt.n, 0);
         c->loaded = 0;
         return rc;
     }

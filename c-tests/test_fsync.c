@@ -723,9 +723,6 @@ static void open_fails_when_the_hint_it_writes_fails_to_sync(void) {
     close_db(db);
 }
 
-/* BC_SYNC_INTERVAL: the interval flush and fsync go on while the worker
- * is held up sealing a file (its hint's fsync takes 600 ms here): they
- * ran on the worker, after its seals. */
 /* A database in `dir` with 4 KiB files and a 10 ms BC_SYNC_INTERVAL, whose
  * first file is retired, after `slow` (a knob above) was set to 600 ms and
  * `settle_us` passed: the worker is in its slow fsync. */
@@ -743,6 +740,9 @@ static bc_db *retire_under_slow_fsync(const char *dir, atomic_int *slow, usecond
     return db;
 }
 
+/* BC_SYNC_INTERVAL: the interval flush and fsync go on while the worker
+ * is held up sealing a file (its hint's fsync takes 600 ms here): they
+ * ran on the worker, after its seals. */
 static void interval_sync_does_not_wait_for_a_slow_seal(void) {
     long before;
     bc_db *db = retire_under_slow_fsync(make_temp_dir(), &slow_hints_us, 50000);
@@ -769,8 +769,8 @@ static void interval_flush_does_not_wait_for_a_slow_data_fsync(void) {
     count_files_with_suffix(dir, ".data", &after, NULL);
     CHECK_MSG(after > before,
               "the put was not written out in 200 ms of 10 ms intervals during a slow fsync "
-              "(%llu data bytes before and after)",
-              (unsigned long long)after);
+              "(%llu data bytes before, %llu after)",
+              (unsigned long long)before, (unsigned long long)after);
     atomic_store(&slow_worker_data_us, 0);
     close_db(db);
 }
