@@ -318,6 +318,19 @@ static void test_write_buffer_sizes(void) {
     }
 }
 
+/* Written through its map, or (without the read maps, where the option has
+ * no effect) through the buffer: every record kept, as above. */
+static void test_write_map(void) {
+    int mode;
+    CHECK_STATUS(bc_options_set_write_map(NULL, true), BC_INVALID_ARGUMENT);
+    for (mode = 0; mode < 2; mode++) {
+        bc_options *o = make_opts(8192, 0, 0);
+        CHECK_STATUS(bc_options_set_mmap(o, mode == 1), BC_OK);
+        CHECK_STATUS(bc_options_set_write_map(o, true), BC_OK);
+        three_rounds(o, 300, sized_value);
+    }
+}
+
 int main(int argc, char **argv) {
     check_init(argc, argv);
     RUN(test_new_and_free);
@@ -337,5 +350,6 @@ int main(int argc, char **argv) {
     RUN(test_mmap_on_and_off);
     RUN(test_write_buffer_range);
     RUN(test_write_buffer_sizes);
+    RUN(test_write_map);
     return check_finish();
 }

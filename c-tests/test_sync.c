@@ -3,7 +3,8 @@
  * flushes in the background (a killed writer's data is there after a few
  * intervals), BC_SYNC_NONE loses a killed writer's buffered put, but not
  * with a write buffer of 0 bytes, and with a 4 KiB buffer at most 4 KiB of
- * records, concurrent ALWAYS writers (group commit), bc_sync in every mode. */
+ * records, nor any with bc_options_set_write_map, concurrent ALWAYS writers
+ * (group commit), bc_sync in every mode. */
 #include "check.h"
 
 static bc_options *sync_opts(int32_t mode, uint32_t interval_ms) {
@@ -38,15 +39,17 @@ static int child_put(const char *dir, int32_t mode, uint32_t interval_ms, long b
 #define MANY_REC 123
 #define SMALL_BUFFER 4096
 
-/* Opens with BC_SYNC_NONE and a 4 KiB write buffer, puts MANY records
- * WITHOUT bc_sync, prints 'R', then blocks until killed. */
-static int child_many(const char *dir) {
+/* Opens with BC_SYNC_NONE and a 4 KiB write buffer (or, with write_map,
+ * writing the active file through its map), puts MANY records WITHOUT
+ * bc_sync, prints 'R', then blocks until killed. */
+static int child_many(const char *dir, bool write_map) {
     bc_options *o = sync_opts(BC_SYNC_NONE, 0);
     bc_db *db;
     char key[8];
     uint8_t val[100];
     int i;
     CHECK_STATUS(bc_options_set_write_buffer(o, SMALL_BUFFER), BC_OK);
+    CHECK_STATUS(bc_options_set_write_map(o, write_map), BC_OK);
     db = open_db(dir, o);
     bc_options_free(o);
     memset(val, 'v', sizeof val);
@@ -120,11 +123,17 @@ static void test_interval_flushes_in_background(void) {
 /* A SIGKILLed BC_SYNC_NONE writer with a 4 KiB buffer loses at most one
  * buffer of records, the newest (with the default 256 KiB it would lose
  * all MANY). */
-static void test_none_loses_at_most_its_buffer(void) {
+/* Runs child-many (with the write map or not), SIGKILLs it once it has
+ * put, and returns how many of its MANY records the directory holds (a
+ * prefix of them). `*len` receives the length of its data file before the
+ * reopen, `*dropped` the reopen's recovered_bytes_dropped. */
+static int many_kill_count(const char *mode, long long *len, uint64_t *dropped) {
     const char *dir = make_temp_dir();
-    const char *args[] = {"child-many", dir, NULL};
+    const char *args[] = {"child-many", dir, mode, NULL};
     int to_child = -1, from_child = -1, c, i, present = 0;
     char key[8];
+    struct stat sb;
+    bc_stats st;
     pid_t pid = spawn_self(args, &to_child, &from_child);
     bc_db *db;
     c = read_byte(from_child);
@@ -132,7 +141,13 @@ static void test_none_loses_at_most_its_buffer(void) {
     CHECK(kill(pid, SIGKILL) == 0);
     CHECK_MSG(wait_child(pid) == 128 + SIGKILL && c == 'R', "child-many failed before putting");
     close(to_child);
+    CHECK(stat(path_join(dir, "0000000100000000.data"), &sb) == 0);
+    *len = (long long)sb.st_size;
     db = open_db(dir, NULL);
+    memset(&st, 0, sizeof st);
+    st.struct_size = sizeof st;
+    CHECK_STATUS(bc_get_stats(db, &st), BC_OK);
+    *dropped = st.recovered_bytes_dropped;
     for (i = 0; i < MANY; i++) {
         snprintf(key, sizeof key, "m%03d", i);
         if (bc_contains(db, U8(key), 4) == BC_OK) {
@@ -141,8 +156,29 @@ static void test_none_loses_at_most_its_buffer(void) {
         }
     }
     close_db(db);
+    return present;
+}
+
+static void test_none_loses_at_most_its_buffer(void) {
+    long long len;
+    uint64_t dropped;
+    int present = many_kill_count("buffer", &len, &dropped);
     CHECK_MSG(MANY - present <= SMALL_BUFFER / MANY_REC,
               "%d of %d records lost with a %d-byte buffer", MANY - present, MANY, SMALL_BUFFER);
+}
+
+/* Written through its map, every put is in the page cache when it returns:
+ * a SIGKILLed writer loses none, without a system call a put. Its data
+ * file, preallocated to 1 MiB, ends in zeros, which the reopen cuts
+ * without counting them as dropped. */
+static void test_write_map_loses_nothing_to_sigkill(void) {
+    long long len;
+    uint64_t dropped;
+    int present = many_kill_count("map", &len, &dropped);
+    CHECK_MSG(present == MANY, "%d of %d records lost writing through the map", MANY - present,
+              MANY);
+    CHECK_MSG(len == 1 << 20, "data file of %lld bytes, not preallocated to 1 MiB", len);
+    CHECK_MSG(dropped == 0, "the reopen dropped %llu bytes", (unsigned long long)dropped);
 }
 
 /* BC_SYNC_NONE: the put waits in the write buffer, so SIGKILL loses it
@@ -234,9 +270,9 @@ static void test_interval_close_is_prompt(void) {
 
 int main(int argc, char **argv) {
     check_init(argc, argv);
-    if (argc == 3 && strcmp(argv[1], "child-many") == 0) {
+    if (argc == 4 && strcmp(argv[1], "child-many") == 0) {
         check_in_child();
-        return child_many(argv[2]);
+        return child_many(argv[2], strcmp(argv[3], "map") == 0);
     }
     if (argc == 6 && strcmp(argv[1], "child-put") == 0) {
         check_in_child();
@@ -248,6 +284,7 @@ int main(int argc, char **argv) {
     RUN(test_interval_flushes_in_background);
     RUN(test_none_loses_the_buffer_but_not_without_one);
     RUN(test_none_loses_at_most_its_buffer);
+    RUN(test_write_map_loses_nothing_to_sigkill);
     RUN(test_always_concurrent_writers);
     RUN(test_interval_close_is_prompt);
     return check_finish();

@@ -679,7 +679,7 @@ impl Inner {
             let Some(d) = damage else { break };
             if self.may_be_torn(id, newest) && d.next_valid.is_none() {
                 // Torn tail: the last append was cut short by a crash.
-                dropped += r.len - d.offset;
+                dropped += recovery::torn_tail_bytes(&mut r, d.offset)?;
                 len = d.offset;
                 if !self.opts.read_only {
                     DataFile::truncate(&path, d.offset)?;
@@ -1016,27 +1016,37 @@ impl Inner {
         // Appends are buffered up to `write_buffer` bytes before a
         // `pwrite`; a record that does not fit in an empty buffer is
         // written at once.
-        let cap = self.opts.write_buffer;
-        let offset = match file.append_within(len as usize, cap, encode)? {
+        // A file written through its map keeps nothing in the buffer:
+        // records the map does not take are written at once.
+        let cap = match file.writes_through_map() {
+            true => 0,
+            false => self.opts.write_buffer,
+        };
+        let into_map =
+            |dst: &mut [u8]| format::encode_record_into(dst, now, expiry, flags, key, value);
+        let offset = match file.append_mapped(len as usize, into_map)? {
             Some(offset) => offset,
-            None => {
-                file.flush()?;
-                if len as usize >= cap {
-                    // Too big for the buffer (which may be 0 bytes).
-                    if len <= ONE_WRITE {
-                        rec.clear();
-                        let what = format_args!("a record of {len} bytes");
-                        crate::error::reserve(&mut rec, len as usize, what)?;
-                        encode(&mut rec);
-                        file.append_direct(&[&rec])?
+            None => match file.append_within(len as usize, cap, encode)? {
+                Some(offset) => offset,
+                None => {
+                    file.flush()?;
+                    if len as usize >= cap {
+                        // Too big for the buffer (which may be 0 bytes).
+                        if len <= ONE_WRITE {
+                            rec.clear();
+                            let what = format_args!("a record of {len} bytes");
+                            crate::error::reserve(&mut rec, len as usize, what)?;
+                            encode(&mut rec);
+                            file.append_direct(&[&rec])?
+                        } else {
+                            let header = format::encode_header(now, expiry, flags, key, value);
+                            file.append_direct(&[&header, key, value])?
+                        }
                     } else {
-                        let header = format::encode_header(now, expiry, flags, key, value);
-                        file.append_direct(&[&header, key, value])?
+                        file.append(len as usize, encode)?
                     }
-                } else {
-                    file.append(len as usize, encode)?
                 }
-            }
+            },
         };
         if flags & FLAG_TOMBSTONE != 0 {
             file.add_tombstone(len);
@@ -1088,7 +1098,7 @@ impl Inner {
                 &path,
                 path.clone(),
                 self.open_fds(),
-                self.opts.maps().then_some(self.opts.max_file_size),
+                self.opts.active_mapping(),
             );
             let file = match created {
                 Ok(f) => Arc::new(f),

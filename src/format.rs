@@ -184,10 +184,33 @@ pub fn encode_record(
     buf.extend_from_slice(&encode_fields(timestamp, expiry, flags, key, value));
     buf.extend_from_slice(key);
     buf.extend_from_slice(value);
-    // One CRC call over the contiguous record: crc32fast folds 128 bytes
-    // at a time only within one call, so three short ones cost twice this.
-    let crc = crc32(&buf[start + 4..]);
-    buf[start..start + 4].copy_from_slice(&crc.to_le_bytes());
+    seal_crc(&mut buf[start..]);
+}
+
+/// Encodes one record into `dst`, which is exactly its length (a record's
+/// place in a writable map).
+pub fn encode_record_into(
+    dst: &mut [u8],
+    timestamp: u32,
+    expiry: u32,
+    flags: u8,
+    key: &[u8],
+    value: &[u8],
+) {
+    let (header, rest) = dst.split_at_mut(RECORD_HEADER_LEN);
+    header.copy_from_slice(&encode_fields(timestamp, expiry, flags, key, value));
+    let (k, v) = rest.split_at_mut(key.len());
+    k.copy_from_slice(key);
+    v.copy_from_slice(value);
+    seal_crc(dst);
+}
+
+/// Writes the CRC of an encoded record into its first 4 bytes: one CRC
+/// call over the contiguous record, since crc32fast folds 128 bytes at a
+/// time only within one call (three short ones cost twice this).
+fn seal_crc(record: &mut [u8]) {
+    let crc = crc32(&record[4..]);
+    record[..4].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// True when `record` (a whole record) carries a matching CRC.

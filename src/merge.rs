@@ -448,7 +448,7 @@ impl Inner {
             &tmp,
             path,
             self.open_fds(),
-            self.opts.maps().then_some(self.opts.max_file_size),
+            self.opts.output_mapping(),
         )?;
         Ok(Output {
             file: Arc::new(file),

@@ -5,14 +5,23 @@
 //! A map may extend past the end of its file (the active file is mapped to
 //! its full `max_file_size` when created): the engine reads only bytes it
 //! has written, which the shared page cache shows through the map.
+//!
+//! With the write-map option the active file's map is writable too, and
+//! appends copy records into it (`datafile`): each put reaches the page
+//! cache, where a crash of the process cannot lose it, without a system
+//! call. The file is grown with `fallocate` ahead of the writes, so a full
+//! disk fails the allocation (an error) rather than a store into the map
+//! (SIGBUS).
 
 use std::fs::File;
 use std::os::unix::io::AsRawFd;
 
-/// One `mmap(PROT_READ, MAP_SHARED)` of a file, unmapped on drop.
+/// One `mmap(MAP_SHARED)` of a file, read-only or writable, unmapped on
+/// drop.
 pub struct Map {
-    ptr: *const u8,
+    ptr: *mut u8,
     len: usize,
+    writable: bool,
 }
 
 // SAFETY: the map is read-only and owned; reading it from several threads
@@ -25,17 +34,30 @@ impl Map {
     /// Maps `len` bytes of `file` from offset 0. None if the system refuses
     /// (the caller then reads with `pread`).
     pub fn new(file: &File, len: u64) -> Option<Map> {
+        Map::with_access(file, len, false)
+    }
+
+    /// `new`, mapped writable as well (`file` must be open for writing).
+    pub fn writable(file: &File, len: u64) -> Option<Map> {
+        Map::with_access(file, len, true)
+    }
+
+    fn with_access(file: &File, len: u64, writable: bool) -> Option<Map> {
         if !cfg!(target_pointer_width = "64") || len == 0 || len > isize::MAX as u64 {
             return None;
         }
-        // SAFETY: a fresh read-only shared mapping of a descriptor we own;
-        // the kernel picks the address. The mapping outlives the
-        // descriptor, which may be closed afterwards.
+        let prot = match writable {
+            true => libc::PROT_READ | libc::PROT_WRITE,
+            false => libc::PROT_READ,
+        };
+        // SAFETY: a fresh shared mapping of a descriptor we own; the kernel
+        // picks the address. The mapping outlives the descriptor, which
+        // may be closed afterwards.
         let ptr = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
                 len as usize,
-                libc::PROT_READ,
+                prot,
                 libc::MAP_SHARED,
                 file.as_raw_fd(),
                 0,
@@ -45,14 +67,24 @@ impl Map {
             return None;
         }
         Some(Map {
-            ptr: ptr as *const u8,
+            ptr: ptr as *mut u8,
             len: len as usize,
+            writable,
         })
+    }
+
+    pub fn is_writable(&self) -> bool {
+        self.writable
     }
 
     /// The address of the file's first byte.
     pub fn addr(&self) -> usize {
         self.ptr as usize
+    }
+
+    /// The bytes the map spans (from the file's start).
+    pub fn size(&self) -> u64 {
+        self.len as u64
     }
 
     /// Whether the map reaches `len` bytes into its file.
@@ -73,6 +105,75 @@ impl Map {
         // as `self`; the file's bytes there exist (caller contract) and are
         // never truncated while the database is open.
         Some(unsafe { std::slice::from_raw_parts(self.ptr.add(offset as usize), len) })
+    }
+
+    /// The bytes `[offset, offset + len)` to write, if the map is writable
+    /// and covers them.
+    ///
+    /// # Safety
+    /// The bytes must exist in the file (allocated below its end: a store
+    /// past the end raises SIGBUS), and no other reference to them may be
+    /// alive while the returned one is: the engine writes only past the
+    /// records it has published, which no reader asks for yet.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn get_mut(&self, offset: u64, len: usize) -> Option<&mut [u8]> {
+        let end = offset.checked_add(len as u64)?;
+        if !self.writable || end > self.len as u64 {
+            return None;
+        }
+        // SAFETY: inside the mapping, which is writable and lives as long
+        // as `self`; existence and exclusivity are the caller's contract.
+        Some(unsafe { std::slice::from_raw_parts_mut(self.ptr.add(offset as usize), len) })
+    }
+
+    /// Drops this map's page table entries for the whole pages inside
+    /// `[offset, offset + len)`, keeping their contents: a dirty page
+    /// stays dirty in the page cache, and a later read of it faults it in
+    /// again from there (read-only). Written pages left mapped writable
+    /// would cost the kernel's write-back a TLB shootdown each (an
+    /// interrupt of every CPU running this process); dropped in bulk, they
+    /// cost one.
+    pub fn drop_pages(&self, offset: u64, len: u64) {
+        let page = 4096u64;
+        let start = offset.div_ceil(page) * page;
+        let end = ((offset + len).min(self.len as u64)) / page * page;
+        if start >= end {
+            return;
+        }
+        // SAFETY: MADV_DONTNEED on a shared file mapping only removes page
+        // table entries: the bytes stay in the page cache (dirty ones are
+        // marked dirty there), and any slice a reader holds over them
+        // reads the same bytes after faulting the page in again.
+        unsafe {
+            libc::madvise(
+                self.ptr.add(start as usize) as *mut libc::c_void,
+                (end - start) as usize,
+                libc::MADV_DONTNEED,
+            );
+        }
+    }
+
+    /// Asks the kernel to fault in the pages of `[offset, offset + len)`
+    /// for writing now, in one call, instead of one fault per page as the
+    /// stores reach them. Advice only: older kernels refuse it (EINVAL),
+    /// and the stores then fault as usual.
+    pub fn populate_for_writing(&self, offset: u64, len: u64) {
+        let page = 4096u64;
+        let start = offset / page * page;
+        let end = (offset + len).min(self.len as u64);
+        if !self.writable || start >= end {
+            return;
+        }
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        // SAFETY: advice about pages inside our own writable mapping; it
+        // writes no bytes (pages are faulted in as they are).
+        unsafe {
+            libc::madvise(
+                self.ptr.add(start as usize) as *mut libc::c_void,
+                (end - start) as usize,
+                libc::MADV_POPULATE_WRITE,
+            );
+        }
     }
 }
 

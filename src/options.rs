@@ -1,5 +1,6 @@
 //! Open options and their limits.
 
+use crate::datafile::Mapped;
 use crate::error::{Error, Result, Status};
 use crate::format::{MAX_KEY_LEN, MAX_VALUE_LEN};
 use std::fmt;
@@ -85,6 +86,14 @@ pub struct Options {
     /// loses at most this; larger buffers write large values faster, 0
     /// writes every record at once (each with its own system calls).
     pub write_buffer: usize,
+    /// Write the active file through a writable shared memory map (needs
+    /// `mmap`; ignored where maps are not used): each put's record is in
+    /// the page cache when the put returns, so a crash of the process
+    /// loses nothing, as with a `write_buffer` of 0, at the cost of a
+    /// memory copy instead of a system call. `write_buffer` then goes
+    /// unused (but on filesystems without `fallocate`, where the buffer
+    /// takes over).
+    pub write_map: bool,
     /// When merge is needed and which files it takes.
     pub merge: MergePolicy,
     /// Check the merge triggers at this interval on a background thread
@@ -135,6 +144,7 @@ impl Default for Options {
             max_open_files: 64,
             mmap: cfg!(target_pointer_width = "64"),
             write_buffer: WRITE_BUFFER,
+            write_map: false,
             merge: MergePolicy::default(),
             auto_merge: None,
             clock: system_clock(),
@@ -156,6 +166,7 @@ impl fmt::Debug for Options {
             .field("max_open_files", &self.max_open_files)
             .field("mmap", &self.mmap)
             .field("write_buffer", &self.write_buffer)
+            .field("write_map", &self.write_map)
             .field("merge", &self.merge)
             .field("auto_merge", &self.auto_merge)
             .finish_non_exhaustive()
@@ -166,6 +177,25 @@ impl Options {
     /// Whether reads go through memory maps here.
     pub fn maps(&self) -> bool {
         self.mmap && cfg!(target_pointer_width = "64")
+    }
+
+    /// How the active file is mapped.
+    pub fn active_mapping(&self) -> Mapped {
+        match (self.maps(), self.write_map) {
+            (false, _) => Mapped::No,
+            (true, false) => Mapped::ForReads(self.max_file_size),
+            (true, true) => Mapped::ForWrites(self.max_file_size),
+        }
+    }
+
+    /// How a merge output is mapped: for reads only (merge writes its
+    /// outputs through a buffer, and seals them before any reader uses
+    /// them).
+    pub fn output_mapping(&self) -> Mapped {
+        match self.maps() {
+            false => Mapped::No,
+            true => Mapped::ForReads(self.max_file_size),
+        }
     }
 
     /// Checks a key a put would write: 1..=max_key_size bytes.

@@ -343,6 +343,32 @@ fn zeros(r: &mut FileReader, from: u64, to: u64) -> Result<bool> {
         .is_some_and(|b| b.iter().all(|&x| x == 0)))
 }
 
+/// The bytes of a torn tail starting at `from` that count as dropped: all
+/// of them, but for the zeros that end a file on a page boundary. Those
+/// are space allocated ahead of the records by a file written through its
+/// map (`datafile::PREALLOCATE`, which ends on one), which no record
+/// reached. A record cut short by a crash ends anywhere: it is counted
+/// whole but when the cut falls on a page boundary, 1 time in 4096, and
+/// the record's bytes before it are zeros.
+pub fn torn_tail_bytes(r: &mut FileReader, from: u64) -> Result<u64> {
+    let mut end = r.len;
+    if end % PAGE != 0 {
+        return Ok(end - from);
+    }
+    while end > from {
+        let at = end.saturating_sub(WINDOW as u64).max(from);
+        let bytes = r
+            .bytes(at, (end - at) as usize)?
+            .expect("within the length");
+        if let Some(i) = bytes.iter().rposition(|&b| b != 0) {
+            end = at + i as u64 + 1;
+            break;
+        }
+        end = at;
+    }
+    Ok(end - from)
+}
+
 /// Whether the damaged record at `off` is the mark of a *lost page*: a
 /// page of unsynced appends that never reached the disk while later ones
 /// did (write-back in any order, then a power loss), which a filesystem

@@ -6,7 +6,7 @@
 //! room again. (Found by review; each failed before its fix.)
 
 mod common;
-use bitcask::{Status, SyncMode};
+use bitcask::{Options, Status, SyncMode};
 use common::*;
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,8 @@ fn writes_on_a_full_disk() {
     rotation_works_again_once_the_disk_has_room();
     a_partly_written_record_is_cut_off();
     a_failed_interval_flush_fails_the_handle();
+    a_write_map_put_fails_where_the_file_cannot_grow();
+    a_write_map_file_cut_by_a_failed_write_grows_again();
 }
 
 fn set_file_size_limit(n: libc::rlim_t) {
@@ -136,4 +138,86 @@ fn a_failed_interval_flush_fails_the_handle() {
     let db = open(dir.path(), &opts(8 << 20, SyncMode::None));
     assert_eq!(ok(db.get(b"a"), "get a"), Some(vec![1u8; 100]));
     assert_eq!(ok(db.get(b"b"), "get b"), Some(vec![2u8; 100]));
+}
+
+fn write_map_opts() -> Options {
+    Options {
+        write_map: true,
+        ..opts(8 << 20, SyncMode::None)
+    }
+}
+
+/// Written through its map, the active file grows 1 MiB at a time with
+/// `fallocate`: on a full disk the put that needs the next step fails
+/// with an error naming the file (a store into the map past the file's
+/// end would raise SIGBUS instead), having written nothing; every put
+/// before it stays, and puts work again once there is room.
+fn a_write_map_put_fails_where_the_file_cannot_grow() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), &write_map_opts());
+    let value = |i: usize| vec![i as u8; 1000];
+    let key = |i: usize| format!("k{i}").into_bytes();
+    let record = |key: &[u8]| 19 + key.len() as u64 + 1000;
+    ok(db.put(&key(0), &value(0)), "first put");
+    let mut bytes = 16 + record(&key(0));
+    let file = data_files(dir.path()).pop().unwrap();
+    let grown = std::fs::metadata(&file).unwrap().len();
+    assert_eq!(grown, 1 << 20, "the first step of the preallocation");
+    set_file_size_limit(grown as libc::rlim_t);
+    let mut n = 1;
+    let refused = loop {
+        match db.put(&key(n), &value(n)) {
+            Ok(()) => {
+                bytes += record(&key(n));
+                n += 1;
+            }
+            Err(e) => break e,
+        }
+        assert!(n < 2000, "puts past the file size limit succeeded");
+    };
+    set_file_size_limit(libc::RLIM_INFINITY);
+    assert_eq!(refused.status(), Status::Io, "{refused:?}");
+    assert!(
+        refused.message().contains("preallocating")
+            && refused.message().contains(&file_name(&file)),
+        "{refused:?}"
+    );
+    // The records filled the step; the one that did not fit is not there.
+    assert!(bytes + record(&key(n)) > 1 << 20, "{n} puts, {bytes} bytes");
+    assert_eq!(ok(db.get(&key(n)), "get refused"), None);
+    ok(db.put(b"after", &value(7)), "put once there is room");
+    ok(db.close(), "close");
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().len(),
+        bytes + record(b"after"),
+        "sealed file cut to its records"
+    );
+    let db = open(dir.path(), &write_map_opts());
+    assert_eq!(db.stats().recovered_bytes_dropped, 0);
+    for i in 0..n {
+        assert_eq!(ok(db.get(&key(i)), "get"), Some(value(i)));
+    }
+    assert_eq!(ok(db.get(b"after"), "get after"), Some(value(7)));
+}
+
+/// A large record (written with `pwrite` even to a file written through
+/// its map) that the disk has room for only in part is cut off the file,
+/// which cuts the preallocation with it: the next record must not go into
+/// the map past the file's new end (lost to the file, or SIGBUS).
+fn a_write_map_file_cut_by_a_failed_write_grows_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), &write_map_opts());
+    ok(db.put(b"a", &[1u8; 1000]), "small put");
+    set_file_size_limit(((1 << 20) + (100 << 10)) as libc::rlim_t);
+    let r = db.put(b"big", &vec![2u8; 1536 << 10]);
+    set_file_size_limit(libc::RLIM_INFINITY);
+    err(r, "a put the disk has room for in part");
+    ok(db.put(b"b", &[3u8; 1000]), "put after");
+    assert_eq!(ok(db.get(b"b"), "get b"), Some(vec![3u8; 1000]));
+    ok(db.close(), "close");
+    let db = open(dir.path(), &write_map_opts());
+    assert_eq!(db.stats().recovered_bytes_dropped, 0);
+    assert_eq!(ok(db.get(b"a"), "get a"), Some(vec![1u8; 1000]));
+    assert_eq!(ok(db.get(b"b"), "get b"), Some(vec![3u8; 1000]));
+    assert_eq!(ok(db.get(b"big"), "get big"), None);
 }

@@ -5,7 +5,10 @@
  * variable BITCASK_WRITE_BUFFER (bytes) sets bc_options_set_write_buffer
  * of "bitcask"; unset, the default (256 KiB) is measured. "bitcask-wb0"
  * has no write buffer: each put reaches the OS before it returns, the
- * durability of the peers' no-sync runs (a process crash loses nothing). */
+ * durability of the peers' no-sync runs (a process crash loses nothing).
+ * "bitcask-map" writes the active file through a writable shared map
+ * (bc_options_set_write_map): the same durability, with a memory copy
+ * instead of a pwrite a put. */
 #include "engine.h"
 
 #include <bitcask.h>
@@ -21,7 +24,8 @@ static int fail(int st, const char *what)
 }
 
 /* write_buffer: -1 for the default (or BITCASK_WRITE_BUFFER when set). */
-static int open_with(void **out, const char *dir, const engine_cfg *cfg, long long write_buffer)
+static int open_with(void **out, const char *dir, const engine_cfg *cfg, long long write_buffer,
+                     bool write_map)
 {
     bc_options *o = NULL;
     int st = bc_options_new(&o);
@@ -42,6 +46,13 @@ static int open_with(void **out, const char *dir, const engine_cfg *cfg, long lo
             return fail(st, "options_set_write_buffer");
         }
     }
+    if (write_map) {
+        st = bc_options_set_write_map(o, true);
+        if (st != BC_OK) {
+            bc_options_free(o);
+            return fail(st, "options_set_write_map");
+        }
+    }
     bc_db *db = NULL;
     st = bc_open(dir, o, &db);
     bc_options_free(o);
@@ -53,14 +64,21 @@ static int open_with(void **out, const char *dir, const engine_cfg *cfg, long lo
 
 static int bca_open(void **out, const char *dir, const engine_cfg *cfg)
 {
-    return open_with(out, dir, cfg, -1);
+    return open_with(out, dir, cfg, -1, false);
 }
 
 /* Every put handed to the OS (one pwrite) before it returns, as the
  * peers' no-sync writes are: a crash of the process loses nothing. */
 static int bca_open_wb0(void **out, const char *dir, const engine_cfg *cfg)
 {
-    return open_with(out, dir, cfg, 0);
+    return open_with(out, dir, cfg, 0, false);
+}
+
+/* Every put copied into the page cache through a shared map before it
+ * returns: the peers' guarantee without a system call a put. */
+static int bca_open_map(void **out, const char *dir, const engine_cfg *cfg)
+{
+    return open_with(out, dir, cfg, -1, true);
 }
 
 static int bca_put(void *h, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
@@ -131,3 +149,6 @@ BITCASK_ENGINE(engine_bitcask, "bitcask", bca_open,
 BITCASK_ENGINE(engine_bitcask_wb0, "bitcask-wb0", bca_open_wb0,
                "BC_SYNC_NONE, write buffer 0: each put written to the OS (pwrite) before it returns, "
                "as the peers; no fsync");
+BITCASK_ENGINE(engine_bitcask_map, "bitcask-map", bca_open_map,
+               "BC_SYNC_NONE, write map: each put copied into the page cache through a shared map "
+               "before it returns, as the peers; no fsync");

@@ -466,7 +466,9 @@ pub struct bc_stats {
     /// Keys whose time to live has passed (invisible; merge reclaims them).
     pub expired_keys: u64,
     /// Bytes open dropped from files a crash left unsynced: torn tails, torn
-    /// creations and lost pages (docs/FORMAT.md).
+    /// creations and lost pages (docs/FORMAT.md). Zeros that end a torn
+    /// tail held no record (space preallocated by
+    /// bc_options_set_write_map, or never written) and are not counted.
     pub recovered_bytes_dropped: u64,
     /// Damaged records or files skipped by an open with the repair option.
     pub repaired_records_skipped: u64,

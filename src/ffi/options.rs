@@ -445,3 +445,32 @@ pub extern "C" fn bc_options_set_mmap(opts: *mut bc_options, mmap: bool) -> bc_s
         Ok(())
     })
 }
+
+/// Whether the active data file is written through a writable shared
+/// memory map (default false). Each put then copies its record into the
+/// page cache before it returns, as bc_options_set_write_buffer(opts, 0)
+/// does with a write(2) a put: a crash of the process loses nothing
+/// acknowledged, only a power loss can (use BC_SYNC_ALWAYS or bc_sync
+/// against that). The file grows ahead of the writes in 1 MiB steps with
+/// fallocate(2), so a full disk fails the put that needs the next step
+/// with BC_IO (nothing of it written) rather than raising SIGBUS, and is
+/// cut back to its records when it is sealed (rotation, bc_close). After a
+/// crash the newest file ends in up to 1 MiB of zeros, which the next open
+/// cuts off with any torn record (the zeros are not counted in
+/// bc_stats's recovered_bytes_dropped).
+///
+/// Needs the read maps (bc_options_set_mmap, on by default on 64-bit
+/// targets); without them, on 32-bit targets, or on a filesystem without
+/// fallocate, the active file is written through the write buffer as if
+/// this were false. The write buffer is not used while the map is.
+///
+/// @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL.
+/// Not thread-safe: calls on one bc_options must not overlap (set it
+/// up on one thread); different bc_options are independent.
+#[no_mangle]
+pub extern "C" fn bc_options_set_write_map(opts: *mut bc_options, on: bool) -> bc_status {
+    with_opts(opts, |o| {
+        o.write_map = on;
+        Ok(())
+    })
+}
