@@ -174,7 +174,12 @@ static void test_none_loses_at_most_its_buffer(void) {
 static void test_write_map_loses_nothing_to_sigkill(void) {
     long long len;
     uint64_t dropped;
-    int present = many_kill_count("map", &len, &dropped);
+    int present;
+    if (sizeof(void *) < 8) {
+        printf("  NOTE: no maps on 32-bit targets: the write map option has no effect\n");
+        return;
+    }
+    present = many_kill_count("map", &len, &dropped);
     CHECK_MSG(present == MANY, "%d of %d records lost writing through the map", MANY - present,
               MANY);
     CHECK_MSG(len == 1 << 20, "data file of %lld bytes, not preallocated to 1 MiB", len);

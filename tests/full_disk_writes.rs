@@ -18,8 +18,11 @@ fn writes_on_a_full_disk() {
     rotation_works_again_once_the_disk_has_room();
     a_partly_written_record_is_cut_off();
     a_failed_interval_flush_fails_the_handle();
-    a_write_map_put_fails_where_the_file_cannot_grow();
-    a_write_map_file_cut_by_a_failed_write_grows_again();
+    // (32-bit targets have no maps: the write map option has no effect.)
+    if cfg!(target_pointer_width = "64") {
+        a_write_map_put_fails_where_the_file_cannot_grow();
+        a_write_map_file_cut_by_a_failed_write_grows_again();
+    }
 }
 
 fn set_file_size_limit(n: libc::rlim_t) {
