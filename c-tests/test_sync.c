@@ -126,8 +126,9 @@ static void test_interval_flushes_in_background(void) {
 /* Runs child-many (with the write map or not), SIGKILLs it once it has
  * put, and returns how many of its MANY records the directory holds (a
  * prefix of them). `*len` receives the length of its data file before the
- * reopen, `*dropped` the reopen's recovered_bytes_dropped. */
-static int many_kill_count(const char *mode, long long *len, uint64_t *dropped) {
+ * reopen, `*dropped` the reopen's recovered_bytes_dropped and `*zeros` its
+ * recovered_zero_bytes. */
+static int many_kill_count(const char *mode, long long *len, uint64_t *dropped, uint64_t *zeros) {
     const char *dir = make_temp_dir();
     const char *args[] = {"child-many", dir, mode, NULL};
     int to_child = -1, from_child = -1, c, i, present = 0;
@@ -148,6 +149,7 @@ static int many_kill_count(const char *mode, long long *len, uint64_t *dropped) 
     st.struct_size = sizeof st;
     CHECK_STATUS(bc_get_stats(db, &st), BC_OK);
     *dropped = st.recovered_bytes_dropped;
+    *zeros = st.recovered_zero_bytes;
     for (i = 0; i < MANY; i++) {
         snprintf(key, sizeof key, "m%03d", i);
         if (bc_contains(db, U8(key), 4) == BC_OK) {
@@ -161,29 +163,31 @@ static int many_kill_count(const char *mode, long long *len, uint64_t *dropped) 
 
 static void test_none_loses_at_most_its_buffer(void) {
     long long len;
-    uint64_t dropped;
-    int present = many_kill_count("buffer", &len, &dropped);
+    uint64_t dropped, zeros;
+    int present = many_kill_count("buffer", &len, &dropped, &zeros);
     CHECK_MSG(MANY - present <= SMALL_BUFFER / MANY_REC,
               "%d of %d records lost with a %d-byte buffer", MANY - present, MANY, SMALL_BUFFER);
 }
 
 /* Written through its map, every put is in the page cache when it returns:
  * a SIGKILLed writer loses none, without a system call a put. Its data
- * file, preallocated to 1 MiB, ends in zeros, which the reopen cuts
- * without counting them as dropped. */
+ * file, preallocated to 1 MiB, ends in zeros, which the reopen cuts and
+ * counts as zeros: every byte it dropped. */
 static void test_write_map_loses_nothing_to_sigkill(void) {
     long long len;
-    uint64_t dropped;
+    uint64_t dropped, zeros;
     int present;
     if (sizeof(void *) < 8) {
         printf("  NOTE: no maps on 32-bit targets: the write map option has no effect\n");
         return;
     }
-    present = many_kill_count("map", &len, &dropped);
+    present = many_kill_count("map", &len, &dropped, &zeros);
     CHECK_MSG(present == MANY, "%d of %d records lost writing through the map", MANY - present,
               MANY);
     CHECK_MSG(len == 1 << 20, "data file of %lld bytes, not preallocated to 1 MiB", len);
-    CHECK_MSG(dropped == 0, "the reopen dropped %llu bytes", (unsigned long long)dropped);
+    CHECK_MSG(dropped == zeros && zeros == (uint64_t)len - 16 - MANY * MANY_REC,
+              "the reopen dropped %llu bytes, %llu of them zeros", (unsigned long long)dropped,
+              (unsigned long long)zeros);
 }
 
 /* BC_SYNC_NONE: the put waits in the write buffer, so SIGKILL loses it

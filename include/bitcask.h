@@ -228,9 +228,7 @@ typedef struct bc_stats {
     uint64_t expired_keys;
     /**
      * Bytes open dropped from files a crash left unsynced: torn tails, torn
-     * creations and lost pages (docs/FORMAT.md). Zeros that end a torn
-     * tail held no record (space preallocated by
-     * bc_options_set_write_map, or never written) and are not counted.
+     * creations and lost pages (docs/FORMAT.md).
      */
     uint64_t recovered_bytes_dropped;
     /**
@@ -247,6 +245,16 @@ typedef struct bc_stats {
      * deletes and kept for later keys, included).
      */
     uint64_t keydir_bytes;
+    /**
+     * Of recovered_bytes_dropped, the zero bytes that ended torn tails:
+     * space a file written through its map (bc_options_set_write_map)
+     * had allocated ahead of its records, which after a crash ends the
+     * newest file (or one not yet sealed), or pages a power loss left
+     * unwritten, which look the same. After a crash of a process writing
+     * through its map, recovered_bytes_dropped minus this is what was
+     * lost: at most a record it was writing.
+     */
+    uint64_t recovered_zero_bytes;
 } bc_stats;
 
 /**
@@ -672,7 +680,13 @@ bc_status bc_options_set_sync(struct bc_options *opts, int32_t mode, uint32_t in
  * the read-write handle a get may return BC_IO saying the file it needs
  * was deleted, or replaced (rewritten by a read-write open recovering
  * lost pages after a power loss, or by repair): reopen the read-only
- * handle to see the files as they are now.
+ * handle to see the files as they are now. Opened while a read-write
+ * handle holds the database, it reads the files that handle may be
+ * writing (the newest, and any not yet sealed) up to their first damage
+ * only, since bytes being written are no evidence of damage: it sees a
+ * prefix of their records and never fails for them with BC_CORRUPTION
+ * (docs/FORMAT.md). Rarely a file is cut under it while it opens: the
+ * open then returns BC_IO, and opening again works.
  *
  * @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL.
  * Not thread-safe: calls on one bc_options must not overlap (set it
@@ -846,9 +860,13 @@ bc_status bc_options_set_mmap(struct bc_options *opts, bool mmap);
  * fallocate(2), so a full disk fails the put that needs the next step
  * with BC_IO (nothing of it written) rather than raising SIGBUS, and is
  * cut back to its records when it is sealed (rotation, bc_close). After a
- * crash the newest file ends in up to 1 MiB of zeros, which the next open
- * cuts off with any torn record (the zeros are not counted in
- * bc_stats's recovered_bytes_dropped).
+ * crash the newest file (and a file not yet sealed) ends in up to 1 MiB
+ * of zeros, which the next open cuts off with any torn record (bc_stats:
+ * recovered_bytes_dropped counts them, and recovered_zero_bytes tells
+ * them apart). The guarantee against SIGBUS holds where fallocate
+ * reserves the blocks that later stores fill (ext4, XFS, tmpfs); on
+ * copy-on-write filesystems (btrfs, ZFS) a store into the map may still
+ * find the disk full and raise SIGBUS.
  *
  * Needs the read maps (bc_options_set_mmap, on by default on 64-bit
  * targets); without them, on 32-bit targets, or on a filesystem without

@@ -75,8 +75,11 @@ pub enum Mapped {
     No,
     /// Read-only, this many bytes: reads copy from the map.
     ForReads(u64),
-    /// Writable, this many bytes: appends copy records into it too.
-    ForWrites(u64),
+    /// Writable, this many bytes: appends copy records into it too. With
+    /// `dirty_ahead`, each preallocation step's pages are faulted in for
+    /// writing at once (see `Map::populate`): for a handle that does not
+    /// fsync as it goes, which would write them out as zeros first.
+    ForWrites { len: u64, dirty_ahead: bool },
 }
 
 /// The step in which a file written through its map grows: each step is
@@ -128,6 +131,8 @@ pub struct DataFile {
     /// Where the written pages still mapped in the map start (see
     /// `Map::drop_pages`).
     mapped_from: AtomicU64,
+    /// See `Mapped::ForWrites`.
+    dirty_ahead: bool,
     /// Bytes known to be on stable storage (active file; group commit).
     synced: AtomicU64,
     /// Set once the file is immutable and fully synced.
@@ -189,7 +194,9 @@ impl DataFile {
             Mapped::No => None,
             Mapped::ForReads(n) => Map::new(&file, n),
             // Without a writable map, the buffer serves.
-            Mapped::ForWrites(n) => Map::writable(&file, n).or_else(|| Map::new(&file, n)),
+            Mapped::ForWrites { len, .. } => {
+                Map::writable(&file, len).or_else(|| Map::new(&file, len))
+            }
         };
         let mut f =
             DataFile::from_parts(fnum, id, path, Some(file), FILE_HEADER_LEN, false, open_fds);
@@ -197,6 +204,13 @@ impl DataFile {
         f.use_map = map != Mapped::No;
         if made.as_ref().is_some_and(Map::is_writable) {
             f.preallocated = AtomicU64::new(FILE_HEADER_LEN);
+            f.dirty_ahead = matches!(
+                map,
+                Mapped::ForWrites {
+                    dirty_ahead: true,
+                    ..
+                }
+            );
         }
         f.map = OnceLock::from(made);
         Ok(f)
@@ -241,6 +255,7 @@ impl DataFile {
             flushed: AtomicU64::new(len),
             preallocated: AtomicU64::new(0),
             mapped_from: AtomicU64::new(0),
+            dirty_ahead: false,
             synced: AtomicU64::new(len),
             sealed: AtomicBool::new(sealed),
             dir: None,
@@ -471,7 +486,7 @@ impl DataFile {
             let what = format!("preallocating offsets {have}..{want} of");
             return Err(Error::io(&what, &self.path, e));
         }
-        map.populate_for_writing(have, want - have);
+        map.populate(have, want - have, self.dirty_ahead);
         self.preallocated.store(want, Ordering::Relaxed);
         Ok(true)
     }
@@ -660,21 +675,27 @@ impl DataFile {
     /// Cuts a file written through its map back to its records, and ends
     /// its writes through the map.
     pub fn cut_preallocation(&self) -> Result<()> {
-        if !self.writes_through_map() {
+        let map = self.map.get().and_then(Option::as_ref);
+        let Some(map) = map.filter(|m| m.is_writable()) else {
             return Ok(());
-        }
-        if let Some(map) = self.map.get().and_then(Option::as_ref) {
-            // Before the fsync, which would otherwise write-protect them
-            // one by one.
-            self.drop_written_pages(map, self.len().div_ceil(4096) * 4096);
-        }
-        if self.preallocated.load(Ordering::Relaxed) > self.len() {
-            let len = self.len();
-            self.write_fd()?
-                .set_len(len)
+        };
+        let len = self.len();
+        // Before the fsync, which would otherwise write-protect them one
+        // by one.
+        self.drop_written_pages(map, len.div_ceil(4096) * 4096);
+        self.preallocated.store(0, Ordering::Relaxed);
+        // By the file's own length, not `preallocated`: an fallocate that
+        // failed part way (ENOSPC), or a filesystem that stopped taking
+        // them, may have left it longer.
+        let fd = self.write_fd()?;
+        let on_disk = fd
+            .metadata()
+            .map_err(|e| Error::io("reading metadata of", &self.path, e))?
+            .len();
+        if on_disk > len {
+            fd.set_len(len)
                 .map_err(|e| Error::io(&format!("truncating to {len} bytes"), &self.path, e))?;
         }
-        self.preallocated.store(0, Ordering::Relaxed);
         Ok(())
     }
 

@@ -48,6 +48,11 @@ pub struct Stats {
     /// Bytes the last open dropped from files a crash left unsynced: torn
     /// tails, torn creations and lost pages.
     pub recovered_bytes_dropped: u64,
+    /// Of those, the zero bytes that ended torn tails: space a file
+    /// written through its map (`Options::write_map`) had allocated ahead
+    /// of its records, or pages a power loss left unwritten (which look
+    /// the same).
+    pub recovered_zero_bytes: u64,
     /// Damaged regions skipped by the last open with the repair option.
     pub repaired_records_skipped: u64,
     /// Merges completed by this handle.
@@ -81,7 +86,11 @@ pub(crate) struct Inner {
     /// holds is unknown, so close writes nothing more.
     sync_failed: AtomicBool,
     recovered_bytes_dropped: u64,
+    recovered_zero_bytes: u64,
     repaired_records_skipped: u64,
+    /// A read-only handle opened while a read-write handle held the
+    /// directory: the files that may be torn may be being written.
+    beside_writer: bool,
     pub(crate) merges: AtomicU64,
     /// Open data file descriptors, and the tick that orders their use.
     open_fds: Arc<AtomicUsize>,
@@ -265,6 +274,7 @@ impl Inner {
         } else {
             Some(DirLock::acquire(dir)?)
         };
+        let beside_writer = opts.read_only && crate::lock::held(dir);
 
         let mut names = Vec::new();
         for entry in fs::read_dir(dir).map_err(|e| Error::io("listing", dir, e))? {
@@ -321,7 +331,9 @@ impl Inner {
             failure: Mutex::new(None),
             sync_failed: AtomicBool::new(false),
             recovered_bytes_dropped: 0,
+            recovered_zero_bytes: 0,
             repaired_records_skipped: 0,
+            beside_writer,
             merges: AtomicU64::new(0),
             open_fds: Arc::new(AtomicUsize::new(0)),
             fd_tick: AtomicU64::new(0),
@@ -372,7 +384,7 @@ impl Inner {
                     continue;
                 }
             }
-            if let Some(d) = recovery::scan(&mut r, FILE_HEADER_LEN, |_, _, _| {})? {
+            if let Some(d) = recovery::scan(&mut r, FILE_HEADER_LEN, true, |_, _, _| {})? {
                 let torn_tail = self.may_be_torn(id, i + 1 == ids.len()) && d.next_valid.is_none();
                 if !torn_tail {
                     self.rewrite_without_damage(id, &path)?;
@@ -605,6 +617,7 @@ impl Inner {
             .collect::<Result<Vec<Scan>>>()?;
         for scan in &scans {
             self.recovered_bytes_dropped += scan.scanned.dropped;
+            self.recovered_zero_bytes += scan.scanned.zeros;
             self.repaired_records_skipped += scan.scanned.skipped;
         }
         Ok(scans)
@@ -667,11 +680,17 @@ impl Inner {
         let path = self.dir.join(datafile::data_name(id));
         let mut r = FileReader::open(&path)?;
         let mut add_err = None;
-        let (mut dropped, mut skipped) = (0, 0);
+        let (mut dropped, mut zeros, mut skipped) = (0, 0, 0);
         let mut from = FILE_HEADER_LEN;
         let mut len = r.len;
+        // A read-only handle opened while a writer holds the directory
+        // reads a file that may be torn up to its first damage, and not
+        // past it: the writer may be appending to it (into zeros allocated
+        // ahead, with the write map), so the bytes after the damage, read
+        // a moment later, are not evidence of anything.
+        let look_past = !(self.beside_writer && self.may_be_torn(id, newest));
         loop {
-            let damage = recovery::scan(&mut r, from, |off, hdr, key| {
+            let damage = recovery::scan(&mut r, from, look_past, |off, hdr, key| {
                 if let Err(e) = hint.add(off, hdr, key) {
                     add_err.get_or_insert(e);
                 }
@@ -679,7 +698,8 @@ impl Inner {
             let Some(d) = damage else { break };
             if self.may_be_torn(id, newest) && d.next_valid.is_none() {
                 // Torn tail: the last append was cut short by a crash.
-                dropped += recovery::torn_tail_bytes(&mut r, d.offset)?;
+                dropped += r.len.saturating_sub(d.offset);
+                zeros += recovery::trailing_zeros(&mut r, d.offset)?;
                 len = d.offset;
                 if !self.opts.read_only {
                     DataFile::truncate(&path, d.offset)?;
@@ -733,6 +753,7 @@ impl Inner {
         Ok(Scanned {
             len,
             dropped,
+            zeros,
             skipped,
         })
     }
@@ -1398,6 +1419,7 @@ impl Inner {
             live_keys: self.live_keys(),
             data_files: files.len() as u64,
             recovered_bytes_dropped: self.recovered_bytes_dropped,
+            recovered_zero_bytes: self.recovered_zero_bytes,
             repaired_records_skipped: self.repaired_records_skipped,
             merges: self.merges.load(Ordering::Relaxed),
             keydir_bytes: self.keydir.memory_bytes() as u64,
@@ -1506,6 +1528,8 @@ fn check_record(rec: &[u8], key: &[u8], file: &DataFile, offset: u32) -> Result<
 struct Scanned {
     len: u64,
     dropped: u64,
+    /// Of `dropped`, the zeros that ended torn tails.
+    zeros: u64,
     skipped: u64,
 }
 

@@ -184,7 +184,10 @@ impl Options {
         match (self.maps(), self.write_map) {
             (false, _) => Mapped::No,
             (true, false) => Mapped::ForReads(self.max_file_size),
-            (true, true) => Mapped::ForWrites(self.max_file_size),
+            (true, true) => Mapped::ForWrites {
+                len: self.max_file_size,
+                dirty_ahead: self.sync == SyncMode::None,
+            },
         }
     }
 

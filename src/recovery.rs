@@ -57,7 +57,22 @@ impl FileReader {
         })
     }
 
-    /// `n` bytes at `off`, or None when the file ends first.
+    /// Whether the file is shorter now than when it was opened: a writer
+    /// sealing a file written through its map cut it to its records while
+    /// a read-only handle read it. The reader then ends where it ends.
+    fn shrank(&mut self) -> Result<bool> {
+        let now = self
+            .file
+            .metadata()
+            .map_err(|e| Error::io("reading metadata of", &self.path, e))?
+            .len();
+        let shorter = now < self.len;
+        self.len = self.len.min(now);
+        Ok(shorter)
+    }
+
+    /// `n` bytes at `off`, or None when the file ends first (it may end
+    /// sooner than it did at open: see `shrank`).
     pub fn bytes(&mut self, off: u64, n: usize) -> Result<Option<&[u8]>> {
         if off + n as u64 > self.len {
             return Ok(None);
@@ -71,15 +86,34 @@ impl FileReader {
             let what = format_args!("offset {off} of {}", self.path.display());
             reserve(&mut self.buf, want, what)?;
             self.buf.resize(want, 0);
-            self.file
-                .read_exact_at(&mut self.buf, off)
-                .map_err(|e| Error::io(&format!("reading offset {off} of"), &self.path, e))?;
+            if let Err(e) = self.file.read_exact_at(&mut self.buf, off) {
+                if e.kind() == io::ErrorKind::UnexpectedEof && self.shrank()? {
+                    return self.bytes(off, n);
+                }
+                return Err(Error::io(
+                    &format!("reading offset {off} of"),
+                    &self.path,
+                    e,
+                ));
+            }
             self.read.set(self.read.get() + want as u64);
             self.start = off;
         }
         let from = (off - self.start) as usize;
         Ok(Some(&self.buf[from..from + n]))
     }
+}
+
+/// The error of a read that found the file shorter than it was a moment
+/// before: a writer sealed it under a read-only handle's open.
+fn cut_short(r: &FileReader) -> Error {
+    Error::new(
+        Status::Io,
+        format!(
+            "{}: cut short while it was read (a writer sealed it): open again",
+            r.path.display()
+        ),
+    )
 }
 
 /// Reads exactly `n` bytes at `off` into `buf`, bypassing the window:
@@ -186,7 +220,10 @@ fn each_window(r: &mut FileReader, from: u64, to: u64, mut f: impl FnMut(&[u8]))
     let mut at = from;
     while at < to {
         let n = (to - at).min(WINDOW as u64) as usize;
-        f(r.bytes(at, n)?.expect("within the file"));
+        let Some(bytes) = r.bytes(at, n)? else {
+            return Err(cut_short(r));
+        };
+        f(bytes);
         at += n as u64;
     }
     Ok(())
@@ -304,10 +341,13 @@ pub struct Damage {
 }
 
 /// Scans records from `from` to the end, calling `f(offset, header, key)`
-/// for each valid one, and stops at the first damage.
+/// for each valid one, and stops at the first damage. With `look_past`
+/// false the damage is taken for the end, and nothing after it is read
+/// (`next_valid` None).
 pub fn scan(
     r: &mut FileReader,
     from: u64,
+    look_past: bool,
     mut f: impl FnMut(u64, &RecordHeader, &[u8]),
 ) -> Result<Option<Damage>> {
     let mut off = from;
@@ -315,14 +355,18 @@ pub fn scan(
         match probe(r, off)? {
             Probe::End => return Ok(None),
             Probe::Record(hdr) => {
-                let key = r
-                    .bytes(off + RECORD_HEADER_LEN as u64, hdr.key_len as usize)?
-                    .expect("probe checked the record fits");
+                let at = off + RECORD_HEADER_LEN as u64;
+                let Some(key) = r.bytes(at, hdr.key_len as usize)? else {
+                    return Err(cut_short(r));
+                };
                 f(off, &hdr, key);
                 off += hdr.record_len();
             }
             Probe::Damaged(reason) => {
-                let next_valid = next_valid(r, off)?;
+                let next_valid = match look_past {
+                    true => next_valid(r, off)?,
+                    false => None,
+                };
                 return Ok(Some(Damage {
                     offset: off,
                     reason,
@@ -343,30 +387,27 @@ fn zeros(r: &mut FileReader, from: u64, to: u64) -> Result<bool> {
         .is_some_and(|b| b.iter().all(|&x| x == 0)))
 }
 
-/// The bytes of a torn tail starting at `from` that count as dropped: all
-/// of them, but for the zeros that end a file on a page boundary. Those
-/// are space allocated ahead of the records by a file written through its
-/// map (`datafile::PREALLOCATE`, which ends on one), which no record
-/// reached. A record cut short by a crash ends anywhere: it is counted
-/// whole but when the cut falls on a page boundary, 1 time in 4096, and
-/// the record's bytes before it are zeros.
-pub fn torn_tail_bytes(r: &mut FileReader, from: u64) -> Result<u64> {
+/// The zero bytes that end the file after `from`: in a torn tail, space a
+/// file written through its map allocated ahead of its records
+/// (`datafile::PREALLOCATE`), or pages a crash left unwritten (which look
+/// the same), or zeros the cut record held.
+pub fn trailing_zeros(r: &mut FileReader, from: u64) -> Result<u64> {
     let mut end = r.len;
-    if end % PAGE != 0 {
-        return Ok(end - from);
-    }
     while end > from {
         let at = end.saturating_sub(WINDOW as u64).max(from);
-        let bytes = r
-            .bytes(at, (end - at) as usize)?
-            .expect("within the length");
+        let Some(bytes) = r.bytes(at, (end - at) as usize)? else {
+            // The file was cut meanwhile (see `FileReader::shrank`): from
+            // its new end.
+            end = r.len;
+            continue;
+        };
         if let Some(i) = bytes.iter().rposition(|&b| b != 0) {
             end = at + i as u64 + 1;
             break;
         }
         end = at;
     }
-    Ok(end - from)
+    Ok(r.len.saturating_sub(end))
 }
 
 /// Whether the damaged record at `off` is the mark of a *lost page*: a
@@ -636,7 +677,9 @@ fn all_zero(r: &mut FileReader) -> Result<bool> {
     let mut off = 0;
     while off < r.len {
         let n = (r.len - off).min(WINDOW as u64) as usize;
-        let bytes = r.bytes(off, n)?.expect("within the length");
+        let Some(bytes) = r.bytes(off, n)? else {
+            return Err(cut_short(r));
+        };
         if bytes.iter().any(|&b| b != 0) {
             return Ok(false);
         }

@@ -466,9 +466,7 @@ pub struct bc_stats {
     /// Keys whose time to live has passed (invisible; merge reclaims them).
     pub expired_keys: u64,
     /// Bytes open dropped from files a crash left unsynced: torn tails, torn
-    /// creations and lost pages (docs/FORMAT.md). Zeros that end a torn
-    /// tail held no record (space preallocated by
-    /// bc_options_set_write_map, or never written) and are not counted.
+    /// creations and lost pages (docs/FORMAT.md).
     pub recovered_bytes_dropped: u64,
     /// Damaged records or files skipped by an open with the repair option.
     pub repaired_records_skipped: u64,
@@ -478,6 +476,14 @@ pub struct bc_stats {
     /// regions counted whole (the region being filled, and memory freed by
     /// deletes and kept for later keys, included).
     pub keydir_bytes: u64,
+    /// Of recovered_bytes_dropped, the zero bytes that ended torn tails:
+    /// space a file written through its map (bc_options_set_write_map)
+    /// had allocated ahead of its records, which after a crash ends the
+    /// newest file (or one not yet sealed), or pages a power loss left
+    /// unwritten, which look the same. After a crash of a process writing
+    /// through its map, recovered_bytes_dropped minus this is what was
+    /// lost: at most a record it was writing.
+    pub recovered_zero_bytes: u64,
 }
 
 impl From<&Stats> for bc_stats {
@@ -501,6 +507,7 @@ impl From<&Stats> for bc_stats {
             repaired_records_skipped: s.repaired_records_skipped,
             merges: s.merges,
             keydir_bytes: s.keydir_bytes,
+            recovered_zero_bytes: s.recovered_zero_bytes,
         }
     }
 }
