@@ -337,7 +337,12 @@ const char *bc_last_error(void);
  *         the keydir, which holds every key, or for a scan's read
  *         window); BC_INTERNAL (a bug, such as a panic in a
  *         thread that loads or scans files).
- * Thread-safe (opens of different directories may run in parallel).
+ * Thread-safe (opens of different directories may run in parallel). The
+ * directory lock of a read-write handle is an flock(2) lock on the file
+ * LOCK, which fork(2) shares with the child: until the child execs (the
+ * descriptor is close-on-exec) or exits, a bc_open of that directory
+ * after the parent's bc_close still returns BC_LOCKED. Use the handle in
+ * one process only; a child must not use its parent's handle.
  */
 bc_status bc_open(const char *path, const struct bc_options *opts, struct bc_db **out);
 
@@ -681,12 +686,12 @@ bc_status bc_options_set_sync(struct bc_options *opts, int32_t mode, uint32_t in
  * was deleted, or replaced (rewritten by a read-write open recovering
  * lost pages after a power loss, or by repair): reopen the read-only
  * handle to see the files as they are now. Opened while a read-write
- * handle holds the database, it reads the files that handle may be
- * writing (the newest, and any not yet sealed) up to their first damage
- * only, since bytes being written are no evidence of damage: it sees a
- * prefix of their records and never fails for them with BC_CORRUPTION
- * (docs/FORMAT.md). Rarely a file is cut under it while it opens: the
- * open then returns BC_IO, and opening again works.
+ * handle writes, it sees a prefix of the records of the file being
+ * written: damage it finds there with records after it is read again
+ * before it is judged (bytes not yet written when first read,
+ * docs/FORMAT.md). Rarely a file is cut under it while it opens (the
+ * write map's preallocation, cut at seal): the open then returns BC_IO
+ * saying so, and opening again works.
  *
  * @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL.
  * Not thread-safe: calls on one bc_options must not overlap (set it

@@ -88,9 +88,6 @@ pub(crate) struct Inner {
     recovered_bytes_dropped: u64,
     recovered_zero_bytes: u64,
     repaired_records_skipped: u64,
-    /// A read-only handle opened while a read-write handle held the
-    /// directory: the files that may be torn may be being written.
-    beside_writer: bool,
     pub(crate) merges: AtomicU64,
     /// Open data file descriptors, and the tick that orders their use.
     open_fds: Arc<AtomicUsize>,
@@ -274,7 +271,6 @@ impl Inner {
         } else {
             Some(DirLock::acquire(dir)?)
         };
-        let beside_writer = opts.read_only && crate::lock::held(dir);
 
         let mut names = Vec::new();
         for entry in fs::read_dir(dir).map_err(|e| Error::io("listing", dir, e))? {
@@ -333,7 +329,6 @@ impl Inner {
             recovered_bytes_dropped: 0,
             recovered_zero_bytes: 0,
             repaired_records_skipped: 0,
-            beside_writer,
             merges: AtomicU64::new(0),
             open_fds: Arc::new(AtomicUsize::new(0)),
             fd_tick: AtomicU64::new(0),
@@ -384,7 +379,7 @@ impl Inner {
                     continue;
                 }
             }
-            if let Some(d) = recovery::scan(&mut r, FILE_HEADER_LEN, true, |_, _, _| {})? {
+            if let Some(d) = recovery::scan(&mut r, FILE_HEADER_LEN, |_, _, _| {})? {
                 let torn_tail = self.may_be_torn(id, i + 1 == ids.len()) && d.next_valid.is_none();
                 if !torn_tail {
                     self.rewrite_without_damage(id, &path)?;
@@ -683,19 +678,27 @@ impl Inner {
         let (mut dropped, mut zeros, mut skipped) = (0, 0, 0);
         let mut from = FILE_HEADER_LEN;
         let mut len = r.len;
-        // A read-only handle opened while a writer holds the directory
-        // reads a file that may be torn up to its first damage, and not
-        // past it: the writer may be appending to it (into zeros allocated
-        // ahead, with the write map), so the bytes after the damage, read
-        // a moment later, are not evidence of anything.
-        let look_past = !(self.beside_writer && self.may_be_torn(id, newest));
         loop {
-            let damage = recovery::scan(&mut r, from, look_past, |off, hdr, key| {
+            let damage = recovery::scan(&mut r, from, |off, hdr, key| {
                 if let Err(e) = hint.add(off, hdr, key) {
                     add_err.get_or_insert(e);
                 }
             })?;
             let Some(d) = damage else { break };
+            // A read-only handle may read a file that a read-write handle
+            // is appending to (into zeros allocated ahead, with the write
+            // map): damage with valid records after it may be bytes that
+            // were not written yet when they were read. A writer appends
+            // in order, so by the time a later record is whole the bytes
+            // before it are too: read again, damage that is still there
+            // is damage.
+            if self.opts.read_only
+                && d.next_valid.is_some()
+                && recovery::written_since(&mut r, d.offset)?
+            {
+                from = d.offset;
+                continue;
+            }
             if self.may_be_torn(id, newest) && d.next_valid.is_none() {
                 // Torn tail: the last append was cut short by a crash.
                 dropped += r.len.saturating_sub(d.offset);

@@ -17,19 +17,6 @@ pub struct DirLock {
     _file: File,
 }
 
-/// Whether a read-write handle holds the directory now (for a read-only
-/// handle, which takes no lock). False when there is no lock file, or it
-/// cannot be opened.
-pub fn held(dir: &Path) -> bool {
-    let Ok(file) = File::open(dir.join(LOCK_NAME)) else {
-        return false;
-    };
-    // SAFETY: flock on a descriptor we own; a shared lock taken here is
-    // released when `file` closes at the end of this function.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
-    rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EWOULDBLOCK)
-}
-
 impl DirLock {
     pub fn acquire(dir: &Path) -> Result<DirLock> {
         let path = dir.join(LOCK_NAME);

@@ -150,9 +150,9 @@ pub fn walk_own(r: &mut FileReader, mut f: impl FnMut(u64, &RecordHeader, &[u8])
         // Small records are read through the window; past a few KiB a
         // record's value is skipped with an exact read of header and key.
         if hdr.record_len() <= 4096 {
-            let key = r
-                .bytes(key_at, key_len)?
-                .expect("checked against the length");
+            let Some(key) = r.bytes(key_at, key_len)? else {
+                return Err(cut_short(r));
+            };
             f(off, &hdr, key);
         } else if read_exact_at(r, key_at, key_len, &mut small)? {
             f(off, &hdr, &small);
@@ -341,13 +341,10 @@ pub struct Damage {
 }
 
 /// Scans records from `from` to the end, calling `f(offset, header, key)`
-/// for each valid one, and stops at the first damage. With `look_past`
-/// false the damage is taken for the end, and nothing after it is read
-/// (`next_valid` None).
+/// for each valid one, and stops at the first damage.
 pub fn scan(
     r: &mut FileReader,
     from: u64,
-    look_past: bool,
     mut f: impl FnMut(u64, &RecordHeader, &[u8]),
 ) -> Result<Option<Damage>> {
     let mut off = from;
@@ -363,10 +360,7 @@ pub fn scan(
                 off += hdr.record_len();
             }
             Probe::Damaged(reason) => {
-                let next_valid = match look_past {
-                    true => next_valid(r, off)?,
-                    false => None,
-                };
+                let next_valid = next_valid(r, off)?;
                 return Ok(Some(Damage {
                     offset: off,
                     reason,
@@ -375,6 +369,14 @@ pub fn scan(
             }
         }
     }
+}
+
+/// Whether a valid record starts at `off` when the file is read again
+/// (not from the read-ahead window): a writer appending to the file has
+/// written it since the damage there was read.
+pub fn written_since(r: &mut FileReader, off: u64) -> Result<bool> {
+    r.start = u64::MAX;
+    Ok(matches!(probe(r, off)?, Probe::Record(_)))
 }
 
 /// Filesystem pages: the unit in which unsynced appends reach the disk,
@@ -438,11 +440,10 @@ pub fn lost_page(r: &mut FileReader, off: u64, next: u64) -> Result<bool> {
     if page_end - off >= 4 && page_end <= next && zeros(r, off, page_end)? {
         return Ok(true);
     }
-    let h: [u8; RECORD_HEADER_LEN] = r
-        .bytes(off, RECORD_HEADER_LEN)?
-        .expect("before `next`")
-        .try_into()
-        .expect("a header's length");
+    let Some(h) = r.bytes(off, RECORD_HEADER_LEN)? else {
+        return Err(cut_short(r));
+    };
+    let h: [u8; RECORD_HEADER_LEN] = h.try_into().expect("a header's length");
     let hdr = RecordHeader::decode(&h);
     let sane = hdr.problem().is_none();
     if sane && off + hdr.record_len() == next {
@@ -807,6 +808,39 @@ pub fn remove_temporaries(dir: &Path, names: &[String]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn record(key: &[u8], value: &[u8]) -> Vec<u8> {
+        let mut rec = Vec::new();
+        format::encode_record(&mut rec, 5, 0, 0, key, value);
+        rec
+    }
+
+    /// Damage that a writer fills after it was read (bytes not written yet
+    /// when a read-only open read them, with a record written after them
+    /// by the time it looked further) reads as a record when read again:
+    /// the read goes to the file, not to the window read before.
+    #[test]
+    fn damage_written_since_it_was_read_is_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0000000000000001.data");
+        let (a, b, c) = (record(b"a", b"1"), record(b"b", b"2"), record(b"c", b"3"));
+        let mut file = format::file_header(&format::DATA_MAGIC).to_vec();
+        file.extend_from_slice(&a);
+        file.extend(std::iter::repeat_n(0u8, b.len()));
+        file.extend_from_slice(&c);
+        fs::write(&path, &file).unwrap();
+        let mut r = FileReader::open(&path).unwrap();
+        let d = scan(&mut r, FILE_HEADER_LEN, |_, _, _| {})
+            .unwrap()
+            .unwrap();
+        let at = FILE_HEADER_LEN + a.len() as u64;
+        assert_eq!((d.offset, d.next_valid), (at, Some(at + b.len() as u64)));
+        assert!(!written_since(&mut r, at).unwrap());
+        let w = fs::OpenOptions::new().write(true).open(&path).unwrap();
+        w.write_all_at(&b, at).unwrap();
+        assert!(written_since(&mut r, at).unwrap());
+        assert!(scan(&mut r, at, |_, _, _| {}).unwrap().is_none());
+    }
 
     /// The inverse step `one_damaged_byte` takes needs each table entry to
     /// have its own top byte; and the syndrome of one damaged byte is found

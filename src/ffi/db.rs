@@ -85,7 +85,12 @@ pub(crate) fn found(b: bool) -> Result<bc_status, Error> {
 ///         the keydir, which holds every key, or for a scan's read
 ///         window); BC_INTERNAL (a bug, such as a panic in a
 ///         thread that loads or scans files).
-/// Thread-safe (opens of different directories may run in parallel).
+/// Thread-safe (opens of different directories may run in parallel). The
+/// directory lock of a read-write handle is an flock(2) lock on the file
+/// LOCK, which fork(2) shares with the child: until the child execs (the
+/// descriptor is close-on-exec) or exits, a bc_open of that directory
+/// after the parent's bc_close still returns BC_LOCKED. Use the handle in
+/// one process only; a child must not use its parent's handle.
 #[no_mangle]
 pub extern "C" fn bc_open(
     path: *const c_char,

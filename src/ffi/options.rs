@@ -167,12 +167,12 @@ pub extern "C" fn bc_options_set_sync(
 /// was deleted, or replaced (rewritten by a read-write open recovering
 /// lost pages after a power loss, or by repair): reopen the read-only
 /// handle to see the files as they are now. Opened while a read-write
-/// handle holds the database, it reads the files that handle may be
-/// writing (the newest, and any not yet sealed) up to their first damage
-/// only, since bytes being written are no evidence of damage: it sees a
-/// prefix of their records and never fails for them with BC_CORRUPTION
-/// (docs/FORMAT.md). Rarely a file is cut under it while it opens: the
-/// open then returns BC_IO, and opening again works.
+/// handle writes, it sees a prefix of the records of the file being
+/// written: damage it finds there with records after it is read again
+/// before it is judged (bytes not yet written when first read,
+/// docs/FORMAT.md). Rarely a file is cut under it while it opens (the
+/// write map's preallocation, cut at seal): the open then returns BC_IO
+/// saying so, and opening again works.
 ///
 /// @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL.
 /// Not thread-safe: calls on one bc_options must not overlap (set it
