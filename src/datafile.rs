@@ -686,8 +686,12 @@ impl DataFile {
         self.preallocated.store(0, Ordering::Relaxed);
         // By the file's own length, not `preallocated`: an fallocate that
         // failed part way (ENOSPC), or a filesystem that stopped taking
-        // them, may have left it longer.
-        let fd = self.write_fd()?;
+        // them, may have left it longer. Without a descriptor another
+        // thread's seal (the worker's and a merge's may overlap) cut it
+        // already, and closed it.
+        let Some(fd) = self.fd_if_open() else {
+            return Ok(());
+        };
         let on_disk = fd
             .metadata()
             .map_err(|e| Error::io("reading metadata of", &self.path, e))?
