@@ -19,7 +19,7 @@
 
 use crate::error::{Error, Result, Status};
 use crate::format::{self, FILE_HEADER_LEN};
-use crate::mmap::Map;
+use crate::mmap::{Map, PAGE};
 use parking_lot::{Mutex, RwLock};
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -202,15 +202,11 @@ impl DataFile {
             DataFile::from_parts(fnum, id, path, Some(file), FILE_HEADER_LEN, false, open_fds);
         f.dir = dir.map(Path::to_path_buf);
         f.use_map = map != Mapped::No;
-        if made.as_ref().is_some_and(Map::is_writable) {
-            f.preallocated = AtomicU64::new(FILE_HEADER_LEN);
-            f.dirty_ahead = matches!(
-                map,
-                Mapped::ForWrites {
-                    dirty_ahead: true,
-                    ..
-                }
-            );
+        if let Mapped::ForWrites { dirty_ahead, .. } = map {
+            if made.as_ref().is_some_and(Map::is_writable) {
+                f.preallocated = AtomicU64::new(FILE_HEADER_LEN);
+                f.dirty_ahead = dirty_ahead;
+            }
         }
         f.map = OnceLock::from(made);
         Ok(f)
@@ -464,10 +460,9 @@ impl DataFile {
         }
         self.drop_written_pages(map, at);
         let want = end.div_ceil(PREALLOCATE).saturating_mul(PREALLOCATE);
-        // The last step may be cut short by the map's end (on a page
-        // boundary: zero pages that end a file at one are known for
-        // preallocated, see `recovery::torn_tail_bytes`).
-        let want = want.min(map.size().div_ceil(4096) * 4096).max(end);
+        // The last step may be cut short by the map's end, rounded to a
+        // page (docs/FORMAT.md).
+        let want = want.min(map.size().div_ceil(PAGE) * PAGE).max(end);
         let fd = self.write_fd()?;
         let (Ok(at), Ok(n)) = (
             libc::off_t::try_from(have),
@@ -668,7 +663,7 @@ impl DataFile {
         if upto > from {
             map.drop_pages(from, upto - from);
             self.mapped_from
-                .store(upto / 4096 * 4096, Ordering::Relaxed);
+                .store(upto / PAGE * PAGE, Ordering::Relaxed);
         }
     }
 
@@ -682,7 +677,7 @@ impl DataFile {
         let len = self.len();
         // Before the fsync, which would otherwise write-protect them one
         // by one.
-        self.drop_written_pages(map, len.div_ceil(4096) * 4096);
+        self.drop_written_pages(map, len.div_ceil(PAGE) * PAGE);
         self.preallocated.store(0, Ordering::Relaxed);
         // By the file's own length, not `preallocated`: an fallocate that
         // failed part way (ENOSPC), or a filesystem that stopped taking

@@ -1048,29 +1048,30 @@ impl Inner {
         };
         let into_map =
             |dst: &mut [u8]| format::encode_record_into(dst, now, expiry, flags, key, value);
-        let offset = match file.append_mapped(len as usize, into_map)? {
+        let taken = match file.append_mapped(len as usize, into_map)? {
+            None => file.append_within(len as usize, cap, encode)?,
+            mapped => mapped,
+        };
+        let offset = match taken {
             Some(offset) => offset,
-            None => match file.append_within(len as usize, cap, encode)? {
-                Some(offset) => offset,
-                None => {
-                    file.flush()?;
-                    if len as usize >= cap {
-                        // Too big for the buffer (which may be 0 bytes).
-                        if len <= ONE_WRITE {
-                            rec.clear();
-                            let what = format_args!("a record of {len} bytes");
-                            crate::error::reserve(&mut rec, len as usize, what)?;
-                            encode(&mut rec);
-                            file.append_direct(&[&rec])?
-                        } else {
-                            let header = format::encode_header(now, expiry, flags, key, value);
-                            file.append_direct(&[&header, key, value])?
-                        }
+            None => {
+                file.flush()?;
+                if len as usize >= cap {
+                    // Too big for the buffer (which may be 0 bytes).
+                    if len <= ONE_WRITE {
+                        rec.clear();
+                        let what = format_args!("a record of {len} bytes");
+                        crate::error::reserve(&mut rec, len as usize, what)?;
+                        encode(&mut rec);
+                        file.append_direct(&[&rec])?
                     } else {
-                        file.append(len as usize, encode)?
+                        let header = format::encode_header(now, expiry, flags, key, value);
+                        file.append_direct(&[&header, key, value])?
                     }
+                } else {
+                    file.append(len as usize, encode)?
                 }
-            },
+            }
         };
         if flags & FLAG_TOMBSTONE != 0 {
             file.add_tombstone(len);

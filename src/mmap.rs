@@ -16,6 +16,12 @@
 use std::fs::File;
 use std::os::unix::io::AsRawFd;
 
+/// The page the map's advice (`drop_pages`, `populate`) works in, and the
+/// step a file written through a map is rounded to (a multiple of every
+/// page size Linux uses on x86-64; elsewhere the advice may be refused,
+/// which only costs speed).
+pub const PAGE: u64 = 4096;
+
 /// One `mmap(MAP_SHARED)` of a file, read-only or writable, unmapped on
 /// drop.
 pub struct Map {
@@ -138,9 +144,8 @@ impl Map {
     /// interrupt of every CPU running this process); dropped in bulk, they
     /// cost one.
     pub fn drop_pages(&self, offset: u64, len: u64) {
-        let page = 4096u64;
-        let start = offset.div_ceil(page) * page;
-        let end = ((offset + len).min(self.len as u64)) / page * page;
+        let start = offset.div_ceil(PAGE) * PAGE;
+        let end = ((offset + len).min(self.len as u64)) / PAGE * PAGE;
         if start >= end {
             return;
         }
@@ -165,8 +170,7 @@ impl Map {
     /// lighter fault). Advice only: older kernels refuse it (EINVAL), and
     /// the stores then fault as usual.
     pub fn populate(&self, offset: u64, len: u64, for_writing: bool) {
-        let page = 4096u64;
-        let start = offset / page * page;
+        let start = offset / PAGE * PAGE;
         let end = (offset + len).min(self.len as u64);
         if !self.writable || start >= end {
             return;

@@ -179,15 +179,15 @@ impl Options {
         self.mmap && cfg!(target_pointer_width = "64")
     }
 
-    /// How the active file is mapped.
+    /// How the active file is mapped: as a merge output, and for writes
+    /// too with the write map.
     pub fn active_mapping(&self) -> Mapped {
-        match (self.maps(), self.write_map) {
-            (false, _) => Mapped::No,
-            (true, false) => Mapped::ForReads(self.max_file_size),
-            (true, true) => Mapped::ForWrites {
-                len: self.max_file_size,
+        match self.output_mapping() {
+            Mapped::ForReads(len) if self.write_map => Mapped::ForWrites {
+                len,
                 dirty_ahead: self.sync == SyncMode::None,
             },
+            mapped => mapped,
         }
     }
 

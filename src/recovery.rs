@@ -57,6 +57,11 @@ impl FileReader {
         })
     }
 
+    /// Makes the next read go to the file, not to the window read before.
+    fn forget_window(&mut self) {
+        self.start = u64::MAX;
+    }
+
     /// Whether the file is shorter now than when it was opened: a writer
     /// sealing a file written through its map cut it to its records while
     /// a read-only handle read it. The reader then ends where it ends.
@@ -82,7 +87,7 @@ impl FileReader {
             let want = (n.max(WINDOW) as u64).min(self.len - off) as usize;
             // (Beyond the window only for a whole record a merge copies.)
             // The buffer is invalid until the read below succeeds.
-            self.start = u64::MAX;
+            self.forget_window();
             let what = format_args!("offset {off} of {}", self.path.display());
             reserve(&mut self.buf, want, what)?;
             self.buf.resize(want, 0);
@@ -375,7 +380,7 @@ pub fn scan(
 /// (not from the read-ahead window): a writer appending to the file has
 /// written it since the damage there was read.
 pub fn written_since(r: &mut FileReader, off: u64) -> Result<bool> {
-    r.start = u64::MAX;
+    r.forget_window();
     Ok(matches!(probe(r, off)?, Probe::Record(_)))
 }
 
