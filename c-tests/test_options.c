@@ -274,16 +274,23 @@ static size_t numbered_value(int round, int i, uint8_t *buf) {
     return (size_t)snprintf((char *)buf, 64, "v%d-%05d-%020d", round, i, i);
 }
 
+/* three_rounds of 300 keys in files of max_file bytes, reading with pread
+ * and through maps, with the write map or not. */
+static void mmap_off_and_on(uint64_t max_file, bool write_map, value_fn value) {
+    int mode;
+    for (mode = 0; mode < 2; mode++) {
+        bc_options *o = make_opts(max_file, 0, 0);
+        CHECK_STATUS(bc_options_set_mmap(o, mode == 1), BC_OK);
+        CHECK_STATUS(bc_options_set_write_map(o, write_map), BC_OK);
+        three_rounds(o, 300, value);
+    }
+}
+
 /* Reads through memory maps (the 64-bit default) and through pread give the
  * same bytes: across rotation, the write buffer, merge and reopen. */
 static void test_mmap_on_and_off(void) {
-    int mode;
     CHECK_STATUS(bc_options_set_mmap(NULL, true), BC_INVALID_ARGUMENT);
-    for (mode = 0; mode < 2; mode++) {
-        bc_options *o = make_opts(4096, 0, 0);
-        CHECK_STATUS(bc_options_set_mmap(o, mode == 1), BC_OK);
-        three_rounds(o, 300, numbered_value);
-    }
+    mmap_off_and_on(4096, false, numbered_value);
 }
 
 static void test_write_buffer_range(void) {
@@ -321,14 +328,8 @@ static void test_write_buffer_sizes(void) {
 /* Written through its map, or (without the read maps, where the option has
  * no effect) through the buffer: every record kept, as above. */
 static void test_write_map(void) {
-    int mode;
     CHECK_STATUS(bc_options_set_write_map(NULL, true), BC_INVALID_ARGUMENT);
-    for (mode = 0; mode < 2; mode++) {
-        bc_options *o = make_opts(8192, 0, 0);
-        CHECK_STATUS(bc_options_set_mmap(o, mode == 1), BC_OK);
-        CHECK_STATUS(bc_options_set_write_map(o, true), BC_OK);
-        three_rounds(o, 300, sized_value);
-    }
+    mmap_off_and_on(8192, true, sized_value);
 }
 
 int main(int argc, char **argv) {

@@ -120,21 +120,16 @@ static void test_interval_flushes_in_background(void) {
     put_kill_check(BC_SYNC_INTERVAL, 20, 500, -1, 1);
 }
 
-/* A SIGKILLed BC_SYNC_NONE writer with a 4 KiB buffer loses at most one
- * buffer of records, the newest (with the default 256 KiB it would lose
- * all MANY). */
 /* Runs child-many (with the write map or not), SIGKILLs it once it has
  * put, and returns how many of its MANY records the directory holds (a
  * prefix of them). `*len` receives the length of its data file before the
- * reopen, `*dropped` the reopen's recovered_bytes_dropped and `*zeros` its
- * recovered_zero_bytes. */
-static int many_kill_count(const char *mode, long long *len, uint64_t *dropped, uint64_t *zeros) {
+ * reopen, `*st` the reopen's stats. */
+static int many_kill_count(const char *mode, long long *len, bc_stats *st) {
     const char *dir = make_temp_dir();
     const char *args[] = {"child-many", dir, mode, NULL};
     int to_child = -1, from_child = -1, c, i, present = 0;
     char key[8];
     struct stat sb;
-    bc_stats st;
     pid_t pid = spawn_self(args, &to_child, &from_child);
     bc_db *db;
     c = read_byte(from_child);
@@ -145,11 +140,7 @@ static int many_kill_count(const char *mode, long long *len, uint64_t *dropped, 
     CHECK(stat(path_join(dir, "0000000100000000.data"), &sb) == 0);
     *len = (long long)sb.st_size;
     db = open_db(dir, NULL);
-    memset(&st, 0, sizeof st);
-    st.struct_size = sizeof st;
-    CHECK_STATUS(bc_get_stats(db, &st), BC_OK);
-    *dropped = st.recovered_bytes_dropped;
-    *zeros = st.recovered_zero_bytes;
+    *st = get_stats(db);
     for (i = 0; i < MANY; i++) {
         snprintf(key, sizeof key, "m%03d", i);
         if (bc_contains(db, U8(key), 4) == BC_OK) {
@@ -161,10 +152,13 @@ static int many_kill_count(const char *mode, long long *len, uint64_t *dropped, 
     return present;
 }
 
+/* A SIGKILLed BC_SYNC_NONE writer with a 4 KiB buffer loses at most one
+ * buffer of records, the newest (with the default 256 KiB it would lose
+ * all MANY). */
 static void test_none_loses_at_most_its_buffer(void) {
     long long len;
-    uint64_t dropped, zeros;
-    int present = many_kill_count("buffer", &len, &dropped, &zeros);
+    bc_stats st;
+    int present = many_kill_count("buffer", &len, &st);
     CHECK_MSG(MANY - present <= SMALL_BUFFER / MANY_REC,
               "%d of %d records lost with a %d-byte buffer", MANY - present, MANY, SMALL_BUFFER);
 }
@@ -175,19 +169,21 @@ static void test_none_loses_at_most_its_buffer(void) {
  * counts as zeros: every byte it dropped. */
 static void test_write_map_loses_nothing_to_sigkill(void) {
     long long len;
-    uint64_t dropped, zeros;
+    bc_stats st;
     int present;
     if (sizeof(void *) < 8) {
         printf("  NOTE: no maps on 32-bit targets: the write map option has no effect\n");
         return;
     }
-    present = many_kill_count("map", &len, &dropped, &zeros);
+    present = many_kill_count("map", &len, &st);
     CHECK_MSG(present == MANY, "%d of %d records lost writing through the map", MANY - present,
               MANY);
     CHECK_MSG(len == 1 << 20, "data file of %lld bytes, not preallocated to 1 MiB", len);
-    CHECK_MSG(dropped == zeros && zeros == (uint64_t)len - 16 - MANY * MANY_REC,
-              "the reopen dropped %llu bytes, %llu of them zeros", (unsigned long long)dropped,
-              (unsigned long long)zeros);
+    CHECK_MSG(st.recovered_bytes_dropped == st.recovered_zero_bytes &&
+                  st.recovered_zero_bytes == (uint64_t)len - 16 - MANY * MANY_REC,
+              "the reopen dropped %llu bytes, %llu of them zeros",
+              (unsigned long long)st.recovered_bytes_dropped,
+              (unsigned long long)st.recovered_zero_bytes);
 }
 
 /* BC_SYNC_NONE: the put waits in the write buffer, so SIGKILL loses it

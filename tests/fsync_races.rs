@@ -247,16 +247,25 @@ fn no_hint_vouches_for_a_file_after_a_failed_fsync() {
 /// sealed files, so it thinks every file older than the newer one is an
 /// input and drops its tombstone; the older, unsealed file still holds the
 /// deleted value, which comes back at the next open. No crash involved.
+/// Files of 4 KiB and at most 4 open descriptors (so that retired files
+/// reach the back-pressure bound soon), with the worker set to stall in
+/// its first fsync until released.
+fn stalled_worker_opts() -> bitcask::Options {
+    MODE.store(3, Ordering::SeqCst);
+    bitcask::Options {
+        max_open_files: 4,
+        ..opts(4096, SyncMode::None)
+    }
+}
+
 #[test]
 fn merge_keeps_tombstones_while_an_older_file_waits_to_be_sealed() {
     let _turn = serial();
     let dir = tempfile::tempdir().unwrap();
-    let mut o = opts(4096, SyncMode::None);
-    o.max_open_files = 4;
+    // The worker stalls in its first fsync (sealing F1) until released.
+    let mut o = stalled_worker_opts();
     o.mmap = true;
     o.merge = merge_when_half_dead();
-    // The worker stalls in its first fsync (sealing F1) until released.
-    MODE.store(3, Ordering::SeqCst);
     let db = open(dir.path(), &o);
     ok(db.put(b"k", b"V1"), "put V1");
     // F1, F2, F3 retired (the worker stuck on F1; fds 2, 3, 4 open).
@@ -412,10 +421,7 @@ fn close_after_a_caught_bug_syncs_the_file_a_merge_took() {
 fn a_writer_under_back_pressure_leaves_hints_to_the_worker() {
     let _turn = serial();
     let dir = tempfile::tempdir().unwrap();
-    let mut o = opts(4096, SyncMode::None);
-    o.max_open_files = 4;
-    // The worker stalls in its first fsync until released.
-    MODE.store(3, Ordering::SeqCst);
+    let o = stalled_worker_opts();
     let db = std::sync::Arc::new(open(dir.path(), &o));
     let (data_before, hints_before) = (
         DATA_BY_P.load(Ordering::SeqCst),

@@ -6,7 +6,7 @@
 //! room again. (Found by review; each failed before its fix.)
 
 mod common;
-use bitcask::{Options, Status, SyncMode};
+use bitcask::{Status, SyncMode};
 use common::*;
 use std::time::{Duration, Instant};
 
@@ -143,13 +143,6 @@ fn a_failed_interval_flush_fails_the_handle() {
     assert_eq!(ok(db.get(b"b"), "get b"), Some(vec![2u8; 100]));
 }
 
-fn write_map_opts() -> Options {
-    Options {
-        write_map: true,
-        ..opts(8 << 20, SyncMode::None)
-    }
-}
-
 /// Written through its map, the active file grows 1 MiB at a time with
 /// `fallocate`: on a full disk the put that needs the next step fails
 /// with an error naming the file (a store into the map past the file's
@@ -160,9 +153,9 @@ fn a_write_map_put_fails_where_the_file_cannot_grow() {
     let db = open(dir.path(), &write_map_opts());
     let value = |i: usize| vec![i as u8; 1000];
     let key = |i: usize| format!("k{i}").into_bytes();
-    let record = |key: &[u8]| 19 + key.len() as u64 + 1000;
+    let record = |key: &[u8]| RECORD_HEADER + key.len() as u64 + 1000;
     ok(db.put(&key(0), &value(0)), "first put");
-    let mut bytes = 16 + record(&key(0));
+    let mut bytes = FILE_HEADER + record(&key(0));
     let file = data_files(dir.path()).pop().unwrap();
     let grown = std::fs::metadata(&file).unwrap().len();
     assert_eq!(grown, 1 << 20, "the first step of the preallocation");

@@ -9,7 +9,7 @@
 //! `written_since` checks the mechanism every time.)
 
 mod common;
-use bitcask::{Db, Options, SyncMode};
+use bitcask::{Db, Options, Status};
 use common::*;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -27,10 +27,7 @@ fn read_only_opens_beside_a_write_map_writer() {
     let dir = tempfile::tempdir().unwrap();
     // Files of 8 MiB: several seals (which cut the file under a reader)
     // during the run.
-    let o = Options {
-        write_map: true,
-        ..opts(8 << 20, SyncMode::None)
-    };
+    let o = write_map_opts();
     let db = Arc::new(open(dir.path(), &o));
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(AtomicU64::new(0));
@@ -56,9 +53,7 @@ fn read_only_opens_beside_a_write_map_writer() {
         let r = match Db::open(dir.path(), read_only.clone()) {
             Ok(r) => r,
             // Documented: a file cut under the open, now and then.
-            Err(e) if e.status() == bitcask::Status::Io && e.message().contains("open again") => {
-                continue
-            }
+            Err(e) if e.status() == Status::Io && e.message().contains("open again") => continue,
             Err(e) => panic!("read-only open {opens}: {e:?}"),
         };
         let n = r.count();

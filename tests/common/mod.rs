@@ -71,6 +71,15 @@ pub fn dir_bytes(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
         .collect()
 }
 
+/// Files of 8 MiB written through their map (`Options::write_map`), no
+/// fsync.
+pub fn write_map_opts() -> Options {
+    Options {
+        write_map: true,
+        ..opts(8 << 20, SyncMode::None)
+    }
+}
+
 pub fn open(dir: &Path, o: &Options) -> Db {
     ok(Db::open(dir, o.clone()), &format!("open {}", dir.display()))
 }
