@@ -332,6 +332,36 @@ static void test_write_map(void) {
     mmap_off_and_on(8192, true, sized_value);
 }
 
+/* The length of a fresh database's first data file after one put and a
+ * bc_sync, with the read maps (mmap) or not and the write map. */
+static long long first_file_after_one_put(bool mmap) {
+    const char *dir = make_temp_dir();
+    bc_options *o = make_opts(0, 0, 0);
+    struct stat sb;
+    bc_db *db;
+    CHECK_STATUS(bc_options_set_mmap(o, mmap), BC_OK);
+    CHECK_STATUS(bc_options_set_write_map(o, true), BC_OK);
+    db = open_db(dir, o);
+    bc_options_free(o);
+    CHECK_STATUS(bc_put(db, K("k"), V("v")), BC_OK);
+    CHECK_STATUS(bc_sync(db), BC_OK);
+    CHECK(stat(path_join(dir, "0000000100000000.data"), &sb) == 0);
+    close_db(db);
+    return (long long)sb.st_size;
+}
+
+/* The write map needs the read maps: without them the option has no
+ * effect (the file holds its records, written through the buffer), with
+ * them (on 64-bit targets) the file is preallocated 1 MiB at a time. */
+static void test_write_map_needs_the_read_maps(void) {
+    long long records = 16 + 19 + 1 + 1;
+    long long off = first_file_after_one_put(false), on;
+    CHECK_MSG(off == records, "without read maps: %lld bytes, expected %lld", off, records);
+    if (sizeof(void *) < 8) return; /* no maps at all */
+    on = first_file_after_one_put(true);
+    CHECK_MSG(on == 1 << 20, "with read maps: %lld bytes, expected 1 MiB", on);
+}
+
 int main(int argc, char **argv) {
     check_init(argc, argv);
     RUN(test_new_and_free);
@@ -352,5 +382,6 @@ int main(int argc, char **argv) {
     RUN(test_write_buffer_range);
     RUN(test_write_buffer_sizes);
     RUN(test_write_map);
+    RUN(test_write_map_needs_the_read_maps);
     return check_finish();
 }
