@@ -76,6 +76,20 @@ impl FileReader {
         Ok(shorter)
     }
 
+    /// The file's first `FILE_HEADER_LEN` bytes, read alone (not into the
+    /// window), or None when the file is shorter.
+    fn head(&mut self) -> Result<Option<[u8; FILE_HEADER_LEN as usize]>> {
+        let mut h = [0; FILE_HEADER_LEN as usize];
+        match self.file.read_exact_at(&mut h, 0) {
+            Ok(()) => {
+                self.read.set(self.read.get() + FILE_HEADER_LEN);
+                Ok(Some(h))
+            }
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
+            Err(e) => Err(Error::io("reading offset 0 of", &self.path, e)),
+        }
+    }
+
     /// `n` bytes at `off`, or None when the file ends first (it may end
     /// sooner than it did at open: see `shrank`).
     pub fn bytes(&mut self, off: u64, n: usize) -> Result<Option<&[u8]>> {
@@ -668,6 +682,13 @@ pub fn header_bit_rot(r: &mut FileReader) -> Result<bool> {
 /// holds no record.
 pub fn check_header(r: &mut FileReader) -> Result<bool> {
     let path = r.path.clone();
+    // The header alone first: a window here would read a megabyte of every
+    // data file at open, even those whose hint then serves the keydir.
+    if let Some(h) = r.head()? {
+        if h != [0; FILE_HEADER_LEN as usize] {
+            return format::check_file_header(&h, &format::DATA_MAGIC, &path).map(|_| true);
+        }
+    }
     if all_zero(r)? {
         return Ok(false);
     }
