@@ -871,8 +871,9 @@ bc_status bc_options_set_mmap(struct bc_options *opts, bool mmap);
  * does with a write(2) a put: a crash of the process loses nothing
  * acknowledged, only a power loss can (use BC_SYNC_ALWAYS or bc_sync
  * against that). The file grows ahead of the writes in 1 MiB steps with
- * fallocate(2), so a full disk fails the put that needs the next step
- * with BC_IO (nothing of it written) rather than raising SIGBUS, and is
+ * fallocate(2) (near a full disk, by the pages a record needs), so a full
+ * disk fails the put whose record finds no room with BC_IO (nothing of
+ * it written) rather than raising SIGBUS, and is
  * cut back to its records when it is sealed (rotation, bc_close). After a
  * crash the newest file (and a file not yet sealed) ends in up to 1 MiB
  * of zeros, which the next open cuts off with any torn record (bc_stats:

@@ -12,8 +12,9 @@
 //! instead written through a writable shared map: an append copies its
 //! record into the page cache at once (`append_mapped`), so nothing is
 //! held in the process and `flushed` is always the end. The file is grown
-//! ahead of the writes in `PREALLOCATE` steps with `fallocate` (a full disk
-//! fails a put there, cleanly), and cut back to its records when sealed; a
+//! ahead of the writes in `PREALLOCATE` steps with `fallocate` (near a full
+//! disk by the record's pages; a disk with no room for those fails the put
+//! there, cleanly), and cut back to its records when sealed; a
 //! crash before that leaves a tail of zeros, which the next open cuts as a
 //! torn tail.
 
@@ -448,7 +449,8 @@ impl DataFile {
     }
 
     /// Grows the file so that it reaches `end`, a `PREALLOCATE` step at a
-    /// time, and faults the new pages in. A filesystem without `fallocate`
+    /// time (or to the page `end` is in, when a step finds no room), and
+    /// faults the new pages in. A filesystem without `fallocate`
     /// stops the file's writes through the map (false: the buffer takes
     /// over); any other failure (a full disk) is the put's error, with
     /// nothing written.
@@ -459,28 +461,49 @@ impl DataFile {
             return Ok(true);
         }
         self.drop_written_pages(map, at);
-        let want = end.div_ceil(PREALLOCATE).saturating_mul(PREALLOCATE);
-        // The last step may be cut short by the map's end, rounded to a
-        // page (docs/FORMAT.md).
-        let want = want.min(map.size().div_ceil(PAGE) * PAGE).max(end);
-        let fd = self.write_fd()?;
-        let (Ok(at), Ok(n)) = (
-            libc::off_t::try_from(have),
-            libc::off_t::try_from(want - have),
-        ) else {
-            return Ok(false);
+        // Steps end on a page, and the last may be cut short by the map's
+        // end, rounded to a page (docs/FORMAT.md).
+        let upto = |step: u64| {
+            let map_end = map.size().div_ceil(PAGE) * PAGE;
+            end.div_ceil(step)
+                .saturating_mul(step)
+                .min(map_end)
+                .max(end)
         };
-        // SAFETY: allocates file space on a descriptor we own; no memory of
-        // ours is touched.
-        if unsafe { libc::fallocate(fd.as_raw_fd(), 0, at, n) } != 0 {
-            let e = io::Error::last_os_error();
-            if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::ENOSYS)) {
+        let fd = self.write_fd()?;
+        let allocate = |want: u64| {
+            let (Ok(at), Ok(n)) = (
+                libc::off_t::try_from(have),
+                libc::off_t::try_from(want - have),
+            ) else {
+                return Err(io::Error::from_raw_os_error(libc::EFBIG));
+            };
+            // SAFETY: allocates file space on a descriptor we own; no
+            // memory of ours is touched.
+            match unsafe { libc::fallocate(fd.as_raw_fd(), 0, at, n) } {
+                0 => Ok(want),
+                _ => Err(io::Error::last_os_error()),
+            }
+        };
+        // Near a full disk, a whole step may not fit where the record's
+        // own pages still do: the disk fills to its last page, as it does
+        // without the map.
+        let got = allocate(upto(PREALLOCATE)).or_else(|e| match e.raw_os_error() {
+            Some(libc::EOPNOTSUPP | libc::ENOSYS) => Err(e),
+            _ if upto(PAGE) < upto(PREALLOCATE) => allocate(upto(PAGE)),
+            _ => Err(e),
+        });
+        let want = match got {
+            Ok(want) => want,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::ENOSYS)) => {
                 self.preallocated.store(0, Ordering::Relaxed);
                 return Ok(false);
             }
-            let what = format!("preallocating offsets {have}..{want} of");
-            return Err(Error::io(&what, &self.path, e));
-        }
+            Err(e) => {
+                let what = format!("preallocating offsets {have}..{} of", upto(PAGE));
+                return Err(Error::io(&what, &self.path, e));
+            }
+        };
         map.populate(have, want - have, self.dirty_ahead);
         self.preallocated.store(want, Ordering::Relaxed);
         Ok(true)

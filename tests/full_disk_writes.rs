@@ -144,7 +144,8 @@ fn a_failed_interval_flush_fails_the_handle() {
 }
 
 /// Written through its map, the active file grows 1 MiB at a time with
-/// `fallocate`: on a full disk the put that needs the next step fails
+/// `fallocate`, and near a full disk by the pages a record needs: the disk
+/// fills to its last page, and the put whose record does not fit fails
 /// with an error naming the file (a store into the map past the file's
 /// end would raise SIGBUS instead), having written nothing; every put
 /// before it stays, and puts work again once there is room.
@@ -159,7 +160,9 @@ fn a_write_map_put_fails_where_the_file_cannot_grow() {
     let file = data_files(dir.path()).pop().unwrap();
     let grown = std::fs::metadata(&file).unwrap().len();
     assert_eq!(grown, 1 << 20, "the first step of the preallocation");
-    set_file_size_limit(grown as libc::rlim_t);
+    // Two pages past the first step: room for 8 more records, not a step.
+    let limit = grown + 8192;
+    set_file_size_limit(limit as libc::rlim_t);
     let mut n = 1;
     let refused = loop {
         match db.put(&key(n), &value(n)) {
@@ -178,8 +181,11 @@ fn a_write_map_put_fails_where_the_file_cannot_grow() {
             && refused.message().contains(&file_name(&file)),
         "{refused:?}"
     );
-    // The records filled the step; the one that did not fit is not there.
-    assert!(bytes + record(&key(n)) > 1 << 20, "{n} puts, {bytes} bytes");
+    // The records filled the disk; the one that did not fit is not there.
+    assert!(
+        bytes <= limit && bytes + record(&key(n)) > limit,
+        "{n} puts, {bytes} bytes under a limit of {limit}"
+    );
     assert_eq!(ok(db.get(&key(n)), "get refused"), None);
     ok(db.put(b"after", &value(7)), "put once there is room");
     ok(db.close(), "close");
