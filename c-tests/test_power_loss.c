@@ -190,9 +190,12 @@ struct snap_file {
     /* The most open may drop from it: its bytes past the last fsync, or
      * for a lost page, the page and a record on either side. */
     size_t may_drop;
-    /* Zeros ending it that were never written (fate 2, after a synced
-     * header): open must count them in recovered_zero_bytes. */
+    /* Zeros ending it that were never written (fate 5): open must count
+     * them in recovered_zero_bytes. */
     size_t zeros;
+    /* Zeros ending its durable bytes: a file written through its map is
+     * allocated ahead of its records, and open may drop those too. */
+    size_t ahead;
 };
 
 /* More than any record of the workload (a 512-byte value at most). */
@@ -236,15 +239,20 @@ static int open_watched(const struct file_id *id) {
 }
 
 /* Gives sf (the durable bytes of file id) the fate described at the top,
- * if the file still exists and has grown by appends since its last fsync. */
+ * if the file still exists and has been appended to since its last fsync:
+ * after its records, which end where its durable bytes end, or where the
+ * zeros begin that end them (`ahead`: a file written through its map is
+ * allocated ahead of its records, and its records then fill that space).
+ * A durable size stays: what was lost of the bytes before it reads as
+ * zeros. */
 static void tear(struct snap_file *sf, const struct file_id *id) {
     uint8_t *cur = NULL;
-    size_t cur_len = 0;
+    size_t cur_len = 0, base = sf->len - sf->ahead;
     struct stat st;
     uint32_t fate = (next_rand() >> 16) % 6;
     int fd;
     if (fate == 0 || (fd = open_watched(id)) < 0) return;
-    if (fstat(fd, &st) == 0 && (size_t)st.st_size > sf->len) {
+    if (fstat(fd, &st) == 0 && (size_t)st.st_size > base && (size_t)st.st_size >= sf->len) {
         cur_len = (size_t)st.st_size;
         cur = (uint8_t *)malloc(cur_len);
         if (cur != NULL && pread(fd, cur, cur_len, 0) != (ssize_t)cur_len) {
@@ -253,12 +261,18 @@ static void tear(struct snap_file *sf, const struct file_id *id) {
         }
     }
     close(fd);
-    /* Only appends: a file rewritten since its fsync is left as it was. */
-    if (cur != NULL && (sf->len == 0 || memcmp(cur, sf->bytes, sf->len) == 0)) {
-        size_t keep = sf->len + 1 + (size_t)(tear_seed >> 4) % (cur_len - sf->len);
-        size_t page_end = (sf->len / 4096 + 1) * 4096;
-        if (fate == 2) memset(cur + sf->len, 0, keep - sf->len);
-        if (fate < 3) sf->may_drop = keep - sf->len;
+    /* Only appends: a file rewritten since its fsync is left as it was, and
+     * so is one that has not changed. */
+    if (cur != NULL && memcmp(cur, sf->bytes, base) == 0 &&
+        (cur_len > sf->len || memcmp(cur + base, sf->bytes + base, sf->len - base) != 0)) {
+        size_t keep = base + 1 + (size_t)(tear_seed >> 4) % (cur_len - base);
+        size_t page_end = (base / 4096 + 1) * 4096;
+        if (fate == 2) memset(cur + base, 0, keep - base);
+        if (fate < 3 && keep < sf->len) {
+            memset(cur + keep, 0, sf->len - keep);
+            keep = sf->len;
+        }
+        if (fate < 3) sf->may_drop = keep - base;
         if (fate == 5) {
             /* The size reached the disk, and the pages up to the first
              * boundary past the sync point; the rest read as zeros (as
@@ -269,25 +283,30 @@ static void tear(struct snap_file *sf, const struct file_id *id) {
             }
             keep = cur_len;
             memset(cur + page_end, 0, cur_len - page_end);
-            sf->may_drop = cur_len - sf->len;
+            sf->may_drop = cur_len - base;
             sf->zeros = cur_len - page_end;
         } else if (fate >= 3) {
             /* Out of order: one page never got its new bytes, later
              * pages did. */
-            size_t from = fate == 3 ? sf->len : page_end;
+            size_t from = fate == 3 ? base : page_end;
             size_t to = fate == 3 ? page_end : page_end + 4096;
+            size_t tail = cur_len;
             if (to >= cur_len || to - from < 4) {
                 free(cur);
                 return;
             }
             keep = cur_len;
             memset(cur + from, 0, to - from);
-            sf->may_drop = to - from + 2 * MAX_RECORD;
+            /* (Written bytes after the page that are zeros, allocated
+             * ahead of the records by the write map, may go too.) */
+            while (tail > to && cur[tail - 1] == 0) tail--;
+            sf->may_drop = to - from + 2 * MAX_RECORD + (cur_len - tail);
             lost_pages++;
         }
         free(sf->bytes);
         sf->bytes = cur;
         sf->len = keep;
+        sf->ahead = 0; /* counted from base, in may_drop */
         torn_files++;
         return;
     }
@@ -351,7 +370,12 @@ static void take_snapshot_locked(void) {
         }
         /* A name whose file was never synced has no durable bytes. */
         if (sn->files[i].bytes == NULL) sn->files[i].bytes = (uint8_t *)calloc(1, 1);
-        if (sn->files[i].bytes != NULL) tear(&sn->files[i], &names[i].id);
+        if (sn->files[i].bytes != NULL) {
+            size_t n = sn->files[i].len;
+            while (n > 0 && sn->files[i].bytes[n - 1] == 0) n--;
+            sn->files[i].ahead = sn->files[i].len - n;
+            tear(&sn->files[i], &names[i].id);
+        }
     }
 }
 
@@ -534,7 +558,10 @@ static void check_snapshot(const struct snapshot *sn, const char *dir) {
                      sn->files[i].len, f) == sn->files[i].len);
         CHECK(fclose(f) == 0);
         may_drop += sn->files[i].may_drop;
-        if (ends_with(sn->files[i].name, ".data")) zeros += sn->files[i].zeros;
+        if (ends_with(sn->files[i].name, ".data")) {
+            zeros += sn->files[i].zeros;
+            may_drop += sn->files[i].ahead;
+        }
     }
     {
         bc_options *o = make_opts(0, 0, 0); /* no repair option */
