@@ -44,14 +44,6 @@
 
 
 /**
- * The page the map's advice (`drop_pages`, `populate`) works in, and the
- * step a file written through a map is rounded to (a multiple of every
- * page size Linux uses on x86-64; elsewhere the advice may be refused,
- * which only costs speed).
- */
-#define PAGE 4096
-
-/**
  * The OS decides when data reaches the disk. A process crash loses what is
  * still in the library's write buffer (256 KiB unless set with
  * bc_options_set_write_buffer); a power loss loses what is in the page

@@ -20,7 +20,7 @@ use std::os::unix::io::AsRawFd;
 /// step a file written through a map is rounded to (a multiple of every
 /// page size Linux uses on x86-64; elsewhere the advice may be refused,
 /// which only costs speed).
-pub const PAGE: u64 = 4096;
+pub(crate) const PAGE: u64 = 4096;
 
 /// One `mmap(MAP_SHARED)` of a file, read-only or writable, unmapped on
 /// drop.

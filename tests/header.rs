@@ -91,3 +91,37 @@ fn every_function_documents_statuses_and_threads() {
         "only {checked} functions found in the header"
     );
 }
+
+/// Every name the header gives a C program (macros, types, tags) carries
+/// the library's prefix: an internal constant exported as `PAGE` would
+/// clash with a program's own.
+#[test]
+fn every_name_the_header_defines_is_prefixed() {
+    let prefixed = |n: &str| n.starts_with("bc_") || n.starts_with("BC_") || n == "BITCASK_H";
+    let mut names = Vec::new();
+    for line in GENERATED.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["#define", name, ..] => names.push(name.to_string()),
+            ["typedef", .., last] if last.ends_with(';') => {
+                // The name a typedef gives (a function pointer's in parentheses).
+                let name = last.trim_end_matches(';');
+                let name = match line.find("(*") {
+                    Some(i) => line[i + 2..].split(')').next().unwrap(),
+                    None => name,
+                };
+                names.push(name.to_string());
+            }
+            ["}", name] => names.push(name.trim_end_matches(';').to_string()),
+            ["enum" | "struct" | "typedef", .., tag, "{"] => names.push(tag.to_string()),
+            ["enum" | "struct", tag] => names.push(tag.to_string()),
+            _ => {}
+        }
+    }
+    assert!(names.len() >= 10, "found only {names:?}");
+    let bare: Vec<&String> = names.iter().filter(|n| !prefixed(n)).collect();
+    assert!(
+        bare.is_empty(),
+        "names without the bc_/BC_ prefix: {bare:?}"
+    );
+}
