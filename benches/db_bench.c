@@ -25,7 +25,7 @@
 
 /* ------------------------------------------------------------------ engines */
 
-extern const engine_t engine_bitcask, engine_bitcask_wb0, engine_bitcask_map, engine_lmdb, engine_leveldb, engine_rocksdb, engine_sqlite,
+extern const engine_t engine_bitcask, engine_bitcask_wb0, engine_bitcask_buf, engine_lmdb, engine_leveldb, engine_rocksdb, engine_sqlite,
     engine_tkrzw, engine_kyotocabinet, engine_append, engine_memhash, engine_fileperkey;
 
 typedef struct {
@@ -38,11 +38,11 @@ static const engine_slot g_engines[] = {
 #ifdef HAVE_BITCASK
     {"bitcask", &engine_bitcask, NULL},
     {"bitcask-wb0", &engine_bitcask_wb0, NULL},
-    {"bitcask-map", &engine_bitcask_map, NULL},
+    {"bitcask-buf", &engine_bitcask_buf, NULL},
 #else
     {"bitcask", NULL, "include/bitcask.h + target/release/libbitcask.so (cargo build --release)"},
     {"bitcask-wb0", NULL, "include/bitcask.h + target/release/libbitcask.so (cargo build --release)"},
-    {"bitcask-map", NULL, "include/bitcask.h + target/release/libbitcask.so (cargo build --release)"},
+    {"bitcask-buf", NULL, "include/bitcask.h + target/release/libbitcask.so (cargo build --release)"},
 #endif
 #ifdef HAVE_LMDB
     {"lmdb", &engine_lmdb, NULL},

@@ -101,7 +101,7 @@ load_start="$(cut -d' ' -f1-3 /proc/loadavg)"
         echo "bitcask: $(git -C "$HERE/.." rev-parse --short HEAD 2>/dev/null || echo 'no commit')$(git -C "$HERE/.." status --porcelain -- src Cargo.toml 2>/dev/null | grep -q . && echo ' + uncommitted changes in src/'), libbitcask.so sha256 $(sha256sum "$LIB" | cut -c1-12)"
     fi
     echo "sizes:   ${N_SMALL} x 100 B, ${N_LARGE} x 10000 B, fillsync ${SYNC_OPS} ops; fileperkey ${N_FPK} / ${N_FPK_LARGE} keys"
-    echo "bitcask write buffer: ${BITCASK_WRITE_BUFFER:-default (256 KiB)}; bitcask-wb0: 0; bitcask-map: write map"
+    echo "bitcask: default options (write map); bitcask-wb0: write map off, write buffer 0; bitcask-buf: write map off, write buffer ${BITCASK_WRITE_BUFFER:-256 KiB}"
     if command -v dpkg-query >/dev/null; then
         echo "packages:"
         dpkg-query -W -f='  ${Package} ${Version}\n' liblmdb-dev libleveldb-dev librocksdb-dev libsqlite3-dev \

@@ -314,12 +314,15 @@ static size_t sized_value(int round, int i, uint8_t *buf) {
 }
 
 /* Every buffer size keeps every record, through rotation, merge, values
- * larger and smaller than the buffer, read-your-writes, and a reopen. */
+ * larger and smaller than the buffer, read-your-writes, and a reopen
+ * (with the write map off: it is on by default, and then no buffer is
+ * used). */
 static void test_write_buffer_sizes(void) {
     static const size_t sizes[] = {0, 1, 100, 4096, 1u << 20};
     size_t s;
     for (s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
         bc_options *o = make_opts(8192, 0, 0);
+        CHECK_STATUS(bc_options_set_write_map(o, false), BC_OK);
         CHECK_STATUS(bc_options_set_write_buffer(o, sizes[s]), BC_OK);
         three_rounds(o, 200, sized_value);
     }

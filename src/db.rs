@@ -36,7 +36,8 @@ const READ_BUFFER_KEPT: usize = 256 << 10;
 pub struct Stats {
     pub live_keys: u64,
     pub data_files: u64,
-    /// Bytes of all data files, headers included.
+    /// Bytes of all data files, headers included (not the space a file
+    /// written through its map has allocated ahead of its records).
     pub total_bytes: u64,
     /// Bytes of the records the keydir points at.
     pub live_bytes: u64,

@@ -10,9 +10,11 @@ use std::time::Duration;
 /// When appended records reach stable storage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SyncMode {
-    /// The OS decides; a process crash loses what is still in the library's
-    /// write buffer (`Options::write_buffer`), a power loss what is in the
-    /// page cache.
+    /// The OS decides; a process crash loses nothing acknowledged when the
+    /// active file is written through its map (`Options::write_map`, the
+    /// default on 64-bit targets), else what is still in the library's
+    /// write buffer (`Options::write_buffer`); a power loss loses what is
+    /// in the page cache.
     None,
     /// Every put and delete is on stable storage before it returns.
     /// Concurrent writers share one fsync (group commit).
@@ -82,12 +84,15 @@ pub struct Options {
     /// error on a mapped page raises SIGBUS instead of returning an error.
     pub mmap: bool,
     /// Bytes of records the active file buffers before one `write` hands
-    /// them to the OS (0..=64 MiB). A process crash in `SyncMode::None`
-    /// loses at most this; larger buffers write large values faster, 0
-    /// writes every record at once (each with its own system calls).
+    /// them to the OS (0..=64 MiB), when it is not written through its map
+    /// (`write_map` off, 32-bit targets, no `mmap`, or a filesystem without
+    /// `fallocate`). A process crash in `SyncMode::None` loses at most
+    /// this; larger buffers write large values faster, 0 writes every
+    /// record at once (each with its own system calls).
     pub write_buffer: usize,
-    /// Write the active file through a writable shared memory map (needs
-    /// `mmap`; ignored where maps are not used): each put's record is in
+    /// Write the active file through a writable shared memory map (default
+    /// true; needs `mmap`, ignored where maps are not used): each put's
+    /// record is in
     /// the page cache when the put returns, so a crash of the process
     /// loses nothing, as with a `write_buffer` of 0, at the cost of a
     /// memory copy instead of a system call. `write_buffer` then goes
@@ -144,7 +149,7 @@ impl Default for Options {
             max_open_files: 64,
             mmap: cfg!(target_pointer_width = "64"),
             write_buffer: WRITE_BUFFER,
-            write_map: false,
+            write_map: true,
             merge: MergePolicy::default(),
             auto_merge: None,
             clock: system_clock(),

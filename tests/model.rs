@@ -328,17 +328,19 @@ proptest! {
 proptest! {
     #![proptest_config(config(24))]
 
-    /// No write buffer: every record is encoded in the writer's reused
-    /// record buffer and written at once (the peers' no-sync guarantee).
+    /// The write map off and no write buffer: every record is encoded in
+    /// the writer's reused record buffer and written at once.
     #[test]
     fn model_unbuffered(ops in proptest::collection::vec(op_strategy(), 1..200)) {
-        run_ops_with(&ops, Options { write_buffer: 0, ..opts(MIN_FILE, SyncMode::None) });
+        let o = Options { write_map: false, write_buffer: 0, ..opts(MIN_FILE, SyncMode::None) };
+        run_ops_with(&ops, o);
     }
 
-    /// The active file written through its map.
+    /// The write map off: records go through the write buffer (the other
+    /// tests write through the map, the default).
     #[test]
-    fn model_write_map(ops in proptest::collection::vec(op_strategy(), 1..200)) {
-        run_ops_with(&ops, Options { write_map: true, ..opts(MIN_FILE, SyncMode::None) });
+    fn model_write_buffer(ops in proptest::collection::vec(op_strategy(), 1..200)) {
+        run_ops_with(&ops, Options { write_map: false, ..opts(MIN_FILE, SyncMode::None) });
     }
 }
 
@@ -685,6 +687,7 @@ impl Drop for FailFlag<'_> {
     }
 }
 
+/// Through the write buffer (the write map off).
 #[test]
 fn concurrent_readers_writers_merges() {
     concurrent(SyncMode::None, false, 3000);
@@ -696,7 +699,8 @@ fn concurrent_readers_writers_merges_write_map() {
     concurrent(SyncMode::None, true, 3000);
 }
 
+/// Group commit of records written through the map (the default).
 #[test]
 fn concurrent_sync_always() {
-    concurrent(SyncMode::Always, false, 800);
+    concurrent(SyncMode::Always, true, 800);
 }

@@ -1,14 +1,15 @@
 /* bitcask (this project) through its C API (include/bitcask.h).  No-sync
  * runs: BC_SYNC_NONE.  Fillsync runs: BC_SYNC_ALWAYS (durable before put
  * returns; concurrent writers are group-committed).  Reads use bc_get_into
- * (copy into the caller's buffer).  compact = bc_merge.  The environment
- * variable BITCASK_WRITE_BUFFER (bytes) sets bc_options_set_write_buffer
- * of "bitcask"; unset, the default (256 KiB) is measured. "bitcask-wb0"
- * has no write buffer: each put reaches the OS before it returns, the
- * durability of the peers' no-sync runs (a process crash loses nothing).
- * "bitcask-map" writes the active file through a writable shared map
- * (bc_options_set_write_map): the same durability, with a memory copy
- * instead of a pwrite a put. */
+ * (copy into the caller's buffer).  compact = bc_merge.  "bitcask" is the
+ * default options: on 64-bit targets the active file is written through a
+ * writable shared map (bc_options_set_write_map), each put copied into the
+ * page cache before it returns, the durability of the peers' no-sync runs
+ * (a process crash loses nothing). "bitcask-wb0" turns the map off and has
+ * no write buffer: the same durability, with a pwrite a put. "bitcask-buf"
+ * turns the map off and keeps records in a 256 KiB write buffer (or
+ * BITCASK_WRITE_BUFFER bytes when that environment variable is set),
+ * which a process crash loses. */
 #include "engine.h"
 
 #include <bitcask.h>
@@ -23,9 +24,10 @@ static int fail(int st, const char *what)
     return -1;
 }
 
-/* write_buffer: -1 for the default (or BITCASK_WRITE_BUFFER when set). */
+/* write_buffer: -1 for the default (or BITCASK_WRITE_BUFFER when set);
+ * write_map: -1 for the default. */
 static int open_with(void **out, const char *dir, const engine_cfg *cfg, long long write_buffer,
-                     bool write_map)
+                     int write_map)
 {
     bc_options *o = NULL;
     int st = bc_options_new(&o);
@@ -37,7 +39,7 @@ static int open_with(void **out, const char *dir, const engine_cfg *cfg, long lo
         return fail(st, "options_set_sync");
     }
     const char *wb = getenv("BITCASK_WRITE_BUFFER");
-    if (write_buffer < 0 && wb != NULL && *wb != '\0')
+    if (write_buffer < 0 && write_map == 0 && wb != NULL && *wb != '\0')
         write_buffer = (long long)strtoull(wb, NULL, 10);
     if (write_buffer >= 0) {
         st = bc_options_set_write_buffer(o, (size_t)write_buffer);
@@ -46,8 +48,8 @@ static int open_with(void **out, const char *dir, const engine_cfg *cfg, long lo
             return fail(st, "options_set_write_buffer");
         }
     }
-    if (write_map) {
-        st = bc_options_set_write_map(o, true);
+    if (write_map >= 0) {
+        st = bc_options_set_write_map(o, write_map == 1);
         if (st != BC_OK) {
             bc_options_free(o);
             return fail(st, "options_set_write_map");
@@ -62,23 +64,26 @@ static int open_with(void **out, const char *dir, const engine_cfg *cfg, long lo
     return 0;
 }
 
+/* The default options: every put copied into the page cache through a
+ * shared map before it returns, the peers' guarantee without a system
+ * call a put. */
 static int bca_open(void **out, const char *dir, const engine_cfg *cfg)
 {
-    return open_with(out, dir, cfg, -1, false);
+    return open_with(out, dir, cfg, -1, -1);
 }
 
 /* Every put handed to the OS (one pwrite) before it returns, as the
  * peers' no-sync writes are: a crash of the process loses nothing. */
 static int bca_open_wb0(void **out, const char *dir, const engine_cfg *cfg)
 {
-    return open_with(out, dir, cfg, 0, false);
+    return open_with(out, dir, cfg, 0, 0);
 }
 
-/* Every put copied into the page cache through a shared map before it
- * returns: the peers' guarantee without a system call a put. */
-static int bca_open_map(void **out, const char *dir, const engine_cfg *cfg)
+/* Puts held in a write buffer, written when it fills: a crash of the
+ * process loses what it holds. */
+static int bca_open_buf(void **out, const char *dir, const engine_cfg *cfg)
 {
-    return open_with(out, dir, cfg, -1, true);
+    return open_with(out, dir, cfg, -1, 0);
 }
 
 static int bca_put(void *h, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
@@ -144,11 +149,12 @@ static int bca_close(void *h)
     }
 
 BITCASK_ENGINE(engine_bitcask, "bitcask", bca_open,
-               "BC_SYNC_NONE: 256 KiB user-space buffer written when full (a process crash loses "
-               "what it holds); no fsync");
+               "BC_SYNC_NONE, default options (write map): each put copied into the page cache "
+               "through a shared map before it returns (records of 4 KiB and more: pwrite), as the "
+               "peers; no fsync");
 BITCASK_ENGINE(engine_bitcask_wb0, "bitcask-wb0", bca_open_wb0,
-               "BC_SYNC_NONE, write buffer 0: each put written to the OS (pwrite) before it returns, "
-               "as the peers; no fsync");
-BITCASK_ENGINE(engine_bitcask_map, "bitcask-map", bca_open_map,
-               "BC_SYNC_NONE, write map: each put copied into the page cache through a shared map "
+               "BC_SYNC_NONE, write map off, write buffer 0: each put written to the OS (pwrite) "
                "before it returns, as the peers; no fsync");
+BITCASK_ENGINE(engine_bitcask_buf, "bitcask-buf", bca_open_buf,
+               "BC_SYNC_NONE, write map off: 256 KiB user-space buffer written when full (a process "
+               "crash loses what it holds); no fsync");

@@ -459,7 +459,9 @@ pub struct bc_stats {
     pub live_keys: u64,
     /// Data files, the active one included.
     pub data_files: u64,
-    /// Bytes of all data files.
+    /// Bytes of all data files: their headers and records (a file written
+    /// through its map, bc_options_set_write_map, holds up to 1 MiB more
+    /// on disk, allocated ahead of its records, until it is sealed).
     pub total_bytes: u64,
     /// Bytes of records holding live values.
     pub live_bytes: u64,
