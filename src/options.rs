@@ -85,19 +85,19 @@ pub struct Options {
     pub mmap: bool,
     /// Bytes of records the active file buffers before one `write` hands
     /// them to the OS (0..=64 MiB), when it is not written through its map
-    /// (`write_map` off, 32-bit targets, no `mmap`, or a filesystem without
-    /// `fallocate`). A process crash in `SyncMode::None` loses at most
+    /// (`write_map` off, 32-bit targets, no `mmap`, or a filesystem other
+    /// than ext4, XFS and tmpfs). A process crash in `SyncMode::None` loses at most
     /// this; larger buffers write large values faster, 0 writes every
     /// record at once (each with its own system calls).
     pub write_buffer: usize,
     /// Write the active file through a writable shared memory map (default
-    /// true; needs `mmap`, ignored where maps are not used): each put's
-    /// record is in
-    /// the page cache when the put returns, so a crash of the process
+    /// true; needs `mmap`, ignored where maps are not used, and on
+    /// filesystems other than ext4, XFS and tmpfs, where `fallocate` may
+    /// not reserve the blocks the map's stores fill): each put's record is
+    /// in the page cache when the put returns, so a crash of the process
     /// loses nothing, as with a `write_buffer` of 0, at the cost of a
     /// memory copy instead of a system call. `write_buffer` then goes
-    /// unused (but on filesystems without `fallocate`, where the buffer
-    /// takes over).
+    /// unused, except where the buffer takes over.
     pub write_map: bool,
     /// When merge is needed and which files it takes.
     pub merge: MergePolicy,

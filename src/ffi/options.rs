@@ -413,9 +413,9 @@ pub extern "C" fn bc_options_set_max_open_files(opts: *mut bc_options, n: u32) -
 /// How many bytes of records the active file collects before one write(2)
 /// hands them to the OS (default 256 KiB, at most 64 MiB), when it is not
 /// written through its map: with bc_options_set_write_map(opts, false),
-/// on 32-bit targets, without the read maps, or on a filesystem without
-/// fallocate (by default, on 64-bit targets, the map is used and this
-/// buffer is not). With BC_SYNC_NONE a process crash loses at most this
+/// on 32-bit targets, without the read maps, or on a filesystem other than
+/// ext4, XFS and tmpfs (by default, on 64-bit targets and those
+/// filesystems, the map is used and this buffer is not). With BC_SYNC_NONE a process crash loses at most this
 /// much of what puts and deletes acknowledged (bc_sync and bc_close write
 /// it out, and BC_SYNC_INTERVAL at its interval). 0 writes every record
 /// before its put returns, so that only a power loss can lose
@@ -475,15 +475,17 @@ pub extern "C" fn bc_options_set_mmap(opts: *mut bc_options, mmap: bool) -> bc_s
 /// crash the newest file (and a file not yet sealed) ends in up to 1 MiB
 /// of zeros, which the next open cuts off with any torn record (bc_stats:
 /// recovered_bytes_dropped counts them, and recovered_zero_bytes tells
-/// them apart). The guarantee against SIGBUS holds where fallocate
-/// reserves the blocks that later stores fill (ext4, XFS, tmpfs); on
-/// copy-on-write filesystems (btrfs, ZFS) a store into the map may still
-/// find the disk full and raise SIGBUS.
+/// them apart).
 ///
-/// Needs the read maps (bc_options_set_mmap, on by default on 64-bit
-/// targets); without them, on 32-bit targets, or on a filesystem without
-/// fallocate, the active file is written through the write buffer as if
-/// this were false. The write buffer is not used while the map is.
+/// Used only where fallocate reserves the blocks that later stores into
+/// the map fill, so that a full disk can never raise SIGBUS: ext4, XFS and
+/// tmpfs. Elsewhere (btrfs, ZFS and other copy-on-write filesystems,
+/// overlayfs, NFS, FUSE), on 32-bit targets, and without the read maps
+/// (bc_options_set_mmap, on by default on 64-bit targets) the active file
+/// is written through the write buffer as if this were false: a process
+/// crash may then lose what the buffer holds (set the buffer to 0 with
+/// bc_options_set_write_buffer to lose nothing). The write buffer is not
+/// used while the map is.
 ///
 /// @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL.
 /// Not thread-safe: calls on one bc_options must not overlap (set it
