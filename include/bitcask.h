@@ -65,7 +65,10 @@
 
 /**
  * A background thread of its own flushes and fsyncs every interval_ms
- * milliseconds: a crash loses at most that much. A flush or fsync of it
+ * milliseconds: a power loss loses at most that much, and so does a crash
+ * of the process where the write buffer is used (the write map off, see
+ * bc_options_set_write_map; through the map it loses nothing). A flush
+ * or fsync of it
  * that fails (a full disk, a dying one) fails the handle: later writes
  * return BC_IO naming it.
  */
@@ -256,7 +259,9 @@ typedef struct bc_stats {
      * newest file (or one not yet sealed), or pages a power loss left
      * unwritten, which look the same. After a crash of a process writing
      * through its map, recovered_bytes_dropped minus this is what was
-     * lost: at most a record it was writing.
+     * lost: at most a record it was writing. (A read-only handle opened
+     * beside a live writer counts the space that writer allocated ahead
+     * in both fields: it drops it from its own view, not from the disk.)
      */
     uint64_t recovered_zero_bytes;
 } bc_stats;

@@ -1,15 +1,17 @@
 //! Data files: naming, creation, positional reads, and the active file's
 //! append buffer.
 //!
-//! The active file buffers appended records in memory (`Tail`) and writes
-//! them with `pwrite` when the buffer fills, on sync, or when it is sealed.
+//! With the write map off (or where it cannot be used) the active file
+//! buffers appended records in memory (`Tail`) and writes them with
+//! `pwrite` when the buffer fills, on sync, or when it is sealed.
 //! Readers find a record either on disk (below `flushed`) or in the tail, so
 //! a get right after a put sees the new value, and a reader never waits for
 //! the writer's I/O: the writer holds only a shared lock on the tail while
 //! its `pwrite` runs.
 //!
-//! With the write-map option (`Mapped::ForWrites`) the active file is
-//! instead written through a writable shared map: an append copies its
+//! With the write map (`Mapped::ForWrites`, the default on 64-bit targets
+//! where `fallocate` reserves blocks) the active file is instead written
+//! through a writable shared map: an append copies its
 //! record into the page cache at once (`append_mapped`), so nothing is
 //! held in the process and `flushed` is always the end. The file is grown
 //! ahead of the writes in `PREALLOCATE` steps with `fallocate` (near a full

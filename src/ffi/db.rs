@@ -489,7 +489,9 @@ pub struct bc_stats {
     /// newest file (or one not yet sealed), or pages a power loss left
     /// unwritten, which look the same. After a crash of a process writing
     /// through its map, recovered_bytes_dropped minus this is what was
-    /// lost: at most a record it was writing.
+    /// lost: at most a record it was writing. (A read-only handle opened
+    /// beside a live writer counts the space that writer allocated ahead
+    /// in both fields: it drops it from its own view, not from the disk.)
     pub recovered_zero_bytes: u64,
 }
 

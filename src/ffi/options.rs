@@ -26,7 +26,10 @@ pub const BC_SYNC_NONE: i32 = 0;
 /// stopped writing).
 pub const BC_SYNC_ALWAYS: i32 = 1;
 /// A background thread of its own flushes and fsyncs every interval_ms
-/// milliseconds: a crash loses at most that much. A flush or fsync of it
+/// milliseconds: a power loss loses at most that much, and so does a crash
+/// of the process where the write buffer is used (the write map off, see
+/// bc_options_set_write_map; through the map it loses nothing). A flush
+/// or fsync of it
 /// that fails (a full disk, a dying one) fails the handle: later writes
 /// return BC_IO naming it.
 pub const BC_SYNC_INTERVAL: i32 = 2;
