@@ -674,6 +674,16 @@ static inline bc_stats get_stats(bc_db *db) {
     return s;
 }
 
+/* Whether a database in a fresh temporary directory writes through its
+ * map by default (bc_stats.writes_through_map): 64-bit targets, on ext4,
+ * XFS or tmpfs. Tests of the map's own behaviour skip elsewhere. */
+static inline int write_map_here(void) {
+    bc_db *db = open_db(make_temp_dir(), NULL);
+    bc_stats s = get_stats(db);
+    close_db(db);
+    return s.writes_through_map == 1;
+}
+
 /* bc_count of db; fails the sub-test on error. */
 static inline uint64_t count_of(bc_db *db) {
     uint64_t n = 0xDEADBEEF;

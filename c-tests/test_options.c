@@ -360,7 +360,7 @@ static void test_write_map_needs_the_read_maps(void) {
     long long records = 16 + 19 + 1 + 1;
     long long off = first_file_after_one_put(false), on;
     CHECK_MSG(off == records, "without read maps: %lld bytes, expected %lld", off, records);
-    if (sizeof(void *) < 8) return; /* no maps at all */
+    if (!write_map_here()) return; /* 32-bit (no maps at all), or not this filesystem */
     on = first_file_after_one_put(true);
     CHECK_MSG(on == 1 << 20, "with read maps: %lld bytes, expected 1 MiB", on);
 }

@@ -35,9 +35,10 @@
  * deletion of a newer input holding its tombstone is durable: without the
  * directory sync between them, a deleted key came back here.
  *
- * A fourth run adds puts with TTLs on a clock that moves on, and
- * auto-merge every millisecond with thresholds that select some files and
- * not others: partial merges beside the writes, dropping tombstones and
+ * BC_SYNC_INTERVAL and BC_SYNC_NONE run twice: through the write map (the
+ * default) and through the write buffer. A last run adds puts with TTLs on
+ * a clock that moves on, and auto-merge every millisecond with thresholds
+ * that select some files and not others: partial merges beside the writes, dropping tombstones and
  * expired records only when no older value can survive (a merge allowed to
  * drop them always brought back an expired key's older value here, 3 runs
  * of 3). Each instant is opened at its own time.
@@ -614,7 +615,7 @@ static void check_snapshot(const struct snapshot *sn, const char *dir) {
  * on, and auto-merge every millisecond with low thresholds and 4 open
  * files at most: partial merges running beside the writes, dropping
  * tombstones and expired records. */
-static void run_workload(int32_t mode, uint32_t interval_ms, int partial) {
+static void run_workload(int32_t mode, uint32_t interval_ms, int partial, bool write_map) {
     const char *dir = make_temp_dir();
     const char *out = make_temp_dir();
     bc_options *o = make_opts(8192, 0, 0);
@@ -629,6 +630,7 @@ static void run_workload(int32_t mode, uint32_t interval_ms, int partial) {
     free_snapshots(); /* left by a sub-test that failed */
     CHECK_STATUS(bc_options_set_sync(o, mode, interval_ms), BC_OK);
     CHECK_STATUS(bc_options_set_clock(o, clock_fn, NULL), BC_OK);
+    CHECK_STATUS(bc_options_set_write_map(o, write_map), BC_OK);
     if (partial) {
         CHECK_STATUS(bc_options_set_auto_merge(o, 1), BC_OK);
         CHECK_STATUS(bc_options_set_merge_thresholds(o, 0.5, 4096, 1024), BC_OK);
@@ -681,10 +683,10 @@ static void run_workload(int32_t mode, uint32_t interval_ms, int partial) {
     CHECK_MSG(unlinks_persisted > 0, "no unlink reached the disk before a directory fsync");
     /* (BC_SYNC_ALWAYS leaves hardly any unsynced bytes behind.) */
     if (mode != BC_SYNC_ALWAYS) CHECK_MSG(lost_pages > 0, "no file lost a page before later ones");
-    printf("mode %d%s: %d power-loss instants checked, %d files with unsynced bytes (%d with a "
+    printf("mode %d%s%s: %d power-loss instants checked, %d files with unsynced bytes (%d with a "
            "page lost before later ones), %d names dropped by unlinks that reached the disk "
            "before a directory fsync, %llu merges\n",
-           (int)mode, partial ? " (partial merges, TTLs)" : "", nsnaps, torn_files, lost_pages,
+           (int)mode, partial ? " (partial merges, TTLs)" : "", write_map ? "" : " (write buffer)", nsnaps, torn_files, lost_pages,
            unlinks_persisted, (unsigned long long)completed);
     for (i = 0; i < nsnaps; i++) {
         char sub[4096 + 16];
@@ -702,18 +704,25 @@ static void run_workload(int32_t mode, uint32_t interval_ms, int partial) {
 }
 
 static void sync_always_keeps_every_acknowledged_write(void) {
-    run_workload(BC_SYNC_ALWAYS, 0, 0);
+    run_workload(BC_SYNC_ALWAYS, 0, 0, true);
 }
 
 /* 50 ms: long enough for appends to cross pages between interval syncs,
  * so that some power losses drop a page before later ones (with 2 ms a
  * run could see none since the sync writes the buffer out first). */
-static void sync_interval_opens_without_repair(void) { run_workload(BC_SYNC_INTERVAL, 50, 0); }
+static void sync_interval_opens_without_repair(void) { run_workload(BC_SYNC_INTERVAL, 50, 0, true); }
 
-static void sync_none_opens_without_repair(void) { run_workload(BC_SYNC_NONE, 0, 0); }
+static void sync_none_opens_without_repair(void) { run_workload(BC_SYNC_NONE, 0, 0, true); }
+
+/* The same two through the write buffer (the write map off), which the
+ * default does not use where the map can be. */
+static void write_buffer_opens_without_repair(void) {
+    run_workload(BC_SYNC_INTERVAL, 50, 0, false);
+    run_workload(BC_SYNC_NONE, 0, 0, false);
+}
 
 static void partial_merges_and_ttls_keep_every_acknowledged_write(void) {
-    run_workload(BC_SYNC_ALWAYS, 0, 1);
+    run_workload(BC_SYNC_ALWAYS, 0, 1, true);
 }
 
 int main(int argc, char **argv) {
@@ -721,6 +730,7 @@ int main(int argc, char **argv) {
     RUN(sync_always_keeps_every_acknowledged_write);
     RUN(sync_interval_opens_without_repair);
     RUN(sync_none_opens_without_repair);
+    RUN(write_buffer_opens_without_repair);
     RUN(partial_merges_and_ttls_keep_every_acknowledged_write);
     return check_finish();
 }

@@ -199,6 +199,41 @@ static void byte_accounting(bool write_map) {
     check_total_bytes(&s, dir, false);
 }
 
+/* bc_stats.writes_through_map says how puts are written, before the first
+ * and after it: through the map the first data file is preallocated past
+ * its record, through the buffer it holds the record alone. Off with the
+ * option off, and for a read-only handle. */
+static void test_writes_through_map(void) {
+    int on;
+    for (on = 0; on < 2; on++) {
+        const char *dir = make_temp_dir();
+        bc_options *o = make_opts(0, 0, 0);
+        uint64_t before, after, disk;
+        int files;
+        bc_db *db;
+        CHECK_STATUS(bc_options_set_write_map(o, on), BC_OK);
+        db = open_db(dir, o);
+        before = get_stats(db).writes_through_map;
+        CHECK_STATUS(bc_put(db, K("k"), V("v")), BC_OK);
+        CHECK_STATUS(bc_sync(db), BC_OK);
+        after = get_stats(db).writes_through_map;
+        disk = disk_bytes(dir, &files);
+        CHECK_MSG(before == after && after <= 1, "writes_through_map %llu before a put, %llu after",
+                  (unsigned long long)before, (unsigned long long)after);
+        CHECK_MSG(on || after == 0, "writes_through_map with the option off");
+        CHECK_MSG(after == (disk > 16 + 19 + 2),
+                  "writes_through_map %llu, but the data file is %llu bytes for one record",
+                  (unsigned long long)after, (unsigned long long)disk);
+        close_db(db);
+        CHECK_STATUS(bc_options_set_read_only(o, true), BC_OK);
+        db = open_db(dir, o);
+        bc_options_free(o);
+        CHECK_MSG(get_stats(db).writes_through_map == 0, "a read-only handle writes through a map");
+        close_db(db);
+    }
+    printf("  writes through the map here: %s\n", write_map_here() ? "yes" : "no");
+}
+
 static void test_byte_accounting(void) { byte_accounting(false); }
 
 static void test_byte_accounting_write_map(void) { byte_accounting(true); }
@@ -239,6 +274,7 @@ int main(int argc, char **argv) {
     RUN(test_longer_struct);
     RUN(test_byte_accounting);
     RUN(test_byte_accounting_write_map);
+    RUN(test_writes_through_map);
     RUN(test_many_files_and_read_only);
     return check_finish();
 }

@@ -264,6 +264,17 @@ typedef struct bc_stats {
      * in both fields: it drops it from its own view, not from the disk.)
      */
     uint64_t recovered_zero_bytes;
+    /**
+     * 1 when puts go through the active file's writable map
+     * (bc_options_set_write_map), so that with BC_SYNC_NONE a crash of
+     * the process loses none; 0 when they go through the write buffer:
+     * the write map off, 32-bit targets, no read maps, or a filesystem
+     * other than ext4, XFS and tmpfs (or one without fallocate), and for
+     * read-only handles. Before the handle's first write, what the first
+     * data file it creates will use, as far as the options and the
+     * directory's filesystem tell.
+     */
+    uint64_t writes_through_map;
 } bc_stats;
 
 /**

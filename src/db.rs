@@ -2,7 +2,7 @@
 //! close. Merge lives in `merge.rs`.
 
 use crate::commit::GroupCommit;
-use crate::datafile::{self, sync_dir, DataFile, MAJOR_SHIFT};
+use crate::datafile::{self, sync_dir, DataFile, Mapped, MAJOR_SHIFT};
 use crate::error::{copy_out, Error, Result, Status};
 use crate::format::{self, record_len, FILE_HEADER_LEN, FLAG_TOMBSTONE, RECORD_HEADER_LEN};
 use crate::hint::{self, Hint, HintWriter};
@@ -60,6 +60,13 @@ pub struct Stats {
     pub merges: u64,
     /// Heap bytes held by the keydir.
     pub keydir_bytes: u64,
+    /// Whether puts go through the active file's writable map
+    /// (`Options::write_map`), so that a crash of the process loses none:
+    /// the active file's state, or before this handle's first write,
+    /// whether the option, the read maps and the directory's filesystem
+    /// allow it. False through the write buffer, and for read-only
+    /// handles.
+    pub writes_through_map: bool,
 }
 
 /// A Bitcask database: a directory of data files and an in-memory keydir.
@@ -89,6 +96,10 @@ pub(crate) struct Inner {
     recovered_bytes_dropped: u64,
     recovered_zero_bytes: u64,
     repaired_records_skipped: u64,
+    /// Whether the active file would be written through its map (the
+    /// option, the read maps, the directory's filesystem): `Stats` says
+    /// so before the first write.
+    map_writes: bool,
     pub(crate) merges: AtomicU64,
     /// Open data file descriptors, and the tick that orders their use.
     open_fds: Arc<AtomicUsize>,
@@ -330,6 +341,9 @@ impl Inner {
             recovered_bytes_dropped: 0,
             recovered_zero_bytes: 0,
             repaired_records_skipped: 0,
+            map_writes: !opts.read_only
+                && matches!(opts.active_mapping(), Mapped::ForWrites { .. })
+                && datafile::dir_reserves_blocks(dir),
             merges: AtomicU64::new(0),
             open_fds: Arc::new(AtomicUsize::new(0)),
             fd_tick: AtomicU64::new(0),
@@ -1416,6 +1430,12 @@ impl Inner {
     }
 
     fn stats(&self) -> Stats {
+        // Before `files`: the writer takes `files` under the writer lock
+        // (rotation), so this order would deadlock the other way round.
+        let writes_through_map = match &self.writer.lock().active {
+            Some(a) => a.writes_through_map(),
+            None => self.map_writes,
+        };
         let expired = self.expired_by_file();
         let files = self.files.read();
         let mut s = Stats {
@@ -1428,6 +1448,7 @@ impl Inner {
             repaired_records_skipped: self.repaired_records_skipped,
             merges: self.merges.load(Ordering::Relaxed),
             keydir_bytes: self.keydir.memory_bytes() as u64,
+            writes_through_map,
             ..Stats::default()
         };
         for f in files.values() {

@@ -542,6 +542,43 @@ fn live_count_stays_in_range_while_keys_expire() {
     assert_eq!((s.live_keys, s.expired_keys), (0, N));
 }
 
+/// stats() beside a writer that starts a new data file every few puts:
+/// stats once took the file table and then the writer lock, where the
+/// writer takes the file table under the writer lock when it rotates, and
+/// the two deadlocked (seen on btrfs, where rotation is slower).
+#[test]
+fn stats_beside_a_rotating_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(Db::open(dir.path(), common::opts(4096, SyncMode::None)).unwrap());
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let writer = {
+        let db = db.clone();
+        std::thread::spawn(move || {
+            for i in 0..20_000u32 {
+                db.put(format!("k{i}").as_bytes(), &[1u8; 100]).unwrap();
+            }
+        })
+    };
+    let reader = {
+        let db = db.clone();
+        std::thread::spawn(move || {
+            let mut calls = 0u64;
+            while !writer.is_finished() {
+                let _ = db.stats();
+                calls += 1;
+            }
+            writer.join().unwrap();
+            done_tx.send(calls).unwrap();
+        })
+    };
+    let calls = done_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("stats and puts deadlocked");
+    reader.join().unwrap();
+    assert!(calls > 0);
+    assert!(db.stats().data_files > 100);
+}
+
 /// A read-only handle beside a writer that merges: files are opened at
 /// first read, so a file the merge deleted gives an I/O error that says
 /// to reopen (documented); the reopened handle reads the merged files.

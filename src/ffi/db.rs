@@ -493,6 +493,15 @@ pub struct bc_stats {
     /// beside a live writer counts the space that writer allocated ahead
     /// in both fields: it drops it from its own view, not from the disk.)
     pub recovered_zero_bytes: u64,
+    /// 1 when puts go through the active file's writable map
+    /// (bc_options_set_write_map), so that with BC_SYNC_NONE a crash of
+    /// the process loses none; 0 when they go through the write buffer:
+    /// the write map off, 32-bit targets, no read maps, or a filesystem
+    /// other than ext4, XFS and tmpfs (or one without fallocate), and for
+    /// read-only handles. Before the handle's first write, what the first
+    /// data file it creates will use, as far as the options and the
+    /// directory's filesystem tell.
+    pub writes_through_map: u64,
 }
 
 impl From<&Stats> for bc_stats {
@@ -517,6 +526,7 @@ impl From<&Stats> for bc_stats {
             merges: s.merges,
             keydir_bytes: s.keydir_bytes,
             recovered_zero_bytes: s.recovered_zero_bytes,
+            writes_through_map: s.writes_through_map as u64,
         }
     }
 }

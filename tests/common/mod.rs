@@ -80,6 +80,20 @@ pub fn write_map_opts() -> Options {
     }
 }
 
+/// Whether a database in a fresh temporary directory writes through its
+/// map (`Stats::writes_through_map`): 64-bit targets, on ext4, XFS or
+/// tmpfs. Tests of the map's own behaviour skip elsewhere.
+pub fn map_writes_here() -> bool {
+    let dir = tempfile::tempdir().unwrap();
+    let here = open(dir.path(), &write_map_opts())
+        .stats()
+        .writes_through_map;
+    if !here {
+        eprintln!("the write map is not used here (32-bit, or not ext4, XFS or tmpfs): skipped");
+    }
+    here
+}
+
 pub fn open(dir: &Path, o: &Options) -> Db {
     ok(Db::open(dir, o.clone()), &format!("open {}", dir.display()))
 }
