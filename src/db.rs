@@ -100,6 +100,9 @@ pub(crate) struct Inner {
     /// option, the read maps, the directory's filesystem): `Stats` says
     /// so before the first write.
     map_writes: bool,
+    /// Whether this handle has made an active file (after which `Stats`
+    /// asks the files themselves).
+    made_active: AtomicBool,
     pub(crate) merges: AtomicU64,
     /// Open data file descriptors, and the tick that orders their use.
     open_fds: Arc<AtomicUsize>,
@@ -344,6 +347,7 @@ impl Inner {
             map_writes: !opts.read_only
                 && matches!(opts.active_mapping(), Mapped::ForWrites { .. })
                 && datafile::dir_reserves_blocks(dir),
+            made_active: AtomicBool::new(false),
             merges: AtomicU64::new(0),
             open_fds: Arc::new(AtomicUsize::new(0)),
             fd_tick: AtomicU64::new(0),
@@ -1150,6 +1154,7 @@ impl Inner {
             };
             w.next_major += 1;
             self.files.write().insert(file.fnum, file.clone());
+            self.made_active.store(true, Ordering::Relaxed);
             w.active = Some(file);
             if let Some(old) = retired {
                 self.seal_retired(old)?;
@@ -1430,12 +1435,6 @@ impl Inner {
     }
 
     fn stats(&self) -> Stats {
-        // Before `files`: the writer takes `files` under the writer lock
-        // (rotation), so this order would deadlock the other way round.
-        let writes_through_map = match &self.writer.lock().active {
-            Some(a) => a.writes_through_map(),
-            None => self.map_writes,
-        };
         let expired = self.expired_by_file();
         let files = self.files.read();
         let mut s = Stats {
@@ -1448,7 +1447,14 @@ impl Inner {
             repaired_records_skipped: self.repaired_records_skipped,
             merges: self.merges.load(Ordering::Relaxed),
             keydir_bytes: self.keydir.memory_bytes() as u64,
-            writes_through_map,
+            // From the files, not the writer's lock (which a stats call
+            // would then wait on, and take in the other order than the
+            // writer's rotation takes `files`): only the active file (and
+            // a retired one not yet sealed) writes through its map.
+            writes_through_map: match self.made_active.load(Ordering::Relaxed) {
+                true => files.values().any(|f| f.writes_through_map()),
+                false => self.map_writes,
+            },
             ..Stats::default()
         };
         for f in files.values() {
