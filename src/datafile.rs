@@ -90,6 +90,10 @@ pub enum Mapped {
 /// one `fallocate` and one request to fault its pages in.
 const PREALLOCATE: u64 = 1 << 20;
 
+/// The first step: a file grows to 64 KiB, then doubles up to the full
+/// step, so that a database that holds little takes little disk ahead.
+const FIRST_STEP: u64 = 64 << 10;
+
 /// Whether `fallocate` on `file`'s filesystem reserves the blocks that
 /// stores into the map later fill, so that a full disk fails the
 /// `fallocate` (an error for the put) and never a store (SIGBUS): ext4,
@@ -516,8 +520,9 @@ impl DataFile {
         Ok(Some(at))
     }
 
-    /// Grows the file so that it reaches `end`, a `PREALLOCATE` step at a
-    /// time (or to the page `end` is in, when a step finds no room), and
+    /// Grows the file so that it reaches `end`, a step at a time (it
+    /// doubles from `FIRST_STEP` up to `PREALLOCATE`; to the page `end` is
+    /// in when a step finds no room), and
     /// faults the new pages in. A filesystem without `fallocate`
     /// stops the file's writes through the map (false: the buffer takes
     /// over); any other failure (a full disk) is the put's error, with
@@ -561,7 +566,8 @@ impl DataFile {
         // The record's own pages, within the limit where the record is.
         let limit = file_size_limit();
         let fit = upto(PAGE).min(limit.max(end));
-        let step = upto(PREALLOCATE).min((limit / PAGE * PAGE).max(fit));
+        let grow = have.clamp(FIRST_STEP, PREALLOCATE) / PAGE * PAGE;
+        let step = upto(grow).min((limit / PAGE * PAGE).max(fit));
         let got = allocate(step).or_else(|e| match e.raw_os_error() {
             Some(libc::EOPNOTSUPP | libc::ENOSYS) => Err(e),
             _ if fit < step => allocate(fit),

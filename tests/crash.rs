@@ -77,8 +77,9 @@ fn emit(line: &str) {
 /// partial ones (which must keep tombstones that still shadow older files)
 /// run all the time.
 fn child_opts(write_map: bool) -> bitcask::Options {
-    // Written through a map, files of 1.5 MiB: each grows by a second
-    // 1 MiB step (`datafile::PREALLOCATE`) before it is sealed.
+    // Written through a map, files of 1.5 MiB: each grows through several
+    // steps (64 KiB doubling to 1 MiB, then a last one to 1.5 MiB) before
+    // it is sealed.
     let (sync, max_file) = match write_map {
         true => (SyncMode::None, 3 << 19),
         false => (SyncMode::Always, MAX_FILE),

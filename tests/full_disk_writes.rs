@@ -153,8 +153,9 @@ fn a_failed_interval_flush_fails_the_handle() {
     assert_eq!(ok(db.get(b"b"), "get b"), Some(vec![2u8; 100]));
 }
 
-/// Written through its map, the active file grows 1 MiB at a time with
-/// `fallocate`, and near a full disk by the pages a record needs: the disk
+/// Written through its map, the active file grows with `fallocate` in
+/// steps (64 KiB doubling to 1 MiB), and near a full disk by the pages a
+/// record needs: the disk
 /// fills to its last page, and the put whose record does not fit fails
 /// with an error naming the file (a store into the map past the file's
 /// end would raise SIGBUS instead), having written nothing; every put
@@ -169,7 +170,7 @@ fn a_write_map_put_fails_where_the_file_cannot_grow() {
     let mut bytes = FILE_HEADER + record(&key(0));
     let file = data_files(dir.path()).pop().unwrap();
     let grown = std::fs::metadata(&file).unwrap().len();
-    assert_eq!(grown, 1 << 20, "the first step of the preallocation");
+    assert_eq!(grown, 64 << 10, "the first step of the preallocation");
     // Two pages and a bit past the first step: room for 9 more records,
     // not a step; not on a page (`ulimit -f` counts KiB), which a record
     // may end past where it still fits under the limit.

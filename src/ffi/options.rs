@@ -469,14 +469,14 @@ pub extern "C" fn bc_options_set_mmap(opts: *mut bc_options, mmap: bool) -> bc_s
 /// against that). Set false to write through the write buffer instead:
 /// faster puts of small values (3.4 M/s of 100-byte values against
 /// 2.6 M/s here), at the cost of losing what the buffer holds to a crash
-/// of the process. The file grows ahead of the writes in 1 MiB steps with
-/// fallocate(2) (near a full disk, by the pages a record needs), so a full
-/// disk fails the put whose record finds no room with BC_IO (nothing of
-/// it written) rather than raising SIGBUS, and is cut back to its records
-/// when it is sealed (rotation, bc_close); until then it holds up to
-/// 1 MiB more on disk than bc_stats.total_bytes counts. After a
-/// crash the newest file (and a file not yet sealed) ends in up to 1 MiB
-/// of zeros, which the next open cuts off with any torn record (bc_stats:
+/// of the process. The file grows ahead of the writes in steps (64 KiB
+/// first, doubling to 1 MiB) with fallocate(2) (near a full disk, by the
+/// pages a record needs), so a full disk fails the put whose record finds
+/// no room with BC_IO (nothing of it written) rather than raising SIGBUS,
+/// and is cut back to its records when it is sealed (rotation,
+/// bc_close); until then it holds up to a step more on disk than
+/// bc_stats.total_bytes counts. After a crash the newest file (and a file
+/// not yet sealed) ends in up to a step of zeros, which the next open cuts off with any torn record (bc_stats:
 /// recovered_bytes_dropped counts them, and recovered_zero_bytes tells
 /// them apart).
 ///
