@@ -101,19 +101,25 @@ const FIRST_STEP: u64 = 64 << 10;
 /// which allocate anew at writeback, nor on those not known here (overlay,
 /// network and FUSE filesystems pass the call on to what may be either).
 fn reserves_blocks(file: &File) -> bool {
+    filesystem(file).is_some_and(reserving_filesystem)
+}
+
+/// The magic number of `file`'s filesystem (`statfs.f_type`).
+fn filesystem(file: &File) -> Option<u64> {
     let mut st = std::mem::MaybeUninit::<libc::statfs>::zeroed();
     // SAFETY: fstatfs fills the struct we own from a descriptor we own.
     if unsafe { libc::fstatfs(file.as_raw_fd(), st.as_mut_ptr()) } != 0 {
-        return false;
+        return None;
     }
     // SAFETY: zeroed, then filled by a successful fstatfs.
     let f_type = unsafe { st.assume_init() }.f_type;
     // (i32 on 32-bit targets: the magic numbers are 32 bits.)
     #[allow(clippy::unnecessary_cast)]
-    reserving_filesystem(f_type as i64 as u64 & 0xffff_ffff)
+    Some(f_type as i64 as u64 & 0xffff_ffff)
 }
 
 /// The soft file size limit (RLIMIT_FSIZE) in bytes.
+#[allow(clippy::unnecessary_cast)] // rlim_t is u32 on some 32-bit targets
 fn file_size_limit() -> u64 {
     let mut r = libc::rlimit {
         rlim_cur: 0,
@@ -125,10 +131,7 @@ fn file_size_limit() -> u64 {
     {
         return u64::MAX;
     }
-    // (u32 on some 32-bit targets.)
-    #[allow(clippy::unnecessary_cast)]
-    let limit = r.rlim_cur as u64;
-    limit
+    r.rlim_cur as u64
 }
 
 /// Nanoseconds since the first call: a clock for `DataFile::last_step`.
@@ -145,11 +148,12 @@ pub fn dir_reserves_blocks(dir: &Path) -> bool {
     File::open(dir).is_ok_and(|d| reserves_blocks(&d))
 }
 
+const EXT4: u64 = 0xEF53; // ext2, ext3 and ext4 share it
+const XFS: u64 = 0x5846_5342;
+const TMPFS: u64 = 0x0102_1994;
+
 /// `reserves_blocks` by the filesystem's magic number (`statfs.f_type`).
 fn reserving_filesystem(f_type: u64) -> bool {
-    const EXT4: u64 = 0xEF53; // ext2, ext3 and ext4 share it
-    const XFS: u64 = 0x5846_5342;
-    const TMPFS: u64 = 0x0102_1994;
     matches!(f_type, EXT4 | XFS | TMPFS)
 }
 
@@ -559,23 +563,24 @@ impl DataFile {
             }
         };
         // Near a full disk, a whole step may not fit where the record's
-        // own pages still do: the disk fills to its last page, as it does
+        // own pages (`fit`, within the file size limit where the record
+        // is) still do: the disk fills to its last page, as it does
         // without the map. (A step past the file size limit would raise
         // SIGXFSZ, which kills by default, before any fallback: it stops at
         // the limit.)
-        // The record's own pages, within the limit where the record is.
         let limit = file_size_limit();
         let fit = upto(PAGE).min(limit.max(end));
         let grow = have.clamp(FIRST_STEP, PREALLOCATE) / PAGE * PAGE;
         let step = upto(grow).min((limit / PAGE * PAGE).max(fit));
-        let got = allocate(step).or_else(|e| match e.raw_os_error() {
-            Some(libc::EOPNOTSUPP | libc::ENOSYS) => Err(e),
-            _ if fit < step => allocate(fit),
-            _ => Err(e),
+        let unsupported =
+            |e: &io::Error| matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::ENOSYS));
+        let got = allocate(step).or_else(|e| match fit < step && !unsupported(&e) {
+            true => allocate(fit),
+            false => Err(e),
         });
         let want = match got {
             Ok(want) => want,
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::ENOSYS)) => {
+            Err(e) if unsupported(&e) => {
                 self.preallocated.store(0, Ordering::Relaxed);
                 return Ok(false);
             }
@@ -947,10 +952,7 @@ mod tests {
                 libc::MADV_POPULATE_WRITE,
             )
         } == 0;
-        let mut st = std::mem::MaybeUninit::<libc::statfs>::zeroed();
-        // SAFETY: fstatfs fills the struct we own; read only if it did.
-        let tmpfs = unsafe { libc::fstatfs(probe.as_raw_fd(), st.as_mut_ptr()) } == 0
-            && unsafe { st.assume_init() }.f_type == 0x0102_1994;
+        let tmpfs = filesystem(&probe) == Some(TMPFS);
         let ok = page == 4096 && known && !tmpfs;
         if !ok {
             eprintln!("dirty pages not observable (page {page}, populate {known}, tmpfs {tmpfs}): skipped");

@@ -16,10 +16,12 @@
 use std::fs::File;
 use std::os::unix::io::AsRawFd;
 
-/// The page the map's advice (`drop_pages`, `populate`) works in, and the
-/// step a file written through a map is rounded to (a multiple of every
-/// page size Linux uses on x86-64; elsewhere the advice may be refused,
-/// which only costs speed).
+/// A page, 4 KiB: the unit the map's advice (`drop_pages`, `populate`)
+/// works in and a file written through a map is rounded to (the page size
+/// of x86-64; where pages are larger the advice may be refused, which only
+/// costs speed), and the unit in which recovery expects unsynced appends
+/// to reach the disk, in any order (it divides every page size Linux
+/// uses).
 pub(crate) const PAGE: u64 = 4096;
 
 /// One `mmap(MAP_SHARED)` of a file, read-only or writable, unmapped on

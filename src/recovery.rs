@@ -9,6 +9,7 @@
 use crate::datafile::{self, sync_dir};
 use crate::error::{reserve, Error, Result, Status};
 use crate::format::{self, RecordHeader, FILE_HEADER_LEN, RECORD_HEADER_LEN};
+use crate::mmap::PAGE;
 use std::cell::Cell;
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -398,10 +399,6 @@ pub fn written_since(r: &mut FileReader, off: u64) -> Result<bool> {
     Ok(matches!(probe(r, off)?, Probe::Record(_)))
 }
 
-/// Filesystem pages: the unit in which unsynced appends reach the disk,
-/// in any order (4 KiB divides every page size Linux uses).
-const PAGE: u64 = 4096;
-
 /// Whether bytes `from..to` of the file are all zero.
 fn zeros(r: &mut FileReader, from: u64, to: u64) -> Result<bool> {
     Ok(r.bytes(from, (to - from) as usize)?
@@ -681,20 +678,13 @@ pub fn header_bit_rot(r: &mut FileReader) -> Result<bool> {
 /// (a power loss can keep a file's size but not its data). Either way it
 /// holds no record.
 pub fn check_header(r: &mut FileReader) -> Result<bool> {
-    let path = r.path.clone();
-    // The header alone first: a window here would read a megabyte of every
-    // data file at open, even those whose hint then serves the keydir.
-    if let Some(h) = r.head()? {
-        if h != [0; FILE_HEADER_LEN as usize] {
-            return format::check_file_header(&h, &format::DATA_MAGIC, &path).map(|_| true);
-        }
-    }
-    if all_zero(r)? {
-        return Ok(false);
-    }
-    match r.bytes(0, FILE_HEADER_LEN as usize)? {
+    // The header alone (a window here would read a megabyte of every data
+    // file at open, even those whose hint then serves the keydir); the
+    // rest of the file only when the header is zeros.
+    match r.head()? {
         None => Ok(false),
-        Some(h) => format::check_file_header(h, &format::DATA_MAGIC, &path).map(|_| true),
+        Some(h) if h == [0; FILE_HEADER_LEN as usize] && all_zero(r)? => Ok(false),
+        Some(h) => format::check_file_header(&h, &format::DATA_MAGIC, &r.path).map(|_| true),
     }
 }
 
