@@ -10,8 +10,8 @@
  *   disk refused is lost, as the header says), and the put that failed
  *   stored nothing;
  * - BC_SYNC_NONE with the write map: the disk fills to its last pages (the
- *   map's 1 MiB preallocation step does not fit under the limit; the
- *   record's own pages do), and every acknowledged key is there, exactly.
+ *   preallocation steps stop at the limit), and every acknowledged key is
+ *   there, exactly.
  * And an open that cannot write the hint of a file it scans (the hint is
  * larger than the limit) still opens, from a second scan, and serves every
  * key; the next open without the limit writes the hint. */

@@ -69,6 +69,8 @@ static void test_write_map_falls_back_to_the_buffer(void) {
     CHECK_MSG(atomic_load(&fallocate_calls) == 1,
               "fallocate asked %d times for one data file: the fallback did not stay",
               atomic_load(&fallocate_calls));
+    CHECK_MSG(get_stats(db).writes_through_map == 0,
+              "bc_stats.writes_through_map says the map after the fallback");
     CHECK_STATUS(bc_sync(db), BC_OK);
     CHECK_MSG(count_files_with_suffix(dir, ".data", NULL, NULL) == 1, "expected one data file");
     CHECK_MSG(stat(data, &sb) == 0, "stat %s: %s", data, strerror(errno));

@@ -526,8 +526,6 @@ static int visible(int version, uint32_t expiry, uint32_t clock) {
     return expiry != 0 && expiry <= clock ? 0 : version;
 }
 
-/* Writes snapshot `sn` out as directory `dir`, opens it (no repair) and
- * checks every key against what was acknowledged. */
 static int ends_with(const char *s, const char *suffix) {
     size_t n = strlen(s), k = strlen(suffix);
     return n >= k && strcmp(s + n - k, suffix) == 0;
@@ -541,6 +539,8 @@ static int zeros_end_data(const struct snapshot *sn) {
     return 0;
 }
 
+/* Writes snapshot `sn` out as directory `dir`, opens it (no repair) and
+ * checks every key against what was acknowledged. */
 static void check_snapshot(const struct snapshot *sn, const char *dir) {
     bc_db *db;
     bc_stats stats;

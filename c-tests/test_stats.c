@@ -5,6 +5,8 @@
  * read-only handles. */
 #include "check.h"
 
+#include <sys/statfs.h>
+
 #include <stddef.h>
 
 #define PATTERN 0xAB
@@ -232,6 +234,14 @@ static void test_writes_through_map(void) {
         close_db(db);
     }
     printf("  writes through the map here: %s\n", write_map_here() ? "yes" : "no");
+    /* The default, where it applies: 64-bit, on ext4, XFS or tmpfs (so
+     * that the tests which skip elsewhere do not skip here unseen). */
+    {
+        struct statfs fs;
+        long t = statfs(make_temp_dir(), &fs) == 0 ? (long)fs.f_type : 0;
+        if (sizeof(void *) == 8 && (t == 0xEF53 || t == 0x58465342 || t == 0x01021994))
+            CHECK_MSG(write_map_here(), "the default writes through the buffer on ext4/XFS/tmpfs");
+    }
 }
 
 static void test_byte_accounting(void) { byte_accounting(false); }

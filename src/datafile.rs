@@ -990,6 +990,31 @@ mod tests {
         );
     }
 
+    /// A file grows 64 KiB first, then doubles up to 1 MiB steps
+    /// (FORMAT.md), so that a small database takes little disk ahead.
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn preallocation_steps_double_from_64_kib_to_1_mib() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(f) = mapped_file(dir.path()) else {
+            return;
+        };
+        let mut lens: Vec<u64> = Vec::new();
+        while f.len() < 3 << 20 {
+            f.append_mapped(1000, |r| r.fill(3)).unwrap().unwrap();
+            let on_disk = fs::metadata(&f.path).unwrap().len();
+            if lens.last() != Some(&on_disk) {
+                lens.push(on_disk);
+            }
+        }
+        let k = 1u64 << 10;
+        let m = 1u64 << 20;
+        assert_eq!(
+            lens,
+            [64 * k, 128 * k, 256 * k, 512 * k, m, 2 * m, 3 * m, 4 * m]
+        );
+    }
+
     /// A writer that fills its steps slowly gets them faulted in clean: a
     /// page dirtied ahead is written out as zeros by writeback before its
     /// records reach it. One that fills a step within a second gets the

@@ -242,11 +242,6 @@ fn no_hint_vouches_for_a_file_after_a_failed_fsync() {
     );
 }
 
-/// Back-pressure seals a newer retired file on the writer's thread while an
-/// older one waits in the queue of a worker stuck in an fsync. merge_selected sees only
-/// sealed files, so it thinks every file older than the newer one is an
-/// input and drops its tombstone; the older, unsealed file still holds the
-/// deleted value, which comes back at the next open. No crash involved.
 /// Files of 4 KiB and at most 4 open descriptors (so that retired files
 /// reach the back-pressure bound soon), with the worker set to stall in
 /// its first fsync until released.
@@ -258,6 +253,11 @@ fn stalled_worker_opts() -> bitcask::Options {
     }
 }
 
+/// Back-pressure seals a newer retired file on the writer's thread while an
+/// older one waits in the queue of a worker stuck in an fsync. merge_selected sees only
+/// sealed files, so it thinks every file older than the newer one is an
+/// input and drops its tombstone; the older, unsealed file still holds the
+/// deleted value, which comes back at the next open. No crash involved.
 #[test]
 fn merge_keeps_tombstones_while_an_older_file_waits_to_be_sealed() {
     let _turn = serial();

@@ -704,3 +704,9 @@ fn concurrent_readers_writers_merges_write_map() {
 fn concurrent_sync_always() {
     concurrent(SyncMode::Always, true, 800);
 }
+
+/// Group commit of records written through the write buffer.
+#[test]
+fn concurrent_sync_always_write_buffer() {
+    concurrent(SyncMode::Always, false, 800);
+}
