@@ -681,13 +681,16 @@ static void run_workload(int32_t mode, uint32_t interval_ms, int partial, bool w
                   (unsigned long long)completed, merges);
     CHECK_MSG(torn_files > nsnaps / 10, "only %d files were given unsynced bytes", torn_files);
     CHECK_MSG(unlinks_persisted > 0, "no unlink reached the disk before a directory fsync");
-    /* (BC_SYNC_ALWAYS leaves hardly any unsynced bytes behind.) */
-    if (mode != BC_SYNC_ALWAYS) CHECK_MSG(lost_pages > 0, "no file lost a page before later ones");
     printf("mode %d%s%s: %d power-loss instants checked, %d files with unsynced bytes (%d with a "
            "page lost before later ones), %d names dropped by unlinks that reached the disk "
            "before a directory fsync, %llu merges\n",
-           (int)mode, partial ? " (partial merges, TTLs)" : "", write_map ? "" : " (write buffer)", nsnaps, torn_files, lost_pages,
-           unlinks_persisted, (unsigned long long)completed);
+           (int)mode, partial ? " (partial merges, TTLs)" : "", write_map ? "" : " (write buffer)",
+           nsnaps, torn_files, lost_pages, unlinks_persisted, (unsigned long long)completed);
+    /* (BC_SYNC_ALWAYS leaves hardly any unsynced bytes behind; so does the
+     * write buffer under valgrind, whose interval flushes then seldom
+     * cross a page: one run of 5 there saw no lost page.) */
+    if (mode != BC_SYNC_ALWAYS && (write_map || !under_valgrind()))
+        CHECK_MSG(lost_pages > 0, "no file lost a page before later ones");
     for (i = 0; i < nsnaps; i++) {
         char sub[4096 + 16];
         /* Under valgrind, every fourth instant (and the last, and those
@@ -698,7 +701,7 @@ static void run_workload(int32_t mode, uint32_t interval_ms, int partial, bool w
         check_snapshot(&snaps[i], sub);
     }
     printf("  %d instants with unwritten zeros ending a data file\n", zero_tails);
-    if (mode != BC_SYNC_ALWAYS)
+    if (mode != BC_SYNC_ALWAYS && (write_map || !under_valgrind()))
         CHECK_MSG(zero_tails > 0, "no data file ended in unwritten zeros: the zero count went unchecked");
     free_snapshots();
 }
