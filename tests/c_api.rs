@@ -325,7 +325,7 @@ c_tests!(
     test_lock,
     test_merge,
     test_merge_policy,
-    test_no_fallocate,
+    test_fallocate,
     test_options,
     test_power_loss,
     test_readonly,
