@@ -80,19 +80,23 @@ pub enum Mapped {
     ForReads(u64),
     /// Writable, this many bytes: appends copy records into it too (where
     /// the filesystem reserves `fallocate`d blocks). With `dirty_ahead`,
-    /// the pages of a step a fast writer will fill are faulted in for
-    /// writing at once (see `Map::populate`): for a handle that does not
-    /// fsync as it goes, which would write them out as zeros first.
+    /// the pages ahead of a fast writer's records are faulted in for
+    /// writing (see `Map::populate`): for a handle that does not fsync as
+    /// it goes, which would write them out as zeros first.
     ForWrites { len: u64, dirty_ahead: bool },
 }
 
 /// The step in which a file written through its map grows: each step is
-/// one `fallocate` and one request to fault its pages in.
+/// one `fallocate`.
 const PREALLOCATE: u64 = 1 << 20;
 
 /// The first step: a file grows to 64 KiB, then doubles up to the full
 /// step, so that a database that holds little takes little disk ahead.
 const FIRST_STEP: u64 = 64 << 10;
+
+/// The pages faulted in ahead of the records at a time (see
+/// `populate_ahead`): one put in about 240 of 100 bytes pays for 8 pages.
+const POPULATE_CHUNK: u64 = 32 << 10;
 
 /// Whether `fallocate` on `file`'s filesystem reserves the blocks that
 /// stores into the map later fill, so that a full disk fails the
@@ -207,6 +211,10 @@ pub struct DataFile {
     /// When the last preallocation step was taken (`elapsed_ns`; MAX:
     /// none yet).
     last_step: AtomicU64,
+    /// Where the pages faulted in ahead of the records end, and whether
+    /// the current step's are faulted in writable (dirtied ahead).
+    populated: AtomicU64,
+    populate_writable: AtomicBool,
     /// Bytes known to be on stable storage (active file; group commit).
     synced: AtomicU64,
     /// Set once the file is immutable and fully synced.
@@ -329,6 +337,8 @@ impl DataFile {
             mapped_from: AtomicU64::new(0),
             dirty_ahead: false,
             last_step: AtomicU64::new(u64::MAX),
+            populated: AtomicU64::new(0),
+            populate_writable: AtomicBool::new(false),
             synced: AtomicU64::new(len),
             sealed: AtomicBool::new(sealed),
             dir: None,
@@ -509,9 +519,10 @@ impl DataFile {
             return Ok(None);
         }
         debug_assert!(tail.pending.is_empty());
-        if !self.preallocate(map, at, end)? {
+        if !self.preallocate(map, end)? {
             return Ok(None);
         }
+        self.populate_ahead(map, at, end);
         // SAFETY: `preallocate` made the file reach `end`; the bytes from
         // `at` on are past every published record (`flushed`), so no
         // reader holds a reference to them, and this writer (under the
@@ -526,18 +537,15 @@ impl DataFile {
 
     /// Grows the file so that it reaches `end`, a step at a time (it
     /// doubles from `FIRST_STEP` up to `PREALLOCATE`; to the page `end` is
-    /// in when a step finds no room), and
-    /// faults the new pages in. A filesystem without `fallocate`
+    /// in when a step finds no room). A filesystem without `fallocate`
     /// stops the file's writes through the map (false: the buffer takes
     /// over); any other failure (a full disk) is the put's error, with
     /// nothing written.
-    /// The pages written before `at` leave the map at each step.
-    fn preallocate(&self, map: &Map, at: u64, end: u64) -> Result<bool> {
+    fn preallocate(&self, map: &Map, end: u64) -> Result<bool> {
         let have = self.preallocated.load(Ordering::Relaxed);
         if end <= have {
             return Ok(true);
         }
-        self.drop_written_pages(map, at);
         // Steps end on a page, and the last may be cut short by the map's
         // end, rounded to a page (docs/FORMAT.md).
         let upto = |step: u64| {
@@ -596,9 +604,34 @@ impl DataFile {
         let now = elapsed_ns();
         let last = self.last_step.swap(now, Ordering::Relaxed);
         let fast = last != u64::MAX && now.saturating_sub(last) < 1_000_000_000;
-        map.populate(have, want - have, self.dirty_ahead && fast);
+        let dirty = self.dirty_ahead && fast;
+        if self.populate_writable.swap(dirty, Ordering::Relaxed) != dirty {
+            map.read_ahead(!dirty);
+        }
         self.preallocated.store(want, Ordering::Relaxed);
         Ok(true)
+    }
+
+    /// Faults in the pages ahead of a record that ends at `end`, a
+    /// `POPULATE_CHUNK` at a time, and drops the written pages before
+    /// `at` from the map. In chunks, not a step at once: a 1 MiB step's
+    /// pages took the put that crossed into it about a millisecond.
+    fn populate_ahead(&self, map: &Map, at: u64, end: u64) {
+        let from = self.populated.load(Ordering::Relaxed);
+        if end <= from {
+            return;
+        }
+        self.drop_written_pages(map, at);
+        let from = from.max(at / PAGE * PAGE);
+        let to = (end.div_ceil(POPULATE_CHUNK) * POPULATE_CHUNK)
+            .min(self.preallocated.load(Ordering::Relaxed))
+            .max(end);
+        map.populate(
+            from,
+            to - from,
+            self.populate_writable.load(Ordering::Relaxed),
+        );
+        self.populated.store(to, Ordering::Relaxed);
     }
 
     /// Appends one record of `len` bytes to the buffer and returns its
@@ -800,6 +833,9 @@ impl DataFile {
         // by one.
         self.drop_written_pages(map, len.div_ceil(PAGE) * PAGE);
         self.preallocated.store(0, Ordering::Relaxed);
+        if self.populate_writable.swap(false, Ordering::Relaxed) {
+            map.read_ahead(true);
+        }
         // By the file's own length, not `preallocated`: an fallocate that
         // failed part way (ENOSPC), or a filesystem that stopped taking
         // them, may have left it longer. Without a descriptor another
@@ -1015,10 +1051,14 @@ mod tests {
         );
     }
 
-    /// A writer that fills its steps slowly gets them faulted in clean: a
-    /// page dirtied ahead is written out as zeros by writeback before its
-    /// records reach it. One that fills a step within a second gets the
-    /// next one dirtied ahead (faster puts).
+    /// A writer that fills its steps slowly gets the pages ahead of its
+    /// records faulted in clean: a page dirtied ahead is written out as
+    /// zeros by writeback before its records reach it. One that fills a
+    /// step within a second gets them dirtied ahead in the next one
+    /// (faster puts). The decision is read from the file; the dirty bytes
+    /// show that a chunk was dirtied ahead, but not that pages faulted in
+    /// clean stay clean (the kernel counts whole folios, written pages
+    /// and pages ahead alike).
     #[test]
     #[cfg(target_pointer_width = "64")]
     fn only_a_fast_writer_dirties_pages_ahead() {
@@ -1034,26 +1074,58 @@ mod tests {
                 f.append_mapped(1000, |r| r.fill(2)).unwrap().unwrap();
             }
         };
+        let dirtied_ahead = || f.populate_writable.load(Ordering::Relaxed);
         // The first step: no writer speed known yet.
         f.append_mapped(100, |r| r.fill(1)).unwrap().unwrap();
         let first = dirty_bytes(&f);
-        assert!(first < 64 << 10, "{first} bytes dirty after one record");
-        // Fill the step at once: the next one is dirtied ahead.
+        assert!(
+            !dirtied_ahead() && first < 64 << 10,
+            "{first} bytes dirty after one record"
+        );
+        // Fill the step at once: the next one is dirtied ahead, a chunk at
+        // a time.
         fill_to(PREALLOCATE + 1000);
         let second = dirty_bytes(&f);
         assert!(
-            second > PREALLOCATE / 2,
-            "{second} bytes dirty in a step filled at once"
+            dirtied_ahead(),
+            "not dirtied ahead after a step filled at once"
+        );
+        assert!(
+            second >= POPULATE_CHUNK + PAGE,
+            "{second} bytes dirty in a step after one filled at once"
         );
         // Fill that one slowly: the third is faulted in clean.
         fill_to(2 * PREALLOCATE - 1000);
         std::thread::sleep(std::time::Duration::from_millis(1100));
         fill_to(2 * PREALLOCATE + 1000);
-        let third = dirty_bytes(&f);
-        assert!(
-            third < 64 << 10,
-            "{third} bytes dirty in a step after a slow one"
-        );
+        assert!(!dirtied_ahead(), "dirtied ahead after a slow step");
+    }
+
+    /// The written pages leave the map as the writer moves on, fast or
+    /// slow: the map holds about a chunk ahead and a page behind, not
+    /// the file (RSS that `top` charges to the program).
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn the_map_keeps_few_pages_behind_a_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(f) = mapped_file(dir.path()) else {
+            return;
+        };
+        for slow in [false, true] {
+            let end = f.len() + 3 * PREALLOCATE;
+            while f.len() < end {
+                f.append_mapped(100, |r| r.fill(2)).unwrap().unwrap();
+                if slow {
+                    // As if every step came more than a second after the last.
+                    f.last_step.store(u64::MAX, Ordering::Relaxed);
+                }
+            }
+            let resident = smaps_bytes(&f, &["Rss"]);
+            assert!(
+                resident <= 4 * POPULATE_CHUNK,
+                "{resident} bytes of the map resident after 3 MiB, slow {slow}"
+            );
+        }
     }
 
     #[test]
