@@ -229,11 +229,13 @@ impl Inner {
             }
             // A file name is never used twice (docs/FORMAT.md): new ids
             // start above the newest sealed file, so a merge that deletes it
-            // and writes nothing above it leaves an empty output instead.
+            // and writes nothing above it leaves an empty output instead
+            // (above every id open saw: a torn creation it removed, newer
+            // than the newest sealed file, is on disk no more).
             // Else a later file would take the name of a deleted one, and a
             // read-only handle, which opens files by name when it first
             // reads them, would read the wrong file.
-            if next_id == newest + 1 && inputs.last().map(|f| f.id) == Some(newest) {
+            if next_id == newest + 1 && inputs.last().map(|f| f.id) == Some(newest_sealed) {
                 out = Some(self.new_output(next_id)?);
             }
             if let Some(o) = out.take() {

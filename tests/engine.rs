@@ -252,6 +252,38 @@ fn a_file_set_aside_keeps_its_name() {
     assert_ne!(names[0], name, "a new file took the set-aside file's name");
 }
 
+/// A torn creation (the newest file, no header reached the disk) removed
+/// at open lowers the largest id on disk. A merge that then deletes every
+/// file must still leave one above every id open saw: before, merge
+/// compared the deleted files with the torn creation's id, wrote nothing,
+/// and the next open reused the first file's name.
+#[test]
+fn a_torn_creation_removed_at_open_does_not_free_a_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(AtomicU32::new(100));
+    let o = common::with_clock(Options::default(), &clock);
+    let db = Db::open(dir.path(), o.clone()).unwrap();
+    db.put_ttl(b"k", b"old-value", 10).unwrap();
+    db.close().unwrap();
+    let first = data_files(dir.path());
+    assert_eq!(first.len(), 1);
+    std::fs::write(dir.path().join("0000000200000000.data"), b"").unwrap();
+    let db = Db::open(dir.path(), o.clone()).unwrap();
+    assert!(!dir.path().join("0000000200000000.data").exists());
+    // Everything expired: the merge copies nothing and deletes the file.
+    clock.store(200, Ordering::Relaxed);
+    db.merge().unwrap();
+    db.close().unwrap();
+    let db = Db::open(dir.path(), o).unwrap();
+    db.put(b"k", b"new-value").unwrap();
+    db.close().unwrap();
+    let now = data_files(dir.path());
+    assert!(
+        !now.iter().any(|n| first.contains(n)),
+        "a new file took the name of a deleted one: {now:?} (deleted: {first:?})"
+    );
+}
+
 /// A merge output never takes the id of a file repair set aside: that
 /// file is in no file table, so merge numbers its outputs above every id
 /// open saw. Before, a merge of expired records that deleted the newest
