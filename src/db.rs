@@ -151,7 +151,16 @@ impl Db {
     /// keydir from its data files.
     pub fn open(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
         opts.validate()?;
-        let inner = Arc::new(Inner::open(path.as_ref(), opts)?);
+        // A read-only open beside a writer may list a data file that the
+        // writer's merge deletes before it is read: the listing is taken
+        // again (a merge takes seconds; three in a row is no accident).
+        let mut attempts = 1;
+        let inner = loop {
+            match Inner::open(path.as_ref(), opts.clone()) {
+                Err(e) if e.is_vanished() && attempts < 3 => attempts += 1,
+                r => break Arc::new(r?),
+            }
+        };
         let worker = if inner.opts.read_only {
             None
         } else {
@@ -513,10 +522,20 @@ impl Inner {
     /// file holds nothing to load.
     fn check_data_file(&mut self, id: u64, newest: bool) -> Result<Option<Found>> {
         let path = self.dir.join(datafile::data_name(id));
+        let gone = |e: Option<Error>| match self.opts.read_only {
+            // A read-write handle holds the lock: the repair set it aside.
+            false => e.map_or(Ok(None), Err),
+            // Deleted by the writer's merge since the listing, and its
+            // records may be in a merge output the listing missed.
+            true => Err(Error::vanished(&path)),
+        };
         if !path.exists() {
-            return Ok(None); // set aside by repair
+            return gone(None);
         }
-        let mut r = FileReader::open(&path)?;
+        let mut r = match FileReader::open(&path) {
+            Err(e) if !path.exists() => return gone(Some(e)),
+            r => r?,
+        };
         // The data file's own header is checked even when a hint vouches
         // for its records: a hint never makes a foreign file acceptable.
         let has_header = match recovery::check_header(&mut r) {

@@ -78,6 +78,9 @@ pub struct Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+const VANISHED: &str = ": deleted while the database was being opened read-only (a merge by \
+    the process that writes it); open again";
+
 impl Error {
     pub fn new(status: Status, message: impl Into<String>) -> Error {
         Error {
@@ -112,6 +115,16 @@ impl Error {
             Status::NoMemory,
             format!("cannot allocate {len} bytes for {what}"),
         )
+    }
+
+    /// A data file that was deleted while a read-only handle was opening
+    /// (the writer's merge); `Db::open` lists the directory again.
+    pub(crate) fn vanished(path: &Path) -> Error {
+        Error::new(Status::Io, format!("{}{VANISHED}", path.display()))
+    }
+
+    pub(crate) fn is_vanished(&self) -> bool {
+        self.status == Status::Io && self.message.ends_with(VANISHED)
     }
 
     /// An I/O error while doing `what` on `path`; ENOSPC and friends keep

@@ -712,7 +712,13 @@ fn all_zero(r: &mut FileReader) -> Result<bool> {
 pub fn check_versions(dir: &Path, ids: &[u64]) -> Result<()> {
     for &id in ids {
         let path = dir.join(datafile::data_name(id));
-        let file = File::open(&path).map_err(|e| Error::io("opening", &path, e))?;
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            // Deleted since the listing (a read-only handle beside a
+            // merge): `check_data_file` judges it.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io("opening", &path, e)),
+        };
         let mut h = [0u8; FILE_HEADER_LEN as usize];
         match file.read_exact_at(&mut h, 0) {
             Ok(()) => {}
