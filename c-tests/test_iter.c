@@ -7,7 +7,9 @@
  * later skipped, keys added later unseen, values current), puts, deletes
  * and bc_merge while an iterator is open, empty values, read-only handles,
  * 10,000 keys (valgrind checks nothing leaks, also for a partly consumed
- * iterator), exact bc_count after puts, overwrites, deletes, reopen, merge. */
+ * iterator), exact bc_count after puts, overwrites, deletes, reopen, merge,
+ * and an iterator that outlives its database's bc_close: its calls fail
+ * with BC_INVALID_ARGUMENT, outputs untouched, and call the clock no more. */
 #include "check.h"
 
 #define CHECK_COUNT(db, expected)                                                         \
@@ -566,6 +568,52 @@ static void test_count_exact(void) {
     close_db(db);
 }
 
+static int g_clock_calls;
+
+static uint32_t counting_clock(void *ctx) {
+    (void)ctx;
+    g_clock_calls++;
+    return 1000;
+}
+
+/* The iterator's next key and value, if it read on after bc_close, would
+ * come from a database another handle now changes, and the clock it calls
+ * is the caller's, whose context may be gone. */
+static void test_an_iterator_fails_after_close(void) {
+    const char *dir = make_temp_dir();
+    bc_options *o = make_opts(0, 0, 0);
+    const uint8_t *k = NULL, *ksent = (const uint8_t *)"sentinel";
+    uint8_t vsent, *v = &vsent;
+    size_t kl = 4321, vl = 4321;
+    bc_iter *it;
+    bc_db *db, *db2;
+    CHECK_STATUS(bc_options_set_clock(o, counting_clock, NULL), BC_OK);
+    db = open_db(dir, o);
+    CHECK_STATUS(bc_put(db, K("a"), V("1")), BC_OK);
+    CHECK_STATUS(bc_put_ttl(db, K("b"), V("2"), 60), BC_OK);
+    CHECK_STATUS(bc_put(db, K("c"), V("3")), BC_OK);
+    it = new_iter(db, NULL, 0);
+    CHECK_NEXT(it, "a", 1);
+    CHECK_VALUE(it, "1", 1);
+    close_db(db);
+
+    /* Another handle changes what the iterator would read next. */
+    db2 = open_db(dir, o);
+    CHECK_STATUS(bc_delete(db2, K("b")), BC_OK);
+    close_db(db2);
+    g_clock_calls = 0;
+
+    k = ksent;
+    CHECK_STATUS(bc_iter_next(it, &k, &kl), BC_INVALID_ARGUMENT);
+    CHECK_STR_CONTAINS(bc_last_error(), "closed");
+    CHECK_MSG(k == ksent && kl == 4321, "bc_iter_next failed but wrote its outputs");
+    CHECK_STATUS(bc_iter_value(it, &v, &vl), BC_INVALID_ARGUMENT);
+    CHECK_MSG(v == &vsent && vl == 4321, "bc_iter_value failed but wrote its outputs");
+    CHECK_MSG(g_clock_calls == 0, "the clock was called %d times after bc_close", g_clock_calls);
+    bc_iter_free(it);
+    bc_options_free(o);
+}
+
 int main(int argc, char **argv) {
     check_init(argc, argv);
     RUN(test_null_arguments);
@@ -575,5 +623,6 @@ int main(int argc, char **argv) {
     RUN(test_writes_and_merge_while_open);
     RUN(test_many_keys);
     RUN(test_count_exact);
+    RUN(test_an_iterator_fails_after_close);
     return check_finish();
 }

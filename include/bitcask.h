@@ -46,10 +46,12 @@
 /**
  * The OS decides when data reaches the disk. A process crash loses nothing
  * acknowledged while the active file is written through its map
- * (bc_options_set_write_map, the default on 64-bit targets), else what is
- * still in the library's write buffer (256 KiB unless set with
- * bc_options_set_write_buffer); a power loss loses what is in the page
- * cache.
+ * (bc_options_set_write_map: the default on 64-bit targets where the
+ * directory is on ext4, XFS or tmpfs; bc_stats.writes_through_map says
+ * whether it is), else what is still in the library's write buffer
+ * (256 KiB unless set with bc_options_set_write_buffer: on btrfs, ZFS,
+ * overlayfs, NFS, FUSE and 32-bit targets); a power loss loses what is in
+ * the page cache.
  */
 #define BC_SYNC_NONE 0
 
@@ -173,7 +175,10 @@ typedef struct bc_db bc_db;
 /**
  * An iterator over the keys of a database. Opaque; made by bc_iter_new,
  * freed by bc_iter_free. It belongs to one thread at a time. Free it
- * before closing its database.
+ * before closing its database: after bc_close, bc_iter_next and
+ * bc_iter_value fail with BC_INVALID_ARGUMENT (reading nothing, calling
+ * no clock), and until bc_iter_free the iterator keeps the closed
+ * handle's memory and open files.
  */
 typedef struct bc_iter bc_iter;
 
@@ -346,7 +351,9 @@ const char *bc_last_error(void);
  *             call only (free them whenever you like afterwards).
  * @param[out] out  receives the handle, owned by the caller until
  *             bc_close. Written only on BC_OK.
- * @return BC_OK; BC_INVALID_ARGUMENT (NULL path or out, empty path);
+ * @return BC_OK; BC_INVALID_ARGUMENT (NULL path or out, empty path,
+ *         options that do not fit together: merge thresholds above their
+ *         triggers);
  *         BC_IO (missing directory without create_if_missing, permission,
  *         disk errors, the system refused a thread); BC_LOCKED (another
  *         read-write handle holds the directory: the message names its
@@ -371,7 +378,8 @@ bc_status bc_open(const char *path, const struct bc_options *opts, struct bc_db 
  * frees the handle. NULL is a no-op returning BC_OK.
  *
  * @param[in] db the handle; it is freed whatever the result, and must not
- *            be used again nor be in use by another thread.
+ *            be used again nor be in use by another thread. Free its
+ *            iterators first: one that outlives it fails (see bc_iter).
  * @return BC_OK; BC_IO if the final flush or sync failed, or the handle
  *         failed earlier (a failed sync: the data written since the last
  *         successful sync may be lost, and close neither flushes nor
@@ -431,8 +439,9 @@ bc_status bc_put_ttl(struct bc_db *db,
  *
  * @param[out] val  receives a buffer owned by the caller, to be released
  *             with bc_free(val, vlen) (never with free()). For an empty
- *             value *vlen is 0 and *val is a non-NULL pointer that must not
- *             be read; passing it to bc_free is harmless.
+ *             value *vlen is 0 and *val is a valid, non-NULL address
+ *             (the same for every empty value) that must not be read;
+ *             passing it to bc_free is harmless.
  * @param[out] vlen receives the value length.
  *             Both are written only on BC_OK.
  * @return BC_OK; BC_NOT_FOUND (absent or expired; not an error);
@@ -600,7 +609,7 @@ bc_status bc_iter_new(struct bc_db *db, const uint8_t *prefix, size_t plen, stru
  *             bc_iter_free on it. Written only on BC_OK.
  * @param[out] klen receives the key length. Written only on BC_OK.
  * @return BC_OK; BC_NOT_FOUND at the end; BC_INVALID_ARGUMENT (NULL it,
- *         key or klen).
+ *         key or klen, or its database was closed).
  * Not thread-safe: one thread per iterator.
  */
 bc_status bc_iter_next(struct bc_iter *it, const uint8_t **key, size_t *klen);
@@ -611,7 +620,8 @@ bc_status bc_iter_next(struct bc_iter *it, const uint8_t **key, size_t *klen);
  * @param[out] val  receives a copy, released with bc_free(val, vlen).
  * @param[out] vlen receives its length. Both written only on BC_OK.
  * @return BC_OK; BC_NOT_FOUND (the key was deleted or expired since, or
- *         the iterator is not on a key); BC_INVALID_ARGUMENT; BC_CORRUPTION;
+ *         the iterator is not on a key); BC_INVALID_ARGUMENT (NULL it,
+ *         val or vlen, or its database was closed); BC_CORRUPTION;
  *         BC_IO; BC_NO_MEMORY (no room for the copy, or, where the data
  *         file is read rather than mapped, for the record).
  * Not thread-safe: one thread per iterator.

@@ -103,6 +103,8 @@ pub(crate) struct Inner {
     /// Whether this handle has made an active file (after which `Stats`
     /// asks the files themselves).
     made_active: AtomicBool,
+    /// Set by close: an iterator that outlives its handle reads no more.
+    closed: AtomicBool,
     pub(crate) merges: AtomicU64,
     /// Open data file descriptors, and the tick that orders their use.
     open_fds: Arc<AtomicUsize>,
@@ -357,6 +359,7 @@ impl Inner {
                 && matches!(opts.active_mapping(), Mapped::ForWrites { .. })
                 && datafile::dir_reserves_blocks(dir),
             made_active: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
             merges: AtomicU64::new(0),
             open_fds: Arc::new(AtomicUsize::new(0)),
             fd_tick: AtomicU64::new(0),
@@ -925,6 +928,18 @@ impl Inner {
         self.next_fnum.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// Fails once the handle is closed: for an iterator that outlived it
+    /// (it would read a database another handle may be changing, and
+    /// call a clock whose owner may have freed it).
+    pub(crate) fn check_open(&self) -> Result<()> {
+        match self.closed.load(Ordering::Acquire) {
+            false => Ok(()),
+            true => Err(Error::invalid(
+                "the iterator's database was closed: free the iterator",
+            )),
+        }
+    }
+
     pub(crate) fn now(&self) -> u32 {
         (self.opts.clock)()
     }
@@ -1327,6 +1342,7 @@ impl Inner {
     }
 
     fn close(&self) -> Result<()> {
+        self.closed.store(true, Ordering::Release);
         if self.opts.read_only {
             return Ok(());
         }

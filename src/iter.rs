@@ -3,7 +3,8 @@
 //! An iterator copies the matching keys when it is created (sorted
 //! bytewise), so it sees the keys that were live then; a key deleted or
 //! expired since is skipped when reached, and its value is read when asked
-//! for, so it is current. Writes and merges run freely meanwhile.
+//! for, so it is current. Writes and merges run freely meanwhile. Once its
+//! database is closed, it fails.
 //!
 //! The copies sit end to end in one buffer, with a table of where each
 //! starts and how long it is, which is what gets sorted: a key costs its
@@ -110,18 +111,20 @@ impl Iter {
         })
     }
 
-    /// The next key that is still live, or None at the end.
-    pub fn next_key(&mut self) -> Option<&[u8]> {
+    /// The next key that is still live, or None at the end; an error
+    /// once the database is closed.
+    pub fn next_key(&mut self) -> Result<Option<&[u8]>> {
+        self.inner.check_open()?;
         while self.next < self.keys.len() {
             let i = self.next;
             self.next += 1;
             if self.inner.live_location(self.keys.get(i)).is_some() {
                 self.current = Some(i);
-                return Some(self.keys.get(i));
+                return Ok(Some(self.keys.get(i)));
             }
         }
         self.current = None;
-        None
+        Ok(None)
     }
 
     /// The key last returned by `next_key`.
@@ -132,6 +135,7 @@ impl Iter {
     /// Runs `f` on the current value of the current key; None if there is
     /// no current key or it was deleted since.
     pub fn with_value<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>> {
+        self.inner.check_open()?;
         match self.key() {
             Some(k) => self.inner.with_value(k, f),
             None => Ok(None),

@@ -49,7 +49,7 @@ fn ttl_expires_on_the_clock_and_never_resurrects_older_values() {
     assert_eq!(db.stats().expired_keys, 61);
     assert_eq!(db.count(), fillers as u64 + 1);
     let mut it = db.iter(b"k").unwrap();
-    assert_eq!(it.next_key(), None);
+    assert_eq!(it.next_key().unwrap(), None);
     // The iterator outlives close: the lock must still be released.
     db.close().unwrap();
     let db = Db::open(dir.path(), opts_with_clock(&now)).unwrap();
@@ -189,7 +189,7 @@ fn a_value_callback_may_read_the_database_again() {
     assert_eq!(nested.0.unwrap(), b"points-at:btarget");
     assert_eq!(nested.1.unwrap(), b"target");
     let mut it = db.iter(b"a").unwrap();
-    it.next_key().unwrap();
+    it.next_key().unwrap().unwrap();
     let v = it.with_value(|a| db.get(&a[10..]).unwrap()).unwrap();
     assert_eq!(v.unwrap().unwrap(), b"target");
 }
@@ -203,7 +203,7 @@ fn iteration_is_a_sorted_snapshot_that_skips_later_deletes() {
     }
     let mut it = db.iter(b"b:").unwrap();
     assert_eq!(it.len(), 3);
-    assert_eq!(it.next_key(), Some(&b"b:1"[..]));
+    assert_eq!(it.next_key().unwrap(), Some(&b"b:1"[..]));
     assert_eq!(
         it.with_value(|v| v.to_vec()).unwrap(),
         Some(b"b:1".to_vec())
@@ -213,7 +213,7 @@ fn iteration_is_a_sorted_snapshot_that_skips_later_deletes() {
     db.put(b"b:3", b"changed").unwrap();
     db.merge().unwrap();
     assert_eq!(
-        it.next_key(),
+        it.next_key().unwrap(),
         Some(&b"b:3"[..]),
         "deleted b:2 skipped, new b:25 unseen"
     );
@@ -221,7 +221,7 @@ fn iteration_is_a_sorted_snapshot_that_skips_later_deletes() {
         it.with_value(|v| v.to_vec()).unwrap(),
         Some(b"changed".to_vec())
     );
-    assert_eq!(it.next_key(), None);
+    assert_eq!(it.next_key().unwrap(), None);
     assert_eq!(db.iter(b"").unwrap().len(), 5);
 }
 
@@ -714,7 +714,7 @@ fn hints_that_lie_under_a_valid_crc_never_crash_or_return_wrong_values() {
                 }
                 let mut keys = Vec::new();
                 let mut it = db.iter(b"").unwrap();
-                while let Some(k) = it.next_key() {
+                while let Some(k) = it.next_key().unwrap() {
                     keys.push(String::from_utf8(k.to_vec()).unwrap());
                 }
                 keys.sort();
@@ -740,7 +740,7 @@ fn hints_that_lie_under_a_valid_crc_never_crash_or_return_wrong_values() {
                 }
             }
             let mut it = db.iter(b"").unwrap();
-            while let Some(k) = it.next_key() {
+            while let Some(k) = it.next_key().unwrap() {
                 prop_assert!(k.starts_with(b"k"));
             }
             let s = db.stats();

@@ -126,7 +126,7 @@ fn run(ops: Vec<Op>) {
                 want.sort();
                 let mut it = db.iter(prefix).unwrap();
                 let mut got = Vec::new();
-                while let Some(k) = it.next_key() {
+                while let Some(k) = it.next_key().unwrap() {
                     if k.starts_with(b"fill") {
                         continue;
                     }

@@ -43,14 +43,24 @@ pub(crate) fn hand_out(
         return found(false);
     };
     let len = value.len();
+    // An empty box's pointer is 1 (dangling), which Go's runtime, finding
+    // it on a goroutine's stack, takes for a bad pointer and aborts on: an
+    // empty value gets the address of a static byte, which bc_free leaves.
+    let ptr = match len {
+        0 => EMPTY_VALUE.as_ptr() as *mut u8,
+        _ => Box::into_raw(value) as *mut u8,
+    };
     // SAFETY: val and vlen are non-NULL (checked by the caller) and
     // writable (caller contract); ownership of the box passes to C.
     unsafe {
-        *val = Box::into_raw(value) as *mut u8;
+        *val = ptr;
         *vlen = len;
     }
     Ok(bc_status::BC_OK)
 }
+
+/// Where every empty value points (never read: its length is 0).
+static EMPTY_VALUE: [u8; 1] = [0];
 
 pub(crate) fn found(b: bool) -> Result<bc_status, Error> {
     if b {
@@ -74,7 +84,9 @@ pub(crate) fn found(b: bool) -> Result<bc_status, Error> {
 ///             call only (free them whenever you like afterwards).
 /// @param[out] out  receives the handle, owned by the caller until
 ///             bc_close. Written only on BC_OK.
-/// @return BC_OK; BC_INVALID_ARGUMENT (NULL path or out, empty path);
+/// @return BC_OK; BC_INVALID_ARGUMENT (NULL path or out, empty path,
+///         options that do not fit together: merge thresholds above their
+///         triggers);
 ///         BC_IO (missing directory without create_if_missing, permission,
 ///         disk errors, the system refused a thread); BC_LOCKED (another
 ///         read-write handle holds the directory: the message names its
@@ -121,7 +133,8 @@ pub extern "C" fn bc_open(
 /// frees the handle. NULL is a no-op returning BC_OK.
 ///
 /// @param[in] db the handle; it is freed whatever the result, and must not
-///            be used again nor be in use by another thread.
+///            be used again nor be in use by another thread. Free its
+///            iterators first: one that outlives it fails (see bc_iter).
 /// @return BC_OK; BC_IO if the final flush or sync failed, or the handle
 ///         failed earlier (a failed sync: the data written since the last
 ///         successful sync may be lost, and close neither flushes nor
@@ -222,8 +235,9 @@ pub extern "C" fn bc_put_ttl(
 ///
 /// @param[out] val  receives a buffer owned by the caller, to be released
 ///             with bc_free(val, vlen) (never with free()). For an empty
-///             value *vlen is 0 and *val is a non-NULL pointer that must not
-///             be read; passing it to bc_free is harmless.
+///             value *vlen is 0 and *val is a valid, non-NULL address
+///             (the same for every empty value) that must not be read;
+///             passing it to bc_free is harmless.
 /// @param[out] vlen receives the value length.
 ///             Both are written only on BC_OK.
 /// @return BC_OK; BC_NOT_FOUND (absent or expired; not an error);
@@ -320,9 +334,10 @@ pub extern "C" fn bc_get_into(
 /// Thread-safe (any thread may free).
 #[no_mangle]
 pub extern "C" fn bc_free(val: *mut u8, vlen: usize) {
-    if !val.is_null() {
+    // An empty value owns nothing (it points at `EMPTY_VALUE`).
+    if !val.is_null() && vlen > 0 {
         // SAFETY: (val, vlen) came from Box<[u8]>::into_raw in bc_get and
-        // are freed once (caller contract). A zero-length box owns nothing.
+        // are freed once (caller contract).
         drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(val, vlen)) });
     }
 }

@@ -8,7 +8,10 @@ use crate::iter::Iter;
 
 /// An iterator over the keys of a database. Opaque; made by bc_iter_new,
 /// freed by bc_iter_free. It belongs to one thread at a time. Free it
-/// before closing its database.
+/// before closing its database: after bc_close, bc_iter_next and
+/// bc_iter_value fail with BC_INVALID_ARGUMENT (reading nothing, calling
+/// no clock), and until bc_iter_free the iterator keeps the closed
+/// handle's memory and open files.
 pub struct bc_iter {
     iter: Iter,
 }
@@ -78,7 +81,7 @@ pub extern "C" fn bc_iter_new(
 ///             bc_iter_free on it. Written only on BC_OK.
 /// @param[out] klen receives the key length. Written only on BC_OK.
 /// @return BC_OK; BC_NOT_FOUND at the end; BC_INVALID_ARGUMENT (NULL it,
-///         key or klen).
+///         key or klen, or its database was closed).
 /// Not thread-safe: one thread per iterator.
 #[no_mangle]
 pub extern "C" fn bc_iter_next(
@@ -89,7 +92,7 @@ pub extern "C" fn bc_iter_next(
     with_iter(it, |it| {
         out_arg(key, "key")?;
         out_arg(klen, "klen")?;
-        let Some(k) = it.next_key() else {
+        let Some(k) = it.next_key()? else {
             return found(false);
         };
         // SAFETY: key and klen are non-NULL and writable (caller contract).
@@ -106,7 +109,8 @@ pub extern "C" fn bc_iter_next(
 /// @param[out] val  receives a copy, released with bc_free(val, vlen).
 /// @param[out] vlen receives its length. Both written only on BC_OK.
 /// @return BC_OK; BC_NOT_FOUND (the key was deleted or expired since, or
-///         the iterator is not on a key); BC_INVALID_ARGUMENT; BC_CORRUPTION;
+///         the iterator is not on a key); BC_INVALID_ARGUMENT (NULL it,
+///         val or vlen, or its database was closed); BC_CORRUPTION;
 ///         BC_IO; BC_NO_MEMORY (no room for the copy, or, where the data
 ///         file is read rather than mapped, for the record).
 /// Not thread-safe: one thread per iterator.

@@ -13,10 +13,12 @@ pub struct bc_options {
 
 /// The OS decides when data reaches the disk. A process crash loses nothing
 /// acknowledged while the active file is written through its map
-/// (bc_options_set_write_map, the default on 64-bit targets), else what is
-/// still in the library's write buffer (256 KiB unless set with
-/// bc_options_set_write_buffer); a power loss loses what is in the page
-/// cache.
+/// (bc_options_set_write_map: the default on 64-bit targets where the
+/// directory is on ext4, XFS or tmpfs; bc_stats.writes_through_map says
+/// whether it is), else what is still in the library's write buffer
+/// (256 KiB unless set with bc_options_set_write_buffer: on btrfs, ZFS,
+/// overlayfs, NFS, FUSE and 32-bit targets); a power loss loses what is in
+/// the page cache.
 pub const BC_SYNC_NONE: i32 = 0;
 /// Every put and delete is on stable storage before it returns BC_OK.
 /// Concurrent writers share one fsync (group commit). The thread that leads
