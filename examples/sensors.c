@@ -71,7 +71,7 @@ int main(int argc, char **argv) {
     const uint32_t start = 1700000000u;
     bc_db *db = NULL;
     uint64_t count = 0;
-    bc_status st;
+    bc_status st, close_st;
     uint32_t t;
     int d;
 
@@ -101,8 +101,9 @@ int main(int argc, char **argv) {
     /* The garage between 06:00 and 07:00 after the start. */
     if (st == BC_OK) st = history(db, "garage", start + 6u * 3600u, start + 7u * 3600u);
     if (st != BC_OK) report("history", st);
-    if (bc_close(db) != BC_OK) {
-        report("bc_close", BC_IO);
+    close_st = bc_close(db);
+    if (close_st != BC_OK) {
+        report("bc_close", close_st);
         return 1;
     }
     return st == BC_OK ? 0 : 1;

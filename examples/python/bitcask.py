@@ -16,7 +16,10 @@ What a wrapper must get right, and where this one does it:
   declared, and the library fills only those fields (`stats`);
 - a key pointer from bc_iter_next is valid only until the next call on the
   iterator: copy it before moving on (`keys`);
-- free iterators before closing the database (`keys` frees its own).
+- free iterators before closing the database: `close` frees those of
+  `keys` still open, which then raise "database closed";
+- a path goes to C as a NUL-terminated string: one with a NUL byte in it
+  would open another directory, so `open` refuses it as os functions do.
 """
 
 import ctypes
@@ -24,7 +27,7 @@ import os
 import sys
 import tempfile
 
-BC_OK, BC_NOT_FOUND = 0, 1
+BC_OK, BC_NOT_FOUND, BC_INVALID_ARGUMENT = 0, 1, 2
 
 _u8p = ctypes.POINTER(ctypes.c_uint8)
 
@@ -82,18 +85,31 @@ class Bitcask:
 
     def __init__(self, lib, handle):
         self._lib, self._db = lib, handle
+        self._iters = {}  # id -> C iterator, of the unfinished `keys` generators
 
     @classmethod
     def open(cls, path, lib="libbitcask.so"):
+        cpath = os.fsencode(path)
+        if b"\0" in cpath:  # C would see the path cut at the NUL
+            raise ValueError("embedded null byte")
         lib = _declare(ctypes.CDLL(lib))
         handle = ctypes.c_void_p()
-        _check(lib, lib.bc_open(os.fsencode(path), None, ctypes.byref(handle)))
+        _check(lib, lib.bc_open(cpath, None, ctypes.byref(handle)))
         return cls(lib, handle)
 
     def close(self):
+        """Closes the database, first freeing the iterators of unfinished
+        `keys` generators, which raise BitcaskError if used after."""
         if self._db:
             db, self._db = self._db, None
+            while self._iters:
+                self._free_iter(self._iters.popitem()[1])
             _check(self._lib, self._lib.bc_close(db))
+
+    def _free_iter(self, it):
+        if it:  # NULL once freed
+            self._lib.bc_iter_free(it)
+            it.value = None
 
     def __enter__(self):
         return self
@@ -138,19 +154,28 @@ class Bitcask:
         _check(self._lib, self._lib.bc_merge(self._db))
 
     def keys(self, prefix: bytes = b""):
-        """The live keys starting with `prefix`, in bytewise order."""
+        """The live keys starting with `prefix`, in bytewise order. Raises
+        BitcaskError ("database closed") if iterated after `close`."""
+        self._check_open()
         it = ctypes.c_void_p()
         _check(self._lib, self._lib.bc_iter_new(self._db, prefix, len(prefix), ctypes.byref(it)))
+        self._iters[id(it)] = it
         try:
             key, klen = _u8p(), ctypes.c_size_t()
             while True:
+                self._check_open()  # close() freed `it`: it must not be used
                 st = self._lib.bc_iter_next(it, ctypes.byref(key), ctypes.byref(klen))
                 if st == BC_NOT_FOUND:
                     return
                 _check(self._lib, st)
                 yield ctypes.string_at(key, klen.value)
         finally:
-            self._lib.bc_iter_free(it)
+            self._iters.pop(id(it), None)
+            self._free_iter(it)
+
+    def _check_open(self):
+        if not self._db:
+            raise BitcaskError(BC_INVALID_ARGUMENT, "database closed")
 
 
 def _check(lib, status):
@@ -183,9 +208,22 @@ def main():
             db.put(b"", b"x")
             failures.append("empty key accepted")
         except BitcaskError as e:
-            expect("empty key status", e.status, 2)  # BC_INVALID_ARGUMENT
+            expect("empty key status", e.status, BC_INVALID_ARGUMENT)
         db.merge()
         expect("dead bytes after merge", db.stats()["dead_bytes"], 0)
+        unfinished = db.keys(b"sensor:")
+        expect("first key", next(unfinished), b"sensor:0001")
+    # close() freed the iterator: the generator refuses to go on.
+    try:
+        next(unfinished)
+        failures.append("an iterator used after close")
+    except BitcaskError as e:
+        expect("iterator after close", str(e).endswith("database closed"), True)
+    try:
+        Bitcask.open(path + "\0other", lib)
+        failures.append("a path with a NUL byte accepted")
+    except ValueError as e:
+        expect("NUL in path", str(e), "embedded null byte")
     with Bitcask.open(path, lib) as db:
         expect("after reopen", db.get(b"sensor:0999"), b"reading 999")
         expect("deleted stays deleted", db.get(b"sensor:0000"), None)

@@ -19,6 +19,11 @@
 //     goroutine at a time; moving between threads is fine.
 //   - bc_stats starts with struct_size: set it to the size of the struct
 //     compiled here, and the library fills only that much (`Stats`).
+//   - A NUL byte ends a C string: a path holding one would open another
+//     directory, so Open refuses it before calling C (`Open`).
+//   - The shims' status is read into a variable before check reads msg: Go
+//     does not order a call's evaluation against a plain variable's in one
+//     expression, so check(C.go_x(..., &msg), msg) could pass msg as nil.
 //   - A *DB is safe for many goroutines, except Close, which must not run
 //     while another call on the same DB does (unlike database/sql, nothing
 //     here waits for them: use a sync.RWMutex or a WaitGroup if your program
@@ -93,6 +98,7 @@ import "C"
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"unsafe"
 )
 
@@ -166,13 +172,22 @@ func goBytes(p *C.uint8_t, n C.size_t) []byte {
 // DB is one open database.
 type DB struct{ db *C.bc_db }
 
-// Open opens (creating if missing) the database in directory path.
+// errClosed is what a Scan returns when its DB was closed during it.
+func errClosed() error { return &Error{Status: StatusInvalidArgument, Message: "database closed"} }
+
+// Open opens (creating if missing) the database in directory path. A path
+// with a NUL byte is refused (StatusInvalidArgument): C would read it only
+// up to the NUL, another directory.
 func Open(path string) (*DB, error) {
+	if strings.IndexByte(path, 0) >= 0 {
+		return nil, &Error{Status: StatusInvalidArgument, Message: "path contains a NUL byte"}
+	}
 	cpath := C.CString(path)
 	defer C.free(unsafe.Pointer(cpath))
 	var msg *C.char
 	var db *C.bc_db
-	if err := check(C.go_open(cpath, &db, &msg), msg); err != nil {
+	st := C.go_open(cpath, &db, &msg)
+	if err := check(st, msg); err != nil {
 		return nil, err
 	}
 	return &DB{db}, nil
@@ -186,9 +201,9 @@ func (d *DB) Close() error {
 		return nil
 	}
 	var msg *C.char
-	err := check(C.go_close(d.db, &msg), msg)
+	st := C.go_close(d.db, &msg)
 	d.db = nil // bc_close frees the handle even when it fails
-	return err
+	return check(st, msg)
 }
 
 // Put stores value under key.
@@ -199,7 +214,8 @@ func (d *DB) PutTTL(key, value []byte, ttl uint32) error {
 	k, kl := bytesArg(key)
 	v, vl := bytesArg(value)
 	var msg *C.char
-	return check(C.go_put_ttl(d.db, k, kl, v, vl, C.uint32_t(ttl), &msg), msg)
+	st := C.go_put_ttl(d.db, k, kl, v, vl, C.uint32_t(ttl), &msg)
+	return check(st, msg)
 }
 
 // Get returns a copy of key's value, or ErrNotFound.
@@ -208,7 +224,8 @@ func (d *DB) Get(key []byte) ([]byte, error) {
 	var msg *C.char
 	var val *C.uint8_t
 	var vlen C.size_t
-	if err := check(C.go_get(d.db, k, kl, &val, &vlen, &msg), msg); err != nil {
+	st := C.go_get(d.db, k, kl, &val, &vlen, &msg)
+	if err := check(st, msg); err != nil {
 		return nil, err
 	}
 	defer C.bc_free(val, vlen)
@@ -219,7 +236,8 @@ func (d *DB) Get(key []byte) ([]byte, error) {
 func (d *DB) Delete(key []byte) (bool, error) {
 	k, kl := bytesArg(key)
 	var msg *C.char
-	err := check(C.go_delete(d.db, k, kl, &msg), msg)
+	st := C.go_delete(d.db, k, kl, &msg)
+	err := check(st, msg)
 	if errors.Is(err, ErrNotFound) {
 		return false, nil
 	}
@@ -230,7 +248,8 @@ func (d *DB) Delete(key []byte) (bool, error) {
 func (d *DB) Count() (uint64, error) {
 	var msg *C.char
 	var c C.uint64_t
-	if err := check(C.go_count(d.db, &c, &msg), msg); err != nil {
+	st := C.go_count(d.db, &c, &msg)
+	if err := check(st, msg); err != nil {
 		return 0, err
 	}
 	return uint64(c), nil
@@ -239,7 +258,8 @@ func (d *DB) Count() (uint64, error) {
 // Merge rewrites the data files without dead records.
 func (d *DB) Merge() error {
 	var msg *C.char
-	return check(C.go_merge(d.db, &msg), msg)
+	st := C.go_merge(d.db, &msg)
+	return check(st, msg)
 }
 
 // Stats is a few of bc_stats's fields.
@@ -252,7 +272,8 @@ type Stats struct {
 func (d *DB) Stats() (Stats, error) {
 	var msg *C.char
 	var s C.bc_stats
-	if err := check(C.go_stats(d.db, &s, &msg), msg); err != nil {
+	st := C.go_stats(d.db, &s, &msg)
+	if err := check(st, msg); err != nil {
 		return Stats{}, err
 	}
 	return Stats{uint64(s.live_keys), uint64(s.data_files), uint64(s.live_bytes),
@@ -263,19 +284,25 @@ func (d *DB) Stats() (Stats, error) {
 // key order, until fn returns false. The keys are those live when Scan
 // starts; one deleted or expired before fn reaches it is skipped, and values
 // are read as fn reaches them. Both slices are copies fn may keep. fn may
-// use the DB, but not Close it.
+// use the DB, but not Close it (if it does, Scan stops with a "database
+// closed" error instead of using the iterator again).
 func (d *DB) Scan(prefix []byte, fn func(key, value []byte) bool) error {
 	p, pl := bytesArg(prefix)
 	var msg *C.char
 	var it *C.bc_iter
-	if err := check(C.go_iter_new(d.db, p, pl, &it, &msg), msg); err != nil {
+	st := C.go_iter_new(d.db, p, pl, &it, &msg)
+	if err := check(st, msg); err != nil {
 		return err
 	}
 	defer C.bc_iter_free(it)
 	for {
 		var key *C.uint8_t
 		var klen C.size_t
-		err := check(C.go_iter_next(it, &key, &klen, &msg), msg)
+		if d.db == nil { // closed (by fn): the iterator must not go on
+			return errClosed()
+		}
+		st = C.go_iter_next(it, &key, &klen, &msg)
+		err := check(st, msg)
 		if errors.Is(err, ErrNotFound) {
 			return nil
 		} else if err != nil {
@@ -284,7 +311,8 @@ func (d *DB) Scan(prefix []byte, fn func(key, value []byte) bool) error {
 		k := goBytes(key, klen) // the library's copy is valid until the next call
 		var val *C.uint8_t
 		var vlen C.size_t
-		err = check(C.go_iter_value(it, &val, &vlen, &msg), msg)
+		st = C.go_iter_value(it, &val, &vlen, &msg)
+		err = check(st, msg)
 		if errors.Is(err, ErrNotFound) {
 			continue // deleted or expired since bc_iter_next
 		} else if err != nil {
