@@ -96,8 +96,12 @@ const FIRST_STEP: u64 = 64 << 10;
 
 /// The pages faulted in ahead of the records at a time (see
 /// `populate_ahead`): one put in about 1,900 of 100 bytes pays for 64
-/// pages, about 0.3 ms. (32 KiB chunks cost 7% of the puts' throughput
-/// and raised p99.9 from 1-2 to 45 us; 256 KiB costs neither.)
+/// pages, 0.3-0.5 ms (the first chunk of a step also reads the step ahead
+/// into the page cache: the kernel's readahead, which allocates it in
+/// large folios). 32 KiB chunks cost 7% of the puts' throughput and
+/// raised p99.9 from 1-2 to 45 us; 256 KiB costs neither. (Readahead off,
+/// `MADV_RANDOM`, halved the first chunk's cost but cost 5% of the
+/// puts' throughput: pages one at a time.)
 const POPULATE_CHUNK: u64 = 256 << 10;
 
 /// Whether `fallocate` on `file`'s filesystem reserves the blocks that
@@ -606,10 +610,8 @@ impl DataFile {
         let now = elapsed_ns();
         let last = self.last_step.swap(now, Ordering::Relaxed);
         let fast = last != u64::MAX && now.saturating_sub(last) < 1_000_000_000;
-        let dirty = self.dirty_ahead && fast;
-        if self.populate_writable.swap(dirty, Ordering::Relaxed) != dirty {
-            map.read_ahead(!dirty);
-        }
+        self.populate_writable
+            .store(self.dirty_ahead && fast, Ordering::Relaxed);
         self.preallocated.store(want, Ordering::Relaxed);
         Ok(true)
     }
@@ -835,9 +837,6 @@ impl DataFile {
         // by one.
         self.drop_written_pages(map, len.div_ceil(PAGE) * PAGE);
         self.preallocated.store(0, Ordering::Relaxed);
-        if self.populate_writable.swap(false, Ordering::Relaxed) {
-            map.read_ahead(true);
-        }
         // By the file's own length, not `preallocated`: an fallocate that
         // failed part way (ENOSPC), or a filesystem that stopped taking
         // them, may have left it longer. Without a descriptor another

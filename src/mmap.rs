@@ -83,23 +83,6 @@ impl Map {
         })
     }
 
-    /// Whether a fault in the map reads ahead (as it does by default).
-    /// A writer that faults in the pages ahead of its records for writing
-    /// (`populate`) turns it off: readahead at the first fault into a new
-    /// step would allocate and zero the whole step's pages in one put,
-    /// about 400 us a MiB here. (It stays on for pages faulted in clean:
-    /// with it off, after such a fault and a store, `drop_pages` of less
-    /// than a 64 KiB folio left the pages mapped (Linux 6.18), and the
-    /// map's RSS grew with the file.)
-    pub fn read_ahead(&self, on: bool) {
-        let advice = match on {
-            true => libc::MADV_NORMAL,
-            false => libc::MADV_RANDOM,
-        };
-        // SAFETY: advice about our own mapping; it changes no bytes.
-        unsafe { libc::madvise(self.ptr as *mut libc::c_void, self.len, advice) };
-    }
-
     pub fn is_writable(&self) -> bool {
         self.writable
     }
