@@ -56,6 +56,13 @@ fn read_only_opens_beside_a_write_map_writer() {
             Err(e) if e.status() == Status::Io && e.message().contains("open again") => continue,
             Err(e) => panic!("read-only open {opens}: {e:?}"),
         };
+        let st = r.stats();
+        assert!(
+            st.recovered_zero_bytes <= st.recovered_bytes_dropped,
+            "open {opens}: {} zero bytes of {} dropped",
+            st.recovered_zero_bytes,
+            st.recovered_bytes_dropped
+        );
         let n = r.count();
         assert!(
             n >= before,
@@ -78,4 +85,7 @@ fn read_only_opens_beside_a_write_map_writer() {
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
     assert!(opens >= 5, "{opens} opens");
+    // The opens met seals, which cut the file's preallocated zeros.
+    let files = db.stats().data_files;
+    assert!(files >= 2, "{files} data file: the writer never sealed one");
 }
