@@ -12,6 +12,10 @@
  * - BC_SYNC_NONE with the write map: the disk fills to its last pages (the
  *   preallocation steps stop at the limit), and every acknowledged key is
  *   there, exactly.
+ * - the write map with SIGXFSZ at its default action (which kills): the
+ *   preallocation steps stop at the limit, so the process dies only at
+ *   the put whose own record would pass it, not at the last step before
+ *   the limit, and every put acknowledged before is there.
  * And an open that cannot write the hint of a file it scans (the hint is
  * larger than the limit) still opens, from a second scan, and serves every
  * key; the next open without the limit writes the hint. */
@@ -74,6 +78,31 @@ static int child_fill(const char *dir, int sync, int map) {
     st = bc_close(db);
     CHECK_MSG(st == BC_OK || st == BC_IO, "bc_close: %s", status_name(st));
     return check_finish();
+}
+
+/* Puts under the limit with SIGXFSZ at its default action until the
+ * signal kills the process; writes a byte to stdout after each
+ * acknowledged put. */
+static int child_sigxfsz(const char *dir) {
+    struct rlimit rl;
+    bc_options *o = full_opts(BC_SYNC_NONE, 1);
+    bc_db *db;
+    char key[16];
+    uint8_t val[VLEN];
+    int n;
+
+    signal(SIGXFSZ, SIG_DFL);
+    rl.rlim_cur = rl.rlim_max = LIMIT;
+    CHECK_MSG(setrlimit(RLIMIT_FSIZE, &rl) == 0, "setrlimit(RLIMIT_FSIZE): %s", strerror(errno));
+    db = open_db(dir, o);
+    bc_options_free(o);
+    for (n = 0; n < 10000; n++) {
+        int kl = key_of(key, n);
+        value_of(val, n);
+        CHECK_STATUS(bc_put(db, U8(key), (size_t)kl, val, VLEN), BC_OK);
+        CHECK_MSG(write(1, "+", 1) == 1, "write: %s", strerror(errno));
+    }
+    return 1; /* never reached the limit */
 }
 
 /* 30,000 records of 8-byte keys and values: one data file of about 1 MB,
@@ -190,11 +219,51 @@ static void test_full_disk_write_map(void) {
     fill_and_reopen(BC_SYNC_NONE, 1);
 }
 
+static void test_sigxfsz_kills_at_the_limit_not_before(void) {
+    enum { REC = 19 + 7 + VLEN };
+    const char *dir = make_temp_dir();
+    const char *args[] = {"child-sigxfsz", dir, NULL};
+    char key[16];
+    uint8_t val[VLEN];
+    int from_child = -1, n = 0, i, status;
+    bc_db *db;
+    pid_t pid;
+    if (!write_map_here()) {
+        printf("  NOTE: the write map is not used here (32-bit target, or a filesystem other than "
+               "ext4, XFS and tmpfs): skipped\n");
+        return;
+    }
+    pid = spawn_self(args, NULL, &from_child);
+    while (read_byte(from_child) == '+') n++;
+    close(from_child);
+    status = wait_child(pid);
+    CHECK_MSG(status == 128 + SIGXFSZ, "the child ended with %d after %d puts, not by SIGXFSZ",
+              status, n);
+    /* Steps of 64, 128 and 256 KiB: a step past the limit would have
+     * killed it with 255 puts (16 + 255 * 1026 <= 256 KiB). */
+    CHECK_MSG(16 + (n + 1) * REC > (int)LIMIT, "killed after %d puts, %d bytes: the next fit under %u",
+              n, 16 + n * REC, LIMIT);
+
+    db = open_db(dir, NULL);
+    CHECK_MSG(count_of(db) == (uint64_t)n, "%llu keys after the reopen, %d acknowledged",
+              (unsigned long long)count_of(db), n);
+    for (i = 0; i < n; i++) {
+        int kl = key_of(key, i);
+        value_of(val, i);
+        CHECK_GET(db, U8(key), (size_t)kl, val, VLEN);
+    }
+    close_db(db);
+}
+
 int main(int argc, char **argv) {
     check_init(argc, argv);
     if (argc == 5 && strcmp(argv[1], "child-fill") == 0) {
         check_in_child();
         return child_fill(argv[2], atoi(argv[3]), strcmp(argv[4], "map") == 0);
+    }
+    if (argc == 3 && strcmp(argv[1], "child-sigxfsz") == 0) {
+        check_in_child();
+        return child_sigxfsz(argv[2]);
     }
     if (argc == 3 && strcmp(argv[1], "child-open") == 0) {
         check_in_child();
@@ -203,6 +272,7 @@ int main(int argc, char **argv) {
     RUN(test_full_disk_sync_always);
     RUN(test_full_disk_sync_none);
     RUN(test_full_disk_write_map);
+    RUN(test_sigxfsz_kills_at_the_limit_not_before);
     RUN(test_open_cannot_write_a_hint);
     return check_finish();
 }
