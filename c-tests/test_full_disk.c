@@ -16,6 +16,11 @@
  *   preallocation steps stop at the limit, so the process dies only at
  *   the put whose own record would pass it, not at the last step before
  *   the limit, and every put acknowledged before is there.
+ * - a merge whose output the disk refuses (through the write buffer, as
+ *   merge outputs are written) fails with BC_IO and leaves the handle
+ *   usable: puts, bc_sync and bc_close succeed, and nothing is lost (a
+ *   review found the handle failed, as after a failed fsync, and the
+ *   write buffer's acknowledged puts lost at close).
  * And an open that cannot write the hint of a file it scans (the hint is
  * larger than the limit) still opens, from a second scan, and serves every
  * key; the next open without the limit writes the hint. */
@@ -103,6 +108,74 @@ static int child_sigxfsz(const char *dir) {
         CHECK_MSG(write(1, "+", 1) == 1, "write: %s", strerror(errno));
     }
     return 1; /* never reached the limit */
+}
+
+/* Three files of MERGE_KEYS live records each (one an open), about
+ * 615 KB to merge; the merge's output is refused at MERGE_LIMIT, past its
+ * second 256 KiB flush, in the flush of its seal. */
+#define MERGE_KEYS 200
+#define MERGE_LIMIT (560u << 10)
+
+static int child_merge(const char *dir) {
+    struct rlimit rl;
+    bc_options *o = full_opts(BC_SYNC_NONE, 0);
+    bc_db *db;
+    char key[16];
+    uint8_t val[VLEN];
+    bc_status st;
+    int i;
+
+    signal(SIGXFSZ, SIG_IGN);
+    rl.rlim_cur = rl.rlim_max = MERGE_LIMIT;
+    CHECK_MSG(setrlimit(RLIMIT_FSIZE, &rl) == 0, "setrlimit(RLIMIT_FSIZE): %s", strerror(errno));
+    db = open_db(dir, o);
+    bc_options_free(o);
+    st = bc_merge(db);
+    CHECK_MSG(st == BC_IO, "bc_merge: %s (%s)", status_name(st), bc_last_error());
+    CHECK_MSG(count_files_with_suffix(dir, ".tmp", NULL, NULL) == 0, "the merge left its output");
+    for (i = 3 * MERGE_KEYS; i < 4 * MERGE_KEYS; i++) {
+        int kl = key_of(key, i);
+        value_of(val, i);
+        CHECK_STATUS(bc_put(db, U8(key), (size_t)kl, val, VLEN), BC_OK);
+    }
+    CHECK_STATUS(bc_sync(db), BC_OK);
+    close_db(db);
+    return check_finish();
+}
+
+static void test_a_merge_the_disk_refuses_leaves_the_handle_usable(void) {
+    const char *dir = make_temp_dir();
+    const char *args[] = {"child-merge", dir, NULL};
+    bc_options *o = full_opts(BC_SYNC_NONE, 0);
+    char key[16];
+    uint8_t val[VLEN];
+    bc_db *db;
+    int f, i;
+    for (f = 0; f < 3; f++) {
+        db = open_db(dir, o);
+        for (i = f * MERGE_KEYS; i < (f + 1) * MERGE_KEYS; i++) {
+            int kl = key_of(key, i);
+            value_of(val, i);
+            CHECK_STATUS(bc_put(db, U8(key), (size_t)kl, val, VLEN), BC_OK);
+        }
+        close_db(db);
+    }
+    /* Something to reclaim, or the merge has nothing to do. */
+    db = open_db(dir, o);
+    CHECK_STATUS(bc_put(db, K("dead"), V("1")), BC_OK);
+    CHECK_STATUS(bc_delete(db, K("dead")), BC_OK);
+    close_db(db);
+    CHECK_MSG(wait_child(spawn_self(args, NULL, NULL)) == 0, "the child under RLIMIT_FSIZE failed");
+    db = open_db(dir, o);
+    bc_options_free(o);
+    CHECK_MSG(count_of(db) == 4 * MERGE_KEYS, "%llu keys after the failed merge, %d put",
+              (unsigned long long)count_of(db), 4 * MERGE_KEYS);
+    for (i = 0; i < 4 * MERGE_KEYS; i++) {
+        int kl = key_of(key, i);
+        value_of(val, i);
+        CHECK_GET(db, U8(key), (size_t)kl, val, VLEN);
+    }
+    close_db(db);
 }
 
 /* 30,000 records of 8-byte keys and values: one data file of about 1 MB,
@@ -261,6 +334,10 @@ int main(int argc, char **argv) {
         check_in_child();
         return child_fill(argv[2], atoi(argv[3]), strcmp(argv[4], "map") == 0);
     }
+    if (argc == 3 && strcmp(argv[1], "child-merge") == 0) {
+        check_in_child();
+        return child_merge(argv[2]);
+    }
     if (argc == 3 && strcmp(argv[1], "child-sigxfsz") == 0) {
         check_in_child();
         return child_sigxfsz(argv[2]);
@@ -273,6 +350,7 @@ int main(int argc, char **argv) {
     RUN(test_full_disk_sync_none);
     RUN(test_full_disk_write_map);
     RUN(test_sigxfsz_kills_at_the_limit_not_before);
+    RUN(test_a_merge_the_disk_refuses_leaves_the_handle_usable);
     RUN(test_open_cannot_write_a_hint);
     return check_finish();
 }

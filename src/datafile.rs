@@ -60,9 +60,9 @@ pub(crate) fn parse_id(name: &str, suffix: &str) -> Option<u64> {
 
 /// Makes the directory entry changes (create, rename, unlink) durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io("syncing directory", dir, e))
+    let d = File::open(dir).map_err(|e| Error::io("opening directory", dir, e))?;
+    d.sync_all()
+        .map_err(|e| Error::fsync("syncing directory", dir, e))
 }
 
 struct Tail {
@@ -780,7 +780,7 @@ impl DataFile {
             return Err(e.clone());
         }
         if let Err(e) = fd.sync_data() {
-            let e = Error::io("syncing", &self.path, e);
+            let e = Error::fsync("syncing", &self.path, e);
             *failure = Some(e.clone());
             return Err(e);
         }

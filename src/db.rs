@@ -978,11 +978,17 @@ impl Inner {
         self.failed.store(true, Ordering::Release);
     }
 
-    /// Maps a failed fsync to a failed handle.
+    /// Maps a failed fsync to a failed handle. Any other error of the
+    /// step (a flush that found the disk full, a directory that could not
+    /// be opened for want of descriptors) is only the caller's: nothing
+    /// written before it is in doubt, and the handle goes on.
     pub(crate) fn synced(&self, r: Result<()>) -> Result<()> {
-        if let Err(e) = &r {
-            self.sync_failed.store(true, Ordering::Relaxed);
-            self.fail(e.clone());
+        match &r {
+            Err(e) if e.is_fsync_failure() => {
+                self.sync_failed.store(true, Ordering::Relaxed);
+                self.fail(e.clone());
+            }
+            _ => {}
         }
         r
     }

@@ -74,6 +74,10 @@ impl Status {
 pub struct Error {
     status: Status,
     message: String,
+    /// A failed fsync: the kernel may have dropped the pages it could not
+    /// write, so the handle fails (`Inner::synced`). Not a failed write,
+    /// open or flush, after which nothing written is in doubt.
+    fsync: bool,
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -86,7 +90,20 @@ impl Error {
         Error {
             status,
             message: message.into(),
+            fsync: false,
         }
+    }
+
+    /// An fsync (or fdatasync) of `path` that failed (see `fsync`).
+    pub(crate) fn fsync(what: &str, path: &Path, err: io::Error) -> Error {
+        Error {
+            fsync: true,
+            ..Error::io(what, path, err)
+        }
+    }
+
+    pub(crate) fn is_fsync_failure(&self) -> bool {
+        self.fsync
     }
 
     pub fn status(&self) -> Status {

@@ -446,7 +446,7 @@ fn write_atomically(
     };
     let hint_synced = out
         .sync_all()
-        .map_err(|e| Error::io("syncing hint file", &tmp, e));
+        .map_err(|e| Error::fsync("syncing hint file", &tmp, e));
     if let Err(e) = synced(hint_synced) {
         let _ = fs::remove_file(&tmp);
         return Err(e);

@@ -463,16 +463,28 @@ impl Inner {
     /// Makes an output durable under its final name with its hint, then
     /// points the keydir at it for every key not overwritten meanwhile.
     fn finish_output(&self, o: Output) -> Result<()> {
-        // The rename is made durable before any input is deleted.
-        // A failed directory sync fails the handle (as any failed sync):
-        // the output, renamed, may stay on disk outside the file table.
+        // The rename is made durable before any input is deleted. A
+        // failure (a flush that found the disk full; a failed fsync also
+        // fails the handle) leaves no output behind: one renamed into
+        // place but outside the file table could hold values whose
+        // tombstones a later merge of this handle drops. Where it cannot
+        // be removed, the handle fails.
+        let mut renamed = false;
         let placed = self.synced(o.file.seal()).and_then(|_| {
             fs::rename(&o.tmp, &o.file.path)
                 .map_err(|e| Error::io("renaming merge output to", &o.file.path, e))?;
+            renamed = true;
             self.synced(sync_dir(&self.dir))
         });
         if let Err(e) = placed {
-            let _ = datafile::remove_file(&o.tmp);
+            // (The removal's directory entry goes to the disk with the
+            // next directory sync, before any later merge deletes a file.)
+            let path = if renamed { &o.file.path } else { &o.tmp };
+            if let Err(left) = datafile::remove_file(path) {
+                if renamed {
+                    self.fail(left);
+                }
+            }
             return Err(e);
         }
         // The data file is in place; a missing hint only costs a scan,
