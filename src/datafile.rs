@@ -114,6 +114,23 @@ fn reserves_blocks(file: &File) -> bool {
     filesystem(file).is_some_and(reserving_filesystem)
 }
 
+/// The bytes an unprivileged process may still write on `dir`'s
+/// filesystem (`statvfs`: available blocks times their size), if known.
+pub fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
+    // SAFETY: statvfs reads the NUL-terminated path and fills the struct
+    // we own.
+    if unsafe { libc::statvfs(path.as_ptr(), st.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    // SAFETY: zeroed, then filled by a successful statvfs.
+    let st = unsafe { st.assume_init() };
+    #[allow(clippy::unnecessary_cast)] // the field types differ by target
+    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
 /// The magic number of `file`'s filesystem (`statfs.f_type`).
 fn filesystem(file: &File) -> Option<u64> {
     let mut st = std::mem::MaybeUninit::<libc::statfs>::zeroed();

@@ -191,8 +191,10 @@ impl Inner {
         usage
     }
 
-    /// Merges `inputs` (a subset of `sealed`; both sorted by id).
+    /// Merges `inputs` (a subset of `sealed`; both sorted by id), or the
+    /// oldest of them whose live records the disk has room for.
     fn merge_files(&self, inputs: &[Arc<DataFile>], sealed: &[Arc<DataFile>]) -> Result<()> {
+        let inputs = &inputs[..self.inputs_with_room(inputs)?];
         // An input may drop tombstones when every older file is an input:
         // every file of the table counts, also retired files the worker
         // has not sealed yet (the writer seals a newer one itself when the
@@ -290,6 +292,37 @@ impl Inner {
         }
         self.merges.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// How many of `inputs`, oldest first, the free space of the disk can
+    /// take a copy of: a merge writes its outputs before it deletes any
+    /// input, and one that ran out of room part way would have spent the
+    /// room left, on every attempt, for nothing. An input takes its live
+    /// record bytes and a quarter more for its hint (16-byte keys, 100-byte
+    /// values: a fifth), beside `MERGE_HEADROOM` for the writers. An
+    /// error when not even the oldest input fits.
+    fn inputs_with_room(&self, inputs: &[Arc<DataFile>]) -> Result<usize> {
+        let Some(free) = datafile::free_bytes(&self.dir) else {
+            return Ok(inputs.len());
+        };
+        let need = inputs.iter().map(|f| {
+            let live = (f.record_bytes.load(Ordering::Relaxed))
+                .saturating_sub(f.dead_bytes.load(Ordering::Relaxed));
+            live + live / 4 + 2 * FILE_HEADER_LEN
+        });
+        let n = fitting_prefix(need, free.saturating_sub(MERGE_HEADROOM));
+        if n == 0 && !inputs.is_empty() {
+            return Err(Error::new(
+                Status::Io,
+                format!(
+                    "{}: no room to merge: {free} bytes free, and the live records of its oldest \
+                     input ({}) need more",
+                    self.dir.display(),
+                    inputs[0].path.display()
+                ),
+            ));
+        }
+        Ok(n)
     }
 
     /// Copies the records of `input` that must survive into the outputs,
@@ -516,5 +549,38 @@ impl Inner {
             }
         }
         Ok(())
+    }
+}
+
+/// Free space a merge leaves to the writers (a preallocation step of the
+/// active file, and its hint at the next seal).
+const MERGE_HEADROOM: u64 = 64 << 10;
+
+/// How many of the first `needs` fit in `room` together.
+fn fitting_prefix(needs: impl Iterator<Item = u64>, room: u64) -> usize {
+    needs
+        .scan(0u64, |sum, n| {
+            *sum = sum.checked_add(n)?;
+            Some(*sum)
+        })
+        .take_while(|&sum| sum <= room)
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fitting_prefix;
+
+    #[test]
+    fn the_inputs_that_fit_are_a_prefix() {
+        let fit = |needs: &[u64], room| fitting_prefix(needs.iter().copied(), room);
+        assert_eq!(fit(&[10, 20, 30], 60), 3);
+        assert_eq!(fit(&[10, 20, 30], 59), 2);
+        assert_eq!(fit(&[10, 20, 30], 30), 2);
+        assert_eq!(fit(&[10, 20, 30], 9), 0);
+        // A later input that would fit alone does not jump the queue.
+        assert_eq!(fit(&[10, 50, 1], 15), 1);
+        assert_eq!(fit(&[u64::MAX, 1], u64::MAX), 1);
+        assert_eq!(fit(&[], 0), 0);
     }
 }

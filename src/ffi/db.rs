@@ -403,9 +403,14 @@ pub extern "C" fn bc_sync(db: *mut bc_db) -> bc_status {
 /// stale or missing value; writers keep writing to a new active file while
 /// the merge copies. A crash at any point leaves a directory that opens
 /// with the same data. With nothing to reclaim it returns BC_OK at once.
+/// It writes its copies before it deletes anything: it needs free space
+/// for the live records of what it merges and a quarter more (hints). On
+/// a disk without room for all of it, it merges the oldest files that fit
+/// (call it again to go on); when not even the oldest fits, it returns
+/// BC_IO ("no room to merge") having written nothing.
 ///
-/// @return BC_OK; BC_INVALID_ARGUMENT; BC_READ_ONLY; BC_IO (the database
-///         stays consistent; a later merge retries, unless the failure was
+/// @return BC_OK; BC_INVALID_ARGUMENT; BC_READ_ONLY; BC_IO (no room to
+///         merge; the database stays consistent; a later merge retries, unless the failure was
 ///         a failed fsync or a merged file that could not be deleted,
 ///         which fail the handle: see bc_sync);
 ///         BC_CORRUPTION (a record
