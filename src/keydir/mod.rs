@@ -357,16 +357,14 @@ impl ShardRange<'_> {
         shard.remove(pool, key, hash)
     }
 
-    /// Shrinks shards that `reserve` made too large for the keys that
-    /// arrived (hints that repeat keys).
-    pub fn shrink(&mut self) {
-        for shard in self.shards.iter_mut() {
-            let shard = shard.get_mut();
-            let fit = slots_for(shard.len + 1);
-            if fit < shard.slots.len() {
-                // Without the memory for the smaller table, the larger stays.
-                let _ = shard.resize_known(self.pool, fit);
-            }
+    /// Shrinks a partition's shard that `reserve` made too large for the
+    /// keys that arrived (hints that repeat keys).
+    pub fn shrink_partition(&mut self, partition: usize) {
+        let shard = self.shards[partition - self.first].get_mut();
+        let fit = slots_for(shard.len + 1);
+        if fit < shard.slots.len() {
+            // Without the memory for the smaller table, the larger stays.
+            let _ = shard.resize_known(self.pool, fit);
         }
     }
 }
