@@ -13,7 +13,9 @@
  * each followed by a reopen in the child and a full check in the parent,
  * which also checks every child's exit status. A last child leaves open
  * only 4 free descriptors, fewer than the hints open reads at once: open
- * returns BC_IO naming a hint, and the database stays intact.
+ * returns BC_IO naming a hint, and the database stays intact. And with
+ * max_open_files 4, 8 free descriptors are enough to open and read: open's
+ * loaders stay within the bound.
  *
  * Under valgrind the database is smaller (1800 keys, still over 512 files)
  * to keep the parent's part short; the children run natively (valgrind
@@ -147,6 +149,20 @@ static int child_starved(const char *dir) {
     CHECK(db == NULL);
     CHECK_STR_CONTAINS(bc_last_error(), "opening hint");
     bc_options_free(o);
+    return 0;
+}
+
+/* "fitted": with max_open_files 4 and 8 descriptors free, open and every
+ * read: open's loaders hold no more hints at once than the bound (they
+ * held 8 each, on every core, whatever it said). Exit 0 when it works. */
+static int child_fitted(const char *dir, int n) {
+    bc_options *o = db_opts(4);
+    bc_db *db;
+    starve_rlimit(8);
+    db = open_db(dir, o);
+    bc_options_free(o);
+    verify_all(db, n, 1);
+    close_db(db);
     return 0;
 }
 
@@ -352,11 +368,29 @@ static void test_open_out_of_descriptors(void) {
     verify_in_parent();
 }
 
+/* max_open_files bounds open too: 8 free descriptors are enough for a
+ * bound of 4. */
+static void test_open_within_max_open_files(void) {
+    char nbuf[16];
+    const char *args[4];
+    int rc;
+    snprintf(nbuf, sizeof nbuf, "%d", nkeys());
+    args[0] = "child-fitted";
+    args[1] = shared_db();
+    args[2] = nbuf;
+    args[3] = NULL;
+    rc = wait_child(spawn_self(args, NULL, NULL));
+    CHECK_MSG(rc == 0, "child \"fitted\" exit status %d, expected 0 (its FAILED line is above)",
+              rc);
+}
+
 int main(int argc, char **argv) {
     check_init(argc, argv);
     if (argc >= 2 && strncmp(argv[1], "child-", 6) == 0) {
         check_in_child();
         if (strcmp(argv[1], "child-starved") == 0 && argc == 3) return child_starved(argv[2]);
+        if (strcmp(argv[1], "child-fitted") == 0 && argc == 4)
+            return child_fitted(argv[2], atoi(argv[3]));
         if (strcmp(argv[1], "child-low-rlimit") == 0 && argc == 6)
             return child_low_rlimit(argv[2], argv[3], atoi(argv[4]),
                                     (uint32_t)strtoul(argv[5], NULL, 10));
@@ -368,5 +402,6 @@ int main(int argc, char **argv) {
     RUN(test_write_under_low_rlimit);
     RUN(test_merge_under_low_rlimit);
     RUN(test_open_out_of_descriptors);
+    RUN(test_open_within_max_open_files);
     return check_finish();
 }

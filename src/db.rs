@@ -472,7 +472,12 @@ impl Inner {
         }
         loop {
             let mut keydir = Keydir::new(seed);
-            match load::load(&mut keydir, &sources, threads)? {
+            // Hint files open at once stay within max_open_files (a
+            // review's board with 1500 files and 16 descriptors failed to
+            // open on 2 cores, with 8 hints open a loader).
+            let open_files = self.opts.max_open_files as usize;
+            let loaders = threads.min(open_files).max(1);
+            match load::load(&mut keydir, &sources, loaders, open_files / loaders)? {
                 Ok(loaded) => {
                     let files = self.files.get_mut();
                     for (fnum, bytes) in loaded.tombstones {

@@ -46,12 +46,16 @@ pub enum Unloaded {
     NoRoom(usize),
 }
 
-/// Loads `sources` (oldest first) into `keydir`. Returns what became dead.
+/// Loads `sources` (oldest first) into `keydir` on `threads` threads, each
+/// holding up to `group` hint files open at once (at most `GROUP`).
+/// Returns what became dead.
 pub fn load(
     keydir: &mut Keydir,
     sources: &[Source],
     threads: usize,
+    group: usize,
 ) -> Result<std::result::Result<Loaded, Unloaded>> {
+    let group = group.clamp(1, GROUP);
     // Entries carry their hash: the caller passes only hints under the
     // keydir's seed (it scans the others).
     debug_assert!(sources.iter().all(|s| s.hint.seed == keydir.seed()));
@@ -64,7 +68,7 @@ pub fn load(
             let no_room = &no_room;
             let h = std::thread::Builder::new()
                 .name("bitcask-load".into())
-                .spawn_scoped(scope, move || load_range(range, sources, no_room))
+                .spawn_scoped(scope, move || load_range(range, sources, group, no_room))
                 .map_err(|e| Error::new(Status::Io, format!("starting a loader thread: {e}")))?;
             handles.push(h);
         }
@@ -102,7 +106,7 @@ pub fn load(
     Ok(Ok(all))
 }
 
-/// Hint files a loader holds open at once.
+/// Hint files a loader holds open at once, at most.
 const GROUP: usize = 8;
 
 /// One loader thread: its partitions of every source, oldest first.
@@ -113,6 +117,7 @@ const GROUP: usize = 8;
 fn load_range(
     mut range: ShardRange<'_>,
     sources: &[Source],
+    group_len: usize,
     no_room: &AtomicUsize,
 ) -> Result<(Loaded, Vec<RangeSeen>)> {
     let mut acc = Loaded::default();
@@ -124,7 +129,7 @@ fn load_range(
         no_room.store(READ_WINDOW, Ordering::Relaxed);
         return Ok((acc, seen));
     }
-    for (g, group) in sources.chunks(GROUP).enumerate() {
+    for (g, group) in sources.chunks(group_len).enumerate() {
         let files = group
             .iter()
             .map(|s| s.hint.open())
@@ -136,7 +141,7 @@ fn load_range(
                 }
             }
         };
-        let seen = &mut seen[g * GROUP..];
+        let seen = &mut seen[g * group_len..];
         let parts = range.partitions();
         will_need(parts.start);
         for p in parts.clone() {
