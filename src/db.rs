@@ -100,9 +100,6 @@ pub(crate) struct Inner {
     /// option, the read maps, the directory's filesystem): `Stats` says
     /// so before the first write.
     map_writes: bool,
-    /// Whether this handle has made an active file (after which `Stats`
-    /// asks the files themselves).
-    made_active: AtomicBool,
     /// Set by close: an iterator that outlives its handle reads no more.
     closed: AtomicBool,
     pub(crate) merges: AtomicU64,
@@ -358,7 +355,6 @@ impl Inner {
             map_writes: !opts.read_only
                 && matches!(opts.active_mapping(), Mapped::ForWrites { .. })
                 && datafile::dir_reserves_blocks(dir),
-            made_active: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             merges: AtomicU64::new(0),
             open_fds: Arc::new(AtomicUsize::new(0)),
@@ -1199,7 +1195,6 @@ impl Inner {
             };
             w.next_major += 1;
             self.files.write().insert(file.fnum, file.clone());
-            self.made_active.store(true, Ordering::Relaxed);
             w.active = Some(file);
             if let Some(old) = retired {
                 self.seal_retired(old)?;
@@ -1481,12 +1476,16 @@ impl Inner {
     }
 
     fn stats(&self) -> Stats {
+        // Both scan the keydir: before the file table's lock, which a
+        // rotation waits for, and every get behind it.
         let expired = self.expired_by_file();
+        // Counted apart from `expired` (writes go on meanwhile), in one
+        // pass that cannot go below zero.
+        let live_keys = self.live_keys();
         let files = self.files.read();
+        let mut unsealed = files.values().filter(|f| !f.is_sealed()).peekable();
         let mut s = Stats {
-            // Counted apart from `expired` (writes go on meanwhile), in
-            // one pass that cannot go below zero.
-            live_keys: self.live_keys(),
+            live_keys,
             data_files: files.len() as u64,
             recovered_bytes_dropped: self.recovered_bytes_dropped,
             recovered_zero_bytes: self.recovered_zero_bytes,
@@ -1496,10 +1495,12 @@ impl Inner {
             // From the files, not the writer's lock (which a stats call
             // would then wait on, and take in the other order than the
             // writer's rotation takes `files`): only the active file (and
-            // a retired one not yet sealed) writes through its map.
-            writes_through_map: match self.made_active.load(Ordering::Relaxed) {
-                true => files.values().any(|f| f.writes_through_map()),
-                false => self.map_writes,
+            // a retired one not yet sealed) writes through its map. With
+            // none (before the first put, after a merge took it), what
+            // the next one will do.
+            writes_through_map: match unsealed.peek() {
+                Some(_) => unsealed.any(|f| f.writes_through_map()),
+                None => self.map_writes,
             },
             ..Stats::default()
         };
