@@ -454,7 +454,13 @@ impl Inner {
                 Some(at) => at,
                 None => {
                     o.file.flush()?;
-                    o.file.append(keep.len(), copy)?
+                    // A record larger than the buffer goes to the file as
+                    // it is: copied into a buffer of its size, it would be
+                    // in memory twice (a 2 GiB value needed 4 GiB).
+                    match keep.len() > WRITE_BUFFER {
+                        true => o.file.append_direct(&[keep])?,
+                        false => o.file.append(keep.len(), copy)?,
+                    }
                 }
             };
             let kept = format::RecordHeader::decode(keep);
