@@ -47,10 +47,19 @@ static bc_options *full_opts(int sync, int map) {
 
 /* ---- child --------------------------------------------------------------- */
 
+/* Limits this process's files to `limit` bytes. SIGXFSZ ignored: a write
+ * past the limit fails with EFBIG, as one on a full disk fails with
+ * ENOSPC; at its default action (`kill`), it ends the process. */
+static void limit_file_size(rlim_t limit, int kill) {
+    struct rlimit rl;
+    signal(SIGXFSZ, kill ? SIG_DFL : SIG_IGN);
+    rl.rlim_cur = rl.rlim_max = limit;
+    CHECK_MSG(setrlimit(RLIMIT_FSIZE, &rl) == 0, "setrlimit(RLIMIT_FSIZE): %s", strerror(errno));
+}
+
 /* Puts until the disk is "full"; writes the number of acknowledged puts to
  * stdout. Exit 0 if everything held. */
 static int child_fill(const char *dir, int sync, int map) {
-    struct rlimit rl;
     bc_options *o = full_opts(sync, map);
     bc_db *db;
     char key[16];
@@ -58,9 +67,7 @@ static int child_fill(const char *dir, int sync, int map) {
     bc_status st = BC_OK;
     int n, i;
 
-    signal(SIGXFSZ, SIG_IGN);
-    rl.rlim_cur = rl.rlim_max = LIMIT;
-    CHECK_MSG(setrlimit(RLIMIT_FSIZE, &rl) == 0, "setrlimit(RLIMIT_FSIZE): %s", strerror(errno));
+    limit_file_size(LIMIT, 0);
     db = open_db(dir, o);
     bc_options_free(o);
     for (n = 0; n < 10000; n++) {
@@ -89,16 +96,13 @@ static int child_fill(const char *dir, int sync, int map) {
  * signal kills the process; writes a byte to stdout after each
  * acknowledged put. */
 static int child_sigxfsz(const char *dir) {
-    struct rlimit rl;
     bc_options *o = full_opts(BC_SYNC_NONE, 1);
     bc_db *db;
     char key[16];
     uint8_t val[VLEN];
     int n;
 
-    signal(SIGXFSZ, SIG_DFL);
-    rl.rlim_cur = rl.rlim_max = LIMIT;
-    CHECK_MSG(setrlimit(RLIMIT_FSIZE, &rl) == 0, "setrlimit(RLIMIT_FSIZE): %s", strerror(errno));
+    limit_file_size(LIMIT, 1);
     db = open_db(dir, o);
     bc_options_free(o);
     for (n = 0; n < 10000; n++) {
@@ -117,7 +121,6 @@ static int child_sigxfsz(const char *dir) {
 #define MERGE_LIMIT (560u << 10)
 
 static int child_merge(const char *dir) {
-    struct rlimit rl;
     bc_options *o = full_opts(BC_SYNC_NONE, 0);
     bc_db *db;
     char key[16];
@@ -125,9 +128,7 @@ static int child_merge(const char *dir) {
     bc_status st;
     int i;
 
-    signal(SIGXFSZ, SIG_IGN);
-    rl.rlim_cur = rl.rlim_max = MERGE_LIMIT;
-    CHECK_MSG(setrlimit(RLIMIT_FSIZE, &rl) == 0, "setrlimit(RLIMIT_FSIZE): %s", strerror(errno));
+    limit_file_size(MERGE_LIMIT, 0);
     db = open_db(dir, o);
     bc_options_free(o);
     st = bc_merge(db);
@@ -188,13 +189,10 @@ static int hint_key(char *buf, int i) { return sprintf(buf, "h%07d", i); }
 /* Opens dir read-write under the limit, with its large file's hint gone:
  * open must scan the file, fail to write its hint, and serve every key. */
 static int child_open(const char *dir) {
-    struct rlimit rl;
     bc_db *db;
     char key[16];
     int i;
-    signal(SIGXFSZ, SIG_IGN);
-    rl.rlim_cur = rl.rlim_max = LIMIT;
-    CHECK_MSG(setrlimit(RLIMIT_FSIZE, &rl) == 0, "setrlimit(RLIMIT_FSIZE): %s", strerror(errno));
+    limit_file_size(LIMIT, 0);
     db = open_db(dir, NULL);
     CHECK_MSG(access(path_join(dir, BIG_HINT), F_OK) != 0, "the hint was written");
     for (i = 0; i < HINT_KEYS; i++) {
