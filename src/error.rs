@@ -74,36 +74,44 @@ impl Status {
 pub struct Error {
     status: Status,
     message: String,
+    /// What the engine does about it, beyond reporting it.
+    cause: Cause,
+}
+
+/// The errors the engine itself acts on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    Other,
     /// A failed fsync: the kernel may have dropped the pages it could not
     /// write, so the handle fails (`Inner::synced`). Not a failed write,
     /// open or flush, after which nothing written is in doubt.
-    fsync: bool,
+    Fsync,
+    /// A data file deleted while a read-only handle was opening (the
+    /// writer's merge): `Db::open` lists the directory again.
+    Vanished,
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
-
-const VANISHED: &str = ": deleted while the database was being opened read-only (a merge by \
-    the process that writes it); open again";
 
 impl Error {
     pub fn new(status: Status, message: impl Into<String>) -> Error {
         Error {
             status,
             message: message.into(),
-            fsync: false,
+            cause: Cause::Other,
         }
     }
 
-    /// An fsync (or fdatasync) of `path` that failed (see `fsync`).
+    /// An fsync (or fdatasync) of `path` that failed (`Cause::Fsync`).
     pub(crate) fn fsync(what: &str, path: &Path, err: io::Error) -> Error {
         Error {
-            fsync: true,
+            cause: Cause::Fsync,
             ..Error::io(what, path, err)
         }
     }
 
     pub(crate) fn is_fsync_failure(&self) -> bool {
-        self.fsync
+        self.cause == Cause::Fsync
     }
 
     pub fn status(&self) -> Status {
@@ -134,14 +142,22 @@ impl Error {
         )
     }
 
-    /// A data file that was deleted while a read-only handle was opening
-    /// (the writer's merge); `Db::open` lists the directory again.
+    /// Data file `path`, deleted while a read-only handle was opening
+    /// (`Cause::Vanished`).
     pub(crate) fn vanished(path: &Path) -> Error {
-        Error::new(Status::Io, format!("{}{VANISHED}", path.display()))
+        let message = format!(
+            "{}: deleted while the database was being opened read-only (a merge by the \
+             process that writes it); open again",
+            path.display()
+        );
+        Error {
+            cause: Cause::Vanished,
+            ..Error::new(Status::Io, message)
+        }
     }
 
     pub(crate) fn is_vanished(&self) -> bool {
-        self.status == Status::Io && self.message.ends_with(VANISHED)
+        self.cause == Cause::Vanished
     }
 
     /// An I/O error while doing `what` on `path`; ENOSPC and friends keep
