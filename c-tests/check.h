@@ -684,6 +684,15 @@ static inline int write_map_here(void) {
     return s.writes_through_map == 1;
 }
 
+/* For tests of the write map's own behaviour: true (having said so) where
+ * it is not used, and the test should return. */
+static inline int skip_without_write_map(void) {
+    if (write_map_here()) return 0;
+    printf("  NOTE: the write map is not used here (32-bit target, or a filesystem other than "
+           "ext4, XFS and tmpfs): skipped\n");
+    return 1;
+}
+
 /* bc_count of db; fails the sub-test on error. */
 static inline uint64_t count_of(bc_db *db) {
     uint64_t n = 0xDEADBEEF;

@@ -72,9 +72,7 @@ static void test_write_map_falls_back_to_the_buffer(void) {
     bc_stats st;
     bc_db *db;
     int i;
-    if (!write_map_here()) {
-        printf("  NOTE: the write map is not used here (32-bit target, or a filesystem other than "
-               "ext4, XFS and tmpfs): skipped\n");
+    if (skip_without_write_map()) {
         bc_options_free(o);
         return;
     }
@@ -122,9 +120,7 @@ static void test_a_full_disk_fills_to_its_last_page(void) {
     bc_stats stats;
     bc_db *db;
     int n, i;
-    if (!write_map_here()) {
-        printf("  NOTE: the write map is not used here (32-bit target, or a filesystem other than "
-               "ext4, XFS and tmpfs): skipped\n");
+    if (skip_without_write_map()) {
         bc_options_free(o);
         return;
     }

@@ -38,6 +38,24 @@ static void value_of(uint8_t *buf, int i) {
     for (j = 0; j < VLEN; j++) buf[j] = (uint8_t)(i * 31 + j);
 }
 
+/* Puts record i: key_of(i), value_of(i). */
+static bc_status put_nth(bc_db *db, int i) {
+    char key[16];
+    uint8_t val[VLEN];
+    int kl = key_of(key, i);
+    value_of(val, i);
+    return bc_put(db, U8(key), (size_t)kl, val, VLEN);
+}
+
+/* Checks that record i reads back exactly. */
+static void check_nth(bc_db *db, int i) {
+    char key[16];
+    uint8_t val[VLEN];
+    int kl = key_of(key, i);
+    value_of(val, i);
+    CHECK_GET(db, U8(key), (size_t)kl, val, VLEN);
+}
+
 static bc_options *full_opts(int sync, int map) {
     bc_options *o = make_opts(1u << 20, 0, 0);
     CHECK_STATUS(bc_options_set_sync(o, sync, 0), BC_OK);
@@ -62,7 +80,6 @@ static void limit_file_size(rlim_t limit, int kill) {
 static int child_fill(const char *dir, int sync, int map) {
     bc_options *o = full_opts(sync, map);
     bc_db *db;
-    char key[16];
     uint8_t val[VLEN];
     bc_status st = BC_OK;
     int n, i;
@@ -71,9 +88,7 @@ static int child_fill(const char *dir, int sync, int map) {
     db = open_db(dir, o);
     bc_options_free(o);
     for (n = 0; n < 10000; n++) {
-        int kl = key_of(key, n);
-        value_of(val, n);
-        st = bc_put(db, U8(key), (size_t)kl, val, VLEN);
+        st = put_nth(db, n);
         if (st != BC_OK) break;
     }
     CHECK_MSG(n > 50 && n < 10000, "%d puts before the disk filled", n);
@@ -82,9 +97,7 @@ static int child_fill(const char *dir, int sync, int map) {
     printf("%d\n", n);
     fflush(stdout);
     for (i = 0; i < n; i++) {
-        int kl = key_of(key, i);
-        value_of(val, i);
-        CHECK_GET(db, U8(key), (size_t)kl, val, VLEN);
+        check_nth(db, i);
     }
     CHECK_STATUS(bc_put(db, K("extra"), val, VLEN), BC_IO);
     st = bc_close(db);
@@ -98,17 +111,13 @@ static int child_fill(const char *dir, int sync, int map) {
 static int child_sigxfsz(const char *dir) {
     bc_options *o = full_opts(BC_SYNC_NONE, 1);
     bc_db *db;
-    char key[16];
-    uint8_t val[VLEN];
     int n;
 
     limit_file_size(LIMIT, 1);
     db = open_db(dir, o);
     bc_options_free(o);
     for (n = 0; n < 10000; n++) {
-        int kl = key_of(key, n);
-        value_of(val, n);
-        CHECK_STATUS(bc_put(db, U8(key), (size_t)kl, val, VLEN), BC_OK);
+        CHECK_STATUS(put_nth(db, n), BC_OK);
         CHECK_MSG(write(1, "+", 1) == 1, "write: %s", strerror(errno));
     }
     return 1; /* never reached the limit */
@@ -123,8 +132,6 @@ static int child_sigxfsz(const char *dir) {
 static int child_merge(const char *dir) {
     bc_options *o = full_opts(BC_SYNC_NONE, 0);
     bc_db *db;
-    char key[16];
-    uint8_t val[VLEN];
     bc_status st;
     int i;
 
@@ -135,9 +142,7 @@ static int child_merge(const char *dir) {
     CHECK_MSG(st == BC_IO, "bc_merge: %s (%s)", status_name(st), bc_last_error());
     CHECK_MSG(count_files_with_suffix(dir, ".tmp", NULL, NULL) == 0, "the merge left its output");
     for (i = 3 * MERGE_KEYS; i < 4 * MERGE_KEYS; i++) {
-        int kl = key_of(key, i);
-        value_of(val, i);
-        CHECK_STATUS(bc_put(db, U8(key), (size_t)kl, val, VLEN), BC_OK);
+        CHECK_STATUS(put_nth(db, i), BC_OK);
     }
     CHECK_STATUS(bc_sync(db), BC_OK);
     close_db(db);
@@ -148,16 +153,12 @@ static void test_a_merge_the_disk_refuses_leaves_the_handle_usable(void) {
     const char *dir = make_temp_dir();
     const char *args[] = {"child-merge", dir, NULL};
     bc_options *o = full_opts(BC_SYNC_NONE, 0);
-    char key[16];
-    uint8_t val[VLEN];
     bc_db *db;
     int f, i;
     for (f = 0; f < 3; f++) {
         db = open_db(dir, o);
         for (i = f * MERGE_KEYS; i < (f + 1) * MERGE_KEYS; i++) {
-            int kl = key_of(key, i);
-            value_of(val, i);
-            CHECK_STATUS(bc_put(db, U8(key), (size_t)kl, val, VLEN), BC_OK);
+            CHECK_STATUS(put_nth(db, i), BC_OK);
         }
         close_db(db);
     }
@@ -172,9 +173,7 @@ static void test_a_merge_the_disk_refuses_leaves_the_handle_usable(void) {
     CHECK_MSG(count_of(db) == 4 * MERGE_KEYS, "%llu keys after the failed merge, %d put",
               (unsigned long long)count_of(db), 4 * MERGE_KEYS);
     for (i = 0; i < 4 * MERGE_KEYS; i++) {
-        int kl = key_of(key, i);
-        value_of(val, i);
-        CHECK_GET(db, U8(key), (size_t)kl, val, VLEN);
+        check_nth(db, i);
     }
     close_db(db);
 }
@@ -282,11 +281,7 @@ static void test_full_disk_sync_always(void) { fill_and_reopen(BC_SYNC_ALWAYS, 0
 static void test_full_disk_sync_none(void) { fill_and_reopen(BC_SYNC_NONE, 0); }
 
 static void test_full_disk_write_map(void) {
-    if (!write_map_here()) {
-        printf("  NOTE: the write map is not used here (32-bit target, or a filesystem other than "
-               "ext4, XFS and tmpfs): skipped\n");
-        return;
-    }
+    if (skip_without_write_map()) return;
     fill_and_reopen(BC_SYNC_NONE, 1);
 }
 
@@ -294,16 +289,10 @@ static void test_sigxfsz_kills_at_the_limit_not_before(void) {
     enum { REC = 19 + 7 + VLEN };
     const char *dir = make_temp_dir();
     const char *args[] = {"child-sigxfsz", dir, NULL};
-    char key[16];
-    uint8_t val[VLEN];
     int from_child = -1, n = 0, i, status;
     bc_db *db;
     pid_t pid;
-    if (!write_map_here()) {
-        printf("  NOTE: the write map is not used here (32-bit target, or a filesystem other than "
-               "ext4, XFS and tmpfs): skipped\n");
-        return;
-    }
+    if (skip_without_write_map()) return;
     pid = spawn_self(args, NULL, &from_child);
     while (read_byte(from_child) == '+') n++;
     close(from_child);
@@ -319,9 +308,7 @@ static void test_sigxfsz_kills_at_the_limit_not_before(void) {
     CHECK_MSG(count_of(db) == (uint64_t)n, "%llu keys after the reopen, %d acknowledged",
               (unsigned long long)count_of(db), n);
     for (i = 0; i < n; i++) {
-        int kl = key_of(key, i);
-        value_of(val, i);
-        CHECK_GET(db, U8(key), (size_t)kl, val, VLEN);
+        check_nth(db, i);
     }
     close_db(db);
 }

@@ -176,11 +176,7 @@ static void test_write_map_loses_nothing_to_sigkill(void) {
     long long len;
     bc_stats st;
     int present;
-    if (!write_map_here()) {
-        printf("  NOTE: the write map is not used here (32-bit target, or a filesystem other than "
-               "ext4, XFS and tmpfs): skipped\n");
-        return;
-    }
+    if (skip_without_write_map()) return;
     present = many_kill_count("map", &len, &st);
     CHECK_MSG(present == MANY, "%d of %d records lost writing through the map", MANY - present,
               MANY);
