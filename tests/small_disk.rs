@@ -130,3 +130,32 @@ fn merge_on_a_small_disk(write_map: bool) {
     assert_eq!(db.count(), keys as u64 + 1);
     drop(db);
 }
+
+/// bc_merge's header: "when not even the oldest fits, it returns BC_IO
+/// ('no room to merge') having written nothing". One file of 1.2 MB of
+/// live records on a 2 MiB disk: its copy cannot fit beside it.
+#[test]
+fn a_merge_that_fits_nowhere_writes_nothing() {
+    let Some(disk) = Tmpfs::mount(2 << 20) else {
+        eprintln!("cannot mount a tmpfs here (not root?): skipped");
+        return;
+    };
+    let o = Options {
+        write_map: false,
+        ..common::opts(4 << 20, SyncMode::None)
+    };
+    let db = Db::open(&disk.at, o.clone()).unwrap();
+    for i in 0..1300u32 {
+        db.put(format!("key{i:06}").as_bytes(), &value(i, 0))
+            .unwrap();
+    }
+    db.delete(b"key000000").unwrap();
+    db.close().unwrap();
+    let db = Db::open(&disk.at, o).unwrap();
+    let before = common::dir_bytes(&disk.at);
+    let e = db.merge().expect_err("a merge with no room");
+    assert_eq!(e.status(), Status::Io, "{e:?}");
+    assert!(e.message().contains("no room to merge"), "{e:?}");
+    assert_eq!(common::dir_bytes(&disk.at), before, "the merge wrote");
+    assert_eq!(db.count(), 1299);
+}
