@@ -194,6 +194,26 @@ const MAPPED_RECORD_MAX: usize = 4096;
 #[repr(align(64))]
 struct CacheLine;
 
+/// A record's bytes as `DataFile::with_bytes` found them.
+pub enum Bytes<'a> {
+    /// In one piece: in the file's map, or copied or read into the
+    /// caller's buffer.
+    Whole(&'a [u8]),
+    /// Read in two parts, as the caller asked: the first (in its buffer)
+    /// and the rest, in a vector of its own that the callee may keep.
+    Split(&'a [u8], &'a mut Vec<u8>),
+}
+
+impl Bytes<'_> {
+    /// The bytes before `at` and from `at` on.
+    pub fn parts(&self, at: usize) -> (&[u8], &[u8]) {
+        match self {
+            Bytes::Whole(b) => b.split_at(at.min(b.len())),
+            Bytes::Split(head, rest) => (head, rest),
+        }
+    }
+}
+
 /// `repr(C)` keeps the fields in this order: what every get reads first,
 /// then, on lines of their own, what the writer changes on every append.
 /// Sharing a line, each put would take it away from the readers' cores.
@@ -446,14 +466,18 @@ impl DataFile {
 
     /// Runs `f` on the `len` bytes at `offset`: straight from the memory
     /// map when there is one, else read into `buf` (from the append buffer
-    /// or with `pread`). `fd` supplies the descriptor when one is needed.
+    /// or with `pread`). With `split`, bytes read with `pread` come in two
+    /// parts, the first `split` in `buf` and the rest in a vector of their
+    /// own, which `f` may keep. `fd` supplies the descriptor when one is
+    /// needed.
     pub fn with_bytes<R>(
         &self,
         offset: u64,
         len: usize,
+        split: Option<usize>,
         buf: &mut Vec<u8>,
         fd: impl Fn() -> Result<Arc<File>>,
-        f: impl FnOnce(&[u8]) -> Result<R>,
+        f: impl FnOnce(Bytes<'_>) -> Result<R>,
     ) -> Result<R> {
         let end = offset + len as u64;
         if end > self.flushed.load(Ordering::Acquire) {
@@ -469,7 +493,7 @@ impl DataFile {
                 buf.clear();
                 buf.extend_from_slice(bytes);
                 drop(tail);
-                return f(buf);
+                return f(Bytes::Whole(buf));
             }
             // The writer flushed it meanwhile: it is on disk now.
         }
@@ -490,22 +514,36 @@ impl DataFile {
                 }
             };
             if let Some(bytes) = map.and_then(|m| m.get(offset, len)) {
-                return f(bytes);
+                return f(Bytes::Whole(bytes));
             }
         }
-        buf.clear();
-        let what = format_args!("the record at offset {offset} of {}", self.path.display());
-        crate::error::reserve(buf, len, what)?;
-        buf.resize(len, 0);
-        fd()?.read_exact_at(buf, offset).map_err(|e| {
-            let what = if e.kind() == io::ErrorKind::UnexpectedEof {
-                format!("reading record at offset {offset} (file too short) in")
-            } else {
-                format!("reading offset {offset} of")
-            };
-            Error::io(&what, &self.path, e)
-        })?;
-        f(buf)
+        let file = fd()?;
+        let read = |buf: &mut Vec<u8>, at: usize, len: usize| {
+            buf.clear();
+            let what = format_args!("the record at offset {offset} of {}", self.path.display());
+            crate::error::reserve(buf, len, what)?;
+            buf.resize(len, 0);
+            file.read_exact_at(buf, offset + at as u64).map_err(|e| {
+                let what = if e.kind() == io::ErrorKind::UnexpectedEof {
+                    format!("reading record at offset {offset} (file too short) in")
+                } else {
+                    format!("reading offset {offset} of")
+                };
+                Error::io(&what, &self.path, e)
+            })
+        };
+        match split {
+            Some(at) if at <= len => {
+                let mut rest = Vec::new();
+                read(buf, 0, at)?;
+                read(&mut rest, at, len - at)?;
+                f(Bytes::Split(buf, &mut rest))
+            }
+            _ => {
+                read(buf, 0, len)?;
+                f(Bytes::Whole(buf))
+            }
+        }
     }
 
     // ---- Writer side: the methods below are called only by the one thread

@@ -2,7 +2,7 @@
 //! close. Merge lives in `merge.rs`.
 
 use crate::commit::GroupCommit;
-use crate::datafile::{self, sync_dir, DataFile, Mapped, MAJOR_SHIFT};
+use crate::datafile::{self, sync_dir, Bytes, DataFile, Mapped, MAJOR_SHIFT};
 use crate::error::{copy_out, Error, Result, Status};
 use crate::format::{self, record_len, FILE_HEADER_LEN, FLAG_TOMBSTONE, RECORD_HEADER_LEN};
 use crate::hint::{self, Hint, HintWriter};
@@ -180,7 +180,7 @@ impl Db {
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.with_value(key, copy_out)?.transpose()
+        self.inner.value(key)
     }
 
     /// Runs `f` on the value of `key` without copying it out first.
@@ -1407,6 +1407,28 @@ impl Inner {
         key: &[u8],
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<Option<R>> {
+        self.with_record(key, None, |rec, at| Ok(f(rec.parts(at).1)))
+    }
+
+    /// The value of `key`, copied out. A value larger than the read buffer
+    /// keeps, read without a memory map, is read into a vector of its own,
+    /// which is handed out: held once, not as the record read and a copy.
+    pub(crate) fn value(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let at = RECORD_HEADER_LEN + key.len();
+        self.with_record(key, Some(at), |rec, at| match rec {
+            Bytes::Split(_, value) => Ok(std::mem::take(value)),
+            whole => copy_out(whole.parts(at).1),
+        })
+    }
+
+    /// Runs `f` on the checked record of `key` and where its value starts;
+    /// with `split`, a large record is read as `DataFile::with_bytes` says.
+    fn with_record<R>(
+        &self,
+        key: &[u8],
+        split: Option<usize>,
+        f: impl FnOnce(Bytes<'_>, usize) -> Result<R>,
+    ) -> Result<Option<R>> {
         Options::check_lookup_key_len(key.len())?;
         // Called at most once (a read that fails never reaches it), but
         // the loop below may read more than once.
@@ -1425,15 +1447,18 @@ impl Inner {
             };
             let r = with_read_buf(|buf| {
                 let len = record_len(key.len(), loc.value_len) as usize;
+                let at = RECORD_HEADER_LEN + key.len();
                 let out = file.with_bytes(
                     loc.offset as u64,
                     len,
+                    split.filter(|_| len > READ_BUFFER_KEPT),
                     buf,
                     || self.fd(&file),
                     |rec| {
-                        check_record(rec, key, &file, loc.offset)?;
+                        let (head, value) = rec.parts(at);
+                        check_record(head, value, key, &file, loc.offset)?;
                         let f = f.take().expect("a value is handed out once");
-                        Ok(f(&rec[RECORD_HEADER_LEN + key.len()..]))
+                        f(rec, at)
                     },
                 );
                 // Given back after a large record, read or failed.
@@ -1585,16 +1610,14 @@ pub(crate) fn expired(expiry: u32, now: u32) -> bool {
 
 /// Verifies a record read for `key`: CRC, and that it is the record the
 /// keydir meant (same key, not a tombstone).
-fn check_record(rec: &[u8], key: &[u8], file: &DataFile, offset: u32) -> Result<()> {
+fn check_record(head: &[u8], value: &[u8], key: &[u8], file: &DataFile, offset: u32) -> Result<()> {
     let bad =
         |what: &str| Error::corruption(format!("{}: offset {offset}: {what}", file.path.display()));
-    if !format::crc_ok(rec) {
+    if !format::crc_ok(head, value) {
         return Err(bad("record checksum mismatch"));
     }
-    let hdr = format::RecordHeader::decode(rec);
-    if hdr.is_tombstone()
-        || hdr.key_len as usize != key.len()
-        || &rec[RECORD_HEADER_LEN..RECORD_HEADER_LEN + key.len()] != key
+    let hdr = format::RecordHeader::decode(head);
+    if hdr.is_tombstone() || hdr.key_len as usize != key.len() || &head[RECORD_HEADER_LEN..] != key
     {
         return Err(bad("record does not hold the key the keydir points at"));
     }
@@ -1663,7 +1686,11 @@ mod tests {
         fs::write(&data, &bytes).unwrap();
         let db = Db::open(dir.path(), opts).unwrap();
         let held = || READ_BUF.with(|b| b.borrow().capacity());
-        assert_eq!(db.get(b"big").unwrap_err().status(), Status::Corruption);
+        // `with_value` reads the record whole into the thread's buffer
+        // (a get reads a large value into a vector of its own).
+        let read = db.with_value(b"big", |v| v.len());
+        assert_eq!(read.unwrap_err().status(), Status::Corruption);
         assert!(held() <= READ_BUFFER_KEPT, "{} bytes held", held());
+        assert_eq!(db.get(b"big").unwrap_err().status(), Status::Corruption);
     }
 }

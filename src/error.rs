@@ -204,11 +204,11 @@ pub(crate) fn reserve_one<T>(v: &mut Vec<T>, what: fmt::Arguments<'_>) -> Result
 }
 
 /// A copy of `bytes` (a value handed out), or `NoMemory` (see `reserve`).
-pub(crate) fn copy_out<T: From<Vec<u8>>>(bytes: &[u8]) -> Result<T> {
+pub(crate) fn copy_out(bytes: &[u8]) -> Result<Vec<u8>> {
     let mut v = Vec::new();
     reserve(&mut v, bytes.len(), format_args!("a copy of the value"))?;
     v.extend_from_slice(bytes);
-    Ok(T::from(v))
+    Ok(v)
 }
 
 /// The message a panic was raised with (`panic!("...")` gives a `&str` or a

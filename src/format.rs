@@ -213,9 +213,16 @@ fn seal_crc(record: &mut [u8]) {
     record[..4].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// True when `record` (a whole record) carries a matching CRC.
-pub fn crc_ok(record: &[u8]) -> bool {
-    record.len() >= RECORD_HEADER_LEN && crc32(&record[4..]) == u32_at(record, 0)
+/// True when a record read in two parts, `head` (at least its header)
+/// and `rest`, carries a matching CRC.
+pub fn crc_ok(head: &[u8], rest: &[u8]) -> bool {
+    if head.len() < RECORD_HEADER_LEN {
+        return false;
+    }
+    let mut h = crc_hasher();
+    h.update(&head[4..]);
+    h.update(rest);
+    h.finalize() == u32_at(head, 0)
 }
 
 /// `crc32fast::hash` for the records of every put and get, without its
@@ -257,11 +264,13 @@ mod tests {
             (h.timestamp, h.expiry, h.key_len, h.value_len, h.flags),
             (7, 9, 3, 5, 0)
         );
-        assert!(crc_ok(&buf));
+        assert!(crc_ok(&buf, &[]));
+        let (head, rest) = buf.split_at(RECORD_HEADER_LEN + 1);
+        assert!(crc_ok(head, rest), "in two parts");
         for i in 0..buf.len() {
             let mut bad = buf.clone();
             bad[i] ^= 0x40;
-            assert!(!crc_ok(&bad), "flip at byte {i} not detected");
+            assert!(!crc_ok(&bad, &[]), "flip at byte {i} not detected");
         }
     }
 

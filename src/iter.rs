@@ -142,6 +142,16 @@ impl Iter {
         }
     }
 
+    /// The current value of the current key, as `Db::get` hands it out;
+    /// None if there is no current key or it was deleted since.
+    pub fn value(&self) -> Result<Option<Vec<u8>>> {
+        self.inner.check_open()?;
+        match self.key() {
+            Some(k) => self.inner.value(k),
+            None => Ok(None),
+        }
+    }
+
     /// Keys in the snapshot (some may have been deleted since).
     pub fn len(&self) -> usize {
         self.keys.len()

@@ -3,7 +3,7 @@
 use super::options::{bc_options, options_or_default};
 use super::{arg, bc_status, boundary, boundary_free, key_arg, lookup_key_arg, out_arg, value_arg};
 use crate::db::{Db, Stats};
-use crate::error::{copy_out, Error, Status};
+use crate::error::{Error, Status};
 use std::ffi::{c_char, CStr, OsStr};
 use std::os::unix::ffi::OsStrExt;
 
@@ -262,11 +262,7 @@ pub extern "C" fn bc_get(
         out_arg(vlen, "vlen")?;
         // SAFETY: key points to klen readable bytes (caller contract).
         let k = unsafe { lookup_key_arg(key, klen)? };
-        hand_out(
-            db.with_value(k, copy_out::<Box<[u8]>>)?.transpose()?,
-            val,
-            vlen,
-        )
+        hand_out(db.get(k)?.map(Vec::into_boxed_slice), val, vlen)
     })
 }
 

@@ -2,7 +2,7 @@
 
 use super::db::{bc_db, found, hand_out, with_db};
 use super::{bc_status, boundary_free, bytes, catch, out_arg, report};
-use crate::error::{copy_out, Error};
+use crate::error::Error;
 use crate::format::MAX_KEY_LEN;
 use crate::iter::Iter;
 
@@ -123,11 +123,7 @@ pub extern "C" fn bc_iter_value(
     with_iter(it, |it| {
         out_arg(val, "val")?;
         out_arg(vlen, "vlen")?;
-        hand_out(
-            it.with_value(copy_out::<Box<[u8]>>)?.transpose()?,
-            val,
-            vlen,
-        )
+        hand_out(it.value()?.map(Vec::into_boxed_slice), val, vlen)
     })
 }
 
