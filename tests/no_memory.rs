@@ -41,6 +41,24 @@ fn one_at_a_time() -> MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Runs `f`, counting its allocations of `BIG` bytes or more.
+fn count_big_allocations<R>(f: impl FnOnce() -> R) -> (R, u32) {
+    BIG_ALLOCATIONS.store(0, Ordering::SeqCst);
+    COUNTING.store(true, Ordering::SeqCst);
+    let r = f();
+    COUNTING.store(false, Ordering::SeqCst);
+    (r, BIG_ALLOCATIONS.swap(0, Ordering::SeqCst))
+}
+
+/// Reading and writing without memory maps, as on 32-bit targets.
+fn without_maps() -> Options {
+    Options {
+        mmap: false,
+        write_map: false,
+        ..common::opts(64 << 20, SyncMode::None)
+    }
+}
+
 fn refuse(on: bool) {
     REFUSING.store(on, Ordering::Relaxed);
 }
@@ -192,23 +210,16 @@ fn a_seal_or_merge_without_memory_fails_cleanly_and_loses_nothing() {
 fn a_merge_holds_a_large_record_once() {
     let _one = one_at_a_time();
     let tmp = tempfile::tempdir().unwrap();
-    let o = Options {
-        mmap: false,
-        write_map: false,
-        ..common::opts(64 << 20, SyncMode::None)
-    };
+    let o = without_maps();
     let db = open(tmp.path(), &o);
     let big = vec![7u8; 10 << 20];
     ok(db.put(b"big", &big), "put");
     ok(db.put(b"small", b"1"), "put");
     ok(db.put(b"small", b"2"), "put");
-    COUNTING.store(true, Ordering::SeqCst);
-    let merged = db.merge();
-    COUNTING.store(false, Ordering::SeqCst);
+    let (merged, big_allocations) = count_big_allocations(|| db.merge());
     ok(merged, "merge");
     assert_eq!(
-        BIG_ALLOCATIONS.swap(0, Ordering::SeqCst),
-        1,
+        big_allocations, 1,
         "allocations of 8 MiB or more during the merge of a 10 MiB value"
     );
     assert_eq!(ok(db.get(b"big"), "get").as_deref(), Some(&big[..]));
@@ -225,23 +236,16 @@ fn a_merge_holds_a_large_record_once() {
 fn a_get_without_maps_holds_a_large_value_once() {
     let _one = one_at_a_time();
     let tmp = tempfile::tempdir().unwrap();
-    let o = Options {
-        mmap: false,
-        write_map: false,
-        ..common::opts(64 << 20, SyncMode::None)
-    };
+    let o = without_maps();
     let big: Vec<u8> = (0..10u32 << 20).map(|i| (i % 251) as u8).collect();
     let db = open(tmp.path(), &o);
     ok(db.put(b"big", &big), "put");
     ok(db.sync(), "sync");
-    COUNTING.store(true, Ordering::SeqCst);
-    let got = db.get(b"big");
-    COUNTING.store(false, Ordering::SeqCst);
+    let (got, big_allocations) = count_big_allocations(|| db.get(b"big"));
     let got = ok(got, "get").expect("big is there");
     assert!(got == big, "the value read back differs");
     assert_eq!(
-        BIG_ALLOCATIONS.swap(0, Ordering::SeqCst),
-        1,
+        big_allocations, 1,
         "allocations of 8 MiB or more during the get of a 10 MiB value"
     );
 }
