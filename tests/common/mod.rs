@@ -168,6 +168,9 @@ pub fn file_name(p: &Path) -> String {
 
 /// Copies every regular file of `src` into a new directory `dst`, except the
 /// `LOCK` file (a lock is not data; a copied one could name a live pid).
+/// A file gone since the listing is left out: a handle's worker may be
+/// renaming a hint into place meanwhile, and a crash then could find it
+/// either way.
 pub fn copy_dir(src: &Path, dst: &Path) {
     fs::create_dir_all(dst).unwrap();
     for e in fs::read_dir(src).unwrap() {
@@ -175,7 +178,12 @@ pub fn copy_dir(src: &Path, dst: &Path) {
         if !e.file_type().unwrap().is_file() || e.file_name() == "LOCK" {
             continue;
         }
-        fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+        match fs::copy(e.path(), dst.join(e.file_name())) {
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            r => {
+                r.unwrap();
+            }
+        }
     }
 }
 
