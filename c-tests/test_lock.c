@@ -62,6 +62,7 @@ static void test_second_open_same_process(void) {
     CHECK_STATUS(bc_open(dir, NULL, &db2), BC_LOCKED);
     CHECK_MSG(mentions_pid(bc_last_error(), (long)getpid()),
               "BC_LOCKED message does not contain \"pid %ld\"", (long)getpid());
+    CHECK_STR_CONTAINS(bc_last_error(), "this process");
     CHECK_MSG(db2 == sentinel, "failed bc_open wrote *out");
     /* again: still locked */
     CHECK_STATUS(bc_open(dir, NULL, &db2), BC_LOCKED);

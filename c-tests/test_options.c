@@ -148,7 +148,35 @@ static void test_create_if_missing(void) {
     db = open_db(created, o);
     CHECK_GET(db, K("k"), "v", 1);
     close_db(db);
+
+    /* Only the last component is created: a mistyped parent fails. */
+    db = sentinel;
+    CHECK_STATUS(bc_open(path_join(missing, "db"), NULL, &db), BC_IO);
+    CHECK_STR_CONTAINS(bc_last_error(), "nor does its parent");
+    CHECK_MSG(!path_exists(missing), "bc_open created the parent %s", missing);
+
+    /* A read-only open never creates, and says so. */
+    CHECK_STATUS(bc_options_set_create_if_missing(o, true), BC_OK);
+    CHECK_STATUS(bc_options_set_read_only(o, true), BC_OK);
+    CHECK_STATUS(bc_open(missing, o, &db), BC_IO);
+    CHECK_STR_CONTAINS(bc_last_error(), "read-only open never creates");
+    CHECK_MSG(db == sentinel, "bc_open failed but wrote *out");
+    CHECK_MSG(!path_exists(missing), "a read-only open created %s", missing);
     bc_options_free(o);
+}
+
+/* A path that cannot be looked up is not "missing": the open says why
+ * (here a symlink to itself; a directory the caller may not search gives
+ * EACCES the same way) and creates nothing. */
+static void test_open_unresolvable_path_says_why(void) {
+    const char *loop = path_join(make_temp_dir(), "loop");
+    bc_db *sentinel = (bc_db *)(uintptr_t)0x7531;
+    bc_db *db = sentinel;
+    CHECK(symlink(loop, loop) == 0);
+    CHECK_STATUS(bc_open(loop, NULL, &db), BC_IO);
+    CHECK_STR_CONTAINS(bc_last_error(), "looking up");
+    CHECK_STR_CONTAINS(bc_last_error(), "symbolic links");
+    CHECK_MSG(db == sentinel, "bc_open failed but wrote *out");
 }
 
 static void test_open_regular_file_fails(void) {
@@ -378,6 +406,7 @@ int main(int argc, char **argv) {
     RUN(test_defaults);
     RUN(test_create_if_missing);
     RUN(test_open_regular_file_fails);
+    RUN(test_open_unresolvable_path_says_why);
     RUN(test_max_file_size_rotation);
     RUN(test_record_larger_than_max_file_size);
     RUN(test_repair_flag_on_healthy_db);

@@ -338,7 +338,9 @@ const char *bc_last_error(void);
 
 /**
  * Opens the database in directory `path`, creating it if it is missing
- * (unless bc_options_set_create_if_missing said otherwise), and rebuilds
+ * (the last component of the path only: a missing parent is BC_IO; never
+ * for a read-only open, nor when bc_options_set_create_if_missing said
+ * otherwise), and rebuilds
  * the keydir from its data files. A record torn by a crash at the end of
  * the newest file (or of a file never sealed, which has no hint) is cut
  * off, and a page of such a file lost while later ones reached the disk
@@ -357,7 +359,8 @@ const char *bc_last_error(void);
  *         BC_IO (missing directory without create_if_missing, permission,
  *         disk errors, the system refused a thread); BC_LOCKED (another
  *         read-write handle holds the directory: the message names its
- *         pid); BC_CORRUPTION (a damaged or foreign file: the message
+ *         pid, or says it is this process: another handle of it, or a
+ *         child forked while one was open); BC_CORRUPTION (a damaged or foreign file: the message
  *         names the file and offset); BC_VERSION_MISMATCH (a data file of
  *         a format version this library does not read, also with the
  *         repair option: nothing is changed); BC_NO_MEMORY (no room for
@@ -735,7 +738,8 @@ bc_status bc_options_set_sync(struct bc_options *opts, int32_t mode, uint32_t in
 bc_status bc_options_set_read_only(struct bc_options *opts, bool read_only);
 
 /**
- * Whether bc_open creates a missing directory (default true).
+ * Whether bc_open creates a missing directory (default true): the last
+ * component of the path only, and never for a read-only open.
  *
  * @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL.
  * Not thread-safe: calls on one bc_options must not overlap (set it

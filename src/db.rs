@@ -18,6 +18,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -271,23 +272,51 @@ impl Drop for Db {
 }
 
 impl Inner {
+    /// Creates the database directory, the last component of `dir` only: a
+    /// mistyped path fails here rather than opening an empty database
+    /// somewhere new.
+    fn create_dir(dir: &Path, opts: &Options) -> Result<()> {
+        let missing = |why: &str| {
+            Error::new(
+                Status::Io,
+                format!("database directory {} does not exist{why}", dir.display()),
+            )
+        };
+        if opts.read_only {
+            return Err(missing(" (a read-only open never creates one)"));
+        }
+        if !opts.create_if_missing {
+            return Err(missing(" (create_if_missing is off)"));
+        }
+        match fs::create_dir(dir) {
+            // Another process made it meanwhile: the lock decides.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(missing(
+                    ", nor does its parent (only the last component of the path is created)",
+                ))
+            }
+            r => r.map_err(|e| Error::io("creating directory", dir, e))?,
+        }
+        match dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(parent) => sync_dir(parent),
+            None => Ok(()),
+        }
+    }
+
     fn open(dir: &Path, opts: Options) -> Result<Inner> {
-        if !dir.exists() {
-            if opts.read_only || !opts.create_if_missing {
+        match fs::metadata(dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
                 return Err(Error::new(
                     Status::Io,
-                    format!("database directory {} does not exist", dir.display()),
-                ));
+                    format!("{} is not a directory", dir.display()),
+                ))
             }
-            fs::create_dir_all(dir).map_err(|e| Error::io("creating directory", dir, e))?;
-            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                sync_dir(parent)?;
-            }
-        } else if !dir.is_dir() {
-            return Err(Error::new(
-                Status::Io,
-                format!("{} is not a directory", dir.display()),
-            ));
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Self::create_dir(dir, &opts)?,
+            // Not "missing": a directory on the way the caller may not
+            // search (EACCES), a loop of symlinks, a disk error.
+            Err(e) => return Err(Error::io("looking up", dir, e)),
         }
         let lock = if opts.read_only {
             None

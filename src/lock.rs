@@ -36,10 +36,14 @@ impl DirLock {
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
                 let holder = holder.trim();
-                let who = if holder.is_empty() {
-                    "another handle".to_string()
-                } else {
-                    format!("pid {holder}")
+                let who = match holder {
+                    "" => "another handle".to_string(),
+                    // Our own pid: a handle of this process, or a child
+                    // forked while one was open (it shares the lock).
+                    h if h == std::process::id().to_string() => format!(
+                        "this process, pid {h} (another handle on it, or a child forked while one was open that has not exec'd or exited)"
+                    ),
+                    h => format!("pid {h}"),
                 };
                 return Err(Error::new(
                     Status::Locked,

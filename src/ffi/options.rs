@@ -192,7 +192,8 @@ pub extern "C" fn bc_options_set_read_only(opts: *mut bc_options, read_only: boo
     })
 }
 
-/// Whether bc_open creates a missing directory (default true).
+/// Whether bc_open creates a missing directory (default true): the last
+/// component of the path only, and never for a read-only open.
 ///
 /// @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL.
 /// Not thread-safe: calls on one bc_options must not overlap (set it
