@@ -10,23 +10,23 @@
  *   takes 2 ms, and still each put waits for one begun after it was
  *   called;
  * - BC_SYNC_NONE: puts call no fsync;
- * - bc_sync returns BC_IO naming the data file, and from then on the handle
+ * - bc_sync returns BC_FAILED naming the data file, and from then on the handle
  *   refuses writes (even once fsync works again: a retried fsync may report
  *   success for pages the kernel dropped), still serves reads, and bc_close
- *   reports BC_IO; no file is sealed or hinted after the failure, neither
+ *   reports BC_FAILED; no file is sealed or hinted after the failure, neither
  *   the active file at close nor retired files the worker had queued;
  * - two fsyncs of one file at once (the worker's seal and bc_sync): when
- *   the first fails, bc_sync returns BC_IO even though its own fsync, which
+ *   the first fails, bc_sync returns BC_FAILED even though its own fsync, which
  *   the kernel lets succeed after reporting the error once, passed;
- * - bc_close returns BC_IO when its own final sync fails, and still frees
+ * - bc_close returns BC_FAILED when its own final sync fails, and still frees
  *   the handle and releases the directory lock (the directory reopens;
  *   valgrind and ASan see no leak);
- * - in BC_SYNC_ALWAYS mode the put whose fsync fails returns BC_IO;
+ * - in BC_SYNC_ALWAYS mode the put whose fsync fails returns BC_FAILED;
  * - in BC_SYNC_INTERVAL mode a failed background sync fails later writes,
  *   and the interval sync runs on while a seal is slow;
  * - a failed fsync of a hint file fails the handle too, or the open that
  *   wrote the hint;
- * - a merge whose fsync fails returns BC_IO and fails the handle, and so
+ * - a merge whose fsync fails returns BC_FAILED and fails the handle, and so
  *   does one that cannot delete a file it merged (unlink failing);
  * - after a failure, bc_close writes nothing to the directory;
  * - each time, the directory reopens with every record synced before the
@@ -363,20 +363,20 @@ static void sync_failure_fails_the_handle(void) {
 
     CHECK_STATUS(bc_put(db, K("c"), K("c")), BC_OK);
     atomic_store(&fail_syncs, FAIL_ALL);
-    CHECK_STATUS(bc_sync(db), BC_IO);
+    CHECK_STATUS(bc_sync(db), BC_FAILED);
     CHECK_STR_CONTAINS(bc_last_error(), ".data");
     atomic_store(&fail_syncs, 0);
 
     /* fsync works again; the handle still refuses writes. */
-    CHECK_STATUS(bc_put(db, K("d"), K("d")), BC_IO);
+    CHECK_STATUS(bc_put(db, K("d"), K("d")), BC_FAILED);
     CHECK_STR_CONTAINS(bc_last_error(), "reopen");
-    CHECK_STATUS(bc_delete(db, K("a")), BC_IO);
-    CHECK_STATUS(bc_sync(db), BC_IO);
+    CHECK_STATUS(bc_delete(db, K("a")), BC_FAILED);
+    CHECK_STATUS(bc_sync(db), BC_FAILED);
     /* Reads are still served, from what the handle knows. */
     CHECK_GET(db, K("a"), K("a"));
     CHECK_GET(db, K("c"), K("c"));
     before_close = dir_fingerprint(dir);
-    CHECK_STATUS(bc_close(db), BC_IO);
+    CHECK_STATUS(bc_close(db), BC_FAILED);
     /* Close wrote nothing more: no flush, no seal, no hint. */
     CHECK_MSG(dir_fingerprint(dir) == before_close, "close after a failure wrote to the directory");
     /* Close did not seal the active file: no hint vouches for it. */
@@ -408,14 +408,14 @@ static void queued_files_are_not_sealed_after_a_failure(void) {
     atomic_store(&slow_syncs_us, 20000);
     atomic_store(&fail_syncs, FAIL_ALL);
     for (i = 0; i < 100000 && st == BC_OK; i++) st = put_numbered(db, "k", i, val, sizeof val);
-    CHECK_STATUS(st, BC_IO);
+    CHECK_STATUS(st, BC_FAILED);
     /* fsync works again: the seals still queued would now succeed. */
     atomic_store(&fail_syncs, 0);
     atomic_store(&slow_syncs_us, 0);
     files = count_files_with_suffix(dir, ".data", NULL, NULL);
     CHECK_MSG(files > 2, "only %d data files: nothing was queued", files);
     before_close = dir_fingerprint(dir);
-    CHECK_STATUS(bc_close(db), BC_IO);
+    CHECK_STATUS(bc_close(db), BC_FAILED);
     CHECK_MSG(dir_fingerprint(dir) == before_close, "close after a failure wrote to the directory");
     CHECK_MSG(count_files_with_suffix(dir, ".hint", NULL, NULL) == 0,
               "hints written after the failure for some of %d data files", files);
@@ -444,11 +444,11 @@ static void a_concurrent_fsync_does_not_hide_a_failed_one(void) {
     /* Until the worker is inside that fsync (its 300 ms). */
     for (i = 0; i < 500 && atomic_load(&fail_syncs) != 0; i++) usleep(10000);
     CHECK_MSG(atomic_load(&fail_syncs) == 0, "the worker did not begin its fsync");
-    CHECK_STATUS(bc_sync(db), BC_IO);
+    CHECK_STATUS(bc_sync(db), BC_FAILED);
     CHECK_STR_CONTAINS(bc_last_error(), ".data");
     disk_ok();
-    CHECK_STATUS(bc_put(db, K("after"), K("after")), BC_IO);
-    CHECK_STATUS(bc_close(db), BC_IO);
+    CHECK_STATUS(bc_put(db, K("after"), K("after")), BC_FAILED);
+    CHECK_STATUS(bc_close(db), BC_FAILED);
     check_reopen(dir, NULL, 0, NULL);
 }
 
@@ -460,7 +460,7 @@ static void close_reports_its_failed_sync_and_frees(void) {
     CHECK_STATUS(bc_sync(db), BC_OK);
     CHECK_STATUS(bc_put(db, K("b"), K("b")), BC_OK);
     atomic_store(&fail_syncs, FAIL_ALL);
-    CHECK_STATUS(bc_close(db), BC_IO);
+    CHECK_STATUS(bc_close(db), BC_FAILED);
     CHECK_STR_CONTAINS(bc_last_error(), ".data");
     atomic_store(&fail_syncs, 0);
     /* The lock was released (another open would get BC_LOCKED), and the
@@ -474,11 +474,11 @@ static void always_mode_put_fails_with_its_fsync(void) {
     bc_db *db = open_with(dir, BC_SYNC_ALWAYS, 0);
     CHECK_STATUS(bc_put(db, K("a"), K("a")), BC_OK);
     atomic_store(&fail_syncs, FAIL_ALL);
-    CHECK_STATUS(bc_put(db, K("b"), K("b")), BC_IO);
+    CHECK_STATUS(bc_put(db, K("b"), K("b")), BC_FAILED);
     CHECK_STR_CONTAINS(bc_last_error(), ".data");
     atomic_store(&fail_syncs, 0);
-    CHECK_STATUS(bc_put(db, K("c"), K("c")), BC_IO);
-    CHECK_STATUS(bc_close(db), BC_IO);
+    CHECK_STATUS(bc_put(db, K("c"), K("c")), BC_FAILED);
+    CHECK_STATUS(bc_close(db), BC_FAILED);
     check_reopen(dir, synced, 1, "c");
 }
 
@@ -498,13 +498,13 @@ static void background_sync_failure_fails_later_writes(void) {
         if (st == BC_OK) usleep(1000);
     }
     atomic_store(&fail_syncs, 0);
-    CHECK_STATUS(st, BC_IO);
+    CHECK_STATUS(st, BC_FAILED);
     CHECK_STR_CONTAINS(bc_last_error(), "reopen");
-    CHECK_STATUS(bc_close(db), BC_IO);
+    CHECK_STATUS(bc_close(db), BC_FAILED);
     check_reopen(dir, synced, 1, NULL);
 }
 
-/* A merge whose fsync fails returns BC_IO and fails the handle like any
+/* A merge whose fsync fails returns BC_FAILED and fails the handle like any
  * failed fsync (bc_merge's header): writes and close report it after. */
 static void merge_fsync_failure_fails_the_handle(void) {
     const char *dir = make_temp_dir();
@@ -515,12 +515,12 @@ static void merge_fsync_failure_fails_the_handle(void) {
     CHECK_STATUS(bc_put(db, K("b"), K("b")), BC_OK);
     CHECK_STATUS(bc_sync(db), BC_OK);
     atomic_store(&fail_syncs, FAIL_ALL);
-    CHECK_STATUS(bc_merge(db), BC_IO);
+    CHECK_STATUS(bc_merge(db), BC_FAILED);
     atomic_store(&fail_syncs, 0);
-    CHECK_STATUS(bc_put(db, K("c"), K("c")), BC_IO);
+    CHECK_STATUS(bc_put(db, K("c"), K("c")), BC_FAILED);
     CHECK_STR_CONTAINS(bc_last_error(), "reopen");
     CHECK_GET(db, K("a"), K("a"));
-    CHECK_STATUS(bc_close(db), BC_IO);
+    CHECK_STATUS(bc_close(db), BC_FAILED);
     check_reopen(dir, synced, 2, "c");
 }
 
@@ -596,7 +596,7 @@ static void merge_deletes_shadowed_values_first(void) {
 
 /* A full merge whose directory sync fails, at each of its directory syncs
  * in turn (placing an output, between input deletions, at the end):
- * bc_merge returns BC_IO, the handle refuses writes from then on (files
+ * bc_merge returns BC_FAILED, the handle refuses writes from then on (files
  * may be on disk outside its file table), and the directory reopens with
  * the data exact: the deleted key stays deleted. The merge that finally
  * succeeds made exactly as many directory syncs as the countdown allowed:
@@ -619,9 +619,9 @@ static void merge_directory_sync_failure_fails_the_handle(void) {
         if (st == BC_OK) {
             merged = 1;
         } else {
-            CHECK_MSG(st == BC_IO, "directory sync %d failing: bc_merge returned %s", k,
+            CHECK_MSG(st == BC_FAILED, "directory sync %d failing: bc_merge returned %s", k,
                       status_name(st));
-            CHECK_STATUS(bc_put(db, K("after"), K("after")), BC_IO);
+            CHECK_STATUS(bc_put(db, K("after"), K("after")), BC_FAILED);
         }
         CHECK_ABSENT(db, K("victim"));
         CHECK_GET(db, K("a0"), zeros, sizeof zeros);
@@ -640,10 +640,10 @@ static void merge_directory_sync_failure_fails_the_handle(void) {
 }
 
 /* A merge that cannot delete a file it merged (an unlink failing) returns
- * BC_IO naming the file and fails the handle, as a failed fsync does: the
+ * BC_FAILED naming the file and fails the handle, as a failed fsync does: the
  * file stays on disk outside the file table, where a later merge of this
  * handle could drop a tombstone that shadows it. bc_sync, bc_merge and
- * writes return BC_IO from then on, naming the first failure; bc_close
+ * writes return BC_FAILED from then on, naming the first failure; bc_close
  * too, after it has written out what was acknowledged. The directory
  * reopens with the data exact, the undeleted file merged again. */
 static void merge_unlink_failure_fails_the_handle(void) {
@@ -655,17 +655,17 @@ static void merge_unlink_failure_fails_the_handle(void) {
     bc_options_free(o);
     CHECK_STATUS(bc_put(db, K("acked"), K("acked")), BC_OK);
     atomic_store(&fail_unlinks, 1);
-    CHECK_STATUS(bc_merge(db), BC_IO);
+    CHECK_STATUS(bc_merge(db), BC_FAILED);
     atomic_store(&fail_unlinks, 0);
     CHECK_STR_CONTAINS(bc_last_error(), ".data");
-    CHECK_STATUS(bc_put(db, K("after"), K("after")), BC_IO);
+    CHECK_STATUS(bc_put(db, K("after"), K("after")), BC_FAILED);
     CHECK_STR_CONTAINS(bc_last_error(), "reopen");
     CHECK_STR_CONTAINS(bc_last_error(), ".data");
-    CHECK_STATUS(bc_sync(db), BC_IO);
-    CHECK_STATUS(bc_merge(db), BC_IO);
+    CHECK_STATUS(bc_sync(db), BC_FAILED);
+    CHECK_STATUS(bc_merge(db), BC_FAILED);
     CHECK_ABSENT(db, K("victim"));
     CHECK_GET(db, K("a0"), zeros, sizeof zeros);
-    CHECK_STATUS(bc_close(db), BC_IO);
+    CHECK_STATUS(bc_close(db), BC_FAILED);
     check_reopen(dir, synced, 1, "victim");
     check_reopen(dir, NULL, 0, "after");
     db = open_db(dir, NULL);
@@ -677,7 +677,7 @@ static void merge_unlink_failure_fails_the_handle(void) {
 
 /* The worker's fsync of a hint it wrote fails: the handle fails as for any
  * failed fsync (the error was reported once; a later fsync may pass over
- * lost pages). Later puts, bc_sync and bc_close return BC_IO naming it;
+ * lost pages). Later puts, bc_sync and bc_close return BC_FAILED naming it;
  * the sealed file's records stay. */
 static void hint_fsync_failure_fails_the_handle(void) {
     static const uint8_t zeros[100];
@@ -694,8 +694,8 @@ static void hint_fsync_failure_fails_the_handle(void) {
     atomic_store(&fail_syncs, 0);
     CHECK_MSG(i < 5000, "puts still acknowledged 5 s after the hint's fsync failed");
     CHECK_STR_CONTAINS(bc_last_error(), "hint");
-    CHECK_STATUS(bc_sync(db), BC_IO);
-    CHECK_STATUS(bc_close(db), BC_IO);
+    CHECK_STATUS(bc_sync(db), BC_FAILED);
+    CHECK_STATUS(bc_close(db), BC_FAILED);
     db = open_db(dir, NULL);
     CHECK_GET(db, K("first"), K("file"));
     CHECK_GET(db, K("a0"), zeros, sizeof zeros);

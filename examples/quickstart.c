@@ -5,7 +5,7 @@
  *   cc examples/quickstart.c -Iinclude -Ltarget/release -lbitcask \
  *      -Wl,-rpath,$PWD/target/release && ./a.out [DIR]
  *
- * DIR defaults to a new directory under /tmp.
+ * DIR defaults to a new directory under /tmp, left there to look at.
  */
 #define _POSIX_C_SOURCE 200809L /* mkdtemp */
 #include <stdio.h>

@@ -8,8 +8,10 @@
  *
  * Timestamps are written as 10 zero-padded digits, so bytewise key order
  * (the iterator's order) is time order within a device. Readings expire
- * after a week (bc_put_ttl): old history disappears on its own and merge
- * reclaims its space.
+ * a week after they are stored (bc_put_ttl counts from the put, not from
+ * the timestamp in the key): old history disappears on its own and merge
+ * reclaims its space. DIR defaults to a new directory under /tmp, left
+ * there to look at.
  */
 #define _POSIX_C_SOURCE 200809L /* mkdtemp */
 #include <inttypes.h>

@@ -72,7 +72,7 @@
  * bc_options_set_write_map; through the map it loses nothing). A flush
  * or fsync of it
  * that fails (a full disk, a dying one) fails the handle: later writes
- * return BC_IO naming it.
+ * return BC_FAILED naming it.
  */
 #define BC_SYNC_INTERVAL 2
 
@@ -130,8 +130,9 @@ enum bc_status
     BC_READ_ONLY = 8,
     /**
      * A bug was caught (a panic or a broken invariant). The handle then
-     * refuses writes; reads may still work. Close it (which still writes
-     * out and syncs every put acknowledged before) and reopen it.
+     * refuses writes with BC_FAILED; reads may still work. Close it
+     * (which still writes out and syncs every put acknowledged before)
+     * and reopen it.
      */
     BC_INTERNAL = 9,
     /**
@@ -152,6 +153,18 @@ enum bc_status
      * record first).
      */
     BC_NO_MEMORY = 11,
+    /**
+     * The handle has failed for good, and the message says what failed
+     * it: an fsync (the kernel may have dropped pages it could not
+     * write, so what was acknowledged since the last successful sync may
+     * be lost), a merge that could not delete a file it merged, or a bug
+     * caught earlier (that call itself returned BC_INTERNAL). Returned by
+     * the call that failed it and, from then on, by every write,
+     * bc_sync, bc_merge and bc_close of the handle; reads go on. Unlike
+     * BC_IO, trying again does not help: close the handle and open the
+     * database again (the open checks and recovers the files).
+     */
+    BC_FAILED = 12,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -383,16 +396,15 @@ bc_status bc_open(const char *path, const struct bc_options *opts, struct bc_db 
  * @param[in] db the handle; it is freed whatever the result, and must not
  *            be used again nor be in use by another thread. Free its
  *            iterators first: one that outlives it fails (see bc_iter).
- * @return BC_OK; BC_IO if the final flush or sync failed, or the handle
- *         failed earlier (a failed sync: the data written since the last
- *         successful sync may be lost, and close neither flushes nor
- *         seals anything, so the next open scans the files never sealed;
- *         or a merge that could not delete a file it merged: close
- *         writes out and syncs every acknowledged put, sealing nothing);
- *         BC_INTERNAL if a bug was caught on this
- *         handle earlier (close then still writes out and syncs every
- *         acknowledged put, but seals nothing: the next open scans those
- *         files).
+ * @return BC_OK; BC_IO if the final flush failed (a full disk);
+ *         BC_FAILED if its final fsync failed, or the handle failed
+ *         earlier, and the message says what failed it: a failed fsync
+ *         (the data written since the last successful sync may be lost,
+ *         and close neither flushes nor seals anything, so the next open
+ *         scans the files never sealed); a merge that could not delete a
+ *         file it merged, or a bug caught on this handle (close then
+ *         still writes out and syncs every acknowledged put, but seals
+ *         nothing: the next open scans those files).
  * Not thread-safe: no other call may run on db during or after it.
  */
 bc_status bc_close(struct bc_db *db);
@@ -407,9 +419,11 @@ bc_status bc_close(struct bc_db *db);
  *            stores an empty value (which is found, with length 0).
  * @return BC_OK; BC_INVALID_ARGUMENT (NULL db or key, empty key, NULL val
  *         with vlen > 0); BC_TOO_LARGE (key or value over its limit);
- *         BC_READ_ONLY; BC_IO (write or sync failed, e.g. disk full: in
- *         BC_SYNC_ALWAYS mode the value may or may not be durable; in the
- *         other modes it was not stored); BC_NO_MEMORY (nothing was
+ *         BC_READ_ONLY; BC_IO (the write failed, e.g. disk full: it was
+ *         not stored, and the handle goes on); BC_FAILED (the handle has
+ *         failed, by this put's fsync in BC_SYNC_ALWAYS mode, after which
+ *         the value may or may not be durable, or earlier: see bc_sync);
+ *         BC_NO_MEMORY (nothing was
  *         stored: a new key, and no memory for the keydir to grow, which
  *         a key already there without a TTL does not need, unless the put
  *         gives it one; or no room for the write buffer to grow to the
@@ -498,8 +512,9 @@ void bc_free(uint8_t *val, size_t vlen);
  * @return BC_OK; BC_NOT_FOUND (the key was absent: nothing is written);
  *         BC_INVALID_ARGUMENT; BC_TOO_LARGE (key over 65535 bytes: a key
  *         over max_key_size, written under a larger limit, can be
- *         deleted); BC_READ_ONLY; BC_IO; BC_NO_MEMORY (no room for the
- *         write buffer to grow: nothing was written); BC_INTERNAL.
+ *         deleted); BC_READ_ONLY; BC_IO; BC_FAILED (see bc_put);
+ *         BC_NO_MEMORY (no room for the write buffer to grow: nothing was
+ *         written); BC_INTERNAL.
  * Thread-safe.
  */
 bc_status bc_delete(struct bc_db *db, const uint8_t *key, size_t klen);
@@ -519,16 +534,17 @@ bc_status bc_contains(struct bc_db *db, const uint8_t *key, size_t klen);
  * put and delete that returned before this call is then durable. A no-op
  * on a read-only handle.
  *
- * @return BC_OK; BC_INVALID_ARGUMENT (NULL db); BC_IO (the fsync failed,
- *         or the handle failed earlier: an fsync, or a merge that could
- *         not delete a file it merged. From the first failure on, bc_sync,
- *         bc_merge and every write return BC_IO naming it: a retried
- *         fsync may report success for data the kernel has dropped, and
- *         an undeleted file is outside what this handle's merges account
- *         for. Reopen the database, which checks what reached the disk
- *         and merges that file again); BC_INTERNAL (a
- *         bug was caught on this handle earlier: bc_close writes out and
- *         syncs what was acknowledged; then reopen).
+ * @return BC_OK; BC_INVALID_ARGUMENT (NULL db); BC_IO (the flush before
+ *         the fsync failed, e.g. a full disk: the handle goes on, and a
+ *         later bc_sync tries again); BC_FAILED (this fsync failed, or
+ *         the handle failed earlier: an fsync, a merge that could not
+ *         delete a file it merged, or a bug caught on this handle. From
+ *         the first failure on, bc_sync, bc_merge, bc_close and every
+ *         write return BC_FAILED naming it: a retried fsync may report
+ *         success for data the kernel has dropped, and an undeleted file
+ *         is outside what this handle's merges account for. Close the
+ *         handle and open the database again, which checks what reached
+ *         the disk and merges that file again).
  * Thread-safe.
  */
 bc_status bc_sync(struct bc_db *db);
@@ -547,9 +563,10 @@ bc_status bc_sync(struct bc_db *db);
  * BC_IO ("no room to merge") having written nothing.
  *
  * @return BC_OK; BC_INVALID_ARGUMENT; BC_READ_ONLY; BC_IO (no room to
- *         merge; the database stays consistent; a later merge retries, unless the failure was
- *         a failed fsync or a merged file that could not be deleted,
- *         which fail the handle: see bc_sync);
+ *         merge, or a write of its output failed: the database stays
+ *         consistent, and a later merge retries); BC_FAILED (a failed
+ *         fsync, or a merged file that could not be deleted, failed the
+ *         handle, now or earlier: see bc_sync);
  *         BC_CORRUPTION (a record
  *         that fails its checksum: nothing was deleted); BC_NO_MEMORY (no
  *         room to read a record whole, as merge copies it, or for its
@@ -805,7 +822,7 @@ bc_status bc_options_set_clock(struct bc_options *opts, bc_clock_fn now, void *c
  * bc_merge). bc_close stops the thread, abandoning a merge in progress
  * safely within a few thousand records. The thread's merge failures reach
  * no caller, except those that fail the handle (see bc_sync): later
- * writes return BC_IO naming them.
+ * writes return BC_FAILED naming them.
  *
  * @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL.
  * Not thread-safe: calls on one bc_options must not overlap (set it

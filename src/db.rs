@@ -158,6 +158,11 @@ impl Db {
         let inner = loop {
             match Inner::open(path.as_ref(), opts.clone()) {
                 Err(e) if e.is_vanished() && attempts < 3 => attempts += 1,
+                // No handle came of it to fail: an fsync that failed while
+                // opening fails the open.
+                Err(e) if e.status() == Status::Failed => {
+                    return Err(Error::new(Status::Io, e.message()))
+                }
                 r => break Arc::new(r?),
             }
         };
@@ -986,26 +991,30 @@ impl Inner {
                 format!("{} was opened read-only", self.dir.display()),
             ));
         }
-        if let Some(e) = self.failure() {
-            return Err(Error::new(
+        match self.failure() {
+            Some(e) => Err(Error::new(
                 e.status(),
                 format!(
-                    "writes refused after an earlier failure (reopen the database): {}",
+                    "writes refused after an earlier failure (close the handle and reopen the database): {}",
                     e.message()
                 ),
-            ));
+            )),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Refuses writes from now on: after a failed fsync the state of the
     /// page cache is unknown, after a panic the state of the handle.
-    pub(crate) fn fail(&self, err: Error) {
+    /// Returns `err` as the handle's failure (`Status::Failed`), for the
+    /// caller that saw it to report.
+    pub(crate) fn fail(&self, err: Error) -> Error {
+        let err = err.failing_the_handle();
         let mut f = self.failure.lock();
         if f.is_none() {
-            *f = Some(err);
+            *f = Some(err.clone());
         }
         self.failed.store(true, Ordering::Release);
+        err
     }
 
     /// Maps a failed fsync to a failed handle. Any other error of the
@@ -1013,14 +1022,13 @@ impl Inner {
     /// be opened for want of descriptors) is only the caller's: nothing
     /// written before it is in doubt, and the handle goes on.
     pub(crate) fn synced(&self, r: Result<()>) -> Result<()> {
-        match &r {
+        match r {
             Err(e) if e.is_fsync_failure() => {
                 self.sync_failed.store(true, Ordering::Relaxed);
-                self.fail(e.clone());
+                Err(self.fail(e))
             }
-            _ => {}
+            r => r,
         }
-        r
     }
 
     /// The keydir entry of `key` if it is visible (not expired).
@@ -1427,7 +1435,7 @@ impl Inner {
             self.failure
                 .lock()
                 .clone()
-                .unwrap_or_else(|| Error::internal("the handle failed")),
+                .unwrap_or_else(|| Error::internal("the handle failed").failing_the_handle()),
         )
     }
 

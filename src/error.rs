@@ -22,10 +22,11 @@ pub enum Status {
     Internal = 9,
     VersionMismatch = 10,
     NoMemory = 11,
+    Failed = 12,
 }
 
 impl Status {
-    const ALL: [Status; 12] = [
+    const ALL: [Status; 13] = [
         Status::Ok,
         Status::NotFound,
         Status::InvalidArgument,
@@ -38,6 +39,7 @@ impl Status {
         Status::Internal,
         Status::VersionMismatch,
         Status::NoMemory,
+        Status::Failed,
     ];
 
     /// The status with this numeric value, if any.
@@ -60,6 +62,7 @@ impl Status {
             Status::Internal => c"internal error",
             Status::VersionMismatch => c"data file format version not supported",
             Status::NoMemory => c"out of memory",
+            Status::Failed => c"the handle has failed: close it and open the database again",
         }
     }
 
@@ -112,6 +115,15 @@ impl Error {
 
     pub(crate) fn is_fsync_failure(&self) -> bool {
         self.cause == Cause::Fsync
+    }
+
+    /// This error, as what failed the handle (`Status::Failed`): it and
+    /// every later write, sync, merge and close report it.
+    pub(crate) fn failing_the_handle(self) -> Error {
+        Error {
+            status: Status::Failed,
+            ..self
+        }
     }
 
     pub fn status(&self) -> Status {

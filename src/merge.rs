@@ -287,8 +287,7 @@ impl Inner {
             // Inputs out of the table may remain on disk, where a later
             // merge of this handle, which looks only at the table, could
             // drop a tombstone that shadows them. Reopening sees them.
-            self.fail(e.clone());
-            return Err(e);
+            return Err(self.fail(e));
         }
         self.merges.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -519,12 +518,13 @@ impl Inner {
             // (The removal's directory entry goes to the disk with the
             // next directory sync, before any later merge deletes a file.)
             let path = if renamed { &o.file.path } else { &o.tmp };
-            if let Err(left) = datafile::remove_file(path) {
-                if renamed {
-                    self.fail(left);
-                }
-            }
-            return Err(e);
+            return Err(match datafile::remove_file(path) {
+                Err(left) if renamed => self.fail(Error::new(
+                    left.status(),
+                    format!("{}; then {}", e.message(), left.message()),
+                )),
+                _ => e,
+            });
         }
         // The data file is in place; a missing hint only costs a scan,
         // but a failed fsync fails the handle, and the merge stops here.

@@ -1082,7 +1082,7 @@ fn a_clock_going_back_shows_an_expired_key_again_until_a_merge() {
 }
 
 /// A panic on a background thread (here a clock that fails on the
-/// auto-merge thread) fails the handle: later writes return BC_INTERNAL
+/// auto-merge thread) fails the handle: later writes return BC_FAILED
 /// naming the thread and the panic's message, and nothing is lost.
 #[test]
 fn a_background_panic_is_reported_with_its_thread_and_message() {
@@ -1112,7 +1112,7 @@ fn a_background_panic_is_reported_with_its_thread_and_message() {
             }
         }
     };
-    assert_eq!(e.status(), Status::Internal, "{}", e.message());
+    assert_eq!(e.status(), Status::Failed, "{}", e.message());
     assert!(
         e.message().contains("bitcask-merge") && e.message().contains("the clock broke"),
         "{}",

@@ -351,7 +351,7 @@ fn close_failed_on_c(db: bitcask::Db, why: &str) {
         .join()
         .unwrap();
     let (status, _) = err(closed, "close of a failed handle");
-    assert_eq!(status, Status::Internal as i32);
+    assert_eq!(status, Status::Failed as i32);
     assert!(BY_C.load(Ordering::SeqCst) > 0, "{why}");
 }
 

@@ -116,7 +116,7 @@ fn a_partly_written_record_is_cut_off() {
 
 /// BC_SYNC_INTERVAL: puts are acknowledged on the promise of the next
 /// interval's flush. A flush that fails for want of room (not only an
-/// fsync that fails) fails the handle: later puts return BC_IO naming it,
+/// fsync that fails) fails the handle: later puts return BC_FAILED naming it,
 /// where they went on being acknowledged, unwritten, for as long as the
 /// disk stayed full. Close still writes out what was acknowledged, once
 /// there is room.
@@ -145,7 +145,7 @@ fn a_failed_interval_flush_fails_the_handle() {
         }
     };
     set_file_size_limit(libc::RLIM_INFINITY);
-    assert_eq!(refused.status(), Status::Io, "{refused:?}");
+    assert_eq!(refused.status(), Status::Failed, "{refused:?}");
     assert!(refused.message().contains("reopen"), "{refused:?}");
     err(db.close(), "close of the failed handle");
     let db = open(dir.path(), &opts(8 << 20, SyncMode::None));

@@ -3,7 +3,8 @@
     python3 examples/python/bitcask.py [path/to/libbitcask.so] [db-dir]
 
 runs a demonstration that checks what it does (exit status 1 on a wrong
-result). As a module: `db = Bitcask.open("dir", lib="path/to/libbitcask.so")`.
+result): by default on this checkout's target/release/libbitcask.so (built
+by `cargo build --release`) and in a temporary directory it removes. As a module: `db = Bitcask.open("dir", lib="path/to/libbitcask.so")`.
 
 What a wrapper must get right, and where this one does it:
 - every function gets its argtypes and restype (`_declare`): ctypes
@@ -27,7 +28,9 @@ import os
 import sys
 import tempfile
 
-BC_OK, BC_NOT_FOUND, BC_INVALID_ARGUMENT = 0, 1, 2
+BC_OK, BC_NOT_FOUND, BC_INVALID_ARGUMENT, BC_IO = 0, 1, 2, 3
+# The handle failed for good (a failed fsync): close it, open the database again.
+BC_FAILED = 12
 
 _u8p = ctypes.POINTER(ctypes.c_uint8)
 
@@ -184,8 +187,14 @@ def _check(lib, status):
 
 
 def main():
-    lib = sys.argv[1] if len(sys.argv) > 1 else "libbitcask.so"
-    path = sys.argv[2] if len(sys.argv) > 2 else tempfile.mkdtemp(prefix="bitcask-py-")
+    built = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                         "..", "..", "target", "release", "libbitcask.so")
+    lib = sys.argv[1] if len(sys.argv) > 1 else built
+    if len(sys.argv) > 2:
+        path = sys.argv[2]
+    else:
+        scratch = tempfile.TemporaryDirectory(prefix="bitcask-py-")
+        path = os.path.join(scratch.name, "db")
     failures = []
 
     def expect(what, got, want):

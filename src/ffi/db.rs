@@ -138,16 +138,15 @@ pub extern "C" fn bc_open(
 /// @param[in] db the handle; it is freed whatever the result, and must not
 ///            be used again nor be in use by another thread. Free its
 ///            iterators first: one that outlives it fails (see bc_iter).
-/// @return BC_OK; BC_IO if the final flush or sync failed, or the handle
-///         failed earlier (a failed sync: the data written since the last
-///         successful sync may be lost, and close neither flushes nor
-///         seals anything, so the next open scans the files never sealed;
-///         or a merge that could not delete a file it merged: close
-///         writes out and syncs every acknowledged put, sealing nothing);
-///         BC_INTERNAL if a bug was caught on this
-///         handle earlier (close then still writes out and syncs every
-///         acknowledged put, but seals nothing: the next open scans those
-///         files).
+/// @return BC_OK; BC_IO if the final flush failed (a full disk);
+///         BC_FAILED if its final fsync failed, or the handle failed
+///         earlier, and the message says what failed it: a failed fsync
+///         (the data written since the last successful sync may be lost,
+///         and close neither flushes nor seals anything, so the next open
+///         scans the files never sealed); a merge that could not delete a
+///         file it merged, or a bug caught on this handle (close then
+///         still writes out and syncs every acknowledged put, but seals
+///         nothing: the next open scans those files).
 /// Not thread-safe: no other call may run on db during or after it.
 #[no_mangle]
 pub extern "C" fn bc_close(db: *mut bc_db) -> bc_status {
@@ -172,9 +171,11 @@ pub extern "C" fn bc_close(db: *mut bc_db) -> bc_status {
 ///            stores an empty value (which is found, with length 0).
 /// @return BC_OK; BC_INVALID_ARGUMENT (NULL db or key, empty key, NULL val
 ///         with vlen > 0); BC_TOO_LARGE (key or value over its limit);
-///         BC_READ_ONLY; BC_IO (write or sync failed, e.g. disk full: in
-///         BC_SYNC_ALWAYS mode the value may or may not be durable; in the
-///         other modes it was not stored); BC_NO_MEMORY (nothing was
+///         BC_READ_ONLY; BC_IO (the write failed, e.g. disk full: it was
+///         not stored, and the handle goes on); BC_FAILED (the handle has
+///         failed, by this put's fsync in BC_SYNC_ALWAYS mode, after which
+///         the value may or may not be durable, or earlier: see bc_sync);
+///         BC_NO_MEMORY (nothing was
 ///         stored: a new key, and no memory for the keydir to grow, which
 ///         a key already there without a TTL does not need, unless the put
 ///         gives it one; or no room for the write buffer to grow to the
@@ -346,8 +347,9 @@ pub extern "C" fn bc_free(val: *mut u8, vlen: usize) {
 /// @return BC_OK; BC_NOT_FOUND (the key was absent: nothing is written);
 ///         BC_INVALID_ARGUMENT; BC_TOO_LARGE (key over 65535 bytes: a key
 ///         over max_key_size, written under a larger limit, can be
-///         deleted); BC_READ_ONLY; BC_IO; BC_NO_MEMORY (no room for the
-///         write buffer to grow: nothing was written); BC_INTERNAL.
+///         deleted); BC_READ_ONLY; BC_IO; BC_FAILED (see bc_put);
+///         BC_NO_MEMORY (no room for the write buffer to grow: nothing was
+///         written); BC_INTERNAL.
 /// Thread-safe.
 #[no_mangle]
 pub extern "C" fn bc_delete(db: *mut bc_db, key: *const u8, klen: usize) -> bc_status {
@@ -377,16 +379,17 @@ pub extern "C" fn bc_contains(db: *mut bc_db, key: *const u8, klen: usize) -> bc
 /// put and delete that returned before this call is then durable. A no-op
 /// on a read-only handle.
 ///
-/// @return BC_OK; BC_INVALID_ARGUMENT (NULL db); BC_IO (the fsync failed,
-///         or the handle failed earlier: an fsync, or a merge that could
-///         not delete a file it merged. From the first failure on, bc_sync,
-///         bc_merge and every write return BC_IO naming it: a retried
-///         fsync may report success for data the kernel has dropped, and
-///         an undeleted file is outside what this handle's merges account
-///         for. Reopen the database, which checks what reached the disk
-///         and merges that file again); BC_INTERNAL (a
-///         bug was caught on this handle earlier: bc_close writes out and
-///         syncs what was acknowledged; then reopen).
+/// @return BC_OK; BC_INVALID_ARGUMENT (NULL db); BC_IO (the flush before
+///         the fsync failed, e.g. a full disk: the handle goes on, and a
+///         later bc_sync tries again); BC_FAILED (this fsync failed, or
+///         the handle failed earlier: an fsync, a merge that could not
+///         delete a file it merged, or a bug caught on this handle. From
+///         the first failure on, bc_sync, bc_merge, bc_close and every
+///         write return BC_FAILED naming it: a retried fsync may report
+///         success for data the kernel has dropped, and an undeleted file
+///         is outside what this handle's merges account for. Close the
+///         handle and open the database again, which checks what reached
+///         the disk and merges that file again).
 /// Thread-safe.
 #[no_mangle]
 pub extern "C" fn bc_sync(db: *mut bc_db) -> bc_status {
@@ -409,9 +412,10 @@ pub extern "C" fn bc_sync(db: *mut bc_db) -> bc_status {
 /// BC_IO ("no room to merge") having written nothing.
 ///
 /// @return BC_OK; BC_INVALID_ARGUMENT; BC_READ_ONLY; BC_IO (no room to
-///         merge; the database stays consistent; a later merge retries, unless the failure was
-///         a failed fsync or a merged file that could not be deleted,
-///         which fail the handle: see bc_sync);
+///         merge, or a write of its output failed: the database stays
+///         consistent, and a later merge retries); BC_FAILED (a failed
+///         fsync, or a merged file that could not be deleted, failed the
+///         handle, now or earlier: see bc_sync);
 ///         BC_CORRUPTION (a record
 ///         that fails its checksum: nothing was deleted); BC_NO_MEMORY (no
 ///         room to read a record whole, as merge copies it, or for its
@@ -594,7 +598,8 @@ mod tests {
     }
 
     /// A panic inside a call on a handle (a bug) is reported as BC_INTERNAL
-    /// and leaves the handle refusing writes, while reads go on, and close
+    /// and leaves the handle refusing writes with BC_FAILED, while reads go
+    /// on, and close
     /// still frees it: the handle's state after a bug is unknown, so
     /// nothing more is written with it.
     #[test]
@@ -611,7 +616,7 @@ mod tests {
         let st = with_db(db, |_| panic!("injected bug"));
         assert_eq!(st, bc_status::BC_INTERNAL);
 
-        assert_eq!(put(db, b"k", b"after"), bc_status::BC_INTERNAL);
+        assert_eq!(put(db, b"k", b"after"), bc_status::BC_FAILED);
         // SAFETY: bc_last_error returns a valid NUL-terminated string.
         let msg = unsafe { CStr::from_ptr(super::super::bc_last_error()) };
         let msg = msg.to_str().unwrap();
@@ -619,7 +624,7 @@ mod tests {
             msg.contains("writes refused") && msg.contains("injected bug"),
             "{msg}"
         );
-        assert_eq!(bc_delete(db, b"k".as_ptr(), 1), bc_status::BC_INTERNAL);
+        assert_eq!(bc_delete(db, b"k".as_ptr(), 1), bc_status::BC_FAILED);
         let mut buf = [0u8; 16];
         let mut len = 0usize;
         assert_eq!(
@@ -627,7 +632,7 @@ mod tests {
             bc_status::BC_OK
         );
         assert_eq!(&buf[..len], b"before");
-        assert_eq!(bc_close(db), bc_status::BC_INTERNAL);
+        assert_eq!(bc_close(db), bc_status::BC_FAILED);
 
         // The records written before the bug are intact on reopen.
         assert_eq!(

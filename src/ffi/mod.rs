@@ -2,7 +2,8 @@
 //!
 //! Conventions every export follows (and the header states):
 //! - a panic never crosses the boundary: it is caught, reported as
-//!   BC_INTERNAL, and the handle it happened on refuses writes afterwards;
+//!   BC_INTERNAL, and the handle it happened on refuses writes afterwards
+//!   (BC_FAILED);
 //! - every pointer is checked before use; NULL gets BC_INVALID_ARGUMENT;
 //! - output parameters are written only on success;
 //! - a failing call stores its message for `bc_last_error` on the calling
@@ -59,8 +60,9 @@ pub enum bc_status {
     /// A write on a handle opened read-only.
     BC_READ_ONLY = 8,
     /// A bug was caught (a panic or a broken invariant). The handle then
-    /// refuses writes; reads may still work. Close it (which still writes
-    /// out and syncs every put acknowledged before) and reopen it.
+    /// refuses writes with BC_FAILED; reads may still work. Close it
+    /// (which still writes out and syncs every put acknowledged before)
+    /// and reopen it.
     BC_INTERNAL = 9,
     /// A data file is in a format version this library does not read (a
     /// newer release wrote it); the message names the file and both
@@ -76,6 +78,16 @@ pub enum bc_status {
     /// the one in your buffer (with memory maps; otherwise it reads the
     /// record first).
     BC_NO_MEMORY = 11,
+    /// The handle has failed for good, and the message says what failed
+    /// it: an fsync (the kernel may have dropped pages it could not
+    /// write, so what was acknowledged since the last successful sync may
+    /// be lost), a merge that could not delete a file it merged, or a bug
+    /// caught earlier (that call itself returned BC_INTERNAL). Returned by
+    /// the call that failed it and, from then on, by every write,
+    /// bc_sync, bc_merge and bc_close of the handle; reads go on. Unlike
+    /// BC_IO, trying again does not help: close the handle and open the
+    /// database again (the open checks and recovers the files).
+    BC_FAILED = 12,
 }
 
 impl From<Status> for bc_status {
@@ -93,6 +105,7 @@ impl From<Status> for bc_status {
             Status::Internal => bc_status::BC_INTERNAL,
             Status::VersionMismatch => bc_status::BC_VERSION_MISMATCH,
             Status::NoMemory => bc_status::BC_NO_MEMORY,
+            Status::Failed => bc_status::BC_FAILED,
         }
     }
 }

@@ -33,7 +33,7 @@ pub const BC_SYNC_ALWAYS: i32 = 1;
 /// bc_options_set_write_map; through the map it loses nothing). A flush
 /// or fsync of it
 /// that fails (a full disk, a dying one) fails the handle: later writes
-/// return BC_IO naming it.
+/// return BC_FAILED naming it.
 pub const BC_SYNC_INTERVAL: i32 = 2;
 
 /// Edits the options behind `opts` with `edit`.
@@ -326,7 +326,7 @@ pub extern "C" fn bc_options_set_clock(
 /// bc_merge). bc_close stops the thread, abandoning a merge in progress
 /// safely within a few thousand records. The thread's merge failures reach
 /// no caller, except those that fail the handle (see bc_sync): later
-/// writes return BC_IO naming them.
+/// writes return BC_FAILED naming them.
 ///
 /// @return BC_OK, or BC_INVALID_ARGUMENT if opts is NULL.
 /// Not thread-safe: calls on one bc_options must not overlap (set it

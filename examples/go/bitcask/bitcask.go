@@ -116,6 +116,7 @@ const (
 	StatusInternal        = int32(C.BC_INTERNAL)
 	StatusVersionMismatch = int32(C.BC_VERSION_MISMATCH)
 	StatusNoMemory        = int32(C.BC_NO_MEMORY)
+	StatusFailed          = int32(C.BC_FAILED) // the handle failed for good: close it, open again
 )
 
 // ErrNotFound: the key is absent or expired (Get; errors.Is works).
