@@ -578,7 +578,9 @@ bc_status bc_merge(struct bc_db *db);
 
 /**
  * Whether the merge triggers (bc_options_set_merge_triggers) currently
- * fire for some immutable data file.
+ * fire: for some immutable data file, or for the active file once it
+ * holds at least the small-file threshold's bytes
+ * (bc_options_set_merge_thresholds; a merge then retires it first).
  *
  * @param[out] out receives the answer; written only on BC_OK.
  * @return BC_OK; BC_INVALID_ARGUMENT (NULL db or out).
@@ -666,7 +668,10 @@ void bc_iter_free(struct bc_iter *it);
 /**
  * Creates options holding the defaults: max_file_size 256 MiB,
  * max_key_size 4096, max_value_size 64 MiB, BC_SYNC_NONE, read-write,
- * create_if_missing true, repair false.
+ * create_if_missing true, repair false, default TTL 0 (none), the
+ * system clock, auto-merge off, merge triggers 0.6 and 512 MiB, merge
+ * thresholds 0.4, 128 MiB and 10 MiB, max_open_files 64, memory-mapped
+ * reads on (64-bit targets only), write map on, write buffer 256 KiB.
  *
  * @param[out] out receives the new options; the caller owns them and
  *             frees them with bc_options_free (after bc_open if it likes:
@@ -833,7 +838,13 @@ bc_status bc_options_set_auto_merge(struct bc_options *opts, uint32_t interval_m
 /**
  * When a merge is needed (bc_needs_merge, auto-merge): when some immutable
  * data file has at least `frag` of its bytes dead (0..1, default 0.6) or
- * at least `dead_bytes` dead bytes (default 512 MiB).
+ * at least `dead_bytes` dead bytes (default 512 MiB), counting only what
+ * a merge surely reclaims (not tombstones), so 0 fires for any file with
+ * such bytes and none without. The active file counts too once it holds
+ * at least the small-file threshold (bc_options_set_merge_thresholds,
+ * default 10 MiB): a merge then retires it and takes it, so a database
+ * that overwrites a few keys stays near that size rather than filling
+ * its active file (max_file_size, default 256 MiB) with dead records.
  *
  * Triggers and thresholds may be set in either order: bc_open checks that
  * no trigger is below its threshold.

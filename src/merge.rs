@@ -38,7 +38,7 @@ use crate::error::{reserve, reserve_one, Error, Result, Status};
 use crate::format::{self, FILE_HEADER_LEN, FLAG_TOMBSTONE, RECORD_HEADER_LEN};
 use crate::hint::{self, HintWriter};
 use crate::keydir::Location;
-use crate::options::WRITE_BUFFER;
+use crate::options::{MergePolicy, WRITE_BUFFER};
 use crate::recovery::{self, FileReader, Probe};
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -60,6 +60,26 @@ struct Usage {
 }
 
 impl Usage {
+    fn of(file: Arc<DataFile>, expired: &HashMap<u32, (u64, u64)>) -> Usage {
+        let records = file.record_bytes.load(Ordering::Relaxed);
+        let dead = (file.dead_bytes.load(Ordering::Relaxed)
+            + expired.get(&file.fnum).map_or(0, |e| e.1))
+        .min(records);
+        let tombstones = file.tombstone_bytes.load(Ordering::Relaxed);
+        Usage {
+            file,
+            records,
+            dead,
+            reclaimable: dead.saturating_sub(tombstones),
+        }
+    }
+
+    /// Whether the file fires a merge trigger.
+    fn fires(&self, p: &MergePolicy) -> bool {
+        self.reclaimable > 0
+            && (self.frag() >= p.frag_trigger || self.reclaimable >= p.dead_bytes_trigger)
+    }
+
     fn frag(&self) -> f64 {
         if self.records == 0 {
             1.0
@@ -104,11 +124,23 @@ impl Inner {
         self.check_writable()?;
         let _one_merge = self.merge_lock.lock();
         // Every file but a new active one goes in, so the active file is
-        // retired now, and files the worker has not sealed yet (this one
-        // included) are sealed here.
+        // retired now.
+        self.retire_active(|a| a.len() > FILE_HEADER_LEN)?;
+        let usage = self.usage(&self.expired_by_file());
+        if usage.iter().all(|u| u.dead == 0) {
+            return Ok(());
+        }
+        let inputs: Vec<_> = usage.iter().map(|u| u.file.clone()).collect();
+        self.merge_files(&inputs, &inputs)
+    }
+
+    /// Retires the active file if `take` says so (the next write starts a
+    /// new one), and seals it and the files the worker has not sealed yet,
+    /// for a merge to take.
+    fn retire_active(&self, take: impl FnOnce(&DataFile) -> bool) -> Result<()> {
         let unsealed = {
             let mut w = self.writer.lock();
-            if let Some(a) = w.active.take_if(|a| a.len() > FILE_HEADER_LEN) {
+            if let Some(a) = w.active.take_if(|a| take(a)) {
                 if let Err(e) = a.flush() {
                     w.active = Some(a);
                     return Err(e);
@@ -119,22 +151,27 @@ impl Inner {
         for f in &unsealed {
             self.seal_file(f)?;
         }
-        let usage = self.usage();
-        if usage.iter().all(|u| u.dead == 0) {
-            return Ok(());
-        }
-        let inputs: Vec<_> = usage.iter().map(|u| u.file.clone()).collect();
-        self.merge_files(&inputs, &inputs)
+        Ok(())
     }
 
     /// Whether a merge trigger fires: some sealed file is fragmented or
-    /// dead enough.
+    /// dead enough, or the active file is (see `ripe_active`).
     pub(crate) fn needs_merge(&self) -> bool {
         let p = &self.opts.merge;
-        self.usage().iter().any(|u| {
-            u.reclaimable > 0
-                && (u.frag() >= p.frag_trigger || u.reclaimable >= p.dead_bytes_trigger)
-        })
+        let expired = self.expired_by_file();
+        self.usage(&expired).iter().any(|u| u.fires(p)) || self.ripe_active(&expired).is_some()
+    }
+
+    /// The active file, if it fires a trigger and is no small file (one
+    /// that a merge would take only to combine it with others): a merge
+    /// retires it first. Only sealed files are merged, and a database that
+    /// overwrites a few keys would otherwise fill its active file up to
+    /// `max_file_size` with dead records before a merge could take any.
+    fn ripe_active(&self, expired: &HashMap<u32, (u64, u64)>) -> Option<u32> {
+        let active = self.writer.lock().active.clone()?;
+        let p = &self.opts.merge;
+        let u = Usage::of(active, expired);
+        (u.records >= p.small_file_threshold && u.fires(p)).then_some(u.file.fnum)
     }
 
     /// Merges the files the thresholds select (fragmented, dead, or small
@@ -142,8 +179,12 @@ impl Inner {
     pub(crate) fn merge_selected(&self) -> Result<bool> {
         self.check_writable()?;
         let _one_merge = self.merge_lock.lock();
+        let expired = self.expired_by_file();
+        if let Some(fnum) = self.ripe_active(&expired) {
+            self.retire_active(|a| a.fnum == fnum)?;
+        }
         let p = &self.opts.merge;
-        let usage = self.usage();
+        let usage = self.usage(&expired);
         let worth = |u: &Usage| {
             u.reclaimable > 0
                 && (u.frag() >= p.frag_threshold || u.reclaimable >= p.dead_bytes_threshold)
@@ -166,26 +207,13 @@ impl Inner {
     }
 
     /// The sealed files, oldest first, with their reclaimable bytes.
-    fn usage(&self) -> Vec<Usage> {
-        let expired = self.expired_by_file();
+    fn usage(&self, expired: &HashMap<u32, (u64, u64)>) -> Vec<Usage> {
         let mut usage: Vec<Usage> = self
             .files
             .read()
             .values()
             .filter(|f| f.is_sealed())
-            .map(|f| {
-                let records = f.record_bytes.load(Ordering::Relaxed);
-                let dead = (f.dead_bytes.load(Ordering::Relaxed)
-                    + expired.get(&f.fnum).map_or(0, |e| e.1))
-                .min(records);
-                let tombstones = f.tombstone_bytes.load(Ordering::Relaxed);
-                Usage {
-                    file: f.clone(),
-                    records,
-                    dead,
-                    reclaimable: dead.saturating_sub(tombstones),
-                }
-            })
+            .map(|f| Usage::of(f.clone(), expired))
             .collect();
         usage.sort_by_key(|u| u.file.id);
         usage

@@ -423,6 +423,60 @@ fn auto_merge_reclaims_in_the_background() {
     db.close().unwrap();
 }
 
+/// A few keys overwritten over and over fill only the active file, which
+/// no merge took: with the default 256 MiB files a small database on a
+/// device grew to 256 MiB of dead records before anything was reclaimed
+/// (a new user's review). Once the active file holds `small_file_threshold`
+/// bytes and fires a trigger, the merge triggers fire and a merge retires
+/// it and takes it.
+#[test]
+fn a_fragmented_active_file_is_merged() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options {
+        merge: bitcask::MergePolicy {
+            small_file_threshold: 64 << 10,
+            ..Default::default()
+        },
+        ..Options::default()
+    };
+    let db = Db::open(dir.path(), opts).unwrap();
+    let put_round = |round: u32| {
+        for i in 0..100u32 {
+            db.put(format!("k{i}").as_bytes(), &[round as u8; 100])
+                .unwrap();
+        }
+    };
+    // Three rounds: 67% dead, but 36 KB, below the threshold: the active
+    // file is left to fill.
+    for round in 0..3 {
+        put_round(round);
+    }
+    assert!(!db.needs_merge(), "{:?}", db.stats());
+    // 50 rounds: 98% dead, 595 KB.
+    for round in 3..50 {
+        put_round(round);
+    }
+    let before = db.stats();
+    assert_eq!(before.data_files, 1);
+    assert!(db.needs_merge(), "{before:?}");
+    assert!(db.merge_if_needed().unwrap(), "a merge ran");
+    let after = db.stats();
+    assert_eq!(after.dead_bytes, 0, "{after:?}");
+    assert!(
+        after.total_bytes < before.total_bytes / 20,
+        "{} bytes after the merge, {} before",
+        after.total_bytes,
+        before.total_bytes
+    );
+    assert!(!db.needs_merge());
+    db.close().unwrap();
+    let db = Db::open(dir.path(), Options::default()).unwrap();
+    for i in 0..100u32 {
+        let got = db.get(format!("k{i}").as_bytes()).unwrap();
+        assert_eq!(got, Some(vec![49u8; 100]));
+    }
+}
+
 #[test]
 fn thousands_of_files_under_a_descriptor_limit() {
     let dir = tempfile::tempdir().unwrap();

@@ -431,7 +431,9 @@ pub extern "C" fn bc_merge(db: *mut bc_db) -> bc_status {
 }
 
 /// Whether the merge triggers (bc_options_set_merge_triggers) currently
-/// fire for some immutable data file.
+/// fire: for some immutable data file, or for the active file once it
+/// holds at least the small-file threshold's bytes
+/// (bc_options_set_merge_thresholds; a merge then retires it first).
 ///
 /// @param[out] out receives the answer; written only on BC_OK.
 /// @return BC_OK; BC_INVALID_ARGUMENT (NULL db or out).

@@ -52,7 +52,10 @@ fn with_opts(
 
 /// Creates options holding the defaults: max_file_size 256 MiB,
 /// max_key_size 4096, max_value_size 64 MiB, BC_SYNC_NONE, read-write,
-/// create_if_missing true, repair false.
+/// create_if_missing true, repair false, default TTL 0 (none), the
+/// system clock, auto-merge off, merge triggers 0.6 and 512 MiB, merge
+/// thresholds 0.4, 128 MiB and 10 MiB, max_open_files 64, memory-mapped
+/// reads on (64-bit targets only), write map on, write buffer 256 KiB.
 ///
 /// @param[out] out receives the new options; the caller owns them and
 ///             frees them with bc_options_free (after bc_open if it likes:
@@ -344,7 +347,13 @@ pub extern "C" fn bc_options_set_auto_merge(opts: *mut bc_options, interval_ms: 
 
 /// When a merge is needed (bc_needs_merge, auto-merge): when some immutable
 /// data file has at least `frag` of its bytes dead (0..1, default 0.6) or
-/// at least `dead_bytes` dead bytes (default 512 MiB).
+/// at least `dead_bytes` dead bytes (default 512 MiB), counting only what
+/// a merge surely reclaims (not tombstones), so 0 fires for any file with
+/// such bytes and none without. The active file counts too once it holds
+/// at least the small-file threshold (bc_options_set_merge_thresholds,
+/// default 10 MiB): a merge then retires it and takes it, so a database
+/// that overwrites a few keys stays near that size rather than filling
+/// its active file (max_file_size, default 256 MiB) with dead records.
 ///
 /// Triggers and thresholds may be set in either order: bc_open checks that
 /// no trigger is below its threshold.
