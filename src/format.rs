@@ -254,6 +254,27 @@ pub fn u32_at(b: &[u8], at: usize) -> u32 {
 mod tests {
     use super::*;
 
+    /// The worked example in docs/FORMAT.md ("For example, ...").
+    #[test]
+    fn the_documented_example_bytes() {
+        let hex = |b: &[u8]| {
+            b.iter()
+                .map(|x| format!("{x:02x}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(
+            hex(&file_header(&DATA_MAGIC)),
+            "42 49 54 43 41 53 4b 44 01 00 00 00 80 83 32 da"
+        );
+        let mut rec = Vec::new();
+        encode_record(&mut rec, 1_700_000_000, 0, 0, b"k", b"v");
+        assert_eq!(
+            hex(&rec),
+            "5c 28 e5 fd 00 f1 53 65 00 00 00 00 01 00 01 00 00 00 00 6b 76"
+        );
+    }
+
     #[test]
     fn record_roundtrip_and_crc() {
         let mut buf = Vec::new();

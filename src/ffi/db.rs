@@ -80,6 +80,9 @@ pub(crate) fn found(b: bool) -> Result<bc_status, Error> {
 /// (zeros, docs/FORMAT.md) is removed, keeping every other record
 /// (bc_stats.recovered_bytes_dropped counts the bytes); any other damage
 /// fails the open with BC_CORRUPTION unless the repair option is set.
+/// Give it a directory of its own: open uses any directory, reading and
+/// writing only the names docs/FORMAT.md lists, beside whatever else is
+/// there (a file that merely has such a name is BC_CORRUPTION).
 ///
 /// @param[in]  path a NUL-terminated directory path, read during the call.
 /// @param[in]  opts options, or NULL for the defaults; read during the
