@@ -627,7 +627,7 @@ impl Inner {
         // Repair verifies every record, so it reads no hints (and rewrites
         // them). A hint that cannot be read is as good as missing.
         let hint = match self.opts.repair {
-            false => hint::open(&hint::hint_path(&self.dir, id), id, r.len)?,
+            false => hint::open(&hint::hint_path(&self.dir, id), id, r.len, newest)?,
             true => None,
         };
         Ok(Some(Found {

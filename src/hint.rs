@@ -491,9 +491,51 @@ fn read_base(trailer: &[u8]) -> u32 {
 /// Opens the hint of data file `data_id` of `data_len` bytes and checks
 /// its header and trailer. None when it is missing or not for that file.
 /// Errors reading it count as a missing hint, but for running out of
-/// descriptors (see `open_file`).
-pub fn open(path: &Path, data_id: u64, data_len: u64) -> Result<Option<Hint>> {
-    Ok(open_file(path)?.and_then(|file| from_file(&file, path, data_id, data_len)))
+/// descriptors (see `open_file`). Unless the data file may be torn (the
+/// newest may always be, FORMAT.md), a whole hint (its CRC checks out) of
+/// a longer file is `BC_CORRUPTION`: a hint is written only once its data
+/// file is synced and sealed, and a sealed file never shrinks, so records
+/// at its end were lost since (a truncation, a copy cut short). Scanned
+/// as if it had no hint, the file would show their keys' older values,
+/// and deleted keys, with no error.
+pub fn open(path: &Path, data_id: u64, data_len: u64, torn_ok: bool) -> Result<Option<Hint>> {
+    let Some(file) = open_file(path)? else {
+        return Ok(None);
+    };
+    match checked(&file, path, data_id, data_len) {
+        Ok(hint) => Ok(Some(hint)),
+        Err(Some(held)) if !torn_ok && whole(&file) => Err(Error::corruption(format!(
+            "{}: offset {data_len}: the file ends here, but its hint {} says it held {held} \
+             bytes when it was synced and sealed: records at its end were lost since (a \
+             truncation, a copy cut short); the repair option opens it with what is left",
+            path.with_extension("data").display(),
+            path.display(),
+        ))),
+        Err(_) => Ok(None),
+    }
+}
+
+/// Whether the hint's CRC, over every byte before it, matches.
+fn whole(file: &File) -> bool {
+    let Ok(len) = file.metadata().map(|m| m.len()) else {
+        return false;
+    };
+    let Some(body) = len.checked_sub(4) else {
+        return false;
+    };
+    let mut crc = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; READ_WINDOW.min(body as usize)];
+    let mut at = 0;
+    while at < body {
+        let n = buf.len().min((body - at) as usize);
+        if file.read_exact_at(&mut buf[..n], at).is_err() {
+            return false;
+        }
+        crc.update(&buf[..n]);
+        at += n as u64;
+    }
+    let mut stored = [0u8; 4];
+    file.read_exact_at(&mut stored, body).is_ok() && crc.finalize() == u32::from_le_bytes(stored)
 }
 
 /// Opens a hint file for reading. Running out of descriptors is an error,
@@ -509,22 +551,33 @@ fn open_file(path: &Path) -> Result<Option<File>> {
     }
 }
 
-/// `open`, given the hint's file.
-fn from_file(file: &File, path: &Path, data_id: u64, data_len: u64) -> Option<Hint> {
-    let len = file.metadata().ok()?.len();
+/// The hint in `file`, if its header, trailer and table fit the data
+/// file; else the data file's length it claims, if longer than `data_len`.
+fn checked(
+    file: &File,
+    path: &Path,
+    data_id: u64,
+    data_len: u64,
+) -> std::result::Result<Hint, Option<u64>> {
+    let len = file.metadata().ok().ok_or(None)?.len();
     if len < FILE_HEADER_LEN + TRAILER_LEN {
-        return None;
+        return Err(None);
     }
     let mut h = [0u8; FILE_HEADER_LEN as usize];
-    file.read_exact_at(&mut h, 0).ok()?;
-    format::check_file_header(&h, &HINT_MAGIC, path).ok()?;
+    file.read_exact_at(&mut h, 0).ok().ok_or(None)?;
+    format::check_file_header(&h, &HINT_MAGIC, path)
+        .ok()
+        .ok_or(None)?;
     let mut t = vec![0u8; TRAILER_LEN as usize];
-    file.read_exact_at(&mut t, len - TRAILER_LEN).ok()?;
+    file.read_exact_at(&mut t, len - TRAILER_LEN)
+        .ok()
+        .ok_or(None)?;
     let table = read_table(&t);
     let tail = &t[TABLE_LEN as usize..];
     let seed = Seed(format::u64_at(tail, 0), format::u64_at(tail, 8));
-    if format::u64_at(tail, 16) != data_id || format::u64_at(tail, 24) != data_len {
-        return None;
+    let held = format::u64_at(tail, 24);
+    if format::u64_at(tail, 16) != data_id || held != data_len {
+        return Err((format::u64_at(tail, 16) == data_id && held > data_len).then_some(held));
     }
     // Partitions must tile the body, so loaders can split it between them,
     // and hold room for their counts: open sizes the keydir by the counts
@@ -533,24 +586,24 @@ fn from_file(file: &File, path: &Path, data_id: u64, data_len: u64) -> Option<Hi
     let mut start = FILE_HEADER_LEN;
     for &(count, end) in &table {
         if end < start || (end - start) / ENTRY_MIN < count as u64 {
-            return None;
+            return Err(None);
         }
         start = end;
     }
     if start != len - TRAILER_LEN {
-        return None;
+        return Err(None);
     }
     // Nor more than the data file's size justifies: each entry is one of
     // its records, a header and a key of a byte at least. (A hint that is
     // mostly a hole passes the bound above with any count.)
     let entries: u64 = table.iter().map(|&(count, _)| count as u64).sum();
     if entries > data_len.saturating_sub(FILE_HEADER_LEN) / (RECORD_HEADER_LEN as u64 + 1) {
-        return None;
+        return Err(None);
     }
     let crc_at = TRAILER_LEN as usize - 4;
     let mut tail_crc = crc32fast::Hasher::new();
     tail_crc.update(&t[..crc_at]);
-    Some(Hint {
+    Ok(Hint {
         src: Src::File,
         path: path.to_path_buf(),
         data_len,
@@ -628,7 +681,7 @@ pub fn open_built(dir: &Path, id: u64, data_len: u64) -> Result<Option<Hint>> {
     let Some(file) = open_file(&path)? else {
         return Ok(None);
     };
-    Ok(from_file(&file, &path, id, data_len).map(|mut hint| {
+    Ok(checked(&file, &path, id, data_len).ok().map(|mut hint| {
         hint.crc = None;
         hint
     }))
@@ -950,7 +1003,7 @@ mod tests {
         let data_len = 16 + 32 + 21 + 21;
         w.finish(data_len, dir.path()).unwrap();
         let path = hint_path(dir.path(), 7);
-        let h = open(&path, 7, data_len).unwrap().unwrap();
+        let h = open(&path, 7, data_len, false).unwrap().unwrap();
         assert_eq!(h.seed, seed);
         let ts = |value_len| hdr(1, value_len, 0, 0).timestamp;
         let want = vec![
@@ -960,18 +1013,35 @@ mod tests {
         ];
         assert_eq!(read_all(&h), (want.clone(), true));
 
-        assert!(open(&path, 7, data_len + 1).unwrap().is_none(), "length");
-        assert!(open(&path, 8, data_len).unwrap().is_none(), "another file");
+        assert!(
+            open(&path, 7, data_len + 1, false).unwrap().is_none(),
+            "longer file"
+        );
+        // A shorter one: records lost since the hint was written, unless
+        // the file may be torn.
+        let lost = open(&path, 7, data_len - 1, false).map(|_| ()).unwrap_err();
+        assert_eq!(lost.status(), Status::Corruption, "{lost:?}");
+        assert!(
+            open(&path, 7, data_len - 1, true).unwrap().is_none(),
+            "may be torn"
+        );
+        assert!(
+            open(&path, 8, data_len, false).unwrap().is_none(),
+            "another file"
+        );
         let good = fs::read(&path).unwrap();
         for cut in 0..good.len() {
             fs::write(&path, &good[..cut]).unwrap();
-            assert!(open(&path, 7, data_len).unwrap().is_none(), "cut at {cut}");
+            assert!(
+                open(&path, 7, data_len, false).unwrap().is_none(),
+                "cut at {cut}"
+            );
         }
         for i in 0..good.len() {
             let mut bad = good.clone();
             bad[i] ^= 1;
             fs::write(&path, &bad).unwrap();
-            let refused = match open(&path, 7, data_len).unwrap() {
+            let refused = match open(&path, 7, data_len, false).unwrap() {
                 None => true,
                 Some(h) => !read_all(&h).1,
             };
@@ -999,7 +1069,7 @@ mod tests {
         let data_len = 56;
         w.finish(data_len, dir.path()).unwrap();
         let path = hint_path(dir.path(), 7);
-        assert!(open(&path, 7, data_len).unwrap().is_some());
+        assert!(open(&path, 7, data_len, false).unwrap().is_some());
         let good = fs::read(&path).unwrap();
         let trailer = good.len() - TRAILER_LEN as usize;
         // The same hint with a hole of 1 MiB added to partition 0's
@@ -1022,12 +1092,18 @@ mod tests {
         };
         // Entries the data file can hold: 2 records of 20 bytes at most.
         rebuilt(0);
-        assert!(open(&path, 7, data_len).unwrap().is_some(), "no extra");
+        assert!(
+            open(&path, 7, data_len, false).unwrap().is_some(),
+            "no extra"
+        );
         rebuilt(1);
-        assert!(open(&path, 7, data_len).unwrap().is_none(), "one more");
+        assert!(
+            open(&path, 7, data_len, false).unwrap().is_none(),
+            "one more"
+        );
         rebuilt(hole as u32 / ENTRY_MIN as u32);
         assert!(
-            open(&path, 7, data_len).unwrap().is_none(),
+            open(&path, 7, data_len, false).unwrap().is_none(),
             "a hole's worth"
         );
     }

@@ -1778,3 +1778,66 @@ fn bit_rot_in_a_record_holding_images_is_not_a_lost_page() {
     let (dir, path, at) = torn_write_holding_images(tmp.path(), true, false);
     refused(&dir, &path, at, "a changed byte");
 }
+
+/// A sealed data file cut back to a record boundary under its hint: a
+/// truncation, or a copy cut short, after the file was synced and sealed
+/// (its hint, written then, says how long it was). Scanned as if it had no
+/// hint, it showed older values and deleted keys again with no error (a
+/// fuzzer found it: the scan finds no damage in a clean cut), and a
+/// read-write open then wrote a fresh hint over the evidence. Open refuses
+/// it, read-only and read-write, changing nothing; repair opens it.
+#[test]
+fn a_sealed_file_cut_under_its_hint_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = opts(4096, SyncMode::None);
+    let db = open(dir.path(), &o);
+    ok(db.put(b"over", b"old"), "put");
+    ok(db.put(b"gone", b"old"), "put");
+    ok(db.close(), "close");
+    // A new file: the newer value and the tombstone, then fillers until
+    // it is sealed and another is the newest.
+    let db = open(dir.path(), &o);
+    ok(db.put(b"over", b"new"), "put");
+    assert!(ok(db.delete(b"gone"), "delete"));
+    let mut i = 0;
+    fill_until_files(&db, 3, &mut i);
+    ok(db.close(), "close");
+    let files = data_files(dir.path());
+    let (cut, at) = files[..files.len() - 1]
+        .iter()
+        .find_map(|f| {
+            let r = parse_data_file(f);
+            let new = r.iter().find(|r| r.key == b"over" && r.value == b"new")?;
+            Some((f.clone(), new.offset))
+        })
+        .expect("a sealed file holding over=new");
+    OpenOptions::new()
+        .write(true)
+        .open(&cut)
+        .unwrap()
+        .set_len(at)
+        .unwrap();
+    let before = dir_bytes(dir.path());
+    let name = file_name(&cut);
+    for read_only in [true, false] {
+        let ctx = format!("read_only {read_only}");
+        let opened = Db::open(
+            dir.path(),
+            Options {
+                read_only,
+                ..o.clone()
+            },
+        );
+        let msg = corruption_naming(opened, &name, &ctx);
+        assert!(
+            msg.contains("lost") && mentions_offset(&msg, at),
+            "{ctx}: {msg}"
+        );
+        assert!(
+            dir_bytes(dir.path()) == before,
+            "{ctx}: the open changed the directory"
+        );
+    }
+    let repaired = Db::open(dir.path(), Options { repair: true, ..o });
+    ok(repaired, "open with repair");
+}
