@@ -205,10 +205,11 @@ pub enum Bytes<'a> {
 }
 
 impl Bytes<'_> {
-    /// The bytes before `at` and from `at` on.
+    /// The bytes before `at` and from `at` on (`at`: at most the length,
+    /// and for `Split`, where it split).
     pub fn parts(&self, at: usize) -> (&[u8], &[u8]) {
         match self {
-            Bytes::Whole(b) => b.split_at(at.min(b.len())),
+            Bytes::Whole(b) => b.split_at(at),
             Bytes::Split(head, rest) => (head, rest),
         }
     }

@@ -1651,16 +1651,17 @@ fn check_record(rec: &Bytes<'_>, key: &[u8], file: &DataFile, offset: u32) -> Re
         |what: &str| Error::corruption(format!("{}: offset {offset}: {what}", file.path.display()));
     // A whole record's CRC in one call: crc32fast folds with SIMD only
     // over calls of 128 bytes or more (a 100-byte value's record is 135).
-    let crc_ok = match rec {
-        Bytes::Whole(record) => format::crc_ok(record, &[]),
-        Bytes::Split(head, value) => format::crc_ok(head, value),
+    let (head, crc_ok) = match rec {
+        Bytes::Whole(record) => (*record, format::crc_ok(record, &[])),
+        Bytes::Split(head, value) => (*head, format::crc_ok(head, value)),
     };
     if !crc_ok {
         return Err(bad("record checksum mismatch"));
     }
-    let (head, _) = rec.parts(RECORD_HEADER_LEN + key.len());
     let hdr = format::RecordHeader::decode(head);
-    if hdr.is_tombstone() || hdr.key_len as usize != key.len() || &head[RECORD_HEADER_LEN..] != key
+    if hdr.is_tombstone()
+        || hdr.key_len as usize != key.len()
+        || &head[RECORD_HEADER_LEN..RECORD_HEADER_LEN + key.len()] != key
     {
         return Err(bad("record does not hold the key the keydir points at"));
     }

@@ -219,10 +219,15 @@ pub fn crc_ok(head: &[u8], rest: &[u8]) -> bool {
     if head.len() < RECORD_HEADER_LEN {
         return false;
     }
-    let mut h = crc_hasher();
-    h.update(&head[4..]);
-    h.update(rest);
-    h.finalize() == u32_at(head, 0)
+    let crc = if rest.is_empty() {
+        crc32(&head[4..])
+    } else {
+        let mut h = crc_hasher();
+        h.update(&head[4..]);
+        h.update(rest);
+        h.finalize()
+    };
+    crc == u32_at(head, 0)
 }
 
 /// `crc32fast::hash` for the records of every put and get, without its
