@@ -282,6 +282,9 @@ pub struct DataFile {
     /// the file while a put or `bc_sync` syncs it) would succeed and
     /// vouch for pages the kernel dropped.
     sync_failure: Mutex<Option<Error>>,
+    /// Taken by whoever writes the file's hint: the worker and a merge
+    /// may both seal a file the writer retired, and one hint is enough.
+    hint_taken: AtomicBool,
 }
 
 impl DataFile {
@@ -396,12 +399,18 @@ impl DataFile {
             dead_bytes: AtomicU64::new(0),
             tombstone_bytes: AtomicU64::new(0),
             sync_failure: Mutex::new(None),
+            hint_taken: AtomicBool::new(false),
         }
     }
 
     /// File length including buffered records.
     pub fn len(&self) -> u64 {
         FILE_HEADER_LEN + self.record_bytes.load(Ordering::Relaxed)
+    }
+
+    /// True for the first caller only: it writes the file's hint.
+    pub fn take_hint(&self) -> bool {
+        !self.hint_taken.swap(true, Ordering::AcqRel)
     }
 
     pub fn is_sealed(&self) -> bool {

@@ -1280,7 +1280,9 @@ impl Inner {
     pub(crate) fn seal_file(&self, file: &DataFile) -> Result<()> {
         // No hint may vouch for a file on a failed handle.
         self.sync_and_seal(file)?;
-        let _ = self.write_hint(file);
+        if file.take_hint() {
+            let _ = self.write_hint(file);
+        }
         if self.file(file.fnum).is_none() {
             // A merge took the file while its hint was written: it leaves
             // the file table before the merge deletes its hint and data,
