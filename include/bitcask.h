@@ -422,8 +422,11 @@ bc_status bc_close(struct bc_db *db);
  *            stores an empty value (which is found, with length 0).
  * @return BC_OK; BC_INVALID_ARGUMENT (NULL db or key, empty key, NULL val
  *         with vlen > 0); BC_TOO_LARGE (key or value over its limit);
- *         BC_READ_ONLY; BC_IO (the write failed, e.g. disk full: it was
- *         not stored, and the handle goes on); BC_FAILED (the handle has
+ *         BC_READ_ONLY; BC_IO (the write failed, e.g. disk full, and the
+ *         handle goes on: in BC_SYNC_ALWAYS mode the record may have
+ *         reached the library's buffer and its keydir, so the value may
+ *         be seen and may become durable with a later flush; in the other
+ *         modes it was not stored); BC_FAILED (the handle has
  *         failed, by this put's fsync in BC_SYNC_ALWAYS mode, after which
  *         the value may or may not be durable, or earlier: see bc_sync);
  *         BC_NO_MEMORY (nothing was

@@ -1402,8 +1402,16 @@ impl Inner {
             None => Ok(()),
         };
         self.lock.lock().take();
-        // A handle that failed reports it, with or without an active file.
-        sealed.and(self.failure().map_or(Ok(()), Err))
+        // A handle that failed reports it (BC_FAILED), with or without an
+        // active file, and what close could not write besides.
+        match (self.failure(), sealed) {
+            (Some(f), Err(e)) => Err(Error::new(
+                Status::Failed,
+                format!("{}; closing, then: {}", f.message(), e.message()),
+            )),
+            (Some(f), Ok(())) => Err(f),
+            (None, sealed) => sealed,
+        }
     }
 
     /// Close's work on a failed handle. After a failed fsync nothing more
@@ -1507,8 +1515,9 @@ impl Inner {
             });
             self.map_addrs.note(file.fnum, file.map_addr());
             // The file may have had to be opened, and a merge may have
-            // deleted it since it was looked up: then look again.
-            if r.is_err() && self.file(loc.file).is_none() {
+            // deleted it since it was looked up: then look again, unless
+            // the record was read and `f` failed (no memory for a copy).
+            if r.is_err() && f.is_some() && self.file(loc.file).is_none() {
                 continue;
             }
             return r;

@@ -18,6 +18,8 @@ fn writes_on_a_full_disk() {
     rotation_works_again_once_the_disk_has_room();
     a_partly_written_record_is_cut_off();
     a_failed_interval_flush_fails_the_handle();
+    a_sync_always_put_whose_flush_fails_is_kept();
+    closing_a_failed_handle_reports_the_failure();
     // (32-bit targets have no maps, and some filesystems cannot have the
     // active file written through one.)
     if map_writes_here() {
@@ -151,6 +153,51 @@ fn a_failed_interval_flush_fails_the_handle() {
     let db = open(dir.path(), &opts(8 << 20, SyncMode::None));
     assert_eq!(ok(db.get(b"a"), "get a"), Some(vec![1u8; 100]));
     assert_eq!(ok(db.get(b"b"), "get b"), Some(vec![2u8; 100]));
+}
+
+/// BC_SYNC_ALWAYS: a put whose flush the full disk refuses returns BC_IO,
+/// but its record stays buffered and in the keydir (bc_put's header: "may
+/// or may not be durable"): gets see it, and a later sync writes it.
+fn a_sync_always_put_whose_flush_fails_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = buffered(opts(8 << 20, SyncMode::Always));
+    let db = open(dir.path(), &o);
+    ok(db.put(b"k", b"old"), "put");
+    let len = std::fs::metadata(data_files(dir.path()).pop().unwrap())
+        .unwrap()
+        .len();
+    set_file_size_limit(len as libc::rlim_t);
+    let refused = db.put(b"k", b"new");
+    set_file_size_limit(libc::RLIM_INFINITY);
+    assert_eq!(err(refused, "put on a full disk").0, Status::Io as i32);
+    assert_eq!(ok(db.get(b"k"), "get"), Some(b"new".to_vec()));
+    ok(db.sync(), "sync once there is room");
+    ok(db.close(), "close");
+    let db = open(dir.path(), &o);
+    assert_eq!(ok(db.get(b"k"), "get after reopen"), Some(b"new".to_vec()));
+}
+
+/// A failed handle's close reports the failure (BC_FAILED), also when the
+/// flush of what it had buffered finds the disk full (a review: BC_IO).
+fn closing_a_failed_handle_reports_the_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), &buffered(opts(8 << 20, SyncMode::None)));
+    ok(db.put(b"a", b"1"), "put");
+    ok(db.sync(), "sync");
+    ok(db.put(b"b", b"2"), "put (buffered)");
+    db.poison(bitcask::Error::new(Status::Internal, "injected bug"));
+    let len = std::fs::metadata(data_files(dir.path()).pop().unwrap())
+        .unwrap()
+        .len();
+    set_file_size_limit(len as libc::rlim_t);
+    let closed = db.close();
+    set_file_size_limit(libc::RLIM_INFINITY);
+    let (status, msg) = err(closed, "close of a failed handle on a full disk");
+    assert_eq!(status, Status::Failed as i32, "{msg}");
+    assert!(
+        msg.contains("injected bug") && msg.contains("closing, then"),
+        "{msg}"
+    );
 }
 
 /// Written through its map, the active file grows with `fallocate` in

@@ -26,6 +26,12 @@ fn refused(size: usize) -> bool {
         BIG_ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
     }
     REFUSING.load(Ordering::Relaxed) && (16 << 10..=512 << 10).contains(&size)
+        || REFUSED_HERE.try_with(|r| r.get() == size).unwrap_or(false)
+}
+
+thread_local! {
+    /// An allocation size refused on this thread only (0: none).
+    static REFUSED_HERE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// While `COUNTING`, allocations of `BIG` bytes or more are counted.
@@ -248,4 +254,50 @@ fn a_get_without_maps_holds_a_large_value_once() {
         big_allocations, 1,
         "allocations of 8 MiB or more during the get of a 10 MiB value"
     );
+}
+
+/// A get with no memory for its copy of the value returns NoMemory, also
+/// while merges move the key: the read found the record, and is not tried
+/// again in the file the merge wrote (a review: the retry found the value's
+/// handler used, and panicked; through C that was BC_INTERNAL, and the
+/// handle then refused every write).
+#[test]
+fn a_get_without_memory_beside_merges_returns_no_memory() {
+    let _one = one_at_a_time();
+    const VALUE: usize = 100_003;
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Arc::new(open(tmp.path(), &common::opts(64 << 20, SyncMode::None)));
+    ok(db.put(b"big", &vec![7u8; VALUE]), "put");
+    let stop = Arc::new(AtomicBool::new(false));
+    let merger = {
+        let (db, stop) = (db.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut merges = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                ok(db.put(b"junk", b"1"), "put");
+                ok(db.put(b"junk", b"2"), "put");
+                ok(db.merge(), "merge");
+                merges += 1;
+            }
+            merges
+        })
+    };
+    REFUSED_HERE.with(|r| r.set(VALUE));
+    let start = std::time::Instant::now();
+    let mut gets = 0u32;
+    while start.elapsed() < std::time::Duration::from_secs(2) {
+        let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| db.get(b"big")));
+        REFUSED_HERE.with(|r| r.set(0));
+        let e = got
+            .expect("a get panicked")
+            .expect_err("a copy with no memory");
+        assert_eq!(e.status(), Status::NoMemory, "{e:?}");
+        REFUSED_HERE.with(|r| r.set(VALUE));
+        gets += 1;
+    }
+    REFUSED_HERE.with(|r| r.set(0));
+    stop.store(true, Ordering::Relaxed);
+    let merges = merger.join().unwrap();
+    assert!(merges > 10, "{merges} merges beside {gets} gets");
+    assert_eq!(ok(db.get(b"big"), "get").map(|v| v.len()), Some(VALUE));
 }
