@@ -585,7 +585,7 @@ bc_status bc_merge(struct bc_db *db);
 /**
  * Whether the merge triggers (bc_options_set_merge_triggers) currently
  * fire: for some immutable data file, or for the active file once it
- * holds at least the small-file threshold's bytes
+ * holds at least the small-file threshold's bytes, and 1 MiB at least
  * (bc_options_set_merge_thresholds; a merge then retires it first).
  *
  * @param[out] out receives the answer; written only on BC_OK.
@@ -848,7 +848,7 @@ bc_status bc_options_set_auto_merge(struct bc_options *opts, uint32_t interval_m
  * a merge surely reclaims (not tombstones), so 0 fires for any file with
  * such bytes and none without. The active file counts too once it holds
  * at least the small-file threshold (bc_options_set_merge_thresholds,
- * default 10 MiB): a merge then retires it and takes it, so a database
+ * default 10 MiB), and 1 MiB at least: a merge then retires it and takes it, so a database
  * that overwrites a few keys stays near that size rather than filling
  * its active file (max_file_size, default 256 MiB) with dead records.
  *

@@ -426,15 +426,15 @@ fn auto_merge_reclaims_in_the_background() {
 /// A few keys overwritten over and over fill only the active file, which
 /// no merge took: with the default 256 MiB files a small database on a
 /// device grew to 256 MiB of dead records before anything was reclaimed
-/// (a new user's review). Once the active file holds `small_file_threshold`
-/// bytes and fires a trigger, the merge triggers fire and a merge retires
-/// it and takes it.
+/// (a new user's review). Once the active file holds the small-file
+/// threshold, and 1 MiB at least, and fires a trigger, the merge triggers
+/// fire and a merge retires it and takes it.
 #[test]
 fn a_fragmented_active_file_is_merged() {
     let dir = tempfile::tempdir().unwrap();
     let opts = Options {
         merge: bitcask::MergePolicy {
-            small_file_threshold: 64 << 10,
+            small_file_threshold: 0,
             ..Default::default()
         },
         ..Options::default()
@@ -446,14 +446,14 @@ fn a_fragmented_active_file_is_merged() {
                 .unwrap();
         }
     };
-    // Three rounds: 67% dead, but 36 KB, below the threshold: the active
-    // file is left to fill.
+    // Three rounds: 67% dead, but 36 KB, under 1 MiB: the active file is
+    // left to fill, even with a small-file threshold of 0.
     for round in 0..3 {
         put_round(round);
     }
     assert!(!db.needs_merge(), "{:?}", db.stats());
-    // 50 rounds: 98% dead, 595 KB.
-    for round in 3..50 {
+    // 100 rounds: 99% dead, 1.19 MB.
+    for round in 3..100 {
         put_round(round);
     }
     let before = db.stats();
@@ -463,7 +463,7 @@ fn a_fragmented_active_file_is_merged() {
     let after = db.stats();
     assert_eq!(after.dead_bytes, 0, "{after:?}");
     assert!(
-        after.total_bytes < before.total_bytes / 20,
+        after.total_bytes < before.total_bytes / 50,
         "{} bytes after the merge, {} before",
         after.total_bytes,
         before.total_bytes
@@ -473,7 +473,7 @@ fn a_fragmented_active_file_is_merged() {
     let db = Db::open(dir.path(), Options::default()).unwrap();
     for i in 0..100u32 {
         let got = db.get(format!("k{i}").as_bytes()).unwrap();
-        assert_eq!(got, Some(vec![49u8; 100]));
+        assert_eq!(got, Some(vec![99u8; 100]));
     }
 }
 

@@ -438,7 +438,7 @@ pub extern "C" fn bc_merge(db: *mut bc_db) -> bc_status {
 
 /// Whether the merge triggers (bc_options_set_merge_triggers) currently
 /// fire: for some immutable data file, or for the active file once it
-/// holds at least the small-file threshold's bytes
+/// holds at least the small-file threshold's bytes, and 1 MiB at least
 /// (bc_options_set_merge_thresholds; a merge then retires it first).
 ///
 /// @param[out] out receives the answer; written only on BC_OK.

@@ -351,7 +351,7 @@ pub extern "C" fn bc_options_set_auto_merge(opts: *mut bc_options, interval_ms: 
 /// a merge surely reclaims (not tombstones), so 0 fires for any file with
 /// such bytes and none without. The active file counts too once it holds
 /// at least the small-file threshold (bc_options_set_merge_thresholds,
-/// default 10 MiB): a merge then retires it and takes it, so a database
+/// default 10 MiB), and 1 MiB at least: a merge then retires it and takes it, so a database
 /// that overwrites a few keys stays near that size rather than filling
 /// its active file (max_file_size, default 256 MiB) with dead records.
 ///
