@@ -167,15 +167,21 @@ static void test_create_if_missing(void) {
 
 /* A path that cannot be looked up is not "missing": the open says why
  * (here a symlink to itself; a directory the caller may not search gives
- * EACCES the same way) and creates nothing. */
+ * EACCES the same way) and creates nothing; nor is a symlink to nothing. */
 static void test_open_unresolvable_path_says_why(void) {
     const char *loop = path_join(make_temp_dir(), "loop");
     bc_db *sentinel = (bc_db *)(uintptr_t)0x7531;
     bc_db *db = sentinel;
+    const char *dangling = path_join(make_temp_dir(), "dangling");
     CHECK(symlink(loop, loop) == 0);
     CHECK_STATUS(bc_open(loop, NULL, &db), BC_IO);
     CHECK_STR_CONTAINS(bc_last_error(), "looking up");
     CHECK_STR_CONTAINS(bc_last_error(), "symbolic links");
+    CHECK_MSG(db == sentinel, "bc_open failed but wrote *out");
+    /* A symlink to nothing: not created through, and said so. */
+    CHECK(symlink("/nonexistent/bitcask-target", dangling) == 0);
+    CHECK_STATUS(bc_open(dangling, NULL, &db), BC_IO);
+    CHECK_STR_CONTAINS(bc_last_error(), "symlink to nothing");
     CHECK_MSG(db == sentinel, "bc_open failed but wrote *out");
 }
 

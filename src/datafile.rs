@@ -210,7 +210,10 @@ impl Bytes<'_> {
     pub fn parts(&self, at: usize) -> (&[u8], &[u8]) {
         match self {
             Bytes::Whole(b) => b.split_at(at),
-            Bytes::Split(head, rest) => (head, rest),
+            Bytes::Split(head, rest) => {
+                debug_assert_eq!(head.len(), at, "split elsewhere");
+                (head, rest)
+            }
         }
     }
 }

@@ -294,8 +294,17 @@ impl Inner {
             return Err(missing(" (create_if_missing is off)"));
         }
         match fs::create_dir(dir) {
-            // Another process made it meanwhile: the lock decides.
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+            // Another process made it meanwhile (the lock decides), or it
+            // is a symlink to nothing.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return match dir.is_dir() {
+                    true => Ok(()),
+                    false => Err(Error::new(
+                        Status::Io,
+                        format!("{} is a symlink to nothing", dir.display()),
+                    )),
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(missing(
                     ", nor does its parent (only the last component of the path is created)",
@@ -627,7 +636,12 @@ impl Inner {
         // Repair verifies every record, so it reads no hints (and rewrites
         // them). A hint that cannot be read is as good as missing.
         let hint = match self.opts.repair {
-            false => hint::open(&hint::hint_path(&self.dir, id), id, r.len, newest)?,
+            false => hint::open(
+                &hint::hint_path(&self.dir, id),
+                id,
+                r.len,
+                newest && self.opts.read_only,
+            )?,
             true => None,
         };
         Ok(Some(Found {

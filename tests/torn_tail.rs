@@ -123,6 +123,10 @@ fn torn_tail_scenario(name: &str, max_file_size: u64, ws: Vec<W>) -> usize {
         );
         let dir = tmp.path().join(format!("cut{cut}"));
         copy_dir(&pristine, &dir);
+        // A crash in the last append leaves the newest file unsealed, with
+        // no hint: the build's close wrote one, which vouches for the whole
+        // file and would make the cut a loss, not a tear.
+        fs::remove_file(dir.join(newest_name.replace(".data", ".hint"))).unwrap();
         OpenOptions::new()
             .write(true)
             .open(dir.join(&newest_name))
@@ -1838,6 +1842,67 @@ fn a_sealed_file_cut_under_its_hint_is_refused() {
             "{ctx}: the open changed the directory"
         );
     }
-    let repaired = Db::open(dir.path(), Options { repair: true, ..o });
+    let repaired = Db::open(
+        dir.path(),
+        Options {
+            repair: true,
+            ..o.clone()
+        },
+    );
     ok(repaired, "open with repair");
+}
+
+/// The newest file, sealed and hinted by a close, cut under its hint: a
+/// read-write open (which holds the lock: no writer is appending) refuses
+/// it as it refuses an older file; a read-only open, which may be opening
+/// beside a writer that is closing (its last flush lands after the reader
+/// measured the file, its hint before the reader looks), takes the cut for
+/// a torn tail.
+#[test]
+fn the_newest_file_cut_under_its_hint_is_refused_read_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = opts(4096, SyncMode::None);
+    let db = open(dir.path(), &o);
+    ok(db.put(b"over", b"old"), "put");
+    ok(db.close(), "close");
+    let db = open(dir.path(), &o);
+    ok(db.put(b"over", b"new"), "put");
+    ok(db.close(), "close");
+    let newest = data_files(dir.path()).pop().unwrap();
+    let at = parse_data_file(&newest)
+        .iter()
+        .find(|r| r.key == b"over" && r.value == b"new")
+        .expect("over=new in the newest file")
+        .offset;
+    OpenOptions::new()
+        .write(true)
+        .open(&newest)
+        .unwrap()
+        .set_len(at)
+        .unwrap();
+    let before = dir_bytes(dir.path());
+    let ro = Db::open(
+        dir.path(),
+        Options {
+            read_only: true,
+            ..o.clone()
+        },
+    );
+    let ro = ok(ro, "read-only open");
+    assert_eq!(ok(ro.get(b"over"), "get").as_deref(), Some(&b"old"[..]));
+    drop(ro);
+    assert!(
+        dir_bytes(dir.path()) == before,
+        "the read-only open changed the directory"
+    );
+    let msg = corruption_naming(
+        Db::open(dir.path(), o.clone()),
+        &file_name(&newest),
+        "read-write",
+    );
+    assert!(msg.contains("lost") && mentions_offset(&msg, at), "{msg}");
+    assert!(
+        dir_bytes(dir.path()) == before,
+        "the refused open changed the directory"
+    );
 }
