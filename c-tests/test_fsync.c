@@ -339,8 +339,9 @@ static void concurrent_durable_puts_share_fsyncs(void) {
     {
         long syncs = atomic_load(&sync_calls) - before;
         /* Without sharing: one fsync per put (200); with each leader
-         * gathering the group: 26 (25 at best), 29-30 under valgrind. */
-        CHECK_MSG(syncs > 0 && syncs <= GC_THREADS * GC_PUTS / 5,
+         * gathering the group: 26 (25 at best), 29-30 under valgrind, 42
+         * once with the other core busy with a fuzzer. */
+        CHECK_MSG(syncs > 0 && syncs <= GC_THREADS * GC_PUTS / 4,
                   "%ld fsyncs for %d durable puts from %d threads", syncs,
                   GC_THREADS * GC_PUTS, GC_THREADS);
         printf("group commit: %ld fsyncs for %d puts\n", syncs, GC_THREADS * GC_PUTS);
