@@ -19,8 +19,12 @@
  *   crash. Input buffers are only read during the call; the caller keeps
  *   ownership.
  * - No call prints anything. A bug inside the library is caught and
- *   reported as BC_INTERNAL; the handle then refuses writes. Any call that
- *   returns a bc_status may return BC_INTERNAL, listed or not.
+ *   reported as BC_INTERNAL; the handle then refuses writes with
+ *   BC_FAILED. Any call that returns a bc_status may return BC_INTERNAL,
+ *   listed or not.
+ * - BC_IO leaves the handle usable (make room, try again); BC_FAILED says
+ *   it has failed for good (a failed fsync): close it and open the
+ *   database again.
  * - Threads: a bc_db may be used by many threads at once, except that
  *   bc_close must not run concurrently with any other call on it.
  *   bc_options is not thread-safe.
