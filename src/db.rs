@@ -301,7 +301,10 @@ impl Inner {
                     true => Ok(()),
                     false => Err(Error::new(
                         Status::Io,
-                        format!("{} is a symlink to nothing", dir.display()),
+                        format!(
+                            "{} is not a directory: a symlink to nothing, or a file made meanwhile",
+                            dir.display()
+                        ),
                     )),
                 }
             }

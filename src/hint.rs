@@ -491,9 +491,9 @@ fn read_base(trailer: &[u8]) -> u32 {
 /// Opens the hint of data file `data_id` of `data_len` bytes and checks
 /// its header and trailer. None when it is missing or not for that file.
 /// Errors reading it count as a missing hint, but for running out of
-/// descriptors (see `open_file`). Unless the data file may be torn (the
-/// newest may always be, FORMAT.md), a whole hint (its CRC checks out) of
-/// a longer file is `BC_CORRUPTION`: a hint is written only once its data
+/// descriptors (see `open_file`). Unless `torn_ok` (the newest file, to
+/// a read-only open: a writer beside it may still be closing it), a whole
+/// hint (its CRC checks out) of a longer file is `BC_CORRUPTION`: a hint is written only once its data
 /// file is synced and sealed, and a sealed file never shrinks, so records
 /// at its end were lost since (a truncation, a copy cut short). Scanned
 /// as if it had no hint, the file would show their keys' older values,
@@ -524,7 +524,15 @@ fn whole(file: &File) -> bool {
         return false;
     };
     let mut crc = crc32fast::Hasher::new();
-    let mut buf = vec![0u8; READ_WINDOW.min(body as usize)];
+    // Without memory for the window the hint is not vouched for: scanned.
+    let mut buf = Vec::new();
+    if buf
+        .try_reserve_exact(READ_WINDOW.min(body as usize))
+        .is_err()
+    {
+        return false;
+    }
+    buf.resize(buf.capacity(), 0);
     let mut at = 0;
     while at < body {
         let n = buf.len().min((body - at) as usize);
