@@ -1679,11 +1679,11 @@ fn check_record(rec: &Bytes<'_>, key: &[u8], file: &DataFile, offset: u32) -> Re
         |what: &str| Error::corruption(format!("{}: offset {offset}: {what}", file.path.display()));
     // A whole record's CRC in one call: crc32fast folds with SIMD only
     // over calls of 128 bytes or more (a 100-byte value's record is 135).
-    let (head, crc_ok) = match rec {
-        Bytes::Whole(record) => (*record, format::crc_ok(record, &[])),
-        Bytes::Split(head, value) => (*head, format::crc_ok(head, value)),
+    let (head, rest): (&[u8], &[u8]) = match rec {
+        Bytes::Whole(record) => (record, &[]),
+        Bytes::Split(head, value) => (head, value),
     };
-    if !crc_ok {
+    if !format::crc_ok(head, rest) {
         return Err(bad("record checksum mismatch"));
     }
     let hdr = format::RecordHeader::decode(head);

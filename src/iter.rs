@@ -135,21 +135,20 @@ impl Iter {
     /// Runs `f` on the current value of the current key; None if there is
     /// no current key or it was deleted since.
     pub fn with_value<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>> {
-        self.inner.check_open()?;
-        match self.key() {
-            Some(k) => self.inner.with_value(k, f),
-            None => Ok(None),
-        }
+        self.open_key()?
+            .map_or(Ok(None), |k| self.inner.with_value(k, f))
     }
 
     /// The current value of the current key, as `Db::get` hands it out;
     /// None if there is no current key or it was deleted since.
     pub fn value(&self) -> Result<Option<Vec<u8>>> {
+        self.open_key()?.map_or(Ok(None), |k| self.inner.value(k))
+    }
+
+    /// The current key, unless the iterator's database was closed.
+    fn open_key(&self) -> Result<Option<&[u8]>> {
         self.inner.check_open()?;
-        match self.key() {
-            Some(k) => self.inner.value(k),
-            None => Ok(None),
-        }
+        Ok(self.key())
     }
 
     /// Keys in the snapshot (some may have been deleted since).

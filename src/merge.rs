@@ -76,8 +76,13 @@ impl Usage {
 
     /// Whether the file fires a merge trigger.
     fn fires(&self, p: &MergePolicy) -> bool {
-        self.reclaimable > 0
-            && (self.frag() >= p.frag_trigger || self.reclaimable >= p.dead_bytes_trigger)
+        self.beyond(p.frag_trigger, p.dead_bytes_trigger)
+    }
+
+    /// Whether a merge reclaims something of the file, and at least
+    /// `frag` of its bytes or `dead_bytes`.
+    fn beyond(&self, frag: f64, dead_bytes: u64) -> bool {
+        self.reclaimable > 0 && (self.frag() >= frag || self.reclaimable >= dead_bytes)
     }
 
     fn frag(&self) -> f64 {
@@ -192,10 +197,7 @@ impl Inner {
         }
         let p = &self.opts.merge;
         let usage = self.usage(&expired);
-        let worth = |u: &Usage| {
-            u.reclaimable > 0
-                && (u.frag() >= p.frag_threshold || u.reclaimable >= p.dead_bytes_threshold)
-        };
+        let worth = |u: &Usage| u.beyond(p.frag_threshold, p.dead_bytes_threshold);
         let small = |u: &Usage| u.records + FILE_HEADER_LEN < p.small_file_threshold;
         let n_worth = usage.iter().filter(|u| worth(u)).count();
         let n_small = usage.iter().filter(|u| small(u) && !worth(u)).count();
