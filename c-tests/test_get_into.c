@@ -40,6 +40,12 @@ static void test_small_buffer(void) {
     CHECK_STATUS(bc_get_into(db, K("key"), buf, 4, &vlen), BC_BUFFER_TOO_SMALL);
     CHECK_MSG(vlen == VLEN, "BC_BUFFER_TOO_SMALL: expected needed length %zu, got %zu",
               (size_t)VLEN, vlen);
+    {
+        /* The message says both sizes (README's conventions). */
+        char sizes[64];
+        snprintf(sizes, sizeof sizes, "value is %zu bytes, the buffer holds 4", (size_t)VLEN);
+        CHECK_STR_CONTAINS(bc_last_error(), sizes);
+    }
     for (i = 0; i < sizeof buf; i++)
         CHECK_MSG(buf[i] == 0xAA, "BC_BUFFER_TOO_SMALL but buffer byte %zu was written", i);
 

@@ -361,6 +361,37 @@ pub fn check_value_size(v: u32) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    /// The defaults bc_options_new's header comment lists (bc_options_new
+    /// starts from `Options::default()`).
+    #[test]
+    fn the_defaults_are_the_documented_ones() {
+        let o = Options::default();
+        assert_eq!(
+            (o.max_file_size, o.max_key_size, o.max_value_size),
+            (256 << 20, 4096, 64 << 20)
+        );
+        assert!(matches!(o.sync, SyncMode::None));
+        assert!(!o.read_only && o.create_if_missing && !o.repair);
+        assert_eq!(o.default_ttl_secs, 0);
+        assert!(o.auto_merge.is_none());
+        let m = o.merge;
+        assert_eq!((m.frag_trigger, m.dead_bytes_trigger), (0.6, 512 << 20));
+        assert_eq!(
+            (
+                m.frag_threshold,
+                m.dead_bytes_threshold,
+                m.small_file_threshold
+            ),
+            (0.4, 128 << 20, 10 << 20)
+        );
+        assert_eq!(o.max_open_files, 64);
+        assert_eq!(o.mmap, cfg!(target_pointer_width = "64"));
+        assert!(o.write_map);
+        assert_eq!(o.write_buffer, 256 << 10);
+    }
+
     #[test]
     fn the_system_clock_reads_unix_seconds() {
         let std_now = std::time::SystemTime::now()
