@@ -1,7 +1,9 @@
 /* test_readonly.c - read-only handles: reads work, put/delete/merge refused
  * with BC_READ_ONLY (nothing changes), sync is a no-op BC_OK, two read-only
  * handles coexist, read-only beside a read-write handle (either order, same
- * process and another process), data as of open time, no files modified. */
+ * process and another process), data as of open time, no files modified; a
+ * read-write open of a directory the process may not write to is refused at
+ * open (BC_IO), where a read-only open works. */
 #include "check.h"
 
 static bc_options *ro_opts(void) {
@@ -31,6 +33,29 @@ static int child_ro_read(const char *dir) {
     bc_options_free(o);
     CHECK_GET(db, K("a"), "apple", 5);
     CHECK_STATUS(bc_put(db, K("c"), V("cherry")), BC_READ_ONLY);
+    close_db(db);
+    return 0;
+}
+
+/* As the unprivileged user nobody: a read-write open of the parent's
+ * database, whose directory only root may write to, is refused; a read-only
+ * open reads it. */
+static int child_unwritable(const char *dir) {
+    bc_db *db = (bc_db *)0x1;
+    bc_options *o;
+    if (setgid(65534) != 0 || setuid(65534) != 0) {
+        fprintf(stderr, "setuid(nobody): %s\n", strerror(errno));
+        return 2;
+    }
+    CHECK_STATUS(bc_open(dir, NULL, &db), BC_IO);
+    CHECK_MSG(db == (bc_db *)0x1, "bc_open wrote *out on failure");
+    CHECK_STR_CONTAINS(bc_last_error(), dir);
+    CHECK_STR_CONTAINS(bc_last_error(), "read-write open needs to create files");
+    CHECK_STR_CONTAINS(bc_last_error(), "Permission denied");
+    o = ro_opts();
+    db = open_db(dir, o);
+    bc_options_free(o);
+    CHECK_GET(db, K("a"), "apple", 5);
     close_db(db);
     return 0;
 }
@@ -140,16 +165,49 @@ static void test_read_only_in_other_process(void) {
     close_db(rw);
 }
 
+/* Before the check, such an open succeeded and every put then failed
+ * ("creating data file ...: Permission denied"). The LOCK file is left
+ * writable by all, so that the lock itself can be taken. Needs root (to
+ * become nobody); CI runs as root. */
+static void test_unwritable_directory(void) {
+    const char *dir = make_db();
+    const char *args[3] = {"child-unwritable", dir, NULL};
+    int rc, data_files;
+    if (geteuid() != 0) {
+        printf("  (skipped: needs root to run a child as nobody)\n");
+        return;
+    }
+    CHECK(chmod(dir, 0755) == 0);
+    CHECK(chmod(path_join(dir, "LOCK"), 0666) == 0);
+    data_files = count_files_with_suffix(dir, ".data", NULL, NULL);
+    CHECK(data_files >= 1);
+    rc = wait_child(spawn_self(args, NULL, NULL));
+    CHECK_MSG(rc == 0, "the child as nobody: exit %d", rc);
+    /* The refused open made no file; the database is as it was. */
+    CHECK(count_files_with_suffix(dir, ".data", NULL, NULL) == data_files);
+    CHECK(count_files_with_suffix(dir, ".tmp", NULL, NULL) == 0);
+    {
+        bc_db *db = open_db(dir, NULL);
+        CHECK_GET(db, K("b"), "banana", 6);
+        close_db(db);
+    }
+}
+
 int main(int argc, char **argv) {
     check_init(argc, argv);
     if (argc == 3 && strcmp(argv[1], "child-ro-read") == 0) {
         check_in_child();
         return child_ro_read(argv[2]);
     }
+    if (argc == 3 && strcmp(argv[1], "child-unwritable") == 0) {
+        check_in_child();
+        return child_unwritable(argv[2]);
+    }
     RUN(test_reads);
     RUN(test_writes_refused);
     RUN(test_two_read_only_handles);
     RUN(test_beside_read_write);
     RUN(test_read_only_in_other_process);
+    RUN(test_unwritable_directory);
     return check_finish();
 }

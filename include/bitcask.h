@@ -377,6 +377,7 @@ const char *bc_last_error(void);
  *         options that do not fit together: merge thresholds above their
  *         triggers);
  *         BC_IO (missing directory without create_if_missing, permission,
+ *         a read-write open of a directory this process may not write to,
  *         disk errors, the system refused a thread); BC_LOCKED (another
  *         read-write handle holds the directory: the message names its
  *         pid, or says it is this process: another handle of it, or a

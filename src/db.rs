@@ -338,7 +338,9 @@ impl Inner {
         let lock = if opts.read_only {
             None
         } else {
-            Some(DirLock::acquire(dir)?)
+            let lock = DirLock::acquire(dir)?;
+            check_dir_writable(dir)?;
+            Some(lock)
         };
 
         let mut names = Vec::new();
@@ -1640,6 +1642,43 @@ struct Appended {
     offset: u64,
     /// Offset just past the record.
     end: u64,
+}
+
+/// A read-write open makes files in the directory (data files, hints):
+/// one the process may not write to is refused now, rather than open
+/// succeeding and every put failing. (A LOCK file others may write lets
+/// the lock be taken in a directory that is not writable.)
+fn check_dir_writable(dir: &Path) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return Ok(()); // a NUL in the path failed earlier calls already
+    };
+    // SAFETY: `path` is a NUL-terminated string that outlives the call;
+    // faccessat only reads it.
+    let rc = unsafe {
+        libc::faccessat(
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::W_OK | libc::X_OK,
+            libc::AT_EACCESS,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS) => Err(Error::new(
+            Status::Io,
+            format!(
+                "{}: a read-write open needs to create files in this directory, and this process may not ({e}): open it read-only, or let it write there",
+                dir.display()
+            ),
+        )),
+        // A check the system cannot make (no AT_EACCESS): the first file
+        // created says it instead.
+        _ => Ok(()),
+    }
 }
 
 /// Refuses a file named like a data or hint file that is not a regular
