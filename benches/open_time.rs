@@ -2,6 +2,9 @@
 //! against reading the hint files sequentially (the `cat` bound), all in
 //! one run. Usage: cargo bench --bench open_time -- [keys] [runs] [dir]
 //! (defaults: 10,000,000 keys, 3 runs, /tmp/bitcask-open-time).
+//! With `OPEN_TIME_KEEP=1` a database already in `dir` is reused and left
+//! in place (for profiling open without writing 1.3 GB each time), and
+//! with `OPEN_TIME_NO_SCAN=1` the scans are left out.
 
 mod common;
 
@@ -48,15 +51,9 @@ fn drop_caches() -> bool {
         && fs::write("/proc/sys/vm/drop_caches", "3").is_ok()
 }
 
-fn main() {
-    let args = common::args();
-    let keys: u64 = args.first().map_or(10_000_000, |a| a.parse().unwrap());
-    let runs: usize = args.get(1).map_or(3, |a| a.parse().unwrap());
-    let dir = Path::new(args.get(2).map_or("/tmp/bitcask-open-time", |s| s.as_str())).to_path_buf();
-    let _ = fs::remove_dir_all(&dir);
-
+fn create(dir: &Path, keys: u64) {
     let t = Instant::now();
-    let db = Db::open(&dir, Options::default()).unwrap();
+    let db = Db::open(dir, Options::default()).unwrap();
     let value = [0x5au8; 100];
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     for i in 0..keys {
@@ -69,8 +66,8 @@ fn main() {
         db.put(k.as_bytes(), &value).unwrap();
     }
     db.close().unwrap();
-    let hints = files(&dir, ".hint");
-    let data = files(&dir, ".data");
+    let hints = files(dir, ".hint");
+    let data = files(dir, ".data");
     let hint_bytes: u64 = hints.iter().map(|p| fs::metadata(p).unwrap().len()).sum();
     let data_bytes: u64 = data.iter().map(|p| fs::metadata(p).unwrap().len()).sum();
     println!(
@@ -81,6 +78,59 @@ fn main() {
         hints.len(),
         hint_bytes >> 20
     );
+}
+
+/// The first open in a process of its own, as a program that opens once
+/// gets it: the keydir's memory is fresh from the kernel, never memory an
+/// earlier open in the process gave back. Prints the microseconds.
+fn open_once(dir: &Path) {
+    let ro = Options {
+        read_only: true,
+        ..Options::default()
+    };
+    let t = Instant::now();
+    let db = Db::open(dir, ro).unwrap();
+    let took = t.elapsed();
+    drop(db);
+    println!("{}", took.as_micros());
+}
+
+/// `open_once` in `runs` child processes, one after the other.
+fn fresh_opens(dir: &Path, runs: usize) -> Vec<Duration> {
+    (0..runs)
+        .map(|_| {
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .arg("--open-once")
+                .arg(dir)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            let us: u64 = String::from_utf8(out.stdout)
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+            Duration::from_micros(us)
+        })
+        .collect()
+}
+
+fn main() {
+    let args = common::args();
+    if args.first().map(String::as_str) == Some("--open-once") {
+        return open_once(Path::new(&args[1]));
+    }
+    let keys: u64 = args.first().map_or(10_000_000, |a| a.parse().unwrap());
+    let runs: usize = args.get(1).map_or(3, |a| a.parse().unwrap());
+    let dir = Path::new(args.get(2).map_or("/tmp/bitcask-open-time", |s| s.as_str())).to_path_buf();
+    let keep = std::env::var_os("OPEN_TIME_KEEP").is_some();
+    let no_scan = std::env::var_os("OPEN_TIME_NO_SCAN").is_some();
+    if !keep || !dir.exists() {
+        let _ = fs::remove_dir_all(&dir);
+        create(&dir, keys);
+    }
+    let hints = files(&dir, ".hint");
+    let hint_bytes: u64 = hints.iter().map(|p| fs::metadata(p).unwrap().len()).sum();
     let ro = Options {
         read_only: true,
         ..Options::default()
@@ -110,6 +160,9 @@ fn main() {
         assert_eq!(db.stats().live_keys, keys);
         drop(db);
 
+        if no_scan {
+            continue;
+        }
         fs::create_dir_all(&aside).unwrap();
         for h in &hints {
             fs::rename(h, aside.join(h.file_name().unwrap())).unwrap();
@@ -123,12 +176,32 @@ fn main() {
             fs::rename(aside.join(h.file_name().unwrap()), h).unwrap();
         }
     }
+    // Each in a process of its own, alternating with reads of the hints.
+    let (mut fresh_cat, mut fresh) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let t = Instant::now();
+        read_all(&hints);
+        fresh_cat.push(t.elapsed());
+        fresh.extend(fresh_opens(&dir, 1));
+    }
+    fresh.sort();
+    if no_scan {
+        scan.push(Duration::ZERO);
+    }
     let (c, h, s) = (median(cat), median(from_hints), median(scan));
     println!("median of {runs}: read hint files {c:.2?}, open from hints {h:.2?}, open by scanning data {s:.2?}");
     println!(
         "open from hints = {:.2}x reading the hints (target <= 2x); scanning = {:.2}x open from hints",
         h.as_secs_f64() / c.as_secs_f64(),
         s.as_secs_f64() / h.as_secs_f64()
+    );
+    let fc = median(fresh_cat);
+    println!(
+        "first open in a fresh process, {runs} processes: median {:.2?} = {:.2}x reading the hints ({fc:.2?}); fastest {:.2?}, slowest {:.2?}",
+        median(fresh.clone()),
+        median(fresh.clone()).as_secs_f64() / fc.as_secs_f64(),
+        fresh[0],
+        fresh[runs - 1]
     );
     if can_drop {
         let (c, h) = (median(cold_cat), median(cold_hints));
@@ -139,5 +212,7 @@ fn main() {
     } else {
         println!("(not root: cold-cache figures skipped)");
     }
-    let _ = fs::remove_dir_all(&dir);
+    if !keep {
+        let _ = fs::remove_dir_all(&dir);
+    }
 }
