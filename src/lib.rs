@@ -18,6 +18,7 @@
 //!   `worker`: the background thread (sync, hints, auto-merge).
 
 mod commit;
+mod crc;
 mod datafile;
 mod db;
 mod error;

@@ -6,6 +6,7 @@
 //! *corruption* otherwise. A flipped bit in a length field therefore cannot
 //! pass for a torn tail and truncate good records away.
 
+use crate::crc;
 use crate::datafile::{self, sync_dir};
 use crate::error::{reserve, Error, Result, Status};
 use crate::format::{self, RecordHeader, FILE_HEADER_LEN, RECORD_HEADER_LEN};
@@ -29,6 +30,8 @@ pub struct FileReader {
     start: u64,
     /// Bytes read from the file so far: what a scan cost.
     read: Cell<u64>,
+    /// Bytes checksummed so far, for the records claimed in damage too.
+    checked: Cell<u64>,
     /// Checksums of the file past the damage being crossed (`claimed_crc`).
     ranges: Option<RangeCrc>,
 }
@@ -54,6 +57,7 @@ impl FileReader {
             buf: Vec::new(),
             start: 0,
             read: Cell::new(0),
+            checked: Cell::new(0),
             ranges: None,
         })
     }
@@ -231,6 +235,7 @@ fn record_crc(r: &mut FileReader, off: u64, end: u64, head: &[u8]) -> Result<u32
     let mut crc = crc32fast::Hasher::new();
     crc.update(head);
     each_window(r, off + 4 + head.len() as u64, end, |b| crc.update(b))?;
+    r.checked.set(r.checked.get() + end - off - 4);
     Ok(crc.finalize())
 }
 
@@ -270,14 +275,16 @@ pub fn next_valid(r: &mut FileReader, off: u64) -> Result<Option<u64>> {
 /// `record_crc` of a record that damage at `damage` (at or before `off`)
 /// holds or claims. Crossing damage checks many such records, each
 /// perhaps claiming most of the rest of the file: reading each would cost
-/// seconds per megabyte of damage in a large file. Past 64 KiB the CRC
-/// comes from the reader's `RangeCrc` instead, built once from the
-/// damage's start, so crossing damage costs its own length plus at most
-/// one read of the rest of the file.
+/// seconds per megabyte of damage in a large file, and crafted bytes can
+/// put a sane header claiming 64 KiB at every few offsets. Past `SHORT`
+/// bytes the CRC comes from the reader's `RangeCrc` instead, built once
+/// from the damage's start: crossing damage costs its own length, about
+/// 2 KiB of checksumming per candidate, plus one read of the rest of the
+/// file.
 fn claimed_crc(r: &mut FileReader, off: u64, end: u64, head: &[u8], damage: u64) -> Result<u32> {
-    const LONG: u64 = 64 << 10;
+    const SHORT: u64 = 4 << 10;
     let from = off + 4 + head.len() as u64;
-    if end - from <= LONG {
+    if end - from <= SHORT {
         return record_crc(r, off, end, head);
     }
     let mut ranges = match r.ranges.take() {
@@ -286,27 +293,27 @@ fn claimed_crc(r: &mut FileReader, off: u64, end: u64, head: &[u8], damage: u64)
     };
     let rest = ranges.crc(r, from, end);
     r.ranges = Some(ranges);
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(head);
-    crc.combine(&crc32fast::Hasher::new_with_initial_len(rest?, end - from));
-    Ok(crc.finalize())
+    Ok(crc::combine(crc32fast::hash(head), rest?, end - from))
 }
 
 /// The CRC of any byte range of a file from `base` on, in time independent
-/// of the range's length. CRC-32 is linear: with `C(x)` the CRC of bytes
-/// `base..x`, `C(b)` is `C(a)` carried through `b - a` zero bytes (what
-/// `crc32fast`'s `combine` computes) xor the CRC of `a..b`. `C` is kept at
-/// every `STRIDE` bytes, and found between them by reading at most
-/// `STRIDE` bytes.
+/// of the range's length. With `C(x)` the CRC of bytes `base..x`, `C(b)` is
+/// `C(a)` combined with the CRC of `a..b` (see `crc`), so that CRC is
+/// `C(b)` xor `C(a)` carried through `b - a` bytes. `C` is kept at every
+/// `STRIDE` bytes, and found between them by checksumming at most `STRIDE`
+/// bytes.
 struct RangeCrc {
     base: u64,
     /// `marks[k]` is `C(base + k * STRIDE)`.
     marks: Vec<u32>,
-    scratch: Vec<u8>,
+    /// The bytes after a mark, for either end of a range.
+    near: Ahead,
+    far: Ahead,
 }
 
 impl RangeCrc {
-    const STRIDE: u64 = 16 << 10;
+    /// 4 bytes of marks per KiB of the file past the damage.
+    const STRIDE: u64 = 1 << 10;
 
     /// One read of the file from `base` to its end.
     fn build(r: &mut FileReader, base: u64) -> Result<RangeCrc> {
@@ -328,28 +335,73 @@ impl RangeCrc {
                 }
             }
         })?;
+        r.checked.set(r.checked.get() + r.len - base);
         Ok(RangeCrc {
             base,
             marks,
-            scratch: Vec::new(),
+            near: Ahead::default(),
+            far: Ahead::default(),
         })
     }
 
-    /// `C(x)`, for `base <= x <= r.len`.
-    fn crc_to(&mut self, r: &FileReader, x: u64) -> Result<u32> {
-        let k = (x - self.base) / Self::STRIDE;
-        let from = self.base + k * Self::STRIDE;
-        read_exact_at(r, from, (x - from) as usize, &mut self.scratch)?;
-        let mut crc = crc32fast::Hasher::new_with_initial(self.marks[k as usize]);
-        crc.update(&self.scratch);
+    /// `C(x)`, for `base <= x <= r.len`, reading through `ahead`.
+    fn crc_to(marks: &[u32], base: u64, ahead: &mut Ahead, r: &FileReader, x: u64) -> Result<u32> {
+        let k = (x - base) / Self::STRIDE;
+        let from = base + k * Self::STRIDE;
+        let mut crc = crc32fast::Hasher::new_with_initial(marks[k as usize]);
+        crc.update(ahead.bytes(r, from, x)?);
+        r.checked.set(r.checked.get() + x - from);
         Ok(crc.finalize())
     }
 
     /// The CRC of bytes `a..b`, for `base <= a <= b <= r.len`.
     fn crc(&mut self, r: &FileReader, a: u64, b: u64) -> Result<u32> {
-        let mut carried = crc32fast::Hasher::new_with_initial(self.crc_to(r, a)?);
-        carried.combine(&crc32fast::Hasher::new_with_initial_len(0, b - a));
-        Ok(self.crc_to(r, b)? ^ carried.finalize())
+        let c_a = Self::crc_to(&self.marks, self.base, &mut self.near, r, a)?;
+        let c_b = Self::crc_to(&self.marks, self.base, &mut self.far, r, b)?;
+        // C(b) = combine(C(a), crc(a..b), b - a): solved for crc(a..b).
+        Ok(c_b ^ crc::combine(c_a, 0, b - a))
+    }
+}
+
+/// A small read-ahead cache for one end of the ranges `RangeCrc` is asked
+/// for. Crossing damage asks for ranges whose ends move forward a few
+/// bytes at a time: a read just after the last one reads `AHEAD` bytes;
+/// any other reads only the bytes asked for, so that claims spread over a
+/// large file cost a small read each.
+#[derive(Default)]
+struct Ahead {
+    start: u64,
+    buf: Vec<u8>,
+    last_read: Option<u64>,
+}
+
+impl Ahead {
+    const AHEAD: u64 = 64 << 10;
+
+    /// Bytes `from..to` of the file (which holds them).
+    fn bytes(&mut self, r: &FileReader, from: u64, to: u64) -> Result<&[u8]> {
+        if from == to {
+            return Ok(&[]);
+        }
+        let have = from >= self.start && to <= self.start + self.buf.len() as u64;
+        if !have {
+            let on = self
+                .last_read
+                .is_some_and(|l| from >= l && from - l <= Self::AHEAD);
+            let want = match on {
+                true => Self::AHEAD.max(to - from).min(r.len - from),
+                false => to - from,
+            };
+            // Empty until the read succeeds.
+            self.buf.clear();
+            self.last_read = None;
+            if !read_exact_at(r, from, want as usize, &mut self.buf)? {
+                return Err(cut_short(r));
+            }
+            (self.start, self.last_read) = (from, Some(from));
+        }
+        let at = (from - self.start) as usize;
+        Ok(&self.buf[at..at + (to - from) as usize])
     }
 }
 
@@ -946,6 +998,50 @@ mod tests {
             let got = ranges.crc(&r, a as u64, b as u64).unwrap();
             assert_eq!(got, crc32fast::hash(&bytes[a..b]), "{a}..{b}");
         }
+        // Ends moving forward a few bytes at a time (read ahead), then
+        // jumping about (read as asked).
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as usize
+        };
+        let forward = (0..3000).map(|i| (base + 7 * i, base + 7 * i + 65_299));
+        let jumping = (0..300).map(|_| {
+            let (a, b) = (base + next() % (len - base), base + next() % (len - base));
+            (a.min(b), a.max(b))
+        });
+        for (a, b) in forward.chain(jumping).collect::<Vec<_>>() {
+            let got = ranges.crc(&r, a as u64, b as u64).unwrap();
+            assert_eq!(got, crc32fast::hash(&bytes[a..b]), "{a}..{b}");
+        }
+    }
+
+    /// Damage crafted to hold a sane header at every 6th offset, each
+    /// claiming 65,299 bytes (`00 ff 00 00 00 00` repeated: key length
+    /// 0xff00, no value) with a CRC that does not match: each candidate
+    /// costs a few KiB of checksumming, not its claim. (Checksumming each
+    /// claim took 0.27 s per MiB of such damage; see BENCHMARKS.md.)
+    #[test]
+    fn crafted_damage_is_crossed_without_checksumming_each_claim() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0000000000000001.data");
+        let mut bytes = format::file_header(&format::DATA_MAGIC).to_vec();
+        let damage = bytes.len();
+        let crafted = [0u8, 0xff, 0, 0, 0, 0].iter().copied().cycle();
+        bytes.extend(crafted.take(256 << 10));
+        let record_at = bytes.len();
+        bytes.extend_from_slice(&record(b"key", &noise(200 << 10, 5)));
+        fs::write(&path, &bytes).unwrap();
+        let mut r = FileReader::open(&path).unwrap();
+        let found = next_valid(&mut r, damage as u64).unwrap();
+        assert_eq!(found, Some(record_at as u64));
+        let (checked, candidates) = (r.checked.get(), (256u64 << 10) / 6);
+        assert!(
+            checked < bytes.len() as u64 + candidates * 4096,
+            "{checked} bytes checksummed for {candidates} candidates"
+        );
     }
 
     /// Damage where many offsets hold sane headers claiming long records
