@@ -4,7 +4,8 @@
 //! then refuses the file (BC_CORRUPTION). Beside it, in the same run, the
 //! time to read the file once (the `cat` bound). Then the same with crafted
 //! damage: the 6 bytes `00 ff 00 00 00 00` repeated, which put a sane
-//! header claiming a record of 65,299 bytes at every 6th offset. Usage:
+//! header claiming a record of 65,299 bytes at every 6th offset, and a
+//! 12-byte pattern whose claims alternate between two lengths. Usage:
 //! cargo bench --bench damage_scan -- [runs] [dir]
 //! (defaults: 3 runs, /tmp/bitcask-damage-scan).
 
@@ -85,18 +86,18 @@ fn main() {
         "  reading the file once: {:.1} ms",
         read.as_secs_f64() * 1e3
     );
-    let crafted = |n: usize| -> Vec<u8> {
-        [0u8, 0xff, 0, 0, 0, 0]
-            .iter()
-            .copied()
-            .cycle()
-            .take(n)
-            .collect()
-    };
+    // The pattern repeated: `00 ff 00 00 00 00` puts a sane header claiming
+    // 65,299 bytes at every 6th offset; the 12-byte one claims of 65,299
+    // and 5,139 bytes in turn, at every 12th.
+    let crafted =
+        |pattern: &[u8], n: usize| -> Vec<u8> { pattern.iter().copied().cycle().take(n).collect() };
+    let one: &[u8] = &[0, 0xff, 0, 0, 0, 0];
+    let two: &[u8] = &[0, 0xff, 0, 0, 0, 0, 0, 0x14, 0, 0, 0, 0];
     let cases = [64usize, 1024, 16 * 1024]
         .map(|kib| (kib, "random", noise(kib << 10)))
         .into_iter()
-        .chain([256usize, 1024, 4096].map(|kib| (kib, "crafted", crafted(kib << 10))));
+        .chain([1024usize, 4096].map(|kib| (kib, "crafted", crafted(one, kib << 10))))
+        .chain([1024usize, 4096].map(|kib| (kib, "crafted-2", crafted(two, kib << 10))));
     for (kib, kind, damage) in cases {
         let mut f = fs::OpenOptions::new().write(true).open(&path).unwrap();
         f.seek(SeekFrom::Start(1 << 20)).unwrap();
