@@ -1417,8 +1417,11 @@ impl Inner {
         // took the active file to seal it may have failed before its fsync.
         let sealed = match active {
             _ if self.failure().is_some() => self.close_after_failure(active.as_deref()),
-            Some(a) => self.seal_file(&a),
-            None => Ok(()),
+            Some(a) => {
+                let sealed = self.seal_file(&a);
+                sealed.and(self.seal_left_behind())
+            }
+            None => self.seal_left_behind(),
         };
         self.lock.lock().take();
         // A handle that failed reports it (BC_FAILED), with or without an
@@ -1431,6 +1434,28 @@ impl Inner {
             (Some(f), Ok(())) => Err(f),
             (None, sealed) => sealed,
         }
+    }
+
+    /// Close's work on retired files the worker could not seal: a seal
+    /// that failed other than in its fsync (which fails the handle), in
+    /// the truncate that cuts a file written through its map, say. Sealed
+    /// now, or at least synced: close makes every acknowledged put durable
+    /// and says what it could not do. (A file left unsealed keeps the
+    /// zeros after its records; the next open cuts them as the torn end
+    /// of a file never sealed.)
+    fn seal_left_behind(&self) -> Result<()> {
+        let left = self.unsealed_retired(&self.writer.lock());
+        let mut result: Result<()> = Ok(());
+        for f in left {
+            if let Err(e) = self.seal_file(&f) {
+                let synced = match self.failure() {
+                    None => self.synced(f.sync_data()),
+                    Some(_) => Ok(()),
+                };
+                result = result.and(Err::<(), _>(e)).and(synced);
+            }
+        }
+        result
     }
 
     /// Close's work on a failed handle. After a failed fsync nothing more
