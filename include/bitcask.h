@@ -404,7 +404,9 @@ bc_status bc_open(const char *path, const struct bc_options *opts, struct bc_db 
  * @param[in] db the handle; it is freed whatever the result, and must not
  *            be used again nor be in use by another thread. Free its
  *            iterators first: one that outlives it fails (see bc_iter).
- * @return BC_OK; BC_IO if the final flush failed (a full disk);
+ * @return BC_OK; BC_IO if the final flush failed (a full disk), or a
+ *         file could not be sealed (its truncate failed: its records
+ *         are synced all the same, and the next open scans it);
  *         BC_FAILED if its final fsync failed, or the handle failed
  *         earlier, and the message says what failed it: a failed fsync
  *         (the data written since the last successful sync may be lost,
