@@ -1705,6 +1705,11 @@ fn check_dir_writable(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Refuses a file named like a data or hint file that is not a regular
+/// file (opening a FIFO would block the open forever). The directory entry
+/// tells its type without a system call; only a symbolic link is followed.
+/// A symbolic link to nothing is a missing hint (scanned for, like any bad
+/// hint), but fails the open as a data file.
 fn check_regular(entry: &fs::DirEntry, hint: bool) -> Result<()> {
     let path = entry.path();
     let io = |e| Error::io("checking", &path, e);
