@@ -17,8 +17,9 @@ use common::*;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+use tempfile::TempDir;
 
 /// 0: off; 1: shrinking truncates fail in the worker; 2: everywhere.
 static ARMED: AtomicU8 = AtomicU8::new(0);
@@ -88,6 +89,19 @@ fn retire_one_file_unsealed(db: &Db, dir: &Path) -> (PathBuf, u32) {
     (first, n)
 }
 
+/// A database whose first data file is retired and unsealed: the
+/// worker's truncate failed (armed for the worker only). Holds the lock
+/// that keeps the tests one at a time.
+fn worker_seal_failed() -> (MutexGuard<'static, ()>, TempDir, Db, PathBuf, u32) {
+    let one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let db = ok(Db::open(dir.path(), opts(64 << 10, SyncMode::None)), "open");
+    FAILED.store(0, Ordering::SeqCst);
+    ARMED.store(1, Ordering::SeqCst);
+    let (first, n) = retire_one_file_unsealed(&db, dir.path());
+    (one, dir, db, first, n)
+}
+
 fn data_files(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = fs::read_dir(dir)
         .unwrap()
@@ -111,12 +125,7 @@ fn check_all(dir: &Path, n: u32) {
 /// and hinted by close, and close succeeds.
 #[test]
 fn close_seals_a_file_the_worker_could_not() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let dir = tempfile::tempdir().unwrap();
-    let db = ok(Db::open(dir.path(), opts(64 << 10, SyncMode::None)), "open");
-    FAILED.store(0, Ordering::SeqCst);
-    ARMED.store(1, Ordering::SeqCst);
-    let (first, n) = retire_one_file_unsealed(&db, dir.path());
+    let (_one, dir, db, first, n) = worker_seal_failed();
     let hint = first.with_extension("hint");
     assert!(!hint.exists(), "the worker's seal failed: no hint yet");
     SYNCED.lock().unwrap().clear();
@@ -133,12 +142,7 @@ fn close_seals_a_file_the_worker_could_not() {
 /// zeros after the records and finds every key.
 #[test]
 fn close_syncs_a_file_it_cannot_seal_and_says_so() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let dir = tempfile::tempdir().unwrap();
-    let db = ok(Db::open(dir.path(), opts(64 << 10, SyncMode::None)), "open");
-    FAILED.store(0, Ordering::SeqCst);
-    ARMED.store(1, Ordering::SeqCst);
-    let (first, n) = retire_one_file_unsealed(&db, dir.path());
+    let (_one, dir, db, first, n) = worker_seal_failed();
     ARMED.store(2, Ordering::SeqCst);
     SYNCED.lock().unwrap().clear();
     let closed = db.close();
