@@ -701,9 +701,24 @@ static void run_workload(int32_t mode, uint32_t interval_ms, int partial, bool w
         check_snapshot(&snaps[i], sub);
     }
     printf("  %d instants with unwritten zeros ending a data file\n", zero_tails);
-    if (mode != BC_SYNC_ALWAYS && (write_map || !under_valgrind()))
-        CHECK_MSG(zero_tails > 0, "no data file ended in unwritten zeros: the zero count went unchecked");
     free_snapshots();
+}
+
+/* run_workload, and a check that some instant ended a data file in
+ * unwritten zeros, so that the count of them was tested. Whether one does
+ * depends on where the syncs fall among the appends, which valgrind's
+ * turn-taking threads move: with the write map and 50 ms interval syncs,
+ * runs of about 128 instants saw 6-8 such instants, and one CI run saw
+ * none. Up to three runs before the check fails. (BC_SYNC_ALWAYS leaves
+ * no unsynced zeros; the write buffer under valgrind seldom does.) */
+static void run_workload_seeing_zeros(int32_t mode, uint32_t interval_ms, bool write_map) {
+    int tries;
+    for (tries = 1; tries <= 3; tries++) {
+        run_workload(mode, interval_ms, 0, write_map);
+        if (zero_tails > 0 || !(write_map || !under_valgrind())) return;
+        printf("  run %d: no data file ended in unwritten zeros; again\n", tries);
+    }
+    CHECK_MSG(0, "no data file ended in unwritten zeros in 3 runs: the zero count went unchecked");
 }
 
 static void sync_always_keeps_every_acknowledged_write(void) {
@@ -713,15 +728,17 @@ static void sync_always_keeps_every_acknowledged_write(void) {
 /* 50 ms: long enough for appends to cross pages between interval syncs,
  * so that some power losses drop a page before later ones (with 2 ms a
  * run could see none since the sync writes the buffer out first). */
-static void sync_interval_opens_without_repair(void) { run_workload(BC_SYNC_INTERVAL, 50, 0, true); }
+static void sync_interval_opens_without_repair(void) {
+    run_workload_seeing_zeros(BC_SYNC_INTERVAL, 50, true);
+}
 
-static void sync_none_opens_without_repair(void) { run_workload(BC_SYNC_NONE, 0, 0, true); }
+static void sync_none_opens_without_repair(void) { run_workload_seeing_zeros(BC_SYNC_NONE, 0, true); }
 
 /* The same two through the write buffer (the write map off), which the
  * default does not use where the map can be. */
 static void write_buffer_opens_without_repair(void) {
-    run_workload(BC_SYNC_INTERVAL, 50, 0, false);
-    run_workload(BC_SYNC_NONE, 0, 0, false);
+    run_workload_seeing_zeros(BC_SYNC_INTERVAL, 50, false);
+    run_workload_seeing_zeros(BC_SYNC_NONE, 0, false);
 }
 
 static void partial_merges_and_ttls_keep_every_acknowledged_write(void) {
