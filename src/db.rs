@@ -1415,13 +1415,10 @@ impl Inner {
         let active = self.writer.lock().active.take();
         // After a failure, whether or not a file is active: a merge that
         // took the active file to seal it may have failed before its fsync.
-        let sealed = match active {
-            _ if self.failure().is_some() => self.close_after_failure(active.as_deref()),
-            Some(a) => {
-                let sealed = self.seal_file(&a);
-                sealed.and(self.seal_left_behind())
-            }
-            None => self.seal_left_behind(),
+        // Taken from the writer, the active file is one more unsealed file.
+        let sealed = match self.failure() {
+            Some(_) => self.close_after_failure(active.as_deref()),
+            None => self.seal_unsealed(),
         };
         self.lock.lock().take();
         // A handle that failed reports it (BC_FAILED), with or without an
@@ -1436,23 +1433,23 @@ impl Inner {
         }
     }
 
-    /// Close's work on retired files the worker could not seal: a seal
-    /// that failed other than in its fsync (which fails the handle), in
-    /// the truncate that cuts a file written through its map, say. Sealed
-    /// now, or at least synced: close makes every acknowledged put durable
-    /// and says what it could not do. (A file left unsealed keeps the
-    /// zeros after its records; the next open cuts them as the torn end
-    /// of a file never sealed.)
-    fn seal_left_behind(&self) -> Result<()> {
-        let left = self.unsealed_retired(&self.writer.lock());
-        let mut result: Result<()> = Ok(());
-        for f in left {
+    /// Close's sealing: the active file, and retired files the worker
+    /// could not seal (a seal that failed other than in its fsync, which
+    /// fails the handle: in the truncate that cuts a file written through
+    /// its map, say). Sealed now, or at least synced: close makes every
+    /// acknowledged put durable and says what it could not do. (A file
+    /// left unsealed keeps the zeros after its records; the next open cuts
+    /// them as the torn end of a file never sealed.)
+    fn seal_unsealed(&self) -> Result<()> {
+        let unsealed = self.unsealed_retired(&self.writer.lock());
+        let mut result = Ok(());
+        for f in unsealed {
             if let Err(e) = self.seal_file(&f) {
-                let synced = match self.failure() {
-                    None => self.synced(f.sync_data()),
-                    Some(_) => Ok(()),
-                };
-                result = result.and(Err::<(), _>(e)).and(synced);
+                // A failed fsync fails the handle, which close reports.
+                if self.failure().is_none() {
+                    let _ = self.synced(f.sync_data());
+                }
+                result = result.and(Err(e));
             }
         }
         result

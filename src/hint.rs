@@ -567,19 +567,16 @@ fn checked(
     data_id: u64,
     data_len: u64,
 ) -> std::result::Result<Hint, Option<u64>> {
-    let len = file.metadata().ok().ok_or(None)?.len();
+    let len = file.metadata().map_err(|_| None)?.len();
     if len < FILE_HEADER_LEN + TRAILER_LEN {
         return Err(None);
     }
     let mut h = [0u8; FILE_HEADER_LEN as usize];
-    file.read_exact_at(&mut h, 0).ok().ok_or(None)?;
-    format::check_file_header(&h, &HINT_MAGIC, path)
-        .ok()
-        .ok_or(None)?;
+    file.read_exact_at(&mut h, 0).map_err(|_| None)?;
+    format::check_file_header(&h, &HINT_MAGIC, path).map_err(|_| None)?;
     let mut t = vec![0u8; TRAILER_LEN as usize];
     file.read_exact_at(&mut t, len - TRAILER_LEN)
-        .ok()
-        .ok_or(None)?;
+        .map_err(|_| None)?;
     let table = read_table(&t);
     let tail = &t[TABLE_LEN as usize..];
     let seed = Seed(format::u64_at(tail, 0), format::u64_at(tail, 8));

@@ -972,8 +972,8 @@ mod tests {
             let got = ranges.crc(&r, a as u64, b as u64).unwrap();
             assert_eq!(got, crc32fast::hash(&bytes[a..b]), "{a}..{b}");
         }
-        // Ends moving forward a few bytes at a time (read ahead), then
-        // jumping about (read as asked).
+        // Ends moving forward a few bytes at a time, as through crafted
+        // damage, then jumping about (from the window or read).
         let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
         let mut next = move || {
             x ^= x << 13;
