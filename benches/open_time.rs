@@ -95,24 +95,20 @@ fn open_once(dir: &Path) {
     println!("{}", took.as_micros());
 }
 
-/// `open_once` in `runs` child processes, one after the other.
-fn fresh_opens(dir: &Path, runs: usize) -> Vec<Duration> {
-    (0..runs)
-        .map(|_| {
-            let out = std::process::Command::new(std::env::current_exe().unwrap())
-                .arg("--open-once")
-                .arg(dir)
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "{out:?}");
-            let us: u64 = String::from_utf8(out.stdout)
-                .unwrap()
-                .trim()
-                .parse()
-                .unwrap();
-            Duration::from_micros(us)
-        })
-        .collect()
+/// `open_once` in a child process.
+fn fresh_open(dir: &Path) -> Duration {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .arg("--open-once")
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let us: u64 = String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    Duration::from_micros(us)
 }
 
 fn main() {
@@ -182,7 +178,7 @@ fn main() {
         let t = Instant::now();
         read_all(&hints);
         fresh_cat.push(t.elapsed());
-        fresh.extend(fresh_opens(&dir, 1));
+        fresh.push(fresh_open(&dir));
     }
     fresh.sort();
     if no_scan {

@@ -52,6 +52,12 @@ fn set_file_size_limit(n: libc::rlim_t) {
     }
 }
 
+/// A full disk for the newest data file: it may not grow past its length.
+fn disk_full_after_newest_file(dir: &std::path::Path) {
+    let newest = data_files(dir).pop().unwrap();
+    set_file_size_limit(std::fs::metadata(newest).unwrap().len() as libc::rlim_t);
+}
+
 /// A new data file whose header cannot be written is removed: its id is
 /// the one the next rotation takes, which then failed with EEXIST for as
 /// long as the handle lived.
@@ -129,9 +135,7 @@ fn a_failed_interval_flush_fails_the_handle() {
     let db = open(dir.path(), &buffered(opts(8 << 20, interval)));
     ok(db.put(b"a", &[1u8; 100]), "put");
     ok(db.sync(), "sync");
-    let file = data_files(dir.path()).pop().unwrap();
-    let len = std::fs::metadata(&file).unwrap().len();
-    set_file_size_limit(len as libc::rlim_t);
+    disk_full_after_newest_file(dir.path());
     ok(
         db.put(b"b", &[2u8; 100]),
         "put while the disk is full (buffered)",
@@ -163,10 +167,7 @@ fn a_sync_always_put_whose_flush_fails_is_kept() {
     let o = buffered(opts(8 << 20, SyncMode::Always));
     let db = open(dir.path(), &o);
     ok(db.put(b"k", b"old"), "put");
-    let len = std::fs::metadata(data_files(dir.path()).pop().unwrap())
-        .unwrap()
-        .len();
-    set_file_size_limit(len as libc::rlim_t);
+    disk_full_after_newest_file(dir.path());
     let refused = db.put(b"k", b"new");
     set_file_size_limit(libc::RLIM_INFINITY);
     assert_eq!(err(refused, "put on a full disk").0, Status::Io as i32);
@@ -186,10 +187,7 @@ fn closing_a_failed_handle_reports_the_failure() {
     ok(db.sync(), "sync");
     ok(db.put(b"b", b"2"), "put (buffered)");
     db.poison(bitcask::Error::new(Status::Internal, "injected bug"));
-    let len = std::fs::metadata(data_files(dir.path()).pop().unwrap())
-        .unwrap()
-        .len();
-    set_file_size_limit(len as libc::rlim_t);
+    disk_full_after_newest_file(dir.path());
     let closed = db.close();
     set_file_size_limit(libc::RLIM_INFINITY);
     let (status, msg) = err(closed, "close of a failed handle on a full disk");

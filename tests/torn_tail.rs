@@ -127,12 +127,7 @@ fn torn_tail_scenario(name: &str, max_file_size: u64, ws: Vec<W>) -> usize {
         // no hint: the build's close wrote one, which vouches for the whole
         // file and would make the cut a loss, not a tear.
         fs::remove_file(dir.join(newest_name.replace(".data", ".hint"))).unwrap();
-        OpenOptions::new()
-            .write(true)
-            .open(dir.join(&newest_name))
-            .unwrap()
-            .set_len(cut)
-            .unwrap();
+        cut_file(&dir.join(&newest_name), cut);
 
         let expect_dropped = if cut == file_len { 0 } else { cut - last_start };
         let model = if cut == file_len { &after } else { &before };
@@ -533,12 +528,7 @@ fn torn_tail_of_a_never_sealed_older_file() {
         let older = files.last().unwrap().clone();
         let last = parse_data_file(&older).pop().expect("records");
         let cut_to = last.offset + last.len() - 3;
-        OpenOptions::new()
-            .write(true)
-            .open(&older)
-            .unwrap()
-            .set_len(cut_to)
-            .unwrap();
+        cut_file(&older, cut_to);
         let hint = older.with_extension("hint");
         assert!(hint.exists(), "the pristine database has hints");
         if !keep_hint {
@@ -1703,8 +1693,7 @@ fn torn_write_holding_images(root: &Path, cross_page: bool, cut: bool) -> (PathB
     assert_eq!(cross_page, at == 4096 - 18);
     let len = fs::metadata(&path).unwrap().len();
     if cut {
-        let f = OpenOptions::new().write(true).open(&path).unwrap();
-        f.set_len(len - 50).unwrap();
+        cut_file(&path, len - 50);
     } else {
         patch(&path, |b| b[len as usize - 10] ^= 1);
     }
@@ -1815,12 +1804,7 @@ fn a_sealed_file_cut_under_its_hint_is_refused() {
             Some((f.clone(), new.offset))
         })
         .expect("a sealed file holding over=new");
-    OpenOptions::new()
-        .write(true)
-        .open(&cut)
-        .unwrap()
-        .set_len(at)
-        .unwrap();
+    cut_file(&cut, at);
     let before = dir_bytes(dir.path());
     let name = file_name(&cut);
     for read_only in [true, false] {
@@ -1874,12 +1858,7 @@ fn the_newest_file_cut_under_its_hint_is_refused_read_write() {
         .find(|r| r.key == b"over" && r.value == b"new")
         .expect("over=new in the newest file")
         .offset;
-    OpenOptions::new()
-        .write(true)
-        .open(&newest)
-        .unwrap()
-        .set_len(at)
-        .unwrap();
+    cut_file(&newest, at);
     let before = dir_bytes(dir.path());
     let ro = Db::open(
         dir.path(),

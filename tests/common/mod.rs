@@ -55,6 +55,16 @@ pub fn with_clock(o: Options, now: &Arc<AtomicU32>) -> Options {
 
 /// Rewrites the file at `path` with `damage` done to its bytes; returns
 /// what `damage` does.
+/// Cuts the file at `path` to `len` bytes (a truncation, a torn write).
+pub fn cut_file(path: &Path, len: u64) {
+    fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(len)
+        .unwrap();
+}
+
 pub fn patch<R>(path: &Path, damage: impl FnOnce(&mut [u8]) -> R) -> R {
     let mut bytes = fs::read(path).unwrap();
     let r = damage(&mut bytes);
